@@ -1,0 +1,12 @@
+"""PETriage scene logic for 3D Slicer, free of Qt: runs inside Slicer (Python console, module
+widget) and on PyPI's slicer-core in plain Python.
+
+    from PETriageSlicer.logic import PETriageLogic, TriageSettings
+    logic = PETriageLogic()
+    ct = logic.load_dicom("/path/to/series")
+    nodes = logic.run(ct, TriageSettings("demo-stage1", "demo-stage2"))
+
+Modules: scene (headless scene set-up), loading (DICOM -> node + subject hierarchy), geometry
+(node <-> CTVolume), results (table, chart, heatmaps, views), navigation (slice jumps),
+worklist (screening), annotation (labels, lesions, export), model_list and finetune (retraining).
+"""

@@ -1,0 +1,80 @@
+"""Scalar volume node <-> PETriageLib CTVolume (LPS geometry), and per-slice positions."""
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import slicer
+
+from PETriageLib.volume import LPS_TO_RAS, CTVolume
+
+SH = slicer.vtkMRMLSubjectHierarchyConstants
+
+
+def ijk_to_ras(node: "slicer.vtkMRMLVolumeNode") -> np.ndarray:
+    import vtk
+
+    m = vtk.vtkMatrix4x4()
+    node.GetIJKToRASMatrix(m)
+    return slicer.util.arrayFromVTKMatrix(m).copy()
+
+
+def set_ijk_to_ras(node: "slicer.vtkMRMLVolumeNode", matrix: np.ndarray) -> None:
+    node.SetIJKToRASMatrix(slicer.util.vtkMatrixFromArray(np.asarray(matrix, float)))
+
+
+def slice_center_ras(node: "slicer.vtkMRMLVolumeNode", k: int) -> np.ndarray:
+    """RAS position of the centre of slice ``k`` (array index k of the (k, j, i) volume)."""
+    dims = node.GetImageData().GetDimensions()
+    ijk = np.array([(dims[0] - 1) / 2.0, (dims[1] - 1) / 2.0, float(k), 1.0])
+    return (ijk_to_ras(node) @ ijk)[:3]
+
+
+def hierarchy_metadata(node: "slicer.vtkMRMLNode") -> dict[str, str]:
+    """Patient / study / series identifiers from the node's subject hierarchy items."""
+    sh = node.GetScene().GetSubjectHierarchyNode()
+    series = sh.GetItemByDataNode(node)
+    study = sh.GetItemAncestorAtLevel(series, SH.GetDICOMLevelStudy()) if series else 0
+    patient = sh.GetItemAncestorAtLevel(series, SH.GetDICOMLevelPatient()) if series else 0
+    uid = SH.GetDICOMUIDName()
+    meta = {
+        "series_uid": sh.GetItemUID(series, uid) if series else "",
+        "study_uid": sh.GetItemUID(study, uid) if study else "",
+        "patient_id": sh.GetItemAttribute(patient, SH.GetDICOMPatientIDAttributeName()) if patient else "",
+        "patient_name": sh.GetItemAttribute(patient, SH.GetDICOMPatientNameAttributeName()) if patient else "",
+        "study_date": sh.GetItemAttribute(study, SH.GetDICOMStudyDateAttributeName()) if study else "",
+        "study_description": sh.GetItemAttribute(study, SH.GetDICOMStudyDescriptionAttributeName()) if study else "",
+        "modality": sh.GetItemAttribute(series, SH.GetDICOMSeriesModalityAttributeName()) if series else "",
+        "series_description": node.GetName(),
+    }
+    return {k: v for k, v in meta.items() if v}
+
+
+def instance_uids(node: "slicer.vtkMRMLVolumeNode", num_slices: int) -> list[str]:
+    """The node's DICOM.instanceUIDs when there is one per slice, else stable surrogates."""
+    uids = (node.GetAttribute("DICOM.instanceUIDs") or "").split()
+    if len(uids) == num_slices:
+        return uids
+    stem = hashlib.sha1(f"{node.GetName()}|{node.GetID()}".encode()).hexdigest()[:12]
+    return [f"petriage-{stem}-{k:04d}" for k in range(num_slices)]
+
+
+def volume_from_node(node: "slicer.vtkMRMLScalarVolumeNode") -> CTVolume:
+    """A CTVolume (HU clipped at -1024, LPS geometry) holding a copy of the node's voxels."""
+    if node is None or node.GetImageData() is None:
+        raise ValueError("the input volume node has no image data")
+    hu = slicer.util.arrayFromVolume(node)
+    hu = np.maximum(hu, -1024).astype(np.int16 if np.issubdtype(hu.dtype, np.integer) else np.float32)
+    lps = ijk_to_ras(node)
+    lps[:3, :] = LPS_TO_RAS @ lps[:3, :]  # the flip is its own inverse
+    spacing = np.linalg.norm(lps[:3, :3], axis=0)
+    direction = lps[:3, :3] / spacing
+    origin = lps[:3, 3]
+    normal = direction[:, 2]
+    z = np.array([float(np.dot(origin + k * spacing[2] * normal, normal)) for k in range(hu.shape[0])])
+    meta = hierarchy_metadata(node)
+    meta.setdefault("modality", "CT")
+    meta["source_node"] = node.GetID()
+    return CTVolume(hu=hu, spacing=tuple(float(s) for s in spacing), origin=tuple(float(o) for o in origin),
+                    direction=direction, z_positions=z, instance_uids=instance_uids(node, hu.shape[0]),
+                    metadata=meta)

@@ -1,0 +1,130 @@
+"""PETriageLogic: the one object the widget and the Python console use.
+
+Triage is split for the GUI: ``prepare`` (main thread: copy voxels out of the node),
+``TriageTask.compute`` (any thread: cascade + Grad-CAM, no MRML access) and ``TriageTask.publish``
+(main thread: nodes). ``run`` does all three in a row for scripts.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import slicer
+
+from PETriageSlicer import annotation, navigation, worklist
+from PETriageSlicer.geometry import volume_from_node
+from PETriageSlicer.loading import load_dicom_folder, load_from_dicom_database
+from PETriageSlicer.model_list import resolve
+from PETriageSlicer.results import DisplayOptions, ResultNodes, add_results
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[int, int, str], None]
+
+
+@dataclass
+class TriageSettings:
+    stage1: str
+    stage2: str
+    device: str = "auto"
+    threshold_pe: float | None = None  # None: the checkpoint's operating point
+    cam: str = "top-k"  # top-k | pe | none
+    top_k: int = 5
+    display: DisplayOptions = field(default_factory=DisplayOptions)
+
+
+class TriageTask:
+    """One triage of one volume node, runnable off the GUI thread between prepare and publish."""
+
+    def __init__(self, logic: "PETriageLogic", ct: Any, settings: TriageSettings) -> None:
+        self.logic, self.ct, self.settings = logic, ct, settings
+        self.volume = volume_from_node(ct)  # a copy: the worker never touches MRML
+        self.result: Any = None
+        self.heatmaps: dict = {}
+
+    def compute(self, progress: Progress | None = None, cancel: Any = None) -> None:
+        from PETriageLib.gradcam import select_cam_slices
+
+        cascade = self.logic.cascade(self.settings)
+        self.result = cascade.run(self.volume, progress=progress, cancel=cancel)
+        if self.result.verdict.verdict == "not_analysable":
+            return
+        slices = select_cam_slices(self.result.rows, self.settings.cam, self.settings.top_k)
+        if slices:
+            if progress:
+                progress(0, len(slices), "Grad-CAM")
+            self.heatmaps = cascade.heatmaps(self.result, slices, stage=2, progress=progress)
+
+    def publish(self) -> ResultNodes:
+        if self.result is None:
+            raise RuntimeError("compute() has not finished")
+        return add_results(self.ct, self.result, self.heatmaps, self.settings.display)
+
+
+class PETriageLogic:
+    """Scene logic of the PETriage module; works on ``scene`` (default slicer.mrmlScene)."""
+
+    def __init__(self, scene: Any = None) -> None:
+        self.scene = scene or slicer.mrmlScene
+        self._cascade_key: tuple | None = None
+        self._cascade: Any = None
+
+    # loading
+    def load_dicom(self, path: str, series_uid: str | None = None) -> Any:
+        return load_dicom_folder(path, series_uid, scene=self.scene)
+
+    def load_from_database(self, series_uid: str) -> Any:
+        return load_from_dicom_database(series_uid)
+
+    # triage
+    def cascade(self, settings: TriageSettings) -> Any:
+        """The Cascade for these models/device/threshold, built once and reused."""
+        from PETriageLib.cascade import Cascade
+
+        key = (settings.stage1, settings.stage2, settings.device, settings.threshold_pe)
+        if key != self._cascade_key:
+            paths = [str(resolve(name)[0]) for name in (settings.stage1, settings.stage2)]
+            options = {} if settings.threshold_pe is None else {"threshold_pe": settings.threshold_pe}
+            self._cascade = Cascade.from_checkpoints(paths[0], paths[1], device=settings.device, **options)
+            self._cascade_key = key
+        return self._cascade
+
+    def prepare(self, ct: Any, settings: TriageSettings) -> TriageTask:
+        return TriageTask(self, ct, settings)
+
+    def run(self, ct: Any, settings: TriageSettings, progress: Progress | None = None,
+            cancel: Any = None) -> ResultNodes:
+        """Triage ``ct`` and add the results to the scene (blocking; for scripts and tests)."""
+        task = self.prepare(ct, settings)
+        task.compute(progress, cancel)
+        return task.publish()
+
+    # navigation
+    jump_to_slice = staticmethod(navigation.jump_to_slice)
+    jump_to_row = staticmethod(navigation.jump_to_row)
+    jump_to_max_pe = staticmethod(navigation.jump_to_max_pe)
+    jump_to_next_positive = staticmethod(navigation.jump_to_next_positive)
+
+    # worklist
+    def screen_folder(self, folder: str, settings: TriageSettings, progress: Progress | None = None,
+                      cancel: Any = None) -> Any:
+        return worklist.screen_folder(folder, self.cascade(settings), self.scene, progress, cancel)
+
+    def screen_database(self, settings: TriageSettings, progress: Progress | None = None, cancel: Any = None) -> Any:
+        return worklist.screen_database(self.cascade(settings), progress, cancel)
+
+    load_worklist_row = staticmethod(worklist.load_row)
+
+    # annotation and retraining
+    create_annotations = staticmethod(annotation.create_annotations)
+    set_labels = staticmethod(annotation.set_labels)
+    create_lesion_segmentation = staticmethod(annotation.create_lesion_segmentation)
+    export_training_manifest = staticmethod(annotation.export_training_manifest)
+
+    def fine_tune(self, manifest: str, stage: int, init_from: str, out_dir: str, epochs: int = 3,
+                  extra_args: tuple = ()) -> Any:
+        """Start fine-tuning ``init_from`` (a model name or path) in a background process."""
+        from PETriageSlicer.finetune import FineTuneJob
+
+        return FineTuneJob(manifest, stage, resolve(init_from)[0], out_dir, epochs, extra_args).start()

@@ -1,0 +1,41 @@
+"""The module's model list: the shipped models (Resources/models.json) plus the user's own
+fine-tuned versions, kept in a second manifest of the same format in a user folder."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Mapping
+
+from PETriageLib.models.manifest import read_manifest, register_model, resolve_model, resources_dir
+from PETriageLib.errors import CheckpointError
+
+
+def user_models_dir() -> Path:
+    """$PETRIAGE_USER_MODELS, else ~/.petriage (holds models.json and models/*.pt)."""
+    return Path(os.environ.get("PETRIAGE_USER_MODELS") or Path.home() / ".petriage")
+
+
+def available_models(stage: int | None = None) -> list[dict[str, Any]]:
+    """Manifest entries of the shipped and the user's models (user ones marked 'user': True)."""
+    entries = [dict(e, user=False) for e in read_manifest(resources_dir())["models"]]
+    entries += [dict(e, user=True) for e in read_manifest(user_models_dir())["models"]]
+    return [e for e in entries if stage is None or e["stage"] == stage]
+
+
+def model_names(stage: int) -> list[str]:
+    return [e["name"] for e in available_models(stage)]
+
+
+def resolve(name_or_path: str) -> tuple[Path, str | None]:
+    """(checkpoint path, expected SHA256) of a user model, a shipped model, or a file path."""
+    try:
+        return resolve_model(name_or_path, user_models_dir())
+    except CheckpointError:
+        return resolve_model(name_or_path, resources_dir())
+
+
+def register_user_model(name: str, stage: int, checkpoint: "str | Path", card: Mapping[str, Any]) -> dict:
+    """Copy a (fine-tuned) checkpoint into the user's folder and list it under ``name``."""
+    folder = user_models_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    return register_model(name, stage, checkpoint, card, resources=folder)

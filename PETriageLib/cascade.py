@@ -1,0 +1,294 @@
+"""Two-stage slice cascade on a CTVolume: stage 1 (wnl vs disease) on every slice with lung,
+stage 2 (other vs pe) on the slices stage 1 calls diseased (or on all, as an option).
+
+Slices are streamed in batches (crop + window + model), so memory beyond the volume itself does
+not grow with the series length. Progress and cancel are checked between batches.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from PETriageLib import __version__
+from PETriageLib.errors import CheckpointError, PETriageError
+from PETriageLib.verdict import PatientVerdict, SliceRow, label_slice, patient_verdict, series_problem
+from PETriageLib.volume import CTVolume
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[int, int, str], None]
+CancelFlag = "Callable[[], bool] | Any | None"  # a callable, or an object with is_set() (threading.Event)
+
+STAGE_CLASSES = {1: ["wnl", "disease"], 2: ["other", "pe"]}
+
+
+class Cancelled(PETriageError):
+    """The user cancelled a triage run; nothing partial is returned."""
+
+
+def is_cancelled(cancel: Any) -> bool:
+    """Accept a callable, a threading.Event-like object, or a plain truthy value."""
+    if cancel is None:
+        return False
+    if hasattr(cancel, "is_set"):
+        return bool(cancel.is_set())
+    if callable(cancel):
+        return bool(cancel())
+    return bool(cancel)
+
+
+def select_device(requested: str = "auto", cuda_available: bool | None = None) -> "torch.device":
+    """'auto' -> cuda when available else cpu; 'cuda' without CUDA falls back to cpu with a warning."""
+    import torch
+
+    if cuda_available is None:
+        cuda_available = torch.cuda.is_available()
+    req = (requested or "auto").lower()
+    if req not in ("auto", "cpu") and not req.startswith("cuda"):
+        raise ValueError(f"unknown device {requested!r}; use auto, cpu or cuda[:N]")
+    if req == "cpu" or (req == "auto" and not cuda_available):
+        return torch.device("cpu")
+    if not cuda_available:
+        log.warning("device %s requested but CUDA is not available; using the CPU", requested)
+        return torch.device("cpu")
+    return torch.device("cuda" if req == "auto" else req)
+
+
+def default_models() -> tuple[str, str]:
+    """Names of the first stage 1 and stage 2 models in Resources/models.json."""
+    from PETriageLib.models.manifest import manifest_path, read_manifest
+
+    entries = read_manifest()["models"]
+    names = [next((e["name"] for e in entries if e["stage"] == n), None) for n in (1, 2)]
+    if None in names:
+        raise CheckpointError(f"{manifest_path()} registers no stage {names.index(None) + 1} model; "
+                              "pass --models STAGE1 STAGE2 (names or checkpoint files)")
+    return names[0], names[1]
+
+
+def preprocess_config(meta: dict) -> "Any":
+    """The PreprocessConfig a checkpoint was trained with (windows, input size, crop, margin)."""
+    from PETriageLib.preprocess import PreprocessConfig
+
+    return PreprocessConfig.from_dict(meta)
+
+
+@dataclass
+class Stage:
+    """One loaded model with what the cascade needs to feed it and to report it."""
+
+    number: int
+    model: Any  # torch.nn.Module
+    meta: dict
+    name: str
+    sha256: str | None = None
+    path: str | None = None
+
+    @property
+    def threshold(self) -> float:
+        return float(self.meta.get("threshold", 0.5))
+
+    def provenance(self) -> dict[str, Any]:
+        m = self.meta
+        return {
+            "stage": self.number, "name": self.name, "path": self.path, "sha256": self.sha256,
+            "architecture": m.get("architecture"), "windows": m.get("windows"),
+            "input_size": m.get("input_size"), "crop": m.get("crop"), "class_names": m.get("class_names"),
+            "threshold": self.threshold, "version": m.get("version"),
+        }
+
+
+@dataclass
+class TriageResult:
+    rows: list[SliceRow]
+    verdict: PatientVerdict
+    volume: CTVolume
+    models: list[dict]
+    options: dict[str, Any]
+    timings: dict[str, float] = field(default_factory=dict)
+    device: str = "cpu"
+    warnings: list[str] = field(default_factory=list)
+    lungs: list | None = None  # lung_crop.SliceLung per slice (reused by Grad-CAM)
+    cam: dict[str, Any] = field(default_factory=dict)  # Grad-CAM stage, slices and branches, once run
+
+    def series_info(self) -> dict[str, Any]:
+        v = self.volume
+        md = dict(v.metadata or {})
+        keep = ("patient_id", "patient_name", "study_uid", "series_uid", "study_date", "series_description",
+                "study_description", "modality", "manufacturer", "kernel", "contrast_agent", "slice_thickness")
+        info = {k: md.get(k) for k in keep}
+        info.update(shape=list(v.shape), spacing=list(map(float, v.spacing)), origin=list(map(float, v.origin)),
+                    direction=np.asarray(v.direction, float).tolist(), warnings=list(v.warnings))
+        return {k: (str(x) if x is not None and not isinstance(x, (int, float, str, list, bool)) else x)
+                for k, x in info.items()}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "petriage_version": __version__,
+            "series": self.series_info(),
+            "patient": self.verdict.to_dict(),
+            "models": self.models,
+            "options": self.options,
+            "device": self.device,
+            "timings_s": {k: round(v, 4) for k, v in self.timings.items()},
+            "warnings": self.warnings,
+            "gradcam": self.cam,
+            "slices": [r.to_dict() for r in self.rows],
+        }
+
+
+def _load_stage(number: int, spec: str | Path) -> Stage:
+    from PETriageLib.models.checkpoint import file_sha256, load_checkpoint
+    from PETriageLib.models.manifest import resolve_model
+
+    path, expected = resolve_model(str(spec))
+    model, meta = load_checkpoint(path, expected_sha256=expected)
+    classes = list(meta.get("class_names") or [])
+    if classes and classes != STAGE_CLASSES[number]:
+        raise CheckpointError(f"{path}: class names {classes} do not fit stage {number} "
+                              f"(expected {STAGE_CLASSES[number]})")
+    name = str(spec) if not Path(str(spec)).exists() else Path(path).stem
+    return Stage(number, model, meta, name=name, sha256=expected or file_sha256(path), path=str(path))
+
+
+class Cascade:
+    """Stage 1 + stage 2 models, their preprocessing, thresholds and the batch loop."""
+
+    def __init__(self, stage1: Stage, stage2: Stage, device: str = "auto", batch_size: int = 16,
+                 all_slices: bool = False, threshold_disease: float | None = None,
+                 threshold_pe: float | None = None, min_run: int = 1, min_slices: int = 10) -> None:
+        for st, n in ((stage1, 1), (stage2, 2)):
+            if st.number != n:
+                raise ValueError(f"stage {n} given a stage {st.number} model")
+        self.stage1, self.stage2 = stage1, stage2
+        self.config1 = preprocess_config(stage1.meta)
+        self.config2 = preprocess_config(stage2.meta)
+        self.batch_size = int(batch_size)
+        self.all_slices = all_slices
+        self.threshold_disease = stage1.threshold if threshold_disease is None else float(threshold_disease)
+        self.threshold_pe = stage2.threshold if threshold_pe is None else float(threshold_pe)
+        self.min_run = int(min_run)
+        self.min_slices = int(min_slices)
+        self.device = select_device(device)
+        self._to_device(self.device)
+
+    @classmethod
+    def from_checkpoints(cls, stage1: str | Path, stage2: str | Path, device: str = "auto", **options: Any) -> "Cascade":
+        """Build from two model names (Resources/models.json) or checkpoint paths."""
+        return cls(_load_stage(1, stage1), _load_stage(2, stage2), device=device, **options)
+
+    @property
+    def shared_preprocessing(self) -> bool:
+        return self.config1.to_dict() == self.config2.to_dict()
+
+    def _to_device(self, device: "Any") -> None:
+        for st in (self.stage1, self.stage2):
+            st.model.to(device).eval()
+        self.device = device
+
+    def _predict(self, stage: Stage, images: np.ndarray) -> np.ndarray:
+        """Sigmoid probabilities; on CUDA out-of-memory move both models to the CPU and retry."""
+        import torch
+
+        with torch.inference_mode():
+            try:
+                x = torch.from_numpy(images).to(self.device)
+                return torch.sigmoid(stage.model(x).float()).reshape(-1).cpu().numpy()
+            except torch.OutOfMemoryError:
+                if self.device.type == "cpu":
+                    raise
+                log.warning("out of GPU memory; continuing on the CPU")
+                torch.cuda.empty_cache()
+                self._to_device(torch.device("cpu"))
+                x = torch.from_numpy(images)
+                return torch.sigmoid(stage.model(x).float()).reshape(-1).numpy()
+
+    def options(self) -> dict[str, Any]:
+        return {"threshold_disease": self.threshold_disease, "threshold_pe": self.threshold_pe,
+                "min_run": self.min_run, "all_slices": self.all_slices, "batch_size": self.batch_size,
+                "min_slices": self.min_slices, "shared_preprocessing": self.shared_preprocessing}
+
+    def run(self, volume: CTVolume, progress: Progress | None = None, cancel: Any = None) -> TriageResult:
+        """Triage one series. Raises Cancelled when ``cancel`` becomes set between batches."""
+        from PETriageLib.lung_crop import analyse_lungs
+        from PETriageLib.preprocess import prepare_slices
+
+        timings = {"preprocessing": 0.0, "stage1": 0.0, "stage2": 0.0}
+        t0 = time.perf_counter()
+        lungs = analyse_lungs(volume, progress=(lambda d, n: progress(d, n, "lungs")) if progress else None)
+        timings["preprocessing"] += time.perf_counter() - t0
+        has_lung = [bool(s.has_lung) for s in lungs]
+        rows = [SliceRow(index=k, z=float(volume.z_positions[k]), instance_uid=str(volume.instance_uids[k]),
+                         has_lung=has_lung[k], analysable=False) for k in range(volume.num_slices)]
+        problem = series_problem(volume, has_lung, min_slices=self.min_slices)
+        if problem is None:
+            problem = self._check_chest(volume, lungs)
+        if problem is None:
+            self._run_batches(volume, lungs, rows, timings, progress, cancel, prepare_slices)
+        verdict = patient_verdict(rows, self.threshold_disease, self.threshold_pe, self.min_run,
+                                  not_analysable_reason=problem)
+        return TriageResult(rows=rows, verdict=verdict, volume=volume, lungs=lungs,
+                            models=[self.stage1.provenance(), self.stage2.provenance()],
+                            options=self.options(), timings=timings, device=str(self.device),
+                            warnings=list(volume.warnings))
+
+    @staticmethod
+    def _check_chest(volume: CTVolume, lungs: list) -> str | None:
+        from PETriageLib.lung_crop import check_chest
+
+        return check_chest(volume, lungs)
+
+    def _run_batches(self, volume: CTVolume, lungs: list, rows: list[SliceRow], timings: dict,
+                     progress: Progress | None, cancel: Any, prepare_slices: Callable) -> None:
+        todo = [r.index for r in rows if r.has_lung]
+        total = len(todo)
+        if progress:
+            progress(0, total, "stage 1")
+        for start in range(0, total, self.batch_size):
+            if is_cancelled(cancel):
+                raise Cancelled(f"triage cancelled after {start} of {total} slices")
+            idx = todo[start:start + self.batch_size]
+            t = time.perf_counter()
+            prep = prepare_slices(volume, idx, self.config1, lungs=lungs)
+            timings["preprocessing"] += time.perf_counter() - t
+            t = time.perf_counter()
+            p1 = self._predict(self.stage1, prep.images)
+            timings["stage1"] += time.perf_counter() - t
+            sel = [i for i, p in enumerate(p1) if self.all_slices or p >= self.threshold_disease]
+            p2 = np.full(len(idx), np.nan)
+            if sel:
+                images = prep.images[sel]
+                if not self.shared_preprocessing:
+                    t = time.perf_counter()
+                    images = prepare_slices(volume, [idx[i] for i in sel], self.config2, lungs=lungs).images
+                    timings["preprocessing"] += time.perf_counter() - t
+                t = time.perf_counter()
+                p2[sel] = self._predict(self.stage2, images)
+                timings["stage2"] += time.perf_counter() - t
+            for i, k in enumerate(idx):
+                r = rows[k]
+                r.analysable = True
+                r.p_disease = float(p1[i])
+                r.p_pe = None if np.isnan(p2[i]) else float(p2[i])
+                r.label = label_slice(r.p_disease, r.p_pe, self.threshold_disease, self.threshold_pe)
+            if progress:
+                progress(min(start + self.batch_size, total), total, "stage 1 + stage 2")
+
+    def heatmaps(self, result: TriageResult, slices: Sequence[int], stage: int = 2, batch_size: int = 2,
+                 progress: Progress | None = None) -> dict[str, np.ndarray]:
+        """Grad-CAM volumes (one per branch) of ``stage``'s positive class on the chosen slices."""
+        from PETriageLib.gradcam import heatmap_volume
+
+        st, cfg = (self.stage2, self.config2) if stage == 2 else (self.stage1, self.config1)
+        t = time.perf_counter()
+        vols = heatmap_volume(st.model, result.volume, list(slices), cfg, lungs=result.lungs,
+                              batch_size=batch_size, progress=progress)
+        result.timings["gradcam"] = result.timings.get("gradcam", 0.0) + time.perf_counter() - t
+        result.cam = {"stage": stage, "model": st.name, "target": st.meta.get("class_names", ["", "positive"])[-1],
+                      "slices": [int(k) for k in slices], "branches": list(vols)}
+        return vols

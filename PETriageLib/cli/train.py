@@ -1,0 +1,71 @@
+"""`petriage train`: train stage 1 or stage 2 from a data manifest (resumable; fine-tuning)."""
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("train", help="train a cascade stage from a data manifest",
+                              description="Train stage 1 (wnl vs disease) or stage 2 (other vs pe) on a "
+                                          "manifest (see docs/training.md). Re-running the same command "
+                                          "resumes from OUT/last.pt.")
+    p.add_argument("--manifest", required=True, help="data manifest CSV or a phantom dataset manifest.csv")
+    p.add_argument("--stage", type=int, choices=(1, 2), required=True)
+    p.add_argument("--out", required=True, help="output folder (best.pt, last.pt, splits.json, history.json)")
+    p.add_argument("--model", default="cbamdrn_d22", help="architecture name (petriage models)")
+    p.add_argument("--width", type=float, default=0.5, help="width multiplier for the DRN family (default 0.5)")
+    p.add_argument("--windows", default="vascular,lung", help="comma-separated window presets (default vascular,lung)")
+    p.add_argument("--input-size", type=int, default=128)
+    p.add_argument("--crop", choices=("dynamic", "fixed"), default="dynamic")
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--scheduler", choices=("onecycle", "cosine", "constant"), default="onecycle")
+    p.add_argument("--balance", choices=("sampler", "weighted_loss", "none"), default="sampler")
+    p.add_argument("--no-augment", action="store_true")
+    p.add_argument("--patience", type=int, default=4)
+    p.add_argument("--steps-per-epoch", type=int, default=None)
+    p.add_argument("--target-sensitivity", type=float, default=None, help="default 0.95 stage 1, 0.98 stage 2")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--amp", choices=("auto", "bf16", "off"), default="auto")
+    p.add_argument("--save-every", type=int, default=50, help="steps between resumable checkpoints")
+    p.add_argument("--init-from", default=None, help="fine-tune this checkpoint (its model and preprocessing)")
+    p.add_argument("--cache", default=None, help="slice cache folder (default OUT/cache)")
+    p.add_argument("--splits", default=None, help="splits JSON to use or create (default OUT/splits.json)")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--no-resume", action="store_true", help="start over even if OUT/last.pt exists")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=run)
+
+
+def config_from_args(args: argparse.Namespace):
+    from PETriageLib.training.config import TrainConfig
+    from PETriageLib.training.train import fine_tune_config
+
+    settings = dict(stage=args.stage, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                    scheduler=args.scheduler, balance=args.balance, augment=not args.no_augment,
+                    patience=args.patience, steps_per_epoch=args.steps_per_epoch,
+                    target_sensitivity=args.target_sensitivity, seed=args.seed, threads=args.threads,
+                    amp=args.amp, save_every=args.save_every, progress=not args.no_progress)
+    if args.init_from:
+        return fine_tune_config(args.init_from, **settings)
+    model_config = {"width": args.width} if args.model.startswith(("drn", "cbamdrn", "fusadrn")) else {}
+    return TrainConfig(architecture=args.model, model_config=model_config,
+                       windows=[w.strip() for w in args.windows.split(",") if w.strip()],
+                       input_size=args.input_size, crop=args.crop, **settings)
+
+
+def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from PETriageLib.training.pipeline import train_from_manifest
+
+    cfg = config_from_args(args)
+    result = train_from_manifest(cfg, args.manifest, args.out, args.cache, args.splits,
+                                 resume=not args.no_resume, device=args.device)
+    (Path(args.out) / "history.json").write_text(json.dumps(result.history, indent=1))
+    print(json.dumps({"best": str(result.best_path), "best_epoch": result.best_epoch,
+                      "threshold": result.threshold, "resumed_from": result.resumed_from}, indent=1))
+    return 0

@@ -1,0 +1,134 @@
+"""`petriage triage PATH --out DIR`: triage one series or a folder of many.
+
+Writes one report folder per series and OUT/worklist.csv ranking all series by PE score.
+Exit code 0 when every series got a report (a positive finding is not a failure), 1 when a
+series could not be read or triaged, 2 when PATH holds no DICOM series at all.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger("petriage.triage")
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser("triage", help="triage chest CT series for pulmonary embolism",
+                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("path", type=Path, help="a DICOM series folder, a folder of many series, or a file")
+    p.add_argument("--out", type=Path, required=True, help="output folder for reports and worklist.csv")
+    add_cascade_options(p)
+    p.set_defaults(func=run)
+
+
+def add_cascade_options(p: argparse.ArgumentParser) -> None:
+    """Options shared with `petriage demo`."""
+    p.add_argument("--models", nargs=2, metavar=("STAGE1", "STAGE2"),
+                   help="stage 1 and stage 2 model names (Resources/models.json) or checkpoint files; "
+                        "default: the shipped default models")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda[:N] (default auto)")
+    p.add_argument("--threshold", type=float, help="stage 2 PE operating point (default: the checkpoint's)")
+    p.add_argument("--threshold-disease", type=float, help="stage 1 operating point (default: the checkpoint's)")
+    p.add_argument("--min-run", type=int, default=1,
+                   help="consecutive positive slices needed for a positive patient (default 1: any slice)")
+    p.add_argument("--all-slices", action="store_true", help="run stage 2 on every lung slice, not only diseased")
+    p.add_argument("--cam", choices=["top-k", "pe", "none"], default="top-k",
+                   help="Grad-CAM on the top-k slices by p_pe, on every pe slice, or none (default top-k)")
+    p.add_argument("--top-k", type=int, default=5, help="slices for --cam top-k (default 5)")
+    p.add_argument("--batch-size", type=int, default=16, help="slices per model batch (default 16)")
+    p.add_argument("--nifti", action="store_true", help="write heatmaps as NIfTI (.nii.gz) instead of NRRD")
+    p.add_argument("--no-images", action="store_true", help="skip the key image PNGs")
+
+
+class TqdmProgress:
+    """A (done, total, message) callback that drives one tqdm bar."""
+
+    def __init__(self, desc: str, disable: bool = False) -> None:
+        from tqdm import tqdm
+
+        self.bar = tqdm(total=0, desc=desc, unit="slice", disable=disable, leave=False)
+
+    def __call__(self, done: int, total: int, message: str = "") -> None:
+        if self.bar.total != total:
+            self.bar.reset(total=total)
+        self.bar.set_postfix_str(message, refresh=False)
+        self.bar.update(done - self.bar.n)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def build_cascade(args: argparse.Namespace) -> Any:
+    from PETriageLib.cascade import Cascade, default_models
+
+    stage1, stage2 = args.models or default_models()
+    return Cascade.from_checkpoints(stage1, stage2, device=args.device, batch_size=args.batch_size,
+                                    all_slices=args.all_slices, threshold_disease=args.threshold_disease,
+                                    threshold_pe=args.threshold, min_run=args.min_run)
+
+
+def triage_volume(cascade: Any, volume: Any, out_dir: Path, args: argparse.Namespace,
+                  reading_s: float = 0.0, quiet: bool = False) -> tuple[Any, dict]:
+    """Cascade + Grad-CAM + report for one loaded series; returns (TriageResult, files)."""
+    from PETriageLib.gradcam import select_cam_slices
+    from PETriageLib.report import write_report
+
+    bar = TqdmProgress("triage", disable=quiet)
+    try:
+        result = cascade.run(volume, progress=bar)
+        heatmaps = None
+        if args.cam != "none" and result.verdict.verdict != "not_analysable":
+            slices = select_cam_slices(result.rows, args.cam, args.top_k)
+            heatmaps = cascade.heatmaps(result, slices, progress=bar)
+    finally:
+        bar.close()
+    result.timings = {"reading": reading_s, **result.timings}
+    files = write_report(result, out_dir, heatmaps=heatmaps, nifti=args.nifti, key_images=not args.no_images)
+    return result, files
+
+
+def _series_dir_name(n: int, info: Any, many: bool) -> str:
+    from PETriageLib.report import safe_name
+
+    return f"{n:03d}_{safe_name(str(info.uid)[-24:])}" if many else safe_name(str(info.uid)[-24:])
+
+
+def run(args: argparse.Namespace) -> int:
+    from PETriageLib.dicom_series import load_series, scan_series
+    from PETriageLib.errors import PETriageError
+    from PETriageLib.report import worklist_row, write_worklist
+
+    quiet = logging.getLogger().level > logging.INFO
+    series = scan_series(args.path, progress=TqdmProgress("scanning", disable=quiet))
+    if not series:
+        log.error("no DICOM series found in %s", args.path)
+        return 2
+    cascade = build_cascade(args)
+    args.out.mkdir(parents=True, exist_ok=True)
+    entries, failed = [], 0
+    for n, info in enumerate(series, 1):
+        out_dir = args.out / _series_dir_name(n, info, len(series) > 1)
+        described = {"series_uid": info.uid, "num_slices": info.num_slices, "series_description": info.description}
+        if str(info.modality or "").upper() not in ("CT", ""):
+            entries.append(worklist_row(None, out_dir, described, "not_analysable",
+                                        f"not a CT series (modality {info.modality})"))
+            continue
+        try:
+            t = time.perf_counter()
+            volume = load_series(info.files, progress=TqdmProgress("reading", disable=quiet))
+            result, files = triage_volume(cascade, volume, out_dir, args, time.perf_counter() - t, quiet)
+        except PETriageError as exc:
+            failed += 1
+            log.error("series %s: %s", info.uid, exc)
+            entries.append(worklist_row(None, out_dir, described, "error", str(exc)))
+            continue
+        v = result.verdict
+        print(f"{v.verdict:15s} pe_score {v.pe_score if v.pe_score is not None else float('nan'):.3f}  "
+              f"{volume.num_slices:4d} slices  {out_dir}")
+        entries.append(worklist_row(result, out_dir))
+    write_worklist(entries, args.out / "worklist.csv")
+    print(f"worklist: {args.out / 'worklist.csv'} ({len(entries)} series, {failed} failed)")
+    return 1 if failed else 0

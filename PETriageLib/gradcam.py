@@ -1,0 +1,124 @@
+"""Grad-CAM heatmaps per window branch (pytorch-grad-cam), mapped back into the series geometry.
+
+Each branch's last feature block (``model.branch_layers()``) is a Grad-CAM target, so a DWL
+model gives one map for the vascular branch and one for the lung branch. Only the target
+layer's parameters keep ``requires_grad`` while a map is computed: the maps are the same and
+the backward pass is much cheaper (DESIGN.md). Hooks are released after every branch.
+"""
+from __future__ import annotations
+
+import logging
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator, Sequence
+
+import numpy as np
+
+from PETriageLib.verdict import SliceRow
+from PETriageLib.volume import CTVolume
+
+log = logging.getLogger(__name__)
+
+CAM_MODES = ("top-k", "pe", "none")
+
+
+def select_cam_slices(rows: Sequence[SliceRow], mode: str = "top-k", top_k: int = 5) -> list[int]:
+    """Slice indices that deserve a heatmap, in ascending index order.
+
+    ``top-k``: the k analysed slices with the highest p_pe (slices without a stage 2
+    probability rank after them by p_disease); ``pe``: every slice labelled pe; ``none``: none.
+    """
+    if mode == "none":
+        return []
+    if mode == "pe":
+        return [r.index for r in rows if r.label == "pe"]
+    if mode != "top-k":
+        raise ValueError(f"unknown Grad-CAM mode {mode!r}; use one of {', '.join(CAM_MODES)}")
+    cands = [r for r in rows if r.analysable]
+    cands.sort(key=lambda r: (r.p_pe if r.p_pe is not None else -1.0, r.p_disease or 0.0), reverse=True)
+    return sorted(r.index for r in cands[:max(0, int(top_k))])
+
+
+@contextmanager
+def only_trainable(model: Any, layer: Any) -> Iterator[None]:
+    """Freeze every parameter except ``layer``'s; restore the previous flags afterwards."""
+    params = list(model.parameters())
+    before = [p.requires_grad for p in params]
+    keep = {id(p) for p in layer.parameters()}
+    try:
+        if keep:  # a parameter-free target layer needs the graph above it, so freeze nothing
+            for p in params:
+                p.requires_grad_(id(p) in keep)
+        yield
+    finally:
+        for p, flag in zip(params, before):
+            p.requires_grad_(flag)
+
+
+def branch_heatmaps(model: Any, images: np.ndarray, branches: Sequence[str] | None = None,
+                    batch_size: int = 2, target_class: int = 1,
+                    progress: Callable[[int, int, str], None] | None = None) -> dict[str, np.ndarray]:
+    """Grad-CAM of the positive logit per branch: {branch: float32 (N, H, W) in [0, 1]}."""
+    import torch
+    from pytorch_grad_cam import GradCAM
+    from pytorch_grad_cam.utils.model_targets import BinaryClassifierOutputTarget
+
+    layers = model.branch_layers()
+    names = list(layers) if branches is None else list(branches)
+    unknown = [b for b in names if b not in layers]
+    if unknown:
+        raise ValueError(f"model {getattr(model, 'name', '?')} has no branch {unknown}; it has {list(layers)}")
+    device = next(model.parameters()).device
+    was_training = model.training
+    n = len(images)
+    out = {b: np.zeros((n,) + tuple(images.shape[2:]), np.float32) for b in names}
+    done, total = 0, n * len(names)
+    try:
+        for b in names:
+            # Not GradCAM's context manager: its __exit__ swallows IndexError.
+            cam = GradCAM(model, [layers[b]])
+            try:
+                with only_trainable(model, layers[b]), torch.enable_grad():
+                    for s in range(0, n, batch_size):
+                        x = torch.from_numpy(np.ascontiguousarray(images[s:s + batch_size])).to(device)
+                        targets = [BinaryClassifierOutputTarget(target_class)] * len(x)
+                        out[b][s:s + len(x)] = cam(input_tensor=x, targets=targets)
+                        done += len(x)
+                        if progress:
+                            progress(done, total, f"Grad-CAM {b}")
+            finally:
+                cam.activations_and_grads.release()
+                model.zero_grad(set_to_none=True)
+    finally:
+        model.train(was_training)
+    return out
+
+
+def heatmap_volume(model: Any, volume: CTVolume, indices: Sequence[int], config: Any, lungs: list | None = None,
+                   branches: Sequence[str] | None = None, batch_size: int = 2,
+                   progress: Callable[[int, int, str], None] | None = None) -> dict[str, np.ndarray]:
+    """Heatmaps of the chosen slices as float32 volumes (k, j, i) in the series geometry.
+
+    Each slice's map is placed back through its crop (``CropMap.to_slice``); slices not
+    chosen, and pixels outside the crop, are zero.
+    """
+    from PETriageLib.preprocess import prepare_slices
+
+    layers = model.branch_layers()
+    names = list(layers) if branches is None else list(branches)
+    vols = {b: np.zeros(volume.shape, np.float32) for b in names}
+    indices = list(indices)
+    if not indices:
+        return vols
+    slice_shape = tuple(volume.shape[1:])
+    # Small chunks keep the preprocessed images as small as the Grad-CAM batches.
+    chunk = max(batch_size, 8)
+    for s in range(0, len(indices), chunk):
+        idx = indices[s:s + chunk]
+        prep = prepare_slices(volume, idx, config, lungs=lungs)
+        maps = branch_heatmaps(model, prep.images, names, batch_size=batch_size)
+        for b in names:
+            for n, k in enumerate(idx):
+                vols[b][k] = prep.crops[n].to_slice(maps[b][n], slice_shape)
+        if progress:
+            progress(s + len(idx), len(indices), "Grad-CAM")
+    return vols

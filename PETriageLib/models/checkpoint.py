@@ -1,0 +1,137 @@
+"""Checkpoints: one torch.save file with weights and JSON-able metadata, loaded weights-only.
+
+File layout: {"format": "petriage-checkpoint", "format_version": 1, "meta": {...}, "state_dict": {...}}.
+``load_checkpoint`` refuses, with a CheckpointError naming the file: a SHA256 that differs from
+the expected one, anything that needs pickle, another format or package major version, and
+metadata that does not rebuild the stored weights exactly (strict load).
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import logging
+import os
+import pickle
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+
+from PETriageLib import __version__
+from PETriageLib.errors import CheckpointError
+from PETriageLib.models.base import SliceClassifier
+from PETriageLib.models.registry import build_model
+from PETriageLib.windows import get_window
+
+FORMAT = "petriage-checkpoint"
+FORMAT_VERSION = 1
+REQUIRED_META = ("architecture", "config", "windows", "input_size", "class_names", "threshold")
+
+log = logging.getLogger(__name__)
+
+
+def file_sha256(path: "str | os.PathLike") -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def build_meta(model: SliceClassifier, meta: Mapping[str, Any]) -> dict:
+    """Complete ``meta`` from the model (architecture, config, window presets) and defaults."""
+    out = dict(meta)
+    out.setdefault("architecture", model.name)
+    out.setdefault("config", dict(model.config))
+    windows = out.get("windows") or list(model.windows)
+    out["windows"] = [get_window(w).to_dict() for w in windows]
+    out.setdefault("crop", "dynamic")
+    out.setdefault("threshold", 0.5)
+    out.setdefault("training", {})
+    out["version"] = __version__
+    out.setdefault("created", _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
+    missing = [k for k in REQUIRED_META if k not in out]
+    if missing:
+        raise ValueError(f"checkpoint meta lacks {missing}")
+    if out["architecture"] != model.name or dict(out["config"]) != model.config:
+        raise ValueError(f"meta architecture/config {out['architecture']} {out['config']} "
+                         f"differ from the model's {model.name} {model.config}")
+    if tuple(w["name"] for w in out["windows"]) != model.windows:
+        raise ValueError(f"meta windows {[w['name'] for w in out['windows']]} differ from the model's {model.windows}")
+    if len(out["class_names"]) != 2:
+        raise ValueError(f"class_names must be [negative, positive], got {out['class_names']}")
+    try:
+        json.dumps(out)
+    except TypeError as exc:
+        raise ValueError(f"checkpoint meta must be JSON-serialisable: {exc}") from None
+    return out
+
+
+def save_checkpoint(path: "str | os.PathLike", model: SliceClassifier, meta: Mapping[str, Any]) -> Path:
+    """Write weights + completed metadata atomically; returns the path. See ``build_meta``."""
+    path = Path(path)
+    full_meta = build_meta(model, meta)
+    state = {k: v.detach().to("cpu").contiguous().clone() for k, v in model.state_dict().items()}
+    payload = {"format": FORMAT, "format_version": FORMAT_VERSION, "meta": full_meta, "state_dict": state}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(payload, tmp)
+    os.replace(tmp, path)
+    log.info("saved checkpoint %s (%s, windows %s)", path, model.name, list(model.windows))
+    return path
+
+
+def read_checkpoint(path: "str | os.PathLike", expected_sha256: "str | None" = None,
+                    map_location: "str | torch.device" = "cpu") -> dict:
+    """The raw checkpoint dict after the SHA256, weights-only and format checks."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} not found")
+    if expected_sha256:
+        actual = file_sha256(path)
+        if actual.lower() != expected_sha256.lower():
+            raise CheckpointError(f"checkpoint {path} has SHA256 {actual}, expected {expected_sha256}: "
+                                  "the file was changed or is not the registered model")
+    try:
+        data = torch.load(path, map_location=map_location, weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, AttributeError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"checkpoint {path} cannot be loaded weights-only (corrupt, or it needs "
+                              f"pickle to run code, which is refused): {first}") from None
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is not a PETriage checkpoint (no format={FORMAT!r} header)")
+    if data.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(f"checkpoint {path} has format_version {data.get('format_version')!r}; "
+                              f"this PETriage reads version {FORMAT_VERSION}")
+    meta, state = data.get("meta"), data.get("state_dict")
+    if not isinstance(meta, dict) or not isinstance(state, dict):
+        raise CheckpointError(f"checkpoint {path} lacks its meta or state_dict")
+    missing = [k for k in REQUIRED_META if k not in meta]
+    if missing:
+        raise CheckpointError(f"checkpoint {path} meta lacks {missing}")
+    version = str(meta.get("version", ""))
+    if version.split(".")[0] != __version__.split(".")[0]:
+        raise CheckpointError(f"checkpoint {path} was written by PETriage {version or '?'}; "
+                              f"this is {__version__} (major versions differ)")
+    return data
+
+
+def load_checkpoint(path: "str | os.PathLike", expected_sha256: "str | None" = None,
+                    map_location: "str | torch.device" = "cpu") -> tuple[SliceClassifier, dict]:
+    """Rebuild the model from the checkpoint's meta and load its weights strictly; eval mode."""
+    data = read_checkpoint(path, expected_sha256, map_location)
+    meta = data["meta"]
+    try:
+        names = [w["name"] for w in meta["windows"]]
+        model = build_model(meta["architecture"], windows=names, **meta["config"])
+    except (ValueError, TypeError, KeyError) as exc:
+        raise CheckpointError(f"checkpoint {path}: its meta does not describe a known model: {exc}") from None
+    try:
+        model.load_state_dict(data["state_dict"], strict=True)
+    except RuntimeError as exc:
+        detail = " ".join(str(exc).split())[:400]
+        raise CheckpointError(f"checkpoint {path}: weights do not fit {meta['architecture']} "
+                              f"{meta['config']}: {detail}") from None
+    model.to(map_location).eval()
+    return model, meta

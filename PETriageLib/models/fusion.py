@@ -1,0 +1,39 @@
+"""Multi-window fusion: one backbone per window channel, pooled features concatenated, FC head.
+
+One window = single-window model; two (vascular + lung) = DWL, the seed paper's best; three
+(+ mediastinal) = TWL. The model takes ONE tensor with the windows as channels and splits it
+inside ``forward``, so Grad-CAM and export see a single input.
+"""
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import torch
+from torch import nn
+
+from PETriageLib.models.base import SliceClassifier
+
+
+class WindowFusionNet(SliceClassifier):
+    """Branch i sees channel i only; its feature map is average-pooled; a linear layer fuses them."""
+
+    def __init__(self, name: str, windows: Sequence[str], config: dict,
+                 make_backbone: Callable[[], nn.Module], dropout: float = 0.0) -> None:
+        super().__init__(name, windows, config)
+        # A ModuleList, not a dict: window names need not be valid module names.
+        self.branches = nn.ModuleList(make_backbone() for _ in self.windows)
+        features = sum(b.out_channels for b in self.branches)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.dropout = nn.Dropout(dropout)
+        self.fc = nn.Linear(features, 1)
+
+    def branch_features(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Pooled (N, F) features of each branch, in window order."""
+        self.check_input(x)
+        return [self.pool(branch(x[:, i : i + 1])).flatten(1) for i, branch in enumerate(self.branches)]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.dropout(torch.cat(self.branch_features(x), dim=1)))
+
+    def branch_layers(self) -> dict[str, nn.Module]:
+        return {w: b.last_block for w, b in zip(self.windows, self.branches)}

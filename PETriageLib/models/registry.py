@@ -1,0 +1,135 @@
+"""Model registry: build any PETriage model by name; list names with parameter counts and FLOPs."""
+from __future__ import annotations
+
+import inspect
+from dataclasses import asdict, dataclass
+from typing import Any, Callable, Mapping, Sequence
+
+import torch
+
+from PETriageLib.models.base import SliceClassifier
+from PETriageLib.models.baselines import EfficientNetB5, MultiScaleResNet50, ResNet50
+from PETriageLib.models.drn import build_drn
+from PETriageLib.models.fusion import WindowFusionNet
+from PETriageLib.windows import Window
+
+DEFAULT_MODEL = "cbamdrn_d22"
+DEFAULT_WINDOWS = ("vascular", "lung")
+FAST_CPU_CONFIG = {"width": 0.5}  # the default model's CPU variant
+
+
+def _drn_fusion(variant: str, attention: str) -> Callable[..., SliceClassifier]:
+    def build(name: str, windows: Sequence[str], width: float = 1.0, dropout: float = 0.0) -> SliceClassifier:
+        config = {"width": float(width), "dropout": float(dropout)}
+        return WindowFusionNet(name, windows, config, lambda: build_drn(variant, width, 1, attention), dropout)
+    return build
+
+
+def _baseline(cls: type) -> Callable[..., SliceClassifier]:
+    default = inspect.signature(cls).parameters["dropout"].default
+
+    def build(name: str, windows: Sequence[str], dropout: float = default) -> SliceClassifier:
+        return cls(name, windows, {"dropout": float(dropout)}, dropout)
+    return build
+
+
+# name -> (one-line description, builder(name, windows, **config))
+_MODELS: dict[str, tuple[str, Callable[..., SliceClassifier]]] = {
+    "cbamdrn_d22": ("DRN-D-22 + CBAM per window branch, FC fusion (default)", _drn_fusion("drn_d22", "cbam")),
+    "cbamdrn_d38": ("DRN-D-38 + CBAM per window branch, FC fusion", _drn_fusion("drn_d38", "cbam")),
+    "cbamdrn_d54": ("DRN-D-54 + CBAM per window branch, FC fusion", _drn_fusion("drn_d54", "cbam")),
+    "fusadrn_d22": ("DRN-D-22 + full scale attention per branch, FC fusion", _drn_fusion("drn_d22", "fusa")),
+    "drn_c26": ("DRN-C-26 per window branch, FC fusion", _drn_fusion("drn_c26", "none")),
+    "drn_d22": ("DRN-D-22 per window branch, FC fusion", _drn_fusion("drn_d22", "none")),
+    "drn_d38": ("DRN-D-38 per window branch, FC fusion", _drn_fusion("drn_d38", "none")),
+    "drn_d54": ("DRN-D-54 per window branch, FC fusion", _drn_fusion("drn_d54", "none")),
+    "resnet50": ("torchvision ResNet-50, windows as input channels", _baseline(ResNet50)),
+    "msresnet50": ("ResNet-50 with stage 3-5 features concatenated", _baseline(MultiScaleResNet50)),
+    "efficientnet_b5": ("torchvision EfficientNet-B5, windows as input channels", _baseline(EfficientNetB5)),
+}
+
+
+def list_models() -> list[str]:
+    """Registered model names."""
+    return list(_MODELS)
+
+
+def model_options(name: str) -> dict[str, Any]:
+    """Config keys ``name`` accepts, with their defaults."""
+    params = inspect.signature(_builder(name)).parameters
+    return {k: p.default for k, p in params.items() if k not in ("name", "windows")}
+
+
+def _builder(name: str) -> Callable[..., SliceClassifier]:
+    try:
+        return _MODELS[name][1]
+    except KeyError:
+        raise ValueError(f"unknown model {name!r}; known models: {', '.join(_MODELS)}") from None
+
+
+def window_names(windows: Sequence["str | Window | Mapping"]) -> tuple[str, ...]:
+    """Names of windows given as names, Window objects or {"name", "level", "width"} dicts."""
+    if isinstance(windows, str):
+        windows = (windows,)
+    names = []
+    for w in windows:
+        names.append(w if isinstance(w, str) else w.name if isinstance(w, Window) else str(w["name"]))
+    return tuple(names)
+
+
+def build_model(name: str = DEFAULT_MODEL, windows: Sequence["str | Window | Mapping"] = DEFAULT_WINDOWS,
+                **config: Any) -> SliceClassifier:
+    """Build a fresh model: input (N, len(windows), H, W) with H = W >= 64, output (N, 1) logits."""
+    builder = _builder(name)
+    unknown = set(config) - set(model_options(name))
+    if unknown:
+        raise ValueError(f"model {name!r} does not take {sorted(unknown)}; options: {model_options(name)}")
+    return builder(name, window_names(windows), **config)
+
+
+@dataclass
+class ModelSummary:
+    name: str
+    description: str
+    config: dict
+    params: int
+    gflops: float  # forward pass of one slice at input_size (1 multiply-add = 2 FLOPs)
+    input_size: int
+
+
+def summarize(model: SliceClassifier, input_size: int) -> tuple[int, float]:
+    """(parameter count, GFLOPs per slice) - FLOPs counted on the meta device, so no real compute."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    params = sum(p.numel() for p in model.parameters())
+    meta_model = model.to("meta") if next(model.parameters()).is_meta else _meta_copy(model)
+    x = torch.empty(1, len(model.windows), input_size, input_size, device="meta")
+    counter = FlopCounterMode(display=False)
+    with counter, torch.no_grad():
+        meta_model.eval()(x)
+    return params, counter.get_total_flops() / 1e9
+
+
+def _meta_copy(model: SliceClassifier) -> SliceClassifier:
+    with torch.device("meta"):
+        return build_model(model.name, model.windows, **model.config)
+
+
+def describe_models(input_size: int = 160, windows: Sequence[str] = DEFAULT_WINDOWS,
+                    width: "float | None" = None) -> list[ModelSummary]:
+    """Every registered model with its parameter count and FLOPs at ``input_size``.
+
+    ``width`` applies to the models that take one (the DRN family).
+    """
+    rows = []
+    for name, (description, _) in _MODELS.items():
+        config = {"width": width} if width is not None and "width" in model_options(name) else {}
+        with torch.device("meta"):
+            model = build_model(name, windows, **config)
+        params, gflops = summarize(model, input_size)
+        rows.append(ModelSummary(name, description, model.config, params, gflops, input_size))
+    return rows
+
+
+def summary_dicts(rows: Sequence[ModelSummary]) -> list[dict]:
+    return [asdict(r) for r in rows]

@@ -1,0 +1,214 @@
+"""Patient body model: analytic shapes (mm, patient-relative) for body, bones, mediastinum and lungs.
+
+Coordinates: x = patient left (+), y = posterior (+), z = superior (+); (0, 0) is the body
+centre in the axial plane and z = 0 the lowest point of the lungs (posterior recesses).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .grid import Grid
+
+# Tissue codes of Study.tissues (what each voxel mostly is, before findings and noise).
+TISSUES = {
+    "air": 0, "table": 1, "fat": 2, "muscle": 3, "bone": 4, "lung": 5, "mediastinum": 6,
+    "myocardium": 7, "blood": 8, "aorta": 9, "artery": 10, "vein": 11, "airway": 12,
+    "airway_wall": 13, "abdomen": 14, "marrow": 15, "spinal_canal": 16,
+}
+
+
+@dataclass
+class Patient:
+    """Per-patient shape and enhancement parameters (all lengths in mm, densities in HU)."""
+
+    s: float  # body size factor
+    lung_height: float
+    cav_ax: float  # chest cavity semi-axes (inside the ribs)
+    cav_ay: float
+    wall: float  # muscle + rib layer
+    fat: float  # subcutaneous fat
+    dome_right: float
+    dome_left: float
+    heart_c: np.ndarray
+    heart_r: np.ndarray
+    spine_y: float
+    contrast: bool
+    hu: dict = field(default_factory=dict)
+
+    # --- derived landmarks -------------------------------------------------------------
+    @property
+    def carina_z(self) -> float:
+        return 0.66 * self.lung_height
+
+    @property
+    def trachea_y(self) -> float:
+        return self.spine_y - 38 * self.s
+
+    def hilum(self, side: int) -> np.ndarray:
+        """Hilum point of the right (side=-1) or left (side=+1) lung."""
+        return np.array([side * 52 * self.s, 0.02 * self.cav_ay, 0.6 * self.lung_height + (8 if side > 0 else 0)])
+
+
+def sample_patient(rng: np.random.Generator, contrast: bool) -> Patient:
+    s = float(rng.uniform(0.88, 1.12))
+    breath = float(rng.uniform(0.9, 1.08))
+    H = 235 * s * breath
+    cav_ax = 132 * s * rng.uniform(0.94, 1.06)
+    cav_ay = 92 * s * rng.uniform(0.9, 1.1)
+    heart_f = float(rng.uniform(0.92, 1.22))  # >1.15 looks like cardiomegaly
+    dome_l = 0.22 * H * rng.uniform(0.85, 1.15)
+    heart_r = np.array([58, 46, 52]) * s * heart_f
+    heart_c = np.array([26 * s, -0.32 * cav_ay, dome_l * 0.9 + heart_r[2] * 0.55])
+    blood = float(rng.uniform(35, 50))
+    hu = {
+        "fat": float(rng.uniform(-115, -90)), "muscle": float(rng.uniform(40, 60)),
+        "lung": float(-870 + 60 * (1.08 - breath) / 0.18 + rng.uniform(-15, 15)),
+        "bone": float(rng.uniform(450, 700)), "marrow": float(rng.uniform(180, 300)),
+        "myocardium": float(rng.uniform(40, 55)), "abdomen": float(rng.uniform(50, 65)),
+        "blood": blood, "pa": blood, "aorta": blood, "lheart": blood, "vein": blood,
+        "mediastinum": float(rng.uniform(-100, -70)),
+    }
+    if contrast:  # CTPA: right heart and pulmonary arteries brightest, systemic side later
+        pa = float(rng.uniform(260, 450))
+        hu.update(pa=pa, aorta=float(pa * rng.uniform(0.45, 0.8)), vein=float(pa * rng.uniform(0.5, 0.8)),
+                  myocardium=float(rng.uniform(90, 130)), abdomen=float(rng.uniform(70, 100)))
+        hu["lheart"] = hu["vein"]
+    return Patient(s=s, lung_height=H, cav_ax=cav_ax, cav_ay=cav_ay, wall=float(rng.uniform(12, 20) * s),
+                   fat=float(rng.uniform(6, 35)), dome_right=float(dome_l + rng.uniform(8, 25)), dome_left=dome_l,
+                   heart_c=heart_c, heart_r=heart_r, spine_y=0.8 * cav_ay, contrast=contrast, hu=hu)
+
+
+# --- analytic regions (broadcastable x, y, z arrays) ---------------------------------------
+def cavity_scale(p: Patient, z):
+    """Thoracic cavity narrows towards the apex."""
+    u = np.clip((z / p.lung_height - 0.55) / 0.45, 0, 1.2)
+    return 1.0 - 0.22 * u * u
+
+
+def cavity_rho(p: Patient, x, y, z):
+    """Normalised elliptical radius of the chest cavity (1 = inner chest wall)."""
+    c = cavity_scale(p, z)
+    return np.sqrt((x / (p.cav_ax * c)) ** 2 + (y / (p.cav_ay * c)) ** 2)
+
+
+def dome(p: Patient, x, y):
+    """Height of the diaphragm under each lung: domed centrally, low in the recesses."""
+    side = np.where(x < 0, -1.0, 1.0)
+    top = np.where(x < 0, p.dome_right, p.dome_left)
+    q = ((x - side * 0.5 * p.cav_ax) / (0.55 * p.cav_ax)) ** 2 + (y / p.cav_ay) ** 2
+    return top * np.clip(1 - q, 0, 1) + 0.12 * p.lung_height * np.clip(-y / p.cav_ay, 0, 1)
+
+
+def in_heart(p: Patient, x, y, z, scale: float = 1.0):
+    r = p.heart_r * scale
+    return ((x - p.heart_c[0]) / r[0]) ** 2 + ((y - p.heart_c[1]) / r[1]) ** 2 + ((z - p.heart_c[2]) / r[2]) ** 2 <= 1
+
+
+def in_spine_region(p: Patient, x, y):
+    """Vertebral body plus paravertebral soft tissue the lungs wrap around."""
+    return (x / (26 * p.s)) ** 2 + ((y - p.spine_y) / (24 * p.s)) ** 2 <= 1
+
+
+def mediastinum_halfwidth(p: Patient, y, z):
+    """Half-width of the central mediastinum; wider at the great vessels."""
+    u = z / p.lung_height
+    base = 20 * p.s + 14 * p.s * np.exp(-((u - 0.72) / 0.12) ** 2)
+    return base + 8 * p.s * np.clip((y - p.spine_y + 40 * p.s) / (40 * p.s), 0, 1)
+
+
+def in_lung(p: Patient, x, y, z):
+    """True where the point lies in lung parenchyma (either lung)."""
+    H = p.lung_height
+    rho = cavity_rho(p, x, y, z)
+    ok = (rho < 0.985) & (np.abs(x) > mediastinum_halfwidth(p, y, z)) & (z > dome(p, x, y)) & (z < H)
+    # apex: each lung tapers to a rounded, slightly posterior cap
+    f2 = 1 - np.clip((z - 0.6 * H) / (0.4 * H), 0, 1) ** 2
+    ax = 0.52 * p.cav_ax
+    apex = ((np.abs(x) - ax) / ax) ** 2 + ((y - 0.1 * p.cav_ay) / p.cav_ay) ** 2 <= np.maximum(f2, 0)
+    return ok & apex & ~in_heart(p, x, y, z, 1.12) & ~in_spine_region(p, x, y)
+
+
+def render_slice(p: Patient, grid: Grid, z: float, hu: np.ndarray, tissue: np.ndarray, rng_rib: np.ndarray) -> None:
+    """Paint the static anatomy (no tubes) of one axial slice into hu/tissue (nj, ni) in place."""
+    T = TISSUES
+    X = grid.x[None, :]
+    Y = grid.y[:, None]
+    c = cavity_scale(p, z)
+    ax, ay = p.cav_ax * c, p.cav_ay * c
+    hu.fill(-1000.0)
+    tissue.fill(T["air"])
+    # patient table under the back: two thin carbon shells around foam
+    ytab = p.cav_ay + p.wall + p.fat + 6 + 20 * rng_rib[0]
+    shell = (np.abs(X) < 210) & (((Y > ytab) & (Y < ytab + 2.5)) | ((Y > ytab + 28) & (Y < ytab + 30.5)))
+    foam = (np.abs(X) < 210) & (Y >= ytab + 2.5) & (Y <= ytab + 28)
+    hu[foam], tissue[foam] = -880.0, T["table"]
+    hu[shell], tissue[shell] = 250.0, T["table"]
+    # body: skin/fat outer ellipse (flatter back), then muscle, then the cavity
+    bx, by = ax + p.wall + p.fat, ay + p.wall + 0.7 * p.fat
+    rb = (np.abs(X) / bx) ** 2.2 + (np.abs(Y) / by) ** np.where(Y > 0, 3.0, 2.0)
+    body = rb <= 1
+    hu[body], tissue[body] = p.hu["fat"], T["fat"]
+    mx, my = ax + p.wall, ay + p.wall
+    rm = (np.abs(X) / mx) ** 2.1 + (np.abs(Y) / my) ** np.where(Y > 0, 2.6, 2.0)
+    # paraspinal muscles behind the spine reach the back
+    para = (np.abs(np.abs(X) - 32 * p.s) < 26 * p.s) & (Y > p.spine_y) & body
+    muscle = ((rm <= 1) | para) & body
+    hu[muscle], tissue[muscle] = p.hu["muscle"], T["muscle"]
+    rho = np.sqrt((X / ax) ** 2 + (Y / ay) ** 2)
+    cav = rho < 1.0
+    hu[cav], tissue[cav] = p.hu["mediastinum"], T["mediastinum"]
+    # ribs: oblique bands, lower anteriorly, seen as short arcs in each axial slice
+    phi = np.arccos(np.clip(Y / np.maximum(np.hypot(X / ax * ay, Y), 1e-6), -1, 1))  # 0 = posterior
+    band = (rho >= 1.005) & (rho < 1.0 + 11 * p.s / ay) & (phi > 0.35) & (phi < 2.75)
+    gap = 0.105 * p.lung_height
+    zrel = z + 0.33 * p.lung_height * (1 - np.cos(phi)) / 2 - (p.lung_height + 15)
+    frac = zrel / gap
+    near = np.abs(frac - np.round(frac)) * gap < 5.5 + 0.5 * grid.thickness
+    num = -np.round(frac)
+    rib = band & near & (num >= 0) & (num < 12)
+    cortex = rib & ((rho < 1.012) | (rho > 1.0 + 9 * p.s / ay) | (np.abs(frac - np.round(frac)) * gap > 4))
+    hu[rib], tissue[rib] = p.hu["marrow"] + 80, T["bone"]
+    hu[cortex] = p.hu["bone"] + 150
+    # sternum in the anterior midline
+    if 0.25 * p.lung_height < z < 0.98 * p.lung_height:
+        st = (np.abs(X) < 16 * p.s) & (Y < -ay + 2) & (Y > -ay - 12 * p.s)
+        hu[st], tissue[st] = p.hu["marrow"], T["bone"]
+        stc = st & ((np.abs(X) > 13 * p.s) | (Y < -ay - 9 * p.s) | (Y > -ay - 1))
+        hu[stc] = p.hu["bone"]
+    # spine: vertebral body (marrow in a cortical shell), canal, posterior arch
+    sy = p.spine_y
+    vb = (X / (17 * p.s)) ** 2 + ((Y - sy) / (15 * p.s)) ** 2 <= 1
+    vbc = vb & ((X / (15 * p.s)) ** 2 + ((Y - sy) / (13 * p.s)) ** 2 > 1)
+    canal_c = sy + 25 * p.s
+    arch = ((X / (18 * p.s)) ** 2 + ((Y - canal_c) / (13 * p.s)) ** 2 <= 1) | (
+        (np.abs(X) < 4 * p.s) & (Y > canal_c) & (Y < canal_c + 30 * p.s))
+    hu[arch], tissue[arch] = p.hu["bone"], T["bone"]
+    hu[vb], tissue[vb] = p.hu["marrow"], T["marrow"]
+    hu[vbc], tissue[vbc] = p.hu["bone"] + 200, T["bone"]
+    canal = (X / (8 * p.s)) ** 2 + ((Y - canal_c) / (7 * p.s)) ** 2 <= 1
+    hu[canal], tissue[canal] = 25.0, T["spinal_canal"]
+    # below the diaphragm: liver on the right, spleen/stomach on the left
+    d = dome(p, X, Y)
+    abd = cav & (z < d - 4) & ~in_spine_region(p, X, Y)
+    hu[abd], tissue[abd] = p.hu["abdomen"], T["abdomen"]
+    stomach_gas = abd & (X > 20 * p.s) & (X < 70 * p.s) & (Y < -0.1 * ay) & (Y > -0.6 * ay) & (z > d - 30) & (z < d - 8)
+    hu[stomach_gas], tissue[stomach_gas] = -1000.0, T["air"]
+    diaph = cav & (z >= d - 4) & (z <= d) & ~in_spine_region(p, X, Y)
+    hu[diaph], tissue[diaph] = p.hu["muscle"], T["muscle"]
+    # lungs
+    lung = in_lung(p, X, Y, z)
+    hu[lung], tissue[lung] = p.hu["lung"], T["lung"]
+    # heart: pericardial fat, myocardium, right (anterior) and left blood pools
+    if abs(z - p.heart_c[2]) < p.heart_r[2] * 1.1:
+        peri = in_heart(p, X, Y, z, 1.08) & cav & ~lung
+        hu[peri], tissue[peri] = p.hu["fat"], T["mediastinum"]
+        h = in_heart(p, X, Y, z)
+        hu[h], tissue[h] = p.hu["myocardium"], T["myocardium"]
+        inner = in_heart(p, X, Y, z, 0.8)
+        split = -(X - p.heart_c[0]) * 0.55 - (Y - p.heart_c[1]) * 0.83
+        right = inner & (split > 4)
+        left = inner & (split < -4)
+        hu[right], tissue[right] = p.hu["pa"], T["blood"]
+        hu[left], tissue[left] = p.hu["lheart"], T["blood"]

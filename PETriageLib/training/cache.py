@@ -1,0 +1,149 @@
+"""Preprocessed slices cached on disk as .npy memmaps, keyed by the preprocessing config.
+
+Layout: ``<root>/<config hash>/<source hash>/{images.npy, meta.json}``. The first epoch
+reads DICOM once per source; later epochs, runs and experiments sharing a config read the
+float16 memmaps. Entries are written to a temporary folder and renamed, so an interrupted
+run never leaves a half-written entry behind.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Optional, Sequence
+
+import numpy as np
+
+from PETriageLib.training.manifest import Source
+
+log = logging.getLogger(__name__)
+CACHE_VERSION = 1
+
+
+def _hash(obj: object) -> str:
+    return hashlib.sha1(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _source_fingerprint(source: Source) -> dict:
+    """What identifies a source's content cheaply: paths, sizes and modification times."""
+    files = list(source.paths) + ([source.labels_csv] if source.labels_csv else [])
+    stats = []
+    for f in files:
+        st = os.stat(f)
+        stats.append([str(Path(f).resolve()), st.st_size, int(st.st_mtime)])
+    return {"patient": source.patient_id, "kind": source.kind, "files": stats, "labels": source.image_labels}
+
+
+@dataclass
+class CachedSource:
+    """One source's slices: images (N, C, S, S) float16 memmap and per-slice info."""
+
+    patient_id: str
+    patient_label: str
+    images: np.ndarray
+    labels: list[str]
+    has_lung: np.ndarray
+    split: Optional[str] = None
+
+
+def config_dir(root: "str | Path", config_dict: dict) -> Path:
+    return Path(root) / _hash({"v": CACHE_VERSION, "preprocess": config_dict})
+
+
+def _build(source: Source, config, dest: Path) -> None:
+    from PETriageLib.lung_crop import analyse_lungs
+    from PETriageLib.preprocess import prepare_slices
+    from PETriageLib.training.loaders import load_source
+
+    volume, labels = load_source(source)
+    lungs = analyse_lungs(volume, margin_mm=config.margin_mm)
+    prepared = prepare_slices(volume, list(range(volume.num_slices)), config, lungs=lungs)
+    tmp = dest.with_name(dest.name + f".tmp{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    np.save(tmp / "images.npy", np.asarray(prepared.images, np.float16))
+    meta = {"patient_id": source.patient_id, "labels": labels,
+            "has_lung": [bool(b) for b in prepared.has_lung], "source": [str(p) for p in source.paths[:1]],
+            "num_slices": volume.num_slices}
+    (tmp / "meta.json").write_text(json.dumps(meta))
+    shutil.rmtree(dest, ignore_errors=True)
+    os.replace(tmp, dest)
+
+
+def cache_sources(sources: Sequence[Source], config, root: "str | Path",
+                  progress: Optional[Callable[[int, int], None]] = None) -> list[CachedSource]:
+    """Preprocess every source once (skipping those already cached) and open them as memmaps."""
+    from PETriageLib.training.manifest import patient_label_of
+
+    base = config_dir(root, config.to_dict())
+    base.mkdir(parents=True, exist_ok=True)
+    (base / "config.json").write_text(json.dumps(config.to_dict(), indent=1))
+    out = []
+    for n, source in enumerate(sources):
+        dest = base / _hash(_source_fingerprint(source))
+        if not (dest / "meta.json").is_file():
+            log.info("caching %s (%s)", source.patient_id, source.paths[0])
+            _build(source, config, dest)
+        meta = json.loads((dest / "meta.json").read_text())
+        out.append(CachedSource(
+            patient_id=source.patient_id,
+            patient_label=source.patient_label or patient_label_of(meta["labels"]),
+            images=np.load(dest / "images.npy", mmap_mode="r"),
+            labels=meta["labels"], has_lung=np.asarray(meta["has_lung"], bool), split=source.split))
+        if progress:
+            progress(n + 1, len(sources))
+    return out
+
+
+STAGES = {1: ("wnl", "disease"), 2: ("other", "pe")}
+
+
+def stage_targets(labels: Sequence[str], has_lung: np.ndarray, stage: int) -> "tuple[np.ndarray, np.ndarray]":
+    """Slice indices a stage trains on and their 0/1 targets.
+
+    Stage 1: every slice with lung, target 1 = disease (other or pe).
+    Stage 2: slices with lung whose label is a disease, target 1 = pe.
+    """
+    labels = np.asarray(labels)
+    if stage == 1:
+        idx = np.flatnonzero(has_lung)
+        return idx, (labels[idx] != "wnl").astype(np.int64)
+    if stage == 2:
+        idx = np.flatnonzero(has_lung & (labels != "wnl"))
+        return idx, (labels[idx] == "pe").astype(np.int64)
+    raise ValueError(f"stage must be 1 or 2, got {stage}")
+
+
+class SliceDataset:
+    """Slices of some cached sources for one stage; item -> (float32 array (C, S, S), target)."""
+
+    def __init__(self, cached: Sequence[CachedSource], stage: int) -> None:
+        self.stage = stage
+        self.sources = list(cached)
+        rows, targets = [], []
+        for s, c in enumerate(self.sources):
+            idx, tgt = stage_targets(c.labels, c.has_lung, stage)
+            rows.extend((s, int(i)) for i in idx)
+            targets.append(tgt)
+        self.rows = rows
+        self.targets = np.concatenate(targets) if targets else np.zeros(0, np.int64)
+        self.patients = [self.sources[s].patient_id for s, _ in rows]
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, n: int) -> "tuple[np.ndarray, int]":
+        s, i = self.rows[n]
+        return np.asarray(self.sources[s].images[i], np.float32), int(self.targets[n])
+
+    def batch(self, indices: Sequence[int]) -> "tuple[np.ndarray, np.ndarray]":
+        xs = np.stack([np.asarray(self.sources[self.rows[n][0]].images[self.rows[n][1]], np.float32)
+                       for n in indices])
+        return xs, self.targets[np.asarray(indices, int)]
+
+    def class_counts(self) -> "list[int]":
+        return [int((self.targets == 0).sum()), int((self.targets == 1).sum())]

@@ -1,0 +1,60 @@
+"""TrainConfig: every setting of one training run, stored in checkpoints and compared on resume."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Mapping, Optional
+
+DEFAULT_TARGET_SENSITIVITY = {1: 0.95, 2: 0.98}
+# Settings that may change between an interrupted run and its resume without changing the result so far.
+RESUMABLE_CHANGES = ("epochs", "patience", "save_every", "threads", "progress")
+
+
+@dataclass
+class TrainConfig:
+    stage: int = 1
+    architecture: str = "cbamdrn_d22"
+    model_config: dict = field(default_factory=lambda: {"width": 0.5})
+    windows: list = field(default_factory=lambda: ["vascular", "lung"])
+    input_size: int = 128
+    crop: str = "dynamic"
+    margin_mm: float = 10.0
+    epochs: int = 10
+    batch_size: int = 16
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    scheduler: str = "onecycle"  # onecycle | cosine | constant
+    balance: str = "sampler"  # sampler (class-balanced sampling) | weighted_loss | none
+    augment: bool = True
+    augment_config: dict = field(default_factory=dict)  # AugmentConfig fields to override
+    patience: int = 4  # epochs without val improvement before stopping
+    seed: int = 0
+    target_sensitivity: Optional[float] = None  # None -> 0.95 stage 1, 0.98 stage 2
+    amp: str = "auto"  # auto (CUDA fp16 only) | bf16 | off
+    steps_per_epoch: Optional[int] = None  # None -> one pass over the training slices
+    save_every: int = 50  # steps between resumable checkpoints
+    threads: Optional[int] = None
+    init_from: Optional[str] = None  # fine-tune from this checkpoint
+    progress: bool = True
+
+    @property
+    def sensitivity_target(self) -> float:
+        return self.target_sensitivity if self.target_sensitivity is not None else DEFAULT_TARGET_SENSITIVITY[self.stage]
+
+    def preprocess_dict(self) -> dict:
+        return {"windows": list(self.windows), "input_size": int(self.input_size), "crop": self.crop,
+                "margin_mm": float(self.margin_mm)}
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "TrainConfig":
+        unknown = set(d) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ValueError(f"unknown training settings: {', '.join(sorted(unknown))}")
+        return cls(**dict(d))
+
+    def differences(self, other: "TrainConfig") -> list[str]:
+        """Settings that differ from ``other`` in ways that make a resume invalid."""
+        a, b = self.to_dict(), other.to_dict()
+        return [k for k in a if k not in RESUMABLE_CHANGES and a[k] != b[k]]

@@ -1,0 +1,73 @@
+"""From a manifest to cached, split slice data: the step shared by train, evaluate and experiment."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Optional, Sequence
+
+from PETriageLib.training.cache import CachedSource, cache_sources
+from PETriageLib.training.manifest import Source, load_manifest
+from PETriageLib.training.splits import check_disjoint, load_splits, save_splits, split_patients
+
+log = logging.getLogger(__name__)
+
+
+def preprocess_config(d: dict):
+    from PETriageLib.preprocess import PreprocessConfig
+
+    return PreprocessConfig.from_dict(d)
+
+
+def make_splits(sources: Sequence[Source], splits_file: "str | Path | None" = None,
+                ratios: Sequence[float] = (5, 3, 2), seed: int = 0) -> dict[str, list[str]]:
+    """Splits from a file if it exists, else from the manifest's split column, else seeded 5:3:2."""
+    if splits_file and Path(splits_file).is_file():
+        return load_splits(splits_file)
+    if all(s.split for s in sources):
+        splits: dict[str, list[str]] = {}
+        for s in sources:
+            if s.patient_id not in splits.get(s.split, []):
+                splits.setdefault(s.split, []).append(s.patient_id)
+        check_disjoint(splits)
+    else:
+        labels = {}
+        for s in sources:  # a patient's label: its worst source (pe > other > wnl), when given
+            rank = {"wnl": 0, "other": 1, "pe": 2, None: -1}
+            if rank[s.patient_label] >= rank[labels.get(s.patient_id)]:
+                labels[s.patient_id] = s.patient_label
+        splits = split_patients({p: lab or "unknown" for p, lab in labels.items()}, ratios, seed)
+    if splits_file:
+        save_splits(splits, splits_file)
+    return splits
+
+
+def cached_splits(manifest: "str | Path", preprocess: dict, cache_root: "str | Path",
+                  splits_file: "str | Path | None" = None, seed: int = 0,
+                  wanted: Sequence[str] = ("train", "val", "test"),
+                  ratios: Sequence[float] = (5, 3, 2)) -> dict[str, list[CachedSource]]:
+    """Load the manifest, split by patient, cache only the wanted splits' sources."""
+    sources = load_manifest(manifest)
+    splits = make_splits(sources, splits_file, ratios, seed)
+    out: dict[str, list[CachedSource]] = {}
+    config = preprocess_config(preprocess)
+    for name in wanted:
+        ids = set(splits.get(name, []))
+        chosen = [s for s in sources if s.patient_id in ids]
+        log.info("split %s: %d patients, %d sources", name, len(ids), len(chosen))
+        out[name] = cache_sources(chosen, config, cache_root)
+    return out
+
+
+def data_summary(cached: dict[str, list[CachedSource]], manifest: "str | Path") -> dict:
+    """Counts per split and label, for the checkpoint's training summary and the model card."""
+    out: dict = {"manifest": str(manifest)}
+    for name, items in cached.items():
+        slices: dict[str, int] = {}
+        for c in items:
+            for lab in c.labels:
+                slices[lab] = slices.get(lab, 0) + 1
+        patients: dict[str, int] = {}
+        for c in items:
+            patients[c.patient_label] = patients.get(c.patient_label, 0) + 1
+        out[name] = {"patients": patients, "slices": slices}
+    return out

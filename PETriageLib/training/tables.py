@@ -1,0 +1,41 @@
+"""Markdown tables in the paper's layout: each cell "96.1% (521/542)".
+
+Slice-level (paper Tables 2, 3 and 5): one row per model, columns accuracy, then the
+sensitivity of each class, then AUROC with its 95% CI. Patient-level (Tables 4 and 6): one
+row per true patient class with the share of those patients classified correctly.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+
+def _auc_text(auroc: dict) -> str:
+    if auroc.get("auroc") is None:
+        return "n/a"
+    return f"{auroc['auroc']:.3f} ({auroc['ci_low']:.3f}-{auroc['ci_high']:.3f})"
+
+
+def slice_table(rows: Sequence["tuple[str, dict]"], class_names: Sequence[str]) -> str:
+    """rows: (model label, metrics.binary_report(...)) pairs."""
+    head = ["Model", "Accuracy"] + [f"{c.upper() if c in ('wnl', 'pe') else c.capitalize()} sensitivity"
+                                    for c in class_names] + ["AUROC (95% CI)"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for label, rep in rows:
+        cells = [label, rep["accuracy"]["text"]] + [rep["per_class"][c]["text"] for c in class_names]
+        cells.append(_auc_text(rep["auroc"]))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def patient_table(rows: Sequence["tuple[str, str]"]) -> str:
+    """rows: (patient class, formatted count such as "100.0% (20/20)")."""
+    lines = ["| Patients | Correctly classified |", "|---|---|"]
+    lines += [f"| {name} | {text} |" for name, text in rows]
+    return "\n".join(lines)
+
+
+def confusion_table(matrix: Sequence[Sequence[int]], labels: Sequence[str]) -> str:
+    head = ["True \\ Predicted"] + list(labels)
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join([labels[i]] + [str(v) for v in row]) + " |" for i, row in enumerate(matrix)]
+    return "\n".join(lines)

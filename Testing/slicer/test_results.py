@@ -1,0 +1,165 @@
+"""A triage run with tiny models puts the right nodes into a real MRML scene, and they survive .mrb."""
+from __future__ import annotations
+
+import json
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+
+@pytest.fixture(scope="module")
+def run(tiny_models, phantom_series):
+    """Load the phantom study, triage it through the logic, and the same with PETriageLib directly."""
+    from PETriageLib.cascade import Cascade
+    from PETriageLib.dicom_series import load_series
+    from PETriageLib.gradcam import select_cam_slices
+    from PETriageSlicer.logic import PETriageLogic, TriageSettings
+    from PETriageSlicer.results import DisplayOptions
+    from PETriageSlicer.scene import new_scene
+
+    scene = new_scene()
+    logic = PETriageLogic(scene)
+    ct = logic.load_dicom(str(phantom_series))
+    display = DisplayOptions(color="PET-Heat", threshold=0.3, opacity=0.6, foreground_branch="lung")
+    settings = TriageSettings(*tiny_models, device="cpu", cam="top-k", top_k=3, display=display)
+    calls = []
+    nodes = logic.run(ct, settings, progress=lambda done, total, msg: calls.append((done, total, msg)))
+
+    cascade = Cascade.from_checkpoints(*tiny_models, device="cpu")
+    reference = cascade.run(load_series(phantom_series))
+    cam_slices = select_cam_slices(reference.rows, "top-k", 3)
+    ref_maps = cascade.heatmaps(reference, cam_slices)
+    return SimpleNamespace(scene=scene, ct=ct, nodes=nodes, reference=reference, ref_maps=ref_maps,
+                           cam_slices=cam_slices, display=display, progress=calls)
+
+
+def column(table, name):
+    from PETriageSlicer.navigation import table_column
+
+    return table_column(table, name)
+
+
+def test_table_has_one_row_per_slice_in_anatomical_order(run):
+    table, ref = run.nodes.table, run.reference
+    n = run.ct.GetImageData().GetDimensions()[2]
+    assert table.GetNumberOfRows() == n == len(ref.rows)
+    assert table.GetName() == f"{run.ct.GetName()} PETriage slices"
+    assert column(table, "index") == list(range(n))
+    z = np.array(column(table, "z"))
+    assert np.all(np.diff(z) > 0)
+    np.testing.assert_allclose(z, [r.z for r in ref.rows], atol=1e-3)
+    # Same probabilities as the library's cascade on the same files.
+    np.testing.assert_allclose(column(table, "p_disease"), [r.p_disease if r.p_disease is not None else np.nan
+                                                            for r in ref.rows], atol=1e-5)
+    np.testing.assert_allclose(column(table, "p_pe"), [r.p_pe if r.p_pe is not None else np.nan
+                                                       for r in ref.rows], atol=1e-5)
+    assert column(table, "label") == [r.label or "" for r in ref.rows]
+    assert run.progress and run.progress[-1][0] == run.progress[-1][1]
+
+
+def test_chart_plots_both_probabilities_along_z(run):
+    chart, table = run.nodes.chart, run.nodes.table
+    assert chart.GetNumberOfPlotSeriesNodes() == 2
+    series = [chart.GetNthPlotSeriesNode(i) for i in range(2)]
+    assert {s.GetYColumnName() for s in series} == {"p_disease", "p_pe"}
+    for s in series:
+        assert s.GetXColumnName() == "z"
+        assert s.GetTableNodeID() == table.GetID()
+
+
+def test_heatmaps_share_the_ct_geometry_and_values(run):
+    import slicer
+
+    from PETriageSlicer.geometry import ijk_to_ras
+
+    maps = run.nodes.heatmaps
+    assert set(maps) == set(run.ref_maps) == {"vascular", "lung"}
+    for branch, node in maps.items():
+        np.testing.assert_allclose(ijk_to_ras(node), ijk_to_ras(run.ct), atol=1e-9)
+        arr = slicer.util.arrayFromVolume(node)
+        np.testing.assert_allclose(arr, run.ref_maps[branch], atol=1e-4)
+        hot = sorted(set(np.nonzero(arr.reshape(arr.shape[0], -1).max(axis=1))[0].tolist()))
+        assert set(hot) <= set(run.cam_slices) and hot  # maps only on the Grad-CAM slices
+        assert node.GetAttribute("PETriage.branch") == branch
+
+
+def test_heatmap_display_warm_colors_threshold(run):
+    scene = run.scene
+    for node in run.nodes.heatmaps.values():
+        display = node.GetDisplayNode()
+        assert display.GetColorNode().GetName() == "PET-Heat"
+        assert display.GetApplyThreshold()
+        assert display.GetLowerThreshold() == pytest.approx(0.3)
+        assert not display.GetAutoWindowLevel()
+        assert display.GetWindowLevelMin() == pytest.approx(0.0)
+        assert display.GetWindowLevelMax() == pytest.approx(1.0)
+    composites = [scene.GetNthNodeByClass(i, "vtkMRMLSliceCompositeNode")
+                  for i in range(scene.GetNumberOfNodesByClass("vtkMRMLSliceCompositeNode"))]
+    assert len(composites) == 3
+    for comp in composites:
+        assert comp.GetBackgroundVolumeID() == run.ct.GetID()
+        assert comp.GetForegroundVolumeID() == run.nodes.heatmaps["lung"].GetID()
+        assert comp.GetForegroundOpacity() == pytest.approx(0.6)
+
+
+def test_verdict_stored_on_nodes(run):
+    verdict = run.reference.verdict
+    for node in [run.ct, run.nodes.table, run.nodes.chart, *run.nodes.heatmaps.values()]:
+        assert node.GetAttribute("PETriage.verdict") == verdict.verdict
+        assert node.GetAttribute("PETriage.reason") == verdict.reason
+        stored = json.loads(node.GetAttribute("PETriage.result"))
+        assert stored["max_pe_slice"] == verdict.max_pe_slice
+        assert stored["pe_score"] == pytest.approx(verdict.pe_score)
+
+
+def test_results_live_under_the_input_study(run):
+    import slicer
+
+    SH = slicer.vtkMRMLSubjectHierarchyConstants
+    sh = run.scene.GetSubjectHierarchyNode()
+    study = sh.GetItemParent(sh.GetItemByDataNode(run.ct))
+    assert sh.GetItemLevel(study) == SH.GetDICOMLevelStudy()
+    folder = run.nodes.folder_item
+    assert sh.GetItemParent(folder) == study
+    assert sh.GetItemName(folder) == f"PETriage: {run.ct.GetName()}"
+    for node in [run.nodes.table, run.nodes.chart, *run.nodes.heatmaps.values()]:
+        item = sh.GetItemByDataNode(node)
+        assert sh.GetItemParent(item) == folder
+        assert sh.GetItemAncestorAtLevel(item, SH.GetDICOMLevelStudy()) == study
+        assert node.GetNodeReference("PETriageInput") is run.ct
+
+
+def test_scene_saves_to_mrb_and_reloads_with_all_results(run, tmp_path):
+    import slicer
+
+    from PETriageSlicer.geometry import ijk_to_ras
+    from PETriageSlicer.results import results_table
+    from PETriageSlicer.scene import load_mrb, new_scene, save_mrb
+
+    path = save_mrb(run.scene, str(tmp_path / "triage.mrb"))
+    restored = new_scene()
+    load_mrb(restored, path, str(tmp_path / "unpacked"))
+    ct = restored.GetFirstNodeByName(run.ct.GetName())
+    assert ct is not None and ct.GetAttribute("PETriage.verdict") == run.reference.verdict.verdict
+    table = results_table(ct)
+    assert table is not None and table.GetNumberOfRows() == run.nodes.table.GetNumberOfRows()
+    np.testing.assert_allclose(column(table, "p_pe"), column(run.nodes.table, "p_pe"), atol=1e-6)
+    assert column(table, "label") == column(run.nodes.table, "label")
+    assert [str(u) for u in column(table, "instance_uid")] == column(run.nodes.table, "instance_uid")
+    charts = restored.GetNodesByClass("vtkMRMLPlotChartNode")
+    assert charts.GetNumberOfItems() == 1 and charts.GetItemAsObject(0).GetNumberOfPlotSeriesNodes() == 2
+    for branch, old in run.nodes.heatmaps.items():
+        new = restored.GetFirstNodeByName(old.GetName())
+        np.testing.assert_allclose(ijk_to_ras(new), ijk_to_ras(ct), atol=1e-6)
+        np.testing.assert_allclose(slicer.util.arrayFromVolume(new), slicer.util.arrayFromVolume(old), atol=1e-6)
+        assert new.GetDisplayNode().GetApplyThreshold()
+        assert new.GetDisplayNode().GetColorNode().GetName() == "PET-Heat"
+        assert new.GetNodeReference("PETriageInput") is ct
+    red = restored.GetNodeByID("vtkMRMLSliceCompositeNodeRed")
+    assert red.GetForegroundVolumeID() == restored.GetFirstNodeByName(run.nodes.heatmaps["lung"].GetName()).GetID()
+    sh = restored.GetSubjectHierarchyNode()
+    series = sh.GetItemByDataNode(ct)
+    assert sh.GetItemUID(series, "DICOM") == run.reference.volume.metadata["series_uid"]
+    study = sh.GetItemParent(series)
+    assert sh.GetItemParent(sh.GetItemParent(sh.GetItemByDataNode(table))) == study
