@@ -6,7 +6,6 @@ parameter node to the .ui, runs the logic off the GUI thread and shows progress 
 """
 import logging
 import os
-import threading
 from typing import Annotated
 
 import qt
@@ -89,7 +88,7 @@ class PETriageParameterNode:
     topK: Annotated[int, WithinRange(1, 100)] = 5
     opacity: Annotated[float, WithinRange(0.0, 1.0)] = 0.5
     heatmapThreshold: Annotated[float, WithinRange(0.0, 1.0)] = 0.2
-    foregroundBranch: str = "vascular"
+    foregroundBranch: Annotated[str, Choice(["vascular", "lung"])] = "vascular"
     annotationLabel: Annotated[str, Choice(["wnl", "other", "pe"])] = "pe"
     labelFrom: int = 0
     labelTo: int = 0
@@ -123,37 +122,9 @@ class PETriageLogic(ScriptedLoadableModuleLogic):
         return TriageSettings(
             stage1=p.stage1Model, stage2=p.stage2Model, device=p.device,
             threshold_pe=None if p.useModelThreshold else p.threshold, cam=p.camMode, top_k=p.topK,
-            display=DisplayOptions(threshold=p.heatmapThreshold, opacity=p.opacity, foreground_branch=p.foregroundBranch),
+            display=DisplayOptions(threshold=p.heatmapThreshold, opacity=p.opacity,
+                                   foreground_branch=p.foregroundBranch),
         )
-
-
-class BackgroundWork:
-    """A function run on a worker thread; progress and outcome are read by the GUI's timer."""
-
-    def __init__(self, function, label):
-        self.label = label
-        self.cancel = threading.Event()
-        self.progress = (0, 0, label)
-        self.error = None
-        self.done = False
-        self.value = None
-        self._thread = threading.Thread(target=self._run, args=(function,), daemon=True)
-
-    def _run(self, function):
-        try:
-            self.value = function(self.report, self.cancel)
-        except Exception as exc:  # shown in the GUI by the timer
-            logging.exception("PETriage: %s failed", self.label)
-            self.error = exc
-        finally:
-            self.done = True
-
-    def report(self, done, total, message):
-        self.progress = (done, total, message)
-
-    def start(self):
-        self._thread.start()
-        return self
 
 
 class PETriageWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
@@ -175,8 +146,11 @@ class PETriageWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui = slicer.util.childWidgetVariables(uiWidget)
         uiWidget.setMRMLScene(slicer.mrmlScene)
         self.logic = PETriageLogic()
-        for combo in (self.ui.stage1ModelComboBox, self.ui.stage2ModelComboBox):
+        # Model lists change at run time (fine-tuned versions), so these two combos are bound by hand.
+        for combo, name in ((self.ui.stage1ModelComboBox, "stage1Model"),
+                            (self.ui.stage2ModelComboBox, "stage2Model")):
             combo.setEditable(True)  # a checkpoint path may be typed in
+            combo.currentTextChanged.connect(lambda text, name=name: self.setModelParameter(name, text))
         self.timer = qt.QTimer()
         self.timer.setInterval(200)
         self.timer.timeout.connect(self.onTimer)
@@ -188,10 +162,11 @@ class PETriageWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         u.loadDatabaseButton.clicked.connect(self.onLoadFromDatabase)
         u.applyButton.clicked.connect(self.onApply)
         u.jumpMaxPeButton.clicked.connect(lambda: self.call(lambda s: s.jump_to_max_pe(self.table())))
-        u.nextPositiveButton.clicked.connect(lambda: self.call(lambda s: s.jump_to_next_positive(self.table(), step=1)))
-        u.previousPositiveButton.clicked.connect(lambda: self.call(lambda s: s.jump_to_next_positive(self.table(), step=-1)))
+        u.nextPositiveButton.clicked.connect(lambda: self.jumpToPositive(1))
+        u.previousPositiveButton.clicked.connect(lambda: self.jumpToPositive(-1))
         u.resultsTableView.connect("selectionChanged()", self.onResultRowSelected)
         u.showChartButton.clicked.connect(self.onShowChart)
+        u.heatmapSliceButton.clicked.connect(self.onHeatmapCurrentSlice)
         u.screenFolderButton.clicked.connect(self.onScreenFolder)
         u.screenDatabaseButton.clicked.connect(lambda: self.startWork("Screening the DICOM database", lambda s, st: (
             lambda progress, cancel: s.screen_database(st, progress, cancel))))
@@ -205,6 +180,10 @@ class PETriageWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.initializeParameterNode()
 
     # parameter node
+    def setModelParameter(self, name, text):
+        if self._parameterNode:
+            setattr(self._parameterNode, name, text)
+
     def cleanup(self):
         self.removeObservers()
         if self.work is not None:
@@ -250,7 +229,7 @@ class PETriageWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         except ImportError:  # dependencies not installed yet: filled after the first Apply
             return
         for stage, combo in ((1, self.ui.stage1ModelComboBox), (2, self.ui.stage2ModelComboBox)):
-            current = combo.currentText
+            current = getattr(self._parameterNode, f"stage{stage}Model", "") if self._parameterNode else ""
             combo.clear()
             combo.addItems(names[stage])
             if current:
@@ -290,6 +269,8 @@ class PETriageWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         except Exception as exc:
             self.ui.statusLabel.text = f"Error: {exc}"
             return
+        from PETriageSlicer.background import BackgroundWork
+
         self.work = BackgroundWork(function, label).start()
         self.ui.applyButton.text = "Cancel"
         self.ui.progressBar.visible = True
@@ -314,9 +295,8 @@ class PETriageWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.applyButton.text = "Apply"
         self.ui.progressBar.visible = False
         if work.error is not None:
-            cancelled = type(work.error).__name__ == "Cancelled"
-            self.ui.statusLabel.text = "Cancelled." if cancelled else f"Error: {work.error}"
-            if not cancelled:
+            self.ui.statusLabel.text = "Cancelled." if work.cancelled else f"Error: {work.error}"
+            if not work.cancelled:
                 slicer.util.errorDisplay(f"{work.label} failed: {work.error}")
             return
         finish, self.finish = self.finish, None
@@ -343,16 +323,25 @@ class PETriageWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def showResults(self, nodes):
         self.resultNodes = nodes
         ct = self._parameterNode.inputVolume
-        self.ui.verdictLabel.text = (f"<b>{ct.GetAttribute('PETriage.verdict')}</b>: {ct.GetAttribute('PETriage.reason')}"
-                                     f" (PE score {ct.GetAttribute('PETriage.pe_score')})")
+        verdict, reason, score = (ct.GetAttribute(f"PETriage.{k}") for k in ("verdict", "reason", "pe_score"))
+        self.ui.verdictLabel.text = f"<b>{verdict}</b>: {reason} (PE score {score})"
         self.ui.resultsTableView.setMRMLTableNode(nodes.table)
         self.ui.labelToSpinBox.maximum = self.ui.labelFromSpinBox.maximum = nodes.table.GetNumberOfRows() - 1
         self.logic.scene.jump_to_max_pe(nodes.table)
+
+    def jumpToPositive(self, step):
+        self.call(lambda s: s.jump_to_next_positive(self.table(), step=step))
 
     def onResultRowSelected(self):
         rows = self.ui.resultsTableView.selectionModel().selectedRows()
         if rows:
             self.call(lambda s: s.jump_to_row(self.table(), rows[0].row()))
+
+    def onHeatmapCurrentSlice(self):
+        from PETriageSlicer.navigation import current_slice
+
+        ct = self._parameterNode.inputVolume
+        self.call(lambda s: s.heatmaps_for_slices(ct, [current_slice(ct)]))
 
     def onShowChart(self):
         if self.resultNodes is not None:
@@ -387,7 +376,8 @@ class PETriageWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
         self.finish = lambda rows: self.ui.worklistTableView.setMRMLTableNode(worklist.worklist_table(rows))
         self.startWork("Screening", lambda s, st: (
-            lambda progress, cancel: worklist.screen(worklist.folder_sources(folder), s.cascade(st), progress, cancel)))
+            lambda progress, cancel: worklist.screen(worklist.folder_sources(folder), s.cascade(st),
+                                                     progress, cancel)))
 
     def onLoadWorklistRow(self):
         table = self.ui.worklistTableView.mrmlTableNode()
@@ -420,7 +410,8 @@ class PETriageWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def onExport(self):
         out = self.ui.exportDirectoryButton.directory
         seg = slicer.mrmlScene.GetFirstNodeByName(f"{self._parameterNode.inputVolume.GetName()} PETriage lesions")
-        path = self.call(lambda s: s.export_training_manifest(self._parameterNode.inputVolume, self.labelsTable(), out, seg))
+        ct = self._parameterNode.inputVolume
+        path = self.call(lambda s: s.export_training_manifest(ct, self.labelsTable(), out, seg))
         if path is not None:
             self.ui.statusLabel.text = f"Exported: {path}"
 
@@ -436,7 +427,8 @@ class PETriageWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             return
         out = os.path.join(self.ui.exportDirectoryButton.directory, "finetune")
         for stage, model in ((1, p.stage1Model), (2, p.stage2Model)):
-            job = self.call(lambda s: s.fine_tune(manifest, stage, model, os.path.join(out, f"stage{stage}"), p.epochs))
+            folder = os.path.join(out, f"stage{stage}")
+            job = self.call(lambda s: s.fine_tune(manifest, stage, model, folder, p.epochs))
             if job is not None:
                 self.fineTuneJobs.append(job)
         self.ui.retrainButton.text = "Cancel fine-tuning"
@@ -483,8 +475,8 @@ class PETriageTest(ScriptedLoadableModuleTest):
         paths = []
         for stage, classes in ((1, ["wnl", "disease"]), (2, ["other", "pe"])):
             model = build_model("cbamdrn_d22", ("vascular", "lung"), width=0.25)
-            paths.append(str(save_checkpoint(os.path.join(tmp, f"stage{stage}.pt"), model,
-                                             {"class_names": classes, "input_size": 64, "threshold": 0.0 if stage == 1 else 0.5})))
+            meta = {"class_names": classes, "input_size": 64, "threshold": 0.0 if stage == 1 else 0.5}
+            paths.append(str(save_checkpoint(os.path.join(tmp, f"stage{stage}.pt"), model, meta)))
         logic = SceneLogic(slicer.mrmlScene)
         ct = logic.load_dicom(os.path.join(tmp, "study"))
         self.delayDisplay("Triage")

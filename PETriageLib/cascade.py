@@ -22,9 +22,11 @@ from PETriageLib.volume import CTVolume
 log = logging.getLogger(__name__)
 
 Progress = Callable[[int, int, str], None]
-CancelFlag = "Callable[[], bool] | Any | None"  # a callable, or an object with is_set() (threading.Event)
 
 STAGE_CLASSES = {1: ["wnl", "disease"], 2: ["other", "pe"]}
+# eager: the model as loaded, fp32. fast: fast_inference.FastPredictor (BN folded, channels_last,
+# bf16 where the hardware has it), validated against fp32 on the first batch. naive = eager.
+INFERENCE = ("eager", "naive", "fast")
 
 
 class Cancelled(PETriageError):
@@ -161,10 +163,15 @@ class Cascade:
 
     def __init__(self, stage1: Stage, stage2: Stage, device: str = "auto", batch_size: int = 16,
                  all_slices: bool = False, threshold_disease: float | None = None,
-                 threshold_pe: float | None = None, min_run: int = 1, min_slices: int = 10) -> None:
+                 threshold_pe: float | None = None, min_run: int = 1, min_slices: int = 10,
+                 inference: str = "eager") -> None:
         for st, n in ((stage1, 1), (stage2, 2)):
             if st.number != n:
                 raise ValueError(f"stage {n} given a stage {st.number} model")
+        if inference not in INFERENCE:
+            raise ValueError(f"unknown inference path {inference!r}; use one of {', '.join(INFERENCE)}")
+        self.inference = inference
+        self._fast: dict[int, Any] = {}  # stage number -> FastPredictor, built on first use
         self.stage1, self.stage2 = stage1, stage2
         self.config1 = preprocess_config(stage1.meta)
         self.config2 = preprocess_config(stage2.meta)
@@ -190,6 +197,19 @@ class Cascade:
         for st in (self.stage1, self.stage2):
             st.model.to(device).eval()
         self.device = device
+        self._fast.clear()  # fast copies live on the old device
+
+    def _forward(self, stage: Stage, images: np.ndarray) -> np.ndarray:
+        import torch
+
+        if self.inference == "fast":
+            if stage.number not in self._fast:
+                from PETriageLib.fast_inference import FastPredictor
+
+                self._fast[stage.number] = FastPredictor(stage.model, self.device, batch_size=self.batch_size)
+            return self._fast[stage.number](images)
+        x = torch.from_numpy(images).to(self.device)
+        return torch.sigmoid(stage.model(x).float()).reshape(-1).cpu().numpy()
 
     def _predict(self, stage: Stage, images: np.ndarray) -> np.ndarray:
         """Sigmoid probabilities; on CUDA out-of-memory move both models to the CPU and retry."""
@@ -197,21 +217,21 @@ class Cascade:
 
         with torch.inference_mode():
             try:
-                x = torch.from_numpy(images).to(self.device)
-                return torch.sigmoid(stage.model(x).float()).reshape(-1).cpu().numpy()
+                return self._forward(stage, images)
             except torch.OutOfMemoryError:
                 if self.device.type == "cpu":
                     raise
                 log.warning("out of GPU memory; continuing on the CPU")
                 torch.cuda.empty_cache()
                 self._to_device(torch.device("cpu"))
-                x = torch.from_numpy(images)
-                return torch.sigmoid(stage.model(x).float()).reshape(-1).numpy()
+                return self._forward(stage, images)
 
     def options(self) -> dict[str, Any]:
         return {"threshold_disease": self.threshold_disease, "threshold_pe": self.threshold_pe,
                 "min_run": self.min_run, "all_slices": self.all_slices, "batch_size": self.batch_size,
-                "min_slices": self.min_slices, "shared_preprocessing": self.shared_preprocessing}
+                "min_slices": self.min_slices, "shared_preprocessing": self.shared_preprocessing,
+                "inference": self.inference,
+                "fast_paths": {f"stage{n}": p.describe() for n, p in self._fast.items()}}
 
     def run(self, volume: CTVolume, progress: Progress | None = None, cancel: Any = None) -> TriageResult:
         """Triage one series. Raises Cancelled when ``cancel`` becomes set between batches."""
@@ -225,7 +245,7 @@ class Cascade:
         has_lung = [bool(s.has_lung) for s in lungs]
         rows = [SliceRow(index=k, z=float(volume.z_positions[k]), instance_uid=str(volume.instance_uids[k]),
                          has_lung=has_lung[k], analysable=False) for k in range(volume.num_slices)]
-        problem = series_problem(volume, has_lung, min_slices=self.min_slices)
+        problem = series_problem(volume, min_slices=self.min_slices)
         if problem is None:
             problem = self._check_chest(volume, lungs)
         if problem is None:
@@ -280,14 +300,14 @@ class Cascade:
                 progress(min(start + self.batch_size, total), total, "stage 1 + stage 2")
 
     def heatmaps(self, result: TriageResult, slices: Sequence[int], stage: int = 2, batch_size: int = 2,
-                 progress: Progress | None = None) -> dict[str, np.ndarray]:
+                 progress: Progress | None = None, cancel: Any = None) -> dict[str, np.ndarray]:
         """Grad-CAM volumes (one per branch) of ``stage``'s positive class on the chosen slices."""
         from PETriageLib.gradcam import heatmap_volume
 
         st, cfg = (self.stage2, self.config2) if stage == 2 else (self.stage1, self.config1)
         t = time.perf_counter()
         vols = heatmap_volume(st.model, result.volume, list(slices), cfg, lungs=result.lungs,
-                              batch_size=batch_size, progress=progress)
+                              batch_size=batch_size, progress=progress, cancel=cancel)
         result.timings["gradcam"] = result.timings.get("gradcam", 0.0) + time.perf_counter() - t
         result.cam = {"stage": stage, "model": st.name, "target": st.meta.get("class_names", ["", "positive"])[-1],
                       "slices": [int(k) for k in slices], "branches": list(vols)}

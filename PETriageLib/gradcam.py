@@ -95,12 +95,14 @@ def branch_heatmaps(model: Any, images: np.ndarray, branches: Sequence[str] | No
 
 def heatmap_volume(model: Any, volume: CTVolume, indices: Sequence[int], config: Any, lungs: list | None = None,
                    branches: Sequence[str] | None = None, batch_size: int = 2,
-                   progress: Callable[[int, int, str], None] | None = None) -> dict[str, np.ndarray]:
+                   progress: Callable[[int, int, str], None] | None = None, cancel: Any = None) -> dict[str, np.ndarray]:
     """Heatmaps of the chosen slices as float32 volumes (k, j, i) in the series geometry.
 
     Each slice's map is placed back through its crop (``CropMap.to_slice``); slices not
-    chosen, and pixels outside the crop, are zero.
+    chosen, and pixels outside the crop, are zero. ``cancel`` is checked between chunks of
+    slices (see ``cascade.is_cancelled``) and raises ``cascade.Cancelled``.
     """
+    from PETriageLib.cascade import Cancelled, is_cancelled
     from PETriageLib.preprocess import prepare_slices
 
     layers = model.branch_layers()
@@ -113,6 +115,8 @@ def heatmap_volume(model: Any, volume: CTVolume, indices: Sequence[int], config:
     # Small chunks keep the preprocessed images as small as the Grad-CAM batches.
     chunk = max(batch_size, 8)
     for s in range(0, len(indices), chunk):
+        if is_cancelled(cancel):
+            raise Cancelled(f"Grad-CAM cancelled after {s} of {len(indices)} slices")
         idx = indices[s:s + chunk]
         prep = prepare_slices(volume, idx, config, lungs=lungs)
         maps = branch_heatmaps(model, prep.images, names, batch_size=batch_size)

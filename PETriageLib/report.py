@@ -113,8 +113,9 @@ def write_key_images(result: TriageResult, heatmaps: Mapping[str, np.ndarray], s
                 ax.imshow(np.ma.masked_less(heat, 0.05), cmap="jet", alpha=0.4, vmin=0, vmax=1)
             ax.set_title(f"{win.name} window" + (f" / {branch} Grad-CAM" if branch else ""), fontsize=9)
             ax.axis("off")
-        p_pe = "n/a" if r.p_pe is None else f"{r.p_pe:.3f}"
-        fig.suptitle(f"slice {k} (z {r.z:.1f} mm): {r.label}, p_disease {r.p_disease:.3f}, p_pe {p_pe}", fontsize=10)
+        p_dis, p_pe = ("n/a" if p is None else f"{p:.3f}" for p in (r.p_disease, r.p_pe))
+        fig.suptitle(f"slice {k} (z {r.z:.1f} mm): {r.label or 'not analysed'}, p_disease {p_dis}, p_pe {p_pe}",
+                     fontsize=10)
         fig.tight_layout()
         path = Path(out_dir) / f"key_{rank:02d}_slice{k:04d}.png"
         fig.savefig(path, dpi=80)

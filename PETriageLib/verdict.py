@@ -137,9 +137,11 @@ def patient_verdict(
     )
 
 
-def series_problem(volume: CTVolume, has_lung: Sequence[bool] | None = None, min_slices: int = 10,
-                   max_gap_factor: float = 1.6) -> str | None:
-    """Why this series cannot be triaged (not CT, not axial, too few slices, gaps), or None."""
+def series_problem(volume: CTVolume, min_slices: int = 10, max_gap_factor: float = 1.6) -> str | None:
+    """Why this series cannot be triaged (not CT, not axial, too few slices, gaps), or None.
+
+    Whether it is a chest CT at all (enough lung) is lung_crop.check_chest's question.
+    """
     modality = (volume.metadata or {}).get("modality")
     if modality and str(modality).upper() != "CT":
         return f"not a CT series (modality {modality})"
@@ -157,6 +159,4 @@ def series_problem(volume: CTVolume, has_lung: Sequence[bool] | None = None, min
         if steps[worst] > max_gap_factor * typical:
             return (f"gap in the series: {steps[worst]:.1f} mm between slices {worst} and {worst + 1} "
                     f"(typical spacing {typical:.1f} mm)")
-    if has_lung is not None and not any(has_lung):
-        return "no lungs found in any slice"
     return None

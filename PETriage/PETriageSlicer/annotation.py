@@ -3,8 +3,9 @@ export as a training manifest in the phantom dataset format the trainer reads.
 
 Export layout (``out_dir``): ``<patient>_<n>/series/`` (copied DICOM files),
 ``<patient>_<n>/labels.csv`` (slice_index, instance_uid, z, label, pe, consolidation, ggo, nodule,
-effusion, emphysema, file), optional ``<patient>_<n>/mask.nrrd`` (the phantom's finding codes), and ``manifest.csv`` with one row
-per exported series (patient_id, series_dir, labels_csv, mask, patient_label, contrast, findings, seed).
+effusion, emphysema, file), optional ``<patient>_<n>/mask.nrrd`` (the phantom's finding codes), and
+``manifest.csv`` with one row per exported series (patient_id, series_dir, labels_csv, mask,
+patient_label, contrast, findings, seed).
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from typing import Any, Iterable
 import numpy as np
 import slicer
 
+from PETriageSlicer.geometry import ijk_to_ras, set_ijk_to_ras
 from PETriageSlicer.loading import SOURCE_FILES_ATTRIBUTE
 from PETriageSlicer.results import INPUT_ROLE, add_column, results_table
 
@@ -89,18 +91,45 @@ def create_lesion_segmentation(ct: Any) -> Any:
     return seg
 
 
+def _labelmap_on_ct(ct: Any, array: "np.ndarray | None" = None) -> Any:
+    """A temporary labelmap node on the CT's grid (filled with ``array`` when given)."""
+    lm = ct.GetScene().AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", "__petriage_temp__")
+    if array is not None:
+        slicer.util.updateVolumeFromArray(lm, np.ascontiguousarray(array, dtype=np.uint8))
+        set_ijk_to_ras(lm, ijk_to_ras(ct))
+    return lm
+
+
+def set_segment_from_array(seg: Any, name: str, array: np.ndarray, ct: Any) -> None:
+    """Replace segment ``name`` with the non-zero voxels of a (k, j, i) array on the CT's grid."""
+    logic = slicer.vtkSlicerSegmentationsModuleLogic
+    lm = _labelmap_on_ct(ct, (np.asarray(array) > 0).astype(np.uint8))
+    try:
+        image = logic.CreateOrientedImageDataFromVolumeNode(lm)
+        if not logic.SetBinaryLabelmapToSegment(image, seg, name, logic.MODE_REPLACE):
+            raise ValueError(f"could not set segment {name!r} of {seg.GetName()}")
+    finally:
+        ct.GetScene().RemoveNode(lm)
+
+
 def lesion_mask(seg: Any, ct: Any) -> np.ndarray:
     """uint8 (k, j, i) mask on the CT's grid with the phantom's finding codes (pe = 1, ...), 0 elsewhere."""
-    from PETriageLib.phantom import FINDING_CODES
+    import vtk
 
     dims = ct.GetImageData().GetDimensions()
     mask = np.zeros((dims[2], dims[1], dims[0]), np.uint8)
     for name in FLAGS:
         if seg.GetSegmentation().GetSegment(name) is None:
             continue
-        part = slicer.util.arrayFromSegmentBinaryLabelmap(seg, name, ct)
-        if part is not None:
-            mask[part > 0] = FINDING_CODES[name]
+        ids = vtk.vtkStringArray()
+        ids.InsertNextValue(name)
+        lm = _labelmap_on_ct(ct)
+        try:
+            if not slicer.vtkSlicerSegmentationsModuleLogic.ExportSegmentsToLabelmapNode(seg, ids, lm, ct):
+                raise ValueError(f"could not export segment {name!r} of {seg.GetName()}")
+            mask[slicer.util.arrayFromVolume(lm) > 0] = _code(name)
+        finally:
+            ct.GetScene().RemoveNode(lm)
     return mask
 
 
@@ -183,7 +212,8 @@ def export_training_manifest(ct: Any, labels_table: Any, out_dir: "str | Path", 
         "patient_id": pid, "series_dir": f"{case.name}/series", "labels_csv": f"{case.name}/labels.csv",
         "mask": mask_rel, "patient_label": _patient_label(labels), "contrast": "", "findings": ";".join(findings),
         "seed": ""})
-    log.info("exported %s (%d slices, patient label %s) to %s", ct.GetName(), len(labels), _patient_label(labels), out)
+    log.info("exported %s (%d slices, patient label %s) to %s", ct.GetName(), len(labels),
+             _patient_label(labels), out)
     return out / "manifest.csv"
 
 

@@ -31,6 +31,7 @@ class FineTuneJob:
     def __init__(self, manifest: "str | Path", stage: int, init_from: "str | Path", out_dir: "str | Path",
                  epochs: int = 3, extra_args: Sequence[str] = ()) -> None:
         self.stage = int(stage)
+        self.init_from = str(init_from)
         self.out_dir = Path(out_dir)
         self.command = [python_executable(), "-c", "import sys; from PETriageLib.cli import main; sys.exit(main())",
                         "train", "--manifest", str(manifest), "--stage", str(self.stage), "--out", str(out_dir),
@@ -119,7 +120,7 @@ class FineTuneJob:
         best = self.result()["best"]
         card = dict(card or {})
         card.setdefault("intended_use", "research: fine-tuned in the PETriage Slicer module; not for clinical use")
-        card.setdefault("training_data", f"user annotations, started from {self.command[self.command.index('--init-from') + 1]}")
+        card.setdefault("training_data", f"user annotations, started from {self.init_from}")
         card.setdefault("limits", "validated only on the user's own split")
         card.setdefault("metrics", {"threshold": self.result().get("threshold")})
         return register_user_model(name, self.stage, best, card)

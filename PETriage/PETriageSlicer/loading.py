@@ -56,7 +56,8 @@ def load_dicom_folder(path_or_files: "str | Path | Sequence[str]", series_uid: s
     from PETriageLib.dicom_series import series_metadata
 
     info = pick_series(path_or_files, series_uid, progress)
-    meta = {k: "" if v is None else str(v) for k, v in series_metadata(info.instances[0], info.uid, info.num_slices).items()}
+    header = series_metadata(info.instances[0], info.uid, info.num_slices)
+    meta = {k: "" if v is None else str(v) for k, v in header.items()}
     files = vtk.vtkStringArray()
     for f in info.files:
         files.InsertNextValue(str(f))
@@ -95,7 +96,8 @@ def place_in_hierarchy(node: "slicer.vtkMRMLNode", meta: dict[str, str]) -> int:
     study_uid = meta.get("study_uid") or f"{patient_uid}.study"
     study = sh.GetItemByUID(SH.GetDICOMUIDName(), study_uid)
     if not study:
-        study = sh.CreateStudyItem(patient, meta.get("study_description") or f"Study {meta.get('study_date', '')}".strip())
+        name = meta.get("study_description") or f"Study {meta.get('study_date', '')}".strip()
+        study = sh.CreateStudyItem(patient, name)
         sh.SetItemUID(study, SH.GetDICOMUIDName(), study_uid)
         for attr, key in ((SH.GetDICOMStudyInstanceUIDAttributeName(), "study_uid"),
                           (SH.GetDICOMStudyDateAttributeName(), "study_date"),

@@ -15,8 +15,8 @@ import slicer
 from PETriageSlicer import annotation, navigation, worklist
 from PETriageSlicer.geometry import volume_from_node
 from PETriageSlicer.loading import load_dicom_folder, load_from_dicom_database
-from PETriageSlicer.model_list import resolve
-from PETriageSlicer.results import DisplayOptions, ResultNodes, add_results
+from PETriageSlicer.model_list import resolve, verified_path
+from PETriageSlicer.results import DisplayOptions, ResultNodes, add_results, update_heatmaps
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +59,7 @@ class TriageTask:
     def publish(self) -> ResultNodes:
         if self.result is None:
             raise RuntimeError("compute() has not finished")
+        self.logic.last_tasks[self.ct.GetID()] = self  # kept for Grad-CAM on demand
         return add_results(self.ct, self.result, self.heatmaps, self.settings.display)
 
 
@@ -69,6 +70,7 @@ class PETriageLogic:
         self.scene = scene or slicer.mrmlScene
         self._cascade_key: tuple | None = None
         self._cascade: Any = None
+        self.last_tasks: dict[str, TriageTask] = {}  # CT node ID -> its latest published triage
 
     # loading
     def load_dicom(self, path: str, series_uid: str | None = None) -> Any:
@@ -84,7 +86,7 @@ class PETriageLogic:
 
         key = (settings.stage1, settings.stage2, settings.device, settings.threshold_pe)
         if key != self._cascade_key:
-            paths = [str(resolve(name)[0]) for name in (settings.stage1, settings.stage2)]
+            paths = [str(verified_path(name)) for name in (settings.stage1, settings.stage2)]
             options = {} if settings.threshold_pe is None else {"threshold_pe": settings.threshold_pe}
             self._cascade = Cascade.from_checkpoints(paths[0], paths[1], device=settings.device, **options)
             self._cascade_key = key
@@ -99,6 +101,14 @@ class PETriageLogic:
         task = self.prepare(ct, settings)
         task.compute(progress, cancel)
         return task.publish()
+
+    def heatmaps_for_slices(self, ct: Any, slices: list[int], progress: Progress | None = None) -> dict:
+        """Grad-CAM on demand for any slices of the CT's latest run, written into its heatmap volumes."""
+        task = self.last_tasks.get(ct.GetID())
+        if task is None:
+            raise RuntimeError(f"{ct.GetName()} has not been triaged in this session: run it first")
+        maps = self.cascade(task.settings).heatmaps(task.result, list(slices), stage=2, progress=progress)
+        return update_heatmaps(ct, maps, list(slices), task.settings.display)
 
     # navigation
     jump_to_slice = staticmethod(navigation.jump_to_slice)

@@ -34,6 +34,17 @@ def resolve(name_or_path: str) -> tuple[Path, str | None]:
         return resolve_model(name_or_path, resources_dir())
 
 
+def verified_path(name_or_path: str) -> Path:
+    """The checkpoint file of a model name or path, its SHA256 checked where the manifest gives one."""
+    from PETriageLib.models.checkpoint import file_sha256
+
+    path, expected = resolve(name_or_path)
+    if expected is not None and file_sha256(path) != expected:
+        raise CheckpointError(f"{path}: SHA256 does not match the model list entry {name_or_path!r}; "
+                              "the file was changed or damaged")
+    return path
+
+
 def register_user_model(name: str, stage: int, checkpoint: "str | Path", card: Mapping[str, Any]) -> dict:
     """Copy a (fine-tuned) checkpoint into the user's folder and list it under ``name``."""
     folder = user_models_dir()

@@ -128,6 +128,7 @@ def add_results(ct: Any, result: Any, heatmaps: dict[str, np.ndarray] | None = N
     options = options or DisplayOptions()
     scene = ct.GetScene()
     name = ct.GetName()
+    remove_results(ct)  # a new run replaces the previous one, never piles up beside it
     verdict = result.verdict.to_dict()
     table = add_table(scene, f"{name} PETriage slices", result.rows)
     chart = add_chart(scene, name, table)
@@ -143,7 +144,7 @@ def add_results(ct: Any, result: Any, heatmaps: dict[str, np.ndarray] | None = N
         node.SetAttribute("PETriage.branch", branch)
     series = [chart.GetNthPlotSeriesNode(i) for i in range(chart.GetNumberOfPlotSeriesNodes())]
     folder = place_results(ct, [table, chart, *series, *maps.values()], f"PETriage: {name}")
-    shown = maps.get(options.foreground_branch) if options.foreground_branch else next(iter(maps.values()), None)
+    shown = maps.get(options.foreground_branch or "") or next(iter(maps.values()), None)
     show_in_slice_views(scene, ct, shown, options.opacity)
     log.info("%s: %s (%s)", name, verdict["verdict"], verdict["reason"])
     return ResultNodes(table=table, chart=chart, heatmaps=maps, folder_item=folder)
@@ -160,6 +161,74 @@ def place_results(ct: Any, nodes: list, folder_name: str) -> int:
         item = sh.GetItemByDataNode(node) or sh.CreateItem(folder, node)
         sh.SetItemParent(item, folder)
     return folder
+
+
+def remove_results(ct: Any) -> bool:
+    """Remove the CT's latest results (their folder and every node in it); False when there are none."""
+    table = results_table(ct)
+    if table is None:
+        return False
+    scene = ct.GetScene()
+    sh = scene.GetSubjectHierarchyNode()
+    folder = sh.GetItemParent(sh.GetItemByDataNode(table))
+    nodes = [n for n in (sh.GetItemDataNode(i) for i in _children(sh, folder)) if n is not None]
+    for node in nodes:
+        # Display and storage nodes belong to their data node alone: they go with it.
+        owned = [node.GetNthNodeReference(role, i) for role in ("display", "storage")
+                 for i in range(node.GetNumberOfNodeReferences(role))]
+        scene.RemoveNode(node)
+        for other in owned:
+            if other is not None and scene.IsNodePresent(other):
+                scene.RemoveNode(other)
+    sh.RemoveItem(folder, False, True)
+    ct.RemoveNodeReferenceIDs(TABLE_ROLE)
+    return True
+
+
+def _children(sh: Any, item: int) -> list[int]:
+    import vtk
+
+    ids = vtk.vtkIdList()
+    sh.GetItemChildren(item, ids, True)
+    return [ids.GetId(i) for i in range(ids.GetNumberOfIds())]
+
+
+def heatmap_nodes(ct: Any) -> dict[str, Any]:
+    """{branch: heatmap volume node} of the CT's current results."""
+    out = {}
+    for node in nodes_by_class(ct.GetScene(), "vtkMRMLScalarVolumeNode"):
+        if node.GetAttribute("PETriage.branch") and node.GetNodeReference(INPUT_ROLE) is ct:
+            out[node.GetAttribute("PETriage.branch")] = node
+    return out
+
+
+def update_heatmaps(ct: Any, maps: dict[str, np.ndarray], slices: list[int],
+                    options: DisplayOptions | None = None) -> dict[str, Any]:
+    """Write Grad-CAM ``maps`` of ``slices`` into the CT's heatmap volumes (made when missing)."""
+    options = options or DisplayOptions()
+    nodes = heatmap_nodes(ct)
+    folder_item = 0
+    table = results_table(ct)
+    if table is not None:
+        sh = ct.GetScene().GetSubjectHierarchyNode()
+        folder_item = sh.GetItemParent(sh.GetItemByDataNode(table))
+    for branch, array in maps.items():
+        node = nodes.get(branch)
+        if node is None:
+            node = nodes[branch] = add_heatmap(ct.GetScene(), ct, f"{ct.GetName()} Grad-CAM {branch}",
+                                               np.zeros_like(array), options)
+            node.SetAttribute("PETriage.branch", branch)
+            node.SetNodeReferenceID(INPUT_ROLE, ct.GetID())
+            if folder_item:
+                sh.SetItemParent(sh.GetItemByDataNode(node) or sh.CreateItem(folder_item, node), folder_item)
+        voxels = slicer.util.arrayFromVolume(node)
+        voxels[slices] = array[slices]
+        slicer.util.arrayFromVolumeModified(node)
+        display = node.GetDisplayNode()
+        display.SetUpperThreshold(max(display.GetUpperThreshold(), float(voxels.max(initial=0.0))))
+    shown = nodes.get(options.foreground_branch or "") or next(iter(nodes.values()), None)
+    show_in_slice_views(ct.GetScene(), ct, shown, options.opacity)
+    return nodes
 
 
 def results_table(ct: Any) -> Any | None:

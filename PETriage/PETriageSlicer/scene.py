@@ -23,6 +23,7 @@ def new_scene(set_global: bool = True) -> "slicer.vtkMRMLScene":
     """
     from vtkmodules.vtkCommonCore import vtkCollection
 
+    register_segmentation_converters()
     scene = slicer.vtkMRMLScene()
     app = slicer.vtkSlicerApplicationLogic()
     app.SetMRMLScene(scene)
@@ -45,6 +46,15 @@ def new_scene(set_global: bool = True) -> "slicer.vtkMRMLScene":
     if set_global:
         slicer.mrmlScene = scene
     return scene
+
+
+def register_segmentation_converters() -> None:
+    """Labelmap <-> surface rules, which Slicer's Segmentations module registers at start-up."""
+    factory = slicer.vtkSegmentationConverterFactory.GetInstance()
+    if len(factory.GetConverterRules()):
+        return
+    factory.RegisterConverterRule(slicer.vtkBinaryLabelmapToClosedSurfaceConversionRule())
+    factory.RegisterConverterRule(slicer.vtkClosedSurfaceToBinaryLabelmapConversionRule())
 
 
 def application_logic(scene: "slicer.vtkMRMLScene"):

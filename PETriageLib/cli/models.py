@@ -8,6 +8,7 @@ import json
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("models", help="list the model architectures with parameters and FLOPs",
                               description="List the registered models (parameters, GFLOPs per slice).")
+    p.add_argument("names", nargs="*", help="only these models (default: all)")
     p.add_argument("--size", type=int, default=160, help="input size in pixels for the FLOP count (default 160)")
     p.add_argument("--windows", default="vascular,lung", help="comma-separated window names (default vascular,lung)")
     p.add_argument("--width", type=float, default=None, help="width multiplier for the DRN family (default 1.0)")
@@ -21,7 +22,7 @@ def run(args: argparse.Namespace) -> int:
     if args.size < 64:
         raise ValueError(f"--size must be at least 64 px, got {args.size}")
     windows = tuple(w.strip() for w in args.windows.split(",") if w.strip())
-    rows = describe_models(args.size, windows, args.width)
+    rows = describe_models(args.size, windows, args.width, args.names or None)
     if args.json:
         print(json.dumps(summary_dicts(rows), indent=2))
         return 0

@@ -34,6 +34,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--init-from", default=None, help="fine-tune this checkpoint (its model and preprocessing)")
     p.add_argument("--cache", default=None, help="slice cache folder (default OUT/cache)")
     p.add_argument("--splits", default=None, help="splits JSON to use or create (default OUT/splits.json)")
+    p.add_argument("--ratios", default="5,3,2", help="train,val,test ratios for a new patient split (default 5,3,2)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--no-resume", action="store_true", help="start over even if OUT/last.pt exists")
     p.add_argument("--no-progress", action="store_true")
@@ -64,7 +65,8 @@ def run(args: argparse.Namespace) -> int:
 
     cfg = config_from_args(args)
     result = train_from_manifest(cfg, args.manifest, args.out, args.cache, args.splits,
-                                 resume=not args.no_resume, device=args.device)
+                                 resume=not args.no_resume, device=args.device,
+                                 ratios=tuple(float(r) for r in args.ratios.split(",")))
     (Path(args.out) / "history.json").write_text(json.dumps(result.history, indent=1))
     print(json.dumps({"best": str(result.best_path), "best_epoch": result.best_epoch,
                       "threshold": result.threshold, "resumed_from": result.resumed_from}, indent=1))

@@ -39,6 +39,9 @@ def add_cascade_options(p: argparse.ArgumentParser) -> None:
                    help="Grad-CAM on the top-k slices by p_pe, on every pe slice, or none (default top-k)")
     p.add_argument("--top-k", type=int, default=5, help="slices for --cam top-k (default 5)")
     p.add_argument("--batch-size", type=int, default=16, help="slices per model batch (default 16)")
+    p.add_argument("--inference", choices=["eager", "fast"], default="eager",
+                   help="eager fp32, or fast (BN folded, channels_last, bf16 where supported; checked "
+                        "against fp32 on the first batch) (default eager)")
     p.add_argument("--nifti", action="store_true", help="write heatmaps as NIfTI (.nii.gz) instead of NRRD")
     p.add_argument("--no-images", action="store_true", help="skip the key image PNGs")
 
@@ -67,7 +70,7 @@ def build_cascade(args: argparse.Namespace) -> Any:
     stage1, stage2 = args.models or default_models()
     return Cascade.from_checkpoints(stage1, stage2, device=args.device, batch_size=args.batch_size,
                                     all_slices=args.all_slices, threshold_disease=args.threshold_disease,
-                                    threshold_pe=args.threshold, min_run=args.min_run)
+                                    threshold_pe=args.threshold, min_run=args.min_run, inference=args.inference)
 
 
 def triage_volume(cascade: Any, volume: Any, out_dir: Path, args: argparse.Namespace,
@@ -90,10 +93,15 @@ def triage_volume(cascade: Any, volume: Any, out_dir: Path, args: argparse.Names
     return result, files
 
 
-def _series_dir_name(n: int, info: Any, many: bool) -> str:
+def series_dir_name(n: int, info: Any, many: bool) -> str:
+    """Readable and stable: series description + a short hash of the series UID."""
+    import hashlib
+
     from PETriageLib.report import safe_name
 
-    return f"{n:03d}_{safe_name(str(info.uid)[-24:])}" if many else safe_name(str(info.uid)[-24:])
+    tag = hashlib.sha1(str(info.uid).encode()).hexdigest()[:8]
+    name = safe_name(f"{info.description or 'series'}_{tag}")
+    return f"{n:03d}_{name}" if many else name
 
 
 def run(args: argparse.Namespace) -> int:
@@ -110,7 +118,7 @@ def run(args: argparse.Namespace) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     entries, failed = [], 0
     for n, info in enumerate(series, 1):
-        out_dir = args.out / _series_dir_name(n, info, len(series) > 1)
+        out_dir = args.out / series_dir_name(n, info, len(series) > 1)
         described = {"series_uid": info.uid, "num_slices": info.num_slices, "series_description": info.description}
         if str(info.modality or "").upper() not in ("CT", ""):
             entries.append(worklist_row(None, out_dir, described, "not_analysable",

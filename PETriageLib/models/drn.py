@@ -11,8 +11,6 @@ pooling is the caller's job (adaptive, so any input size works).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
-
 import torch
 from torch import nn
 
@@ -180,4 +178,4 @@ def build_drn(variant: str, width: float = 1.0, in_channels: int = 1, attention:
     return DRN(spec, width=width, in_channels=in_channels, attention=attention)
 
 
-__all__: Sequence[str] = ("DRN", "DRNSpec", "DRN_SPECS", "BasicBlock", "Bottleneck", "build_drn", "scaled")
+__all__ = ["DRN", "DRNSpec", "DRN_SPECS", "BasicBlock", "Bottleneck", "build_drn", "scaled"]

@@ -56,13 +56,13 @@ def list_models() -> list[str]:
 
 def model_options(name: str) -> dict[str, Any]:
     """Config keys ``name`` accepts, with their defaults."""
-    params = inspect.signature(_builder(name)).parameters
+    params = inspect.signature(_entry(name)[1]).parameters
     return {k: p.default for k, p in params.items() if k not in ("name", "windows")}
 
 
-def _builder(name: str) -> Callable[..., SliceClassifier]:
+def _entry(name: str) -> tuple[str, Callable[..., SliceClassifier]]:
     try:
-        return _MODELS[name][1]
+        return _MODELS[name]
     except KeyError:
         raise ValueError(f"unknown model {name!r}; known models: {', '.join(_MODELS)}") from None
 
@@ -80,7 +80,7 @@ def window_names(windows: Sequence["str | Window | Mapping"]) -> tuple[str, ...]
 def build_model(name: str = DEFAULT_MODEL, windows: Sequence["str | Window | Mapping"] = DEFAULT_WINDOWS,
                 **config: Any) -> SliceClassifier:
     """Build a fresh model: input (N, len(windows), H, W) with H = W >= 64, output (N, 1) logits."""
-    builder = _builder(name)
+    builder = _entry(name)[1]
     unknown = set(config) - set(model_options(name))
     if unknown:
         raise ValueError(f"model {name!r} does not take {sorted(unknown)}; options: {model_options(name)}")
@@ -116,13 +116,14 @@ def _meta_copy(model: SliceClassifier) -> SliceClassifier:
 
 
 def describe_models(input_size: int = 160, windows: Sequence[str] = DEFAULT_WINDOWS,
-                    width: "float | None" = None) -> list[ModelSummary]:
-    """Every registered model with its parameter count and FLOPs at ``input_size``.
+                    width: "float | None" = None, names: "Sequence[str] | None" = None) -> list[ModelSummary]:
+    """Registered models (all, or ``names``) with parameter counts and FLOPs at ``input_size``.
 
     ``width`` applies to the models that take one (the DRN family).
     """
     rows = []
-    for name, (description, _) in _MODELS.items():
+    for name in names or list_models():
+        description = _entry(name)[0]
         config = {"width": width} if width is not None and "width" in model_options(name) else {}
         with torch.device("meta"):
             model = build_model(name, windows, **config)

@@ -70,8 +70,12 @@ def _build(source: Source, config, dest: Path) -> None:
             "has_lung": [bool(b) for b in prepared.has_lung], "source": [str(p) for p in source.paths[:1]],
             "num_slices": volume.num_slices}
     (tmp / "meta.json").write_text(json.dumps(meta))
-    shutil.rmtree(dest, ignore_errors=True)
-    os.replace(tmp, dest)
+    try:
+        os.replace(tmp, dest)
+    except OSError:  # another process (e.g. the other stage training in parallel) cached it first
+        shutil.rmtree(tmp, ignore_errors=True)
+        if not (dest / "meta.json").is_file():
+            raise
 
 
 def cache_sources(sources: Sequence[Source], config, root: "str | Path",

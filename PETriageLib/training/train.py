@@ -161,6 +161,9 @@ def train(cfg: TrainConfig, train_set: SliceDataset, val_set: SliceDataset, out_
         raise ValueError(f"stage {cfg.stage}: {len(train_set)} training and {len(val_set)} validation slices; need both")
     dev = torch.device(device)
     model = build_for_training(cfg).to(dev)
+    # bf16 on CPUs with AMX: channels_last lets oneDNN use its fast convolution kernels.
+    fmt = torch.channels_last if cfg.amp == "bf16" else torch.contiguous_format
+    model = model.to(memory_format=fmt)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps = cfg.steps_per_epoch or math.ceil(len(train_set) / cfg.batch_size)
     total = steps * cfg.epochs
@@ -214,7 +217,7 @@ def train(cfg: TrainConfig, train_set: SliceDataset, val_set: SliceDataset, out_
             if cfg.augment:
                 g = torch.Generator().manual_seed(_step_seed(cfg.seed + 1, gstep))
                 xt = augment_batch(xt, cfg.windows, aug, g)
-            xt, yt = xt.to(dev), yt.to(dev)
+            xt, yt = xt.to(dev).contiguous(memory_format=fmt), yt.to(dev)
             with _autocast(cfg, dev):
                 logits = model(xt)
             loss = F.binary_cross_entropy_with_logits(logits.float(), yt, pos_weight=pos_weight)

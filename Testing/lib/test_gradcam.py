@@ -4,9 +4,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from test_cascade_support import phantom_study  # noqa: F401 (fixture)
 from torch import nn
 
-from PETriageLib.gradcam import branch_heatmaps, only_trainable, select_cam_slices
+from PETriageLib.gradcam import branch_heatmaps, heatmap_volume, only_trainable, select_cam_slices
+from PETriageLib.lung_crop import analyse_lungs
+from PETriageLib.preprocess import PreprocessConfig
 from PETriageLib.models import build_model
 from PETriageLib.verdict import SliceRow
 
@@ -43,6 +46,8 @@ class QuadrantNet(nn.Module):
             for m in list(self.stems) + [b[0] for b in self.blocks]:
                 m.weight.fill_(1.0 / m.weight[0].numel())  # local averaging: features follow brightness
                 m.bias.zero_()
+            for m in self.stems:
+                m.bias.fill_(1.0)  # inputs are in [-1, 1]: keep features positive so ReLU passes them
 
     def branch_layers(self) -> dict[str, nn.Module]:
         return dict(zip(self.windows, self.blocks))
@@ -57,7 +62,7 @@ def blob_images(n: int = 2) -> np.ndarray:
     x = np.full((n, 2, S, S), -1.0, np.float32)
     for r, c in ((10, 10), (10, 44), (44, 10), (44, 44)):
         x[:, :, r:r + 10, c:c + 10] = 1.0
-    return x + 1.0  # non-negative so ReLU features follow the blobs
+    return x
 
 
 def test_heatmap_maximum_falls_in_the_region_each_branch_decides_on():
@@ -74,6 +79,22 @@ def test_heatmap_maximum_falls_in_the_region_each_branch_decides_on():
             # The quadrants the branch cannot see stay (almost) cold.
             other = h[S // 2:, :S // 2] if want_top else h[:S // 2, S // 2:]
             assert other.max() < 0.05
+
+
+def test_known_case_maps_back_into_the_right_part_of_the_slice(phantom_study):
+    """Through the crop: model-space top-right must land in the top-right of the lung box."""
+    vol = phantom_study.volume
+    lungs = analyse_lungs(vol)
+    k = [i for i, s in enumerate(lungs) if s.has_lung][3]
+    vols = heatmap_volume(QuadrantNet(), vol, [k], PreprocessConfig(["vascular", "lung"], input_size=S), lungs=lungs)
+    r0, r1, c0, c1 = lungs[k].box
+    mid_r, mid_c = (r0 + r1) / 2, (c0 + c1) / 2
+    for branch, (top, right) in {"vascular": (True, True), "lung": (False, False)}.items():
+        heat = vols[branch]
+        assert heat.shape == vol.shape and not np.delete(heat, k, axis=0).any()
+        r, c = np.unravel_index(int(np.argmax(heat[k])), heat[k].shape)
+        assert r0 <= r < r1 and c0 <= c < c1
+        assert (r < mid_r) == top and (c >= mid_c) == right, (branch, r, c, lungs[k].box)
 
 
 def test_real_architecture_gives_one_map_per_branch_and_restores_the_model():

@@ -17,6 +17,17 @@ if not hasattr(slicer, "vtkMRMLScene"):
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "PETriage"))
 
 
+@pytest.fixture(scope="session", autouse=True)
+def one_torch_thread():
+    """One intra-op thread: on a small shared CPU, extra threads spin against each other (30x slower)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture
 def scene():
     from PETriageSlicer.scene import new_scene

@@ -45,9 +45,11 @@ def test_generated_series_geometry_equals_simpleitk(scene, phantom_series):
     assert node.GetImageData().GetDimensions() == (128, 128, len(files))
 
 
-def test_real_series_geometry_equals_simpleitk(scene, real_series_dir):
+def test_real_series_geometry_equals_simpleitk_and_triages(scene, real_series_dir, tiny_models):
     from PETriageSlicer.geometry import ijk_to_ras
     from PETriageSlicer.loading import load_dicom_folder
+    from PETriageSlicer.logic import PETriageLogic, TriageSettings
+    from PETriageSlicer.navigation import table_column
 
     node = load_dicom_folder(real_series_dir)
     check_geometry(node, real_series_dir)
@@ -55,6 +57,13 @@ def test_real_series_geometry_equals_simpleitk(scene, real_series_dir):
     np.testing.assert_allclose(np.linalg.norm(ijk_to_ras(node)[:3, :3], axis=0), [0.630859375, 0.630859375, 2.0])
     # File names IM0001.. are not in anatomical order; slice k must be the k-th lowest position.
     assert ijk_to_ras(node)[2, 2] > 0  # feet -> head
+
+    # Real scanner output through the whole scene path: 131 rows, ascending z, a verdict.
+    nodes = PETriageLogic(scene).run(node, TriageSettings(*tiny_models, device="cpu", cam="none"))
+    z = np.array(table_column(nodes.table, "z"))
+    assert len(z) == 131 and np.allclose(np.diff(z), 2.0, atol=1e-3)
+    assert z[0] == pytest.approx(-322.1, abs=1e-3)
+    assert node.GetAttribute("PETriage.verdict") in ("pe_suspected", "other_disease", "no_finding")
 
 
 def test_subject_hierarchy_and_dicom_uids(scene, phantom_series):

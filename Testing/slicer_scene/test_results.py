@@ -133,9 +133,18 @@ def test_results_live_under_the_input_study(run):
 def test_scene_saves_to_mrb_and_reloads_with_all_results(run, tmp_path):
     import slicer
 
+    from PETriageSlicer.annotation import (LABELS_ROLE, create_annotations, create_lesion_segmentation,
+                                           labels_of, lesion_mask, set_labels, set_segment_from_array)
     from PETriageSlicer.geometry import ijk_to_ras
     from PETriageSlicer.results import results_table
     from PETriageSlicer.scene import load_mrb, new_scene, save_mrb
+
+    labels = create_annotations(run.ct)
+    set_labels(labels, [2, 3], "pe")
+    seg = create_lesion_segmentation(run.ct)
+    painted = np.zeros(slicer.util.arrayFromVolume(run.ct).shape, np.uint8)
+    painted[3, 50:60, 50:60] = 1
+    set_segment_from_array(seg, "pe", painted, run.ct)
 
     path = save_mrb(run.scene, str(tmp_path / "triage.mrb"))
     restored = new_scene()
@@ -163,3 +172,8 @@ def test_scene_saves_to_mrb_and_reloads_with_all_results(run, tmp_path):
     assert sh.GetItemUID(series, "DICOM") == run.reference.volume.metadata["series_uid"]
     study = sh.GetItemParent(series)
     assert sh.GetItemParent(sh.GetItemParent(sh.GetItemByDataNode(table))) == study
+    # The user's annotations come back too: slice labels and the painted lesion.
+    assert labels_of(ct.GetNodeReference(LABELS_ROLE)) == labels_of(labels)
+    new_seg = restored.GetFirstNodeByName(seg.GetName())
+    assert np.array_equal(lesion_mask(new_seg, ct), lesion_mask(seg, run.ct))
+    assert lesion_mask(new_seg, ct).sum() == 100

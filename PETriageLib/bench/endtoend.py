@@ -1,0 +1,76 @@
+"""One series triaged end to end (read, preprocess, stage 1, stage 2, Grad-CAM, write), split by step.
+
+The same steps as ``petriage triage``; repeated, with the median per step. After the first
+run the DICOM files are in the OS page cache, so "reading" is decoding, not disk time.
+"""
+from __future__ import annotations
+
+import inspect
+import logging
+import shutil
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from PETriageLib.bench.timing import load_average
+
+log = logging.getLogger(__name__)
+
+STEPS = ("reading", "preprocessing", "stage1", "stage2", "gradcam", "writing")
+
+
+def build_cascade(stage1: str, stage2: str, device: str = "cpu", inference: str = "fast", **options: Any) -> Any:
+    """Cascade.from_checkpoints, with the inference path when the Cascade takes one."""
+    from PETriageLib.cascade import Cascade
+
+    if "inference" in inspect.signature(Cascade.__init__).parameters:
+        options["inference"] = inference
+    elif inference != "naive":
+        log.warning("this Cascade has no inference option: timing its default path as %r", inference)
+    return Cascade.from_checkpoints(stage1, stage2, device=device, **options)
+
+
+def triage_once(cascade: Any, series_dir: str | Path, out_dir: str | Path, top_k: int = 5) -> dict[str, Any]:
+    """Read, triage, Grad-CAM on the top-k slices and write the report; seconds per step."""
+    from PETriageLib.dicom_series import load_series
+    from PETriageLib.gradcam import select_cam_slices
+    from PETriageLib.report import write_report
+
+    t0 = time.perf_counter()
+    volume = load_series(series_dir)
+    reading = time.perf_counter() - t0
+    result = cascade.run(volume)
+    heatmaps = None
+    if result.verdict.verdict != "not_analysable" and top_k > 0:
+        heatmaps = cascade.heatmaps(result, select_cam_slices(result.rows, "top-k", top_k))
+    write_report(result, out_dir, heatmaps=heatmaps)
+    total = time.perf_counter() - t0
+    steps = {"reading": reading, **{k: float(v) for k, v in result.timings.items()}}
+    steps = {k: steps.get(k, 0.0) for k in STEPS}
+    steps["other"] = max(0.0, total - sum(steps.values()))
+    steps["total"] = total
+    n2 = sum(1 for r in result.rows if r.p_pe is not None)
+    return {"steps": steps, "slices": volume.num_slices, "matrix": int(volume.shape[-1]),
+            "volume_mb": volume.hu.nbytes / 2 ** 20,
+            "lung_slices": sum(1 for r in result.rows if r.has_lung), "stage2_slices": n2,
+            "verdict": result.verdict.verdict, "cam_slices": len(result.cam.get("slices", []))}
+
+
+def end_to_end(stage1: str, stage2: str, series_dir: str | Path, device: str = "cpu", inference: str = "fast",
+               repeats: int = 3, warmup: int = 1, top_k: int = 5) -> dict[str, Any]:
+    """Median and range per step over ``repeats`` triages after ``warmup`` untimed ones."""
+    cascade = build_cascade(stage1, stage2, device, inference)
+    out = Path(tempfile.mkdtemp(prefix="petriage-bench-"))
+    try:
+        runs = [triage_once(cascade, series_dir, out / f"run{i}", top_k) for i in range(warmup + repeats)][warmup:]
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+    steps = {k: {"median_s": statistics.median(r["steps"][k] for r in runs),
+                 "min_s": min(r["steps"][k] for r in runs), "max_s": max(r["steps"][k] for r in runs)}
+             for k in runs[0]["steps"]}
+    info = {k: v for k, v in runs[-1].items() if k != "steps"}
+    return {"inference": inference, "device": device, "repeats": repeats, "warmup": warmup, "top_k": top_k,
+            "steps": steps, **info, "load_avg": load_average(),
+            "fast_path": getattr(cascade, "inference_info", lambda: None)()}

@@ -1,0 +1,78 @@
+"""Peak resident memory of one triage, measured in a fresh subprocess per series.
+
+The child imports torch, loads both models (``baseline``), then reads and triages the
+series with Grad-CAM and the report, and prints its peak RSS (``resource.getrusage``) as
+JSON. A fresh process per series keeps one run's peak from hiding another's.
+
+Child usage: ``python -m PETriageLib.bench.memory SERIES_DIR STAGE1 STAGE2 [--device D] [--inference I]``
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import resource
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, Sequence
+
+log = logging.getLogger(__name__)
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident set size in MB (ru_maxrss is KB on Linux, bytes on macOS)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
+
+
+def measure_in_subprocess(series_dir: str | Path, stage1: str, stage2: str, device: str = "cpu",
+                          inference: str = "fast", timeout_s: float = 1800) -> dict[str, Any]:
+    """Run the child on one series and return what it measured."""
+    cmd = [sys.executable, "-m", "PETriageLib.bench.memory", str(series_dir), stage1, stage2,
+           "--device", device, "--inference", inference]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s)
+    if proc.returncode != 0:
+        raise RuntimeError(f"memory benchmark of {series_dir} failed (exit {proc.returncode}): "
+                           f"{proc.stderr.strip()[-2000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def peak_memory(series_dirs: Sequence[str | Path], stage1: str, stage2: str, device: str = "cpu",
+                inference: str = "fast") -> list[dict[str, Any]]:
+    rows = []
+    for d in series_dirs:
+        row = measure_in_subprocess(d, stage1, stage2, device, inference)
+        log.info("%d slices: peak RSS %.0f MB (baseline %.0f, volume %.0f)", row["slices"], row["peak_rss_mb"],
+                 row["baseline_rss_mb"], row["volume_mb"])
+        rows.append(row)
+    return rows
+
+
+def _child(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m PETriageLib.bench.memory")
+    p.add_argument("series_dir")
+    p.add_argument("stage1")
+    p.add_argument("stage2")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--inference", default="fast")
+    args = p.parse_args(argv)
+
+    from PETriageLib.bench.endtoend import build_cascade, triage_once
+
+    cascade = build_cascade(args.stage1, args.stage2, args.device, args.inference)
+    baseline = peak_rss_mb()
+    with tempfile.TemporaryDirectory(prefix="petriage-mem-") as out:
+        run = triage_once(cascade, args.series_dir, out)
+    peak = peak_rss_mb()
+    volume_mb = run["volume_mb"]
+    row = {"slices": run["slices"], "matrix": run["matrix"], "peak_rss_mb": peak, "baseline_rss_mb": baseline,
+           "volume_mb": volume_mb, "beyond_volume_mb": peak - baseline - volume_mb,
+           "total_s": run["steps"]["total"], "steps": run["steps"], "inference": args.inference}
+    print(json.dumps(row))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_child())

@@ -1,0 +1,164 @@
+"""The two-stage cascade on a phantom series: rows, stage 2 selection, callbacks, device, heatmaps."""
+from __future__ import annotations
+
+import dataclasses
+import threading
+
+import numpy as np
+import pytest
+from test_cascade_support import make_checkpoint, phantom_study, tiny_checkpoints  # noqa: F401 (fixtures)
+
+from PETriageLib.cascade import Cancelled, Cascade, select_device
+from PETriageLib.errors import CheckpointError
+from PETriageLib.lung_crop import analyse_lungs
+
+
+@pytest.fixture(scope="module")
+def cascade(tiny_checkpoints, tmp_path_factory):
+    # Stage 2 sees other windows at another size, so it needs its own preprocessing.
+    stage2 = make_checkpoint(tmp_path_factory.mktemp("s2") / "stage2_pe.pt", 2, input_size=72, windows=("pe", "lung"))
+    return Cascade.from_checkpoints(tiny_checkpoints[0], stage2, device="cpu", batch_size=8, min_slices=10)
+
+
+@pytest.fixture(scope="module")
+def all_slices_run(cascade, phantom_study):
+    calls = []
+    cascade.all_slices = True
+    try:
+        result = cascade.run(phantom_study.volume, progress=lambda d, n, m: calls.append((d, n, m)))
+    finally:
+        cascade.all_slices = False
+    return result, calls
+
+
+def test_rows_cover_every_slice_in_order(all_slices_run, phantom_study):
+    result, _ = all_slices_run
+    vol = phantom_study.volume
+    lungs = analyse_lungs(vol)
+    assert [r.index for r in result.rows] == list(range(vol.num_slices))
+    assert [r.z for r in result.rows] == pytest.approx(list(vol.z_positions))
+    assert [r.instance_uid for r in result.rows] == list(vol.instance_uids)
+    assert [r.has_lung for r in result.rows] == [s.has_lung for s in lungs]
+    assert 0 < sum(r.has_lung for r in result.rows) < vol.num_slices  # phantom has lung-free ends
+    for r in result.rows:
+        assert r.analysable == r.has_lung
+        if r.analysable:
+            assert 0.0 < r.p_disease < 1.0 and 0.0 < r.p_pe < 1.0  # all_slices: stage 2 everywhere
+            assert r.label in ("wnl", "other", "pe")
+        else:
+            assert r.p_disease is None and r.p_pe is None and r.label is None
+    assert not cascade_shared(result)
+    assert result.models[0]["stage"] == 1 and result.models[1]["input_size"] == 72
+    assert len(result.models[0]["sha256"]) == 64
+    assert set(result.timings) == {"preprocessing", "stage1", "stage2"}
+    assert result.timings["stage1"] > 0 and result.timings["stage2"] > 0
+
+
+def cascade_shared(result) -> bool:
+    return result.options["shared_preprocessing"]
+
+
+def test_progress_reports_every_batch_up_to_the_total(all_slices_run):
+    result, calls = all_slices_run
+    n_lung = sum(r.has_lung for r in result.rows)
+    model_calls = [c for c in calls if c[2] != "lungs"]
+    assert model_calls[0][:2] == (0, n_lung) and model_calls[-1][:2] == (n_lung, n_lung)
+    assert len(model_calls) == 1 + -(-n_lung // 8)
+    assert [c[0] for c in model_calls] == sorted(c[0] for c in model_calls)
+    lung_calls = [c for c in calls if c[2] == "lungs"]
+    assert lung_calls[-1][:2] == (len(result.rows), len(result.rows))
+
+
+def test_stage2_runs_only_on_slices_stage1_calls_diseased(cascade, all_slices_run, phantom_study):
+    ref, _ = all_slices_run
+    p1 = np.array([r.p_disease for r in ref.rows if r.analysable])
+    t1 = float(np.median(p1))
+    old = cascade.threshold_disease
+    cascade.threshold_disease = t1
+    try:
+        result = cascade.run(phantom_study.volume)
+    finally:
+        cascade.threshold_disease = old
+    diseased = [r for r in result.rows if r.analysable and r.p_disease >= t1]
+    normal = [r for r in result.rows if r.analysable and r.p_disease < t1]
+    assert diseased and normal
+    assert all(r.p_pe is not None for r in diseased) and all(r.p_pe is None and r.label == "wnl" for r in normal)
+    # Batching differs between the runs; eval-mode probabilities must not.
+    for r, a in zip(result.rows, ref.rows):
+        if r.p_pe is not None:
+            assert r.p_pe == pytest.approx(a.p_pe, abs=1e-5)
+            assert r.p_disease == pytest.approx(a.p_disease, abs=1e-5)
+    assert result.verdict.threshold_disease == t1
+    assert result.verdict.verdict in ("pe_suspected", "other_disease")
+
+
+def test_cancel_between_batches(cascade, phantom_study, all_slices_run):
+    seen = []
+    with pytest.raises(Cancelled, match="cancelled after 8 of"):
+        cascade.run(phantom_study.volume, progress=lambda d, n, m: seen.append(d) if m != "lungs" else None,
+                    cancel=lambda: len(seen) >= 2)
+    assert seen == [0, 8]
+    event = threading.Event()
+    event.set()
+    with pytest.raises(Cancelled, match="after 0 of"):
+        cascade.run(phantom_study.volume, cancel=event)
+    with pytest.raises(Cancelled, match="Grad-CAM cancelled after 0 of 1"):
+        cascade.heatmaps(all_slices_run[0], [5], cancel=event)
+
+
+def test_device_choice_and_cpu_fallback(tiny_checkpoints):
+    assert select_device("cpu", cuda_available=True).type == "cpu"
+    assert select_device("auto", cuda_available=True).type == "cuda"
+    assert select_device("auto", cuda_available=False).type == "cpu"
+    assert select_device("cuda", cuda_available=False).type == "cpu"  # the fallback
+    assert str(select_device("cuda:1", cuda_available=True)) == "cuda:1"
+    with pytest.raises(ValueError, match="unknown device"):
+        select_device("tpu")
+    import torch
+
+    if not torch.cuda.is_available():
+        c = Cascade.from_checkpoints(*tiny_checkpoints, device="cuda")
+        assert c.device.type == "cpu"
+        assert next(c.stage1.model.parameters()).device.type == "cpu"
+
+
+def test_checkpoints_must_fit_their_stage(tiny_checkpoints):
+    with pytest.raises(CheckpointError, match="do not fit stage 1"):
+        Cascade.from_checkpoints(tiny_checkpoints[1], tiny_checkpoints[0], device="cpu")
+    with pytest.raises(CheckpointError, match="no checkpoint file or registered model"):
+        Cascade.from_checkpoints("no-such-model", tiny_checkpoints[1], device="cpu")
+
+
+def test_heatmaps_on_chosen_slices_only(cascade, all_slices_run):
+    result, _ = all_slices_run
+    result = dataclasses.replace(result, timings=dict(result.timings))
+    chosen = [r.index for r in result.rows if r.analysable][1:3]
+    vols = cascade.heatmaps(result, chosen)
+    assert set(vols) == {"pe", "lung"}
+    lungs = result.lungs
+    for vol in vols.values():
+        assert vol.shape == result.volume.shape and vol.dtype == np.float32
+        others = [k for k in range(vol.shape[0]) if k not in chosen]
+        assert not vol[others].any()
+        for k in chosen:
+            assert vol[k].max() > 0.5
+            r0, r1, c0, c1 = lungs[k].box
+            outside = vol[k].copy()
+            outside[r0:r1, c0:c1] = 0
+            assert not outside.any()  # nothing outside the crop box
+    assert result.cam == {"stage": 2, "model": "stage2_pe", "target": "pe", "slices": chosen, "branches": ["pe", "lung"]}
+    assert result.timings["gradcam"] > 0
+
+
+def test_fast_inference_path_agrees_with_eager(cascade, all_slices_run, phantom_study):
+    ref, _ = all_slices_run
+    fast = Cascade(cascade.stage1, cascade.stage2, device="cpu", batch_size=8, all_slices=True,
+                   min_slices=10, inference="fast")
+    result = fast.run(phantom_study.volume)
+    got = [(r.p_disease, r.p_pe) for r in result.rows if r.analysable]
+    want = [(r.p_disease, r.p_pe) for r in ref.rows if r.analysable]
+    assert np.allclose(got, want, atol=0.02)
+    assert result.options["inference"] == "fast"
+    assert set(result.options["fast_paths"]) == {"stage1", "stage2"}
+    with pytest.raises(ValueError, match="unknown inference path"):
+        Cascade(cascade.stage1, cascade.stage2, device="cpu", inference="onnx")

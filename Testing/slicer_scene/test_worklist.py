@@ -1,0 +1,96 @@
+"""Screening a folder of generated studies gives a worklist ranked by PE score, each row loadable."""
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+
+from conftest import write_phantom
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    """Three phantom studies (two with PE, one without) and a single-slice CT that cannot be triaged."""
+    from pydicom.data import get_testdata_file
+
+    root = tmp_path_factory.mktemp("worklist")
+    for name, seed, pe in (("a", 21, True), ("b", 22, False), ("c", 23, True)):
+        write_phantom(root / name, seed, pe, slices=16)
+    (root / "d").mkdir()
+    shutil.copy(get_testdata_file("CT_small.dcm"), root / "d" / "CT_small.dcm")
+    return root
+
+
+def test_folder_worklist_is_ranked_by_pe_score(scene, folder, tiny_models):
+    from PETriageLib.cascade import Cascade
+    from PETriageLib.dicom_series import load_series
+    from PETriageSlicer.logic import PETriageLogic, TriageSettings
+    from PETriageSlicer.navigation import table_column
+    from PETriageSlicer.worklist import load_row
+
+    logic = PETriageLogic(scene)
+    calls = []
+    table = logic.screen_folder(str(folder), TriageSettings(*tiny_models, device="cpu"),
+                                progress=lambda d, t, m: calls.append((d, t)))
+    assert table.GetNumberOfRows() == 4
+    assert calls[-1] == (4, 4)
+
+    # Independent reference: the library's cascade on each study folder.
+    cascade = Cascade.from_checkpoints(*tiny_models, device="cpu")
+    scores = {}
+    for name in "abc":
+        result = cascade.run(load_series(folder / name / "series"))
+        scores[result.volume.metadata["series_uid"]] = result.verdict.pe_score
+    expected = sorted(scores, key=lambda uid: -scores[uid])
+    assert len(set(scores.values())) == 3  # distinct scores: the order is meaningful
+
+    uids = table_column(table, "series_uid")
+    assert uids[:3] == expected
+    np.testing.assert_allclose(table_column(table, "pe_score")[:3], [scores[u] for u in expected], atol=1e-6)
+    assert table_column(table, "rank") == [1, 2, 3, 4]
+    # The single-slice CT cannot be triaged: it is listed last with its reason, not dropped.
+    assert table_column(table, "verdict")[3] in ("not_analysable", "error")
+    assert table_column(table, "reason")[3]
+    assert np.isnan(table_column(table, "pe_score")[3])
+    assert set(table_column(table, "source")) == {str(folder)}
+
+    node = load_row(table, 0)
+    sh = scene.GetSubjectHierarchyNode()
+    assert sh.GetItemUID(sh.GetItemByDataNode(node), "DICOM") == expected[0]
+    assert node.GetImageData().GetDimensions()[2] == 16
+
+
+def test_screening_can_be_cancelled(scene, folder, tiny_models):
+    import threading
+
+    from PETriageLib.cascade import Cancelled
+    from PETriageSlicer.logic import PETriageLogic, TriageSettings
+
+    cancel = threading.Event()
+    cancel.set()
+    with pytest.raises(Cancelled):
+        PETriageLogic(scene).screen_folder(str(folder), TriageSettings(*tiny_models, device="cpu"), cancel=cancel)
+    assert scene.GetNumberOfNodesByClass("vtkMRMLTableNode") == 0
+
+
+def test_shipped_models_rank_pe_studies_first(scene, tmp_path):
+    """With the shipped demo models (Resources/models.json), CTPA studies with PE outrank one without."""
+    from PETriageSlicer.logic import PETriageLogic, TriageSettings
+    from PETriageSlicer.model_list import available_models
+    from PETriageSlicer.navigation import table_column
+
+    shipped = {stage: [e["name"] for e in available_models(stage) if not e["user"]] for stage in (1, 2)}
+    if not shipped[1] or not shipped[2]:
+        pytest.skip("no shipped stage 1 and stage 2 models in Resources/models.json yet")
+    truth = {}
+    for name, seed, pe in (("pe1", 31, True), ("none", 32, False), ("pe2", 33, True)):
+        from PETriageLib.phantom import generate_study, write_study
+
+        study = generate_study(seed, matrix=256, slices=48, pe=pe, other=False, contrast="ctpa", difficulty="easy")
+        write_study(study, tmp_path / name)
+        truth[study.volume.metadata["series_uid"]] = pe
+    table = PETriageLogic(scene).screen_folder(str(tmp_path), TriageSettings(shipped[1][0], shipped[2][0],
+                                                                             device="cpu"))
+    ranked = [truth[u] for u in table_column(table, "series_uid")]
+    assert ranked == [True, True, False], f"worklist order {table_column(table, 'verdict')}"
