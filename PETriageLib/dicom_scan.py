@@ -28,6 +28,7 @@ Progress = Callable[[int, int], None]  # (done, total)
 _UID_RE = re.compile(r"^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*$")
 CT_SOP_CLASSES = {"1.2.840.10008.5.1.4.1.1.2", "1.2.840.10008.5.1.4.1.1.2.1"}  # CT, enhanced CT
 SECONDARY_CAPTURE_PREFIX = "1.2.840.10008.5.1.4.1.1.7"
+IMAGE_SOP_CLASSES = CT_SOP_CLASSES | {"1.2.840.10008.5.1.4.1.1.4", "1.2.840.10008.5.1.4.1.1.4.1", SECONDARY_CAPTURE_PREFIX}
 
 
 def is_valid_uid(uid: str) -> bool:
@@ -90,22 +91,18 @@ class ScanResult:
 
 
 def list_files(path_or_files: "str | os.PathLike | Sequence[str | os.PathLike]") -> list[Path]:
-    """All regular files under a folder (recursive, hidden ones skipped), or the given file list."""
-    if isinstance(path_or_files, (str, os.PathLike)):
-        root = Path(path_or_files)
-        if not root.exists():
-            raise SeriesError(f"{root}: no such file or folder")
-        if root.is_file():
-            return [root]
-        files = []
-        for dirpath, dirnames, filenames in os.walk(root):
-            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-            files += [Path(dirpath, f) for f in sorted(filenames) if not f.startswith(".")]
-        return files
-    files = [Path(p) for p in path_or_files]
-    missing = [str(p) for p in files if not p.is_file()]
-    if missing:
-        raise SeriesError(f"{len(missing)} listed file(s) do not exist, e.g. {missing[0]}")
+    """All regular files under the given folder(s) (recursive, hidden ones skipped) and file(s)."""
+    items = [path_or_files] if isinstance(path_or_files, (str, os.PathLike)) else list(path_or_files)
+    files: list[Path] = []
+    for item in map(Path, items):
+        if item.is_file():
+            files.append(item)
+        elif item.is_dir():
+            for dirpath, dirnames, filenames in os.walk(item):
+                dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+                files += [Path(dirpath, f) for f in sorted(filenames) if not f.startswith(".")]
+        else:
+            raise SeriesError(f"{item}: no such file or folder")
     return files
 
 
@@ -120,9 +117,15 @@ def _floats(value, n: int) -> tuple[float, ...] | None:
 @contextlib.contextmanager
 def quiet_dicom():
     """Silence pydicom's warnings on invalid UIDs/VRs (real exports have them; we report them once)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        yield
+    settings = pydicom.config.settings
+    mode = settings.reading_validation_mode
+    settings.reading_validation_mode = pydicom.config.IGNORE  # else pydicom also logs each one
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        settings.reading_validation_mode = mode
 
 
 def read_instance(path: Path) -> Instance:
@@ -132,8 +135,12 @@ def read_instance(path: Path) -> Instance:
 
 
 def _instance(path: Path, ds: pydicom.Dataset) -> Instance:
-    if "SOPClassUID" not in ds and "Rows" not in ds:
-        raise InvalidDicomError("no image attributes (not an image instance)")
+    if "Rows" not in ds:
+        meta = getattr(ds, "file_meta", None)
+        sop_class = str(ds.get("SOPClassUID") or (meta.get("MediaStorageSOPClassUID", "") if meta else ""))
+        if len(ds) == 0 or sop_class in IMAGE_SOP_CLASSES:  # pydicom stops quietly at the end of a short file
+            raise ValueError("header ends before the image attributes (truncated file?)")
+        raise InvalidDicomError("a DICOM file that is not an image (DICOMDIR, report, ...)")
     series_uid = str(ds.get("SeriesInstanceUID", "") or "").strip()
     if not series_uid:
         series_uid = f"(no SeriesInstanceUID) {path.parent}"
@@ -164,7 +171,7 @@ def scan_files(path_or_files, progress: Progress | None = None) -> ScanResult:
     for n, path in enumerate(files, 1):
         try:
             instances.append(read_instance(path))
-        except InvalidDicomError:
+        except InvalidDicomError:  # not DICOM, or DICOM that is not an image
             skipped.append(str(path))
         except Exception as exc:  # truncated header, bad encoding, ...: name the file and go on
             unreadable.append((str(path), f"{type(exc).__name__}: {exc}"))

@@ -25,13 +25,13 @@ log = logging.getLogger(__name__)
 AIR_HU = -1024
 PathOrFiles = "str | os.PathLike | Sequence[str | os.PathLike]"
 
-__all__ = ["SeriesInfo", "scan_series", "load_series"]
+__all__ = ["SeriesInfo", "scan_series", "load_series", "load_info"]
 
 
 def _scan_summary(scan: ScanResult) -> list[str]:
     notes = []
     if scan.skipped_non_dicom:
-        notes.append(f"skipped {len(scan.skipped_non_dicom)} non-DICOM file(s), e.g. {scan.skipped_non_dicom[0]}")
+        notes.append(f"skipped {len(scan.skipped_non_dicom)} non-DICOM (or non-image DICOM) file(s), e.g. {scan.skipped_non_dicom[0]}")
     for path, reason in scan.unreadable[:5]:
         notes.append(f"{path}: unreadable DICOM file (truncated or corrupt): {reason}")
     if len(scan.unreadable) > 5:
@@ -227,7 +227,16 @@ def load_series(path_or_files: PathOrFiles, series_uid: str | None = None,
     scan = scan_files(path_or_files)
     _require_instances(path_or_files, scan)
     uid, insts = _choose(path_or_files, group_series(scan.instances), series_uid)
-    insts = sort_instances(insts)
+    return _load(uid, sort_instances(insts), _scan_summary(scan), progress)
+
+
+def load_info(info: SeriesInfo, progress: Progress | None = None) -> CTVolume:
+    """Load a series found by ``scan_series`` without reading its headers again."""
+    notes = [w for w in info.warnings if "non-DICOM" in w or "unreadable DICOM file" in w]
+    return _load(info.uid, info.instances, notes, progress)
+
+
+def _load(uid: str, insts: list[Instance], scan_notes: list[str], progress: Progress | None) -> CTVolume:
     check = check_series(insts)
     if check.errors:
         raise SeriesError("; ".join(check.errors))
@@ -249,8 +258,8 @@ def load_series(path_or_files: PathOrFiles, series_uid: str | None = None,
         instance_uids=[i.sop_uid or _surrogate_uid(uid, i, p) for i, p in zip(kept, positions)],
         file_paths=[i.path for i in kept],
         metadata=series_metadata(first, uid, len(kept)),
-        warnings=[*check.warnings, *_scan_summary(scan)],
+        warnings=[*check.warnings, *scan_notes],
     )
-    for w in volume.warnings:
-        log.warning("%s", w)
+    for w in volume.warnings:  # returned to the caller too; logged for the record
+        log.info("%s", w)
     return volume

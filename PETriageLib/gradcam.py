@@ -77,7 +77,7 @@ def branch_heatmaps(model: Any, images: np.ndarray, branches: Sequence[str] | No
             # Not GradCAM's context manager: its __exit__ swallows IndexError.
             cam = GradCAM(model, [layers[b]])
             try:
-                with only_trainable(model, layers[b]), torch.enable_grad():
+                with only_trainable(model, layers[b]), torch.inference_mode(False), torch.enable_grad():
                     for s in range(0, n, batch_size):
                         x = torch.from_numpy(np.ascontiguousarray(images[s:s + batch_size])).to(device)
                         targets = [BinaryClassifierOutputTarget(target_class)] * len(x)

@@ -21,7 +21,8 @@ LUNG_HU = -400.0  # lung parenchyma and airways are below this inside the body
 MIN_COMPONENT_MM2 = 100.0  # smaller air pockets (bowel gas bubbles, noise) are ignored
 MIN_LUNG_MM2 = 600.0  # a slice "has lung" when its lung area reaches this (about 2.5 x 2.5 cm)
 FIXED_FRACTION = 400.0 / 512.0  # the paper's 400 x 400 central crop of a 512 x 512 slice
-MIN_LUNG_SLICE_FRACTION = 0.15  # fewer lung slices than this share: not a chest CT
+MIN_LUNG_SLICE_FRACTION = 0.15
+MIN_3D_SHARE = 0.1  # 3D air components smaller than this share of the largest are not lung  # fewer lung slices than this share: not a chest CT
 
 
 @dataclass
@@ -87,28 +88,52 @@ def body_and_lungs(small: np.ndarray, pixel_area_mm2: float) -> tuple[np.ndarray
     return body, np.isin(labels, keep)
 
 
-def find_lungs(hu_slice: np.ndarray, pixel_spacing: Sequence[float] = (1.0, 1.0),
-               margin_mm: float = 10.0) -> SliceLung:
-    """Find the lungs on one HU slice and the crop box around them (plus ``margin_mm``).
-
-    ``pixel_spacing`` is (row mm, col mm). With no lung the box is the fixed central box.
-    """
-    hu_slice = np.asarray(hu_slice)
-    shape = hu_slice.shape
-    factor = max(1, int(round(max(shape) / WORK_PX)))
+def _lung_mask(hu_slice: np.ndarray, pixel_spacing: Sequence[float]) -> tuple[np.ndarray, np.ndarray, int]:
+    """(body, lungs) at working resolution and the shrink factor used."""
+    factor = max(1, int(round(max(hu_slice.shape) / WORK_PX)))
     small = _shrink(hu_slice, factor)
-    row_mm, col_mm = float(pixel_spacing[0]) * factor, float(pixel_spacing[1]) * factor
-    body, lungs = body_and_lungs(small, row_mm * col_mm)
-    lung_area = float(lungs.sum()) * row_mm * col_mm
+    body, lungs = body_and_lungs(small, float(pixel_spacing[0]) * float(pixel_spacing[1]) * factor * factor)
+    return body, lungs, factor
+
+
+def _slice_lung(body: np.ndarray, lungs: np.ndarray, factor: int, shape: tuple[int, int],
+                pixel_spacing: Sequence[float], margin_mm: float) -> SliceLung:
+    """Box (lung bounding box + margin, scaled to full resolution) or the fixed box when too little lung."""
+    row_mm, col_mm = float(pixel_spacing[0]), float(pixel_spacing[1])
+    lung_area = float(lungs.sum()) * row_mm * col_mm * factor * factor
     body_px = int(body.sum())
     fraction = float(lungs.sum()) / body_px if body_px else 0.0
     if lung_area < MIN_LUNG_MM2:
         return SliceLung(False, fixed_box(shape), fraction, lungs, factor)
     rows, cols = np.flatnonzero(lungs.any(axis=1)), np.flatnonzero(lungs.any(axis=0))
-    mr, mc = margin_mm / float(pixel_spacing[0]), margin_mm / float(pixel_spacing[1])
+    mr, mc = margin_mm / row_mm, margin_mm / col_mm
     box = (max(0, int(np.floor(rows[0] * factor - mr))), min(shape[0], int(np.ceil((rows[-1] + 1) * factor + mr))),
            max(0, int(np.floor(cols[0] * factor - mc))), min(shape[1], int(np.ceil((cols[-1] + 1) * factor + mc))))
     return SliceLung(True, box, fraction, lungs, factor)
+
+
+def find_lungs(hu_slice: np.ndarray, pixel_spacing: Sequence[float] = (1.0, 1.0),
+               margin_mm: float = 10.0) -> SliceLung:
+    """Find the lungs on one HU slice and the crop box around them (plus ``margin_mm``).
+
+    ``pixel_spacing`` is (row mm, col mm). With no lung the box is the fixed central box.
+    One slice cannot tell large bowel gas from a lung base; ``analyse_lungs`` uses the 3D context.
+    """
+    hu_slice = np.asarray(hu_slice)
+    body, lungs, factor = _lung_mask(hu_slice, pixel_spacing)
+    return _slice_lung(body, lungs, factor, hu_slice.shape, pixel_spacing, margin_mm)
+
+
+def keep_main_air_3d(masks: np.ndarray, min_share: float = MIN_3D_SHARE) -> np.ndarray:
+    """Keep the 3D air components of at least ``min_share`` of the largest one (the lungs and
+    airways); drops bowel gas and other pockets that are not connected to them."""
+    labels, n = ndimage.label(masks)
+    if n <= 1:
+        return masks
+    sizes = np.bincount(labels.ravel())
+    sizes[0] = 0
+    keep = np.flatnonzero(sizes >= min_share * sizes.max())
+    return np.isin(labels, keep)
 
 
 def pixel_spacing_of(volume: CTVolume) -> tuple[float, float]:
@@ -118,14 +143,18 @@ def pixel_spacing_of(volume: CTVolume) -> tuple[float, float]:
 
 def analyse_lungs(volume: CTVolume, progress: Callable[[int, int], None] | None = None,
                   margin_mm: float = 10.0) -> list[SliceLung]:
-    """``find_lungs`` on every slice of a volume; ``progress(done, total)`` after each slice."""
+    """Lungs of every slice, refined in 3D (``keep_main_air_3d``); ``progress(done, total)`` per slice."""
     spacing = pixel_spacing_of(volume)
-    out = []
+    shape = volume.hu.shape[1:]
+    found = []
     for k in range(volume.num_slices):
-        out.append(find_lungs(volume.hu[k], spacing, margin_mm))
+        found.append(_lung_mask(volume.hu[k], spacing))
         if progress:
             progress(k + 1, volume.num_slices)
-    return out
+    if volume.num_slices >= 3:
+        lungs3d = keep_main_air_3d(np.stack([f[1] for f in found]))
+        found = [(body, lungs3d[k], factor) for k, (body, _, factor) in enumerate(found)]
+    return [_slice_lung(body, lungs, factor, shape, spacing, margin_mm) for body, lungs, factor in found]
 
 
 def lung_slice_range(lungs: Sequence[SliceLung]) -> tuple[int, int] | None:

@@ -64,7 +64,8 @@ def volume_from_node(node: "slicer.vtkMRMLScalarVolumeNode") -> CTVolume:
     if node is None or node.GetImageData() is None:
         raise ValueError("the input volume node has no image data")
     hu = slicer.util.arrayFromVolume(node)
-    hu = np.maximum(hu, -1024).astype(np.int16 if np.issubdtype(hu.dtype, np.integer) else np.float32)
+    fits_int16 = np.issubdtype(hu.dtype, np.integer) and hu.size and int(hu.max()) <= 32767
+    hu = np.maximum(hu, -1024).astype(np.int16 if fits_int16 else np.float32)
     lps = ijk_to_ras(node)
     lps[:3, :] = LPS_TO_RAS @ lps[:3, :]  # the flip is its own inverse
     spacing = np.linalg.norm(lps[:3, :3], axis=0)

@@ -103,6 +103,7 @@ def add_heatmap(scene: Any, ct: Any, name: str, array: np.ndarray, options: Disp
     node = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", name)
     slicer.util.updateVolumeFromArray(node, np.ascontiguousarray(array, dtype=np.float32))
     set_ijk_to_ras(node, ijk_to_ras(ct))
+    node.SetAndObserveTransformNodeID(ct.GetTransformNodeID())  # follow the CT if it was moved
     display = scene.AddNewNodeByClass("vtkMRMLScalarVolumeDisplayNode")
     display.SetAndObserveColorNodeID(color_node_id(scene, options.color))
     display.AutoWindowLevelOff()

@@ -4,7 +4,7 @@ The child imports torch, loads both models (``baseline``), then reads and triage
 series with Grad-CAM and the report, and prints its peak RSS (``resource.getrusage``) as
 JSON. A fresh process per series keeps one run's peak from hiding another's.
 
-Child usage: ``python -m PETriageLib.bench.memory SERIES_DIR STAGE1 STAGE2 [--device D] [--inference I]``
+Child usage: ``python -m PETriageLib.bench.memory SERIES_DIR STAGE1 STAGE2 [--device D] [--inference I] [--top-k K]``
 """
 from __future__ import annotations
 
@@ -22,16 +22,26 @@ log = logging.getLogger(__name__)
 
 
 def peak_rss_mb() -> float:
-    """This process's peak resident set size in MB (ru_maxrss is KB on Linux, bytes on macOS)."""
+    """This process's peak resident set size in MB.
+
+    Linux: VmHWM of /proc/self/status, because ru_maxrss survives exec and so reports the
+    parent's peak in a child started by a large process. Elsewhere: ru_maxrss (bytes on macOS).
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
 
 
 def measure_in_subprocess(series_dir: str | Path, stage1: str, stage2: str, device: str = "cpu",
-                          inference: str = "fast", timeout_s: float = 1800) -> dict[str, Any]:
+                          inference: str = "fast", top_k: int = 5, timeout_s: float = 1800) -> dict[str, Any]:
     """Run the child on one series and return what it measured."""
     cmd = [sys.executable, "-m", "PETriageLib.bench.memory", str(series_dir), stage1, stage2,
-           "--device", device, "--inference", inference]
+           "--device", device, "--inference", inference, "--top-k", str(top_k)]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s)
     if proc.returncode != 0:
         raise RuntimeError(f"memory benchmark of {series_dir} failed (exit {proc.returncode}): "
@@ -40,10 +50,10 @@ def measure_in_subprocess(series_dir: str | Path, stage1: str, stage2: str, devi
 
 
 def peak_memory(series_dirs: Sequence[str | Path], stage1: str, stage2: str, device: str = "cpu",
-                inference: str = "fast") -> list[dict[str, Any]]:
+                inference: str = "fast", top_k: int = 5) -> list[dict[str, Any]]:
     rows = []
     for d in series_dirs:
-        row = measure_in_subprocess(d, stage1, stage2, device, inference)
+        row = measure_in_subprocess(d, stage1, stage2, device, inference, top_k)
         log.info("%d slices: peak RSS %.0f MB (baseline %.0f, volume %.0f)", row["slices"], row["peak_rss_mb"],
                  row["baseline_rss_mb"], row["volume_mb"])
         rows.append(row)
@@ -57,6 +67,7 @@ def _child(argv: Sequence[str] | None = None) -> int:
     p.add_argument("stage2")
     p.add_argument("--device", default="cpu")
     p.add_argument("--inference", default="fast")
+    p.add_argument("--top-k", type=int, default=5)
     args = p.parse_args(argv)
 
     from PETriageLib.bench.endtoend import build_cascade, triage_once
@@ -64,7 +75,7 @@ def _child(argv: Sequence[str] | None = None) -> int:
     cascade = build_cascade(args.stage1, args.stage2, args.device, args.inference)
     baseline = peak_rss_mb()
     with tempfile.TemporaryDirectory(prefix="petriage-mem-") as out:
-        run = triage_once(cascade, args.series_dir, out)
+        run = triage_once(cascade, args.series_dir, out, args.top_k)
     peak = peak_rss_mb()
     volume_mb = run["volume_mb"]
     row = {"slices": run["slices"], "matrix": run["matrix"], "peak_rss_mb": peak, "baseline_rss_mb": baseline,

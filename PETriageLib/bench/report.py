@@ -84,7 +84,8 @@ def _e2e_md(runs: list[dict]) -> list[str]:
     head = ["path", "slices", "stage-2 slices"] + steps
     rows = [[r["inference"], f"{r['slices']} x {r['matrix']}", r["stage2_slices"]]
             + [f"{r['steps'][s]['median_s']:.2f}" for s in steps] for r in runs]
-    return ["## End-to-end triage (median seconds per step, Grad-CAM on top-5 slices)", ""] + _table(head, rows)
+    return [f"## End-to-end triage (median s per step over {runs[0]['repeats']} runs, Grad-CAM on the top "
+            f"{runs[0]['top_k']} slices)", ""] + _table(head, rows)
 
 
 def _throughput_md(t: dict) -> list[str]:

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
+from PETriageLib.bench.comparators import COMPARATORS, RIVAL
 from PETriageLib.bench.timing import load_average
 
 log = logging.getLogger(__name__)
@@ -25,14 +26,17 @@ class BenchPlan:
     warmup: int = 1
     min_time_s: float = 2.0
     comparator_batch: int = 8
+    comparators: Sequence[tuple[str, dict]] = COMPARATORS
+    top_k: int = 5  # Grad-CAM slices per triage
     naive_e2e: bool = True
     compile: bool = True
     sections: Sequence[str] = field(default_factory=lambda: ("throughput", "end_to_end", "comparators", "memory"))
 
     @classmethod
     def quick(cls) -> "BenchPlan":
-        return cls(matrix=192, e2e_slices=40, memory_slices=(20, 40), batch_sizes=(1, 4), fixed_slices=4,
-                   repeats=1, warmup=0, min_time_s=0.0, comparator_batch=2, naive_e2e=False, compile=False)
+        return cls(matrix=128, e2e_slices=16, memory_slices=(12, 16), batch_sizes=(1, 2), fixed_slices=2,
+                   repeats=1, warmup=0, min_time_s=0.0, comparator_batch=1, naive_e2e=False, compile=False,
+                   comparators=(COMPARATORS[0], RIVAL), top_k=1)
 
 
 def run_bench(out_dir: str | Path, quick: bool = False, device: str = "cpu", plan: BenchPlan | None = None,
@@ -48,7 +52,7 @@ def run_bench(out_dir: str | Path, quick: bool = False, device: str = "cpu", pla
     out.mkdir(parents=True, exist_ok=True)
     cache = Path(cache_dir) if cache_dir else out / "series-cache"
     t0 = time.perf_counter()
-    results: dict[str, Any] = {"quick": quick, "machine": machine_info(device), "plan": plan.__dict__.copy()}
+    results: dict[str, Any] = {"quick": quick, "machine": machine_info(device), "plan": dict(plan.__dict__)}
     models = bench_models(out, prefer_shipped)
     results["models"] = models.to_dict()
     lengths = sorted(set(plan.memory_slices) | {plan.e2e_slices})
@@ -66,9 +70,9 @@ def run_bench(out_dir: str | Path, quick: bool = False, device: str = "cpu", pla
 
         log.info("comparators")
         results["comparators"] = compare_models(images, device, plan.comparator_batch, max(1, plan.repeats),
-                                                plan.min_time_s / 2, accuracy_file=accuracy_file)
+                                                plan.min_time_s / 2, plan.comparators, accuracy_file)
     if "memory" in plan.sections:
-        _memory_and_scaling(results, models, [series[n] for n in plan.memory_slices], device)
+        _memory_and_scaling(results, models, [series[n] for n in plan.memory_slices], device, plan.top_k)
     results["load_avg_end"] = load_average()
     results["wall_s"] = time.perf_counter() - t0
     return results
@@ -117,16 +121,16 @@ def _end_to_end(models: Any, series_dir: Path, device: str, plan: BenchPlan) -> 
     for inference in ("fast", "naive") if plan.naive_e2e else ("fast",):
         log.info("end-to-end triage, %s path", inference)
         runs.append(end_to_end(models.stage1, models.stage2, series_dir, device, inference,
-                               repeats=max(1, plan.repeats), warmup=plan.warmup))
+                               repeats=max(1, plan.repeats), warmup=plan.warmup, top_k=plan.top_k))
     return runs
 
 
-def _memory_and_scaling(results: dict, models: Any, series_dirs: Sequence[Path], device: str) -> None:
+def _memory_and_scaling(results: dict, models: Any, series_dirs: Sequence[Path], device: str, top_k: int) -> None:
     from PETriageLib.bench.memory import peak_memory
     from PETriageLib.bench.scaling import fit_slope
 
     log.info("peak memory of %d series in subprocesses", len(series_dirs))
-    rows = peak_memory(series_dirs, models.stage1, models.stage2, device)
+    rows = peak_memory(series_dirs, models.stage1, models.stage2, device, top_k=top_k)
     results["memory"] = rows
     if len({r["slices"] for r in rows}) >= 2:
         results["scaling"] = fit_slope([r["slices"] for r in rows], [r["total_s"] for r in rows])

@@ -8,6 +8,7 @@ and OUT/bench.md.
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,7 @@ def run(args: argparse.Namespace) -> int:
         raise RuntimeError(f"--device {args.device} asked for, but CUDA is not available on this machine")
     if args.threads:
         torch.set_num_threads(args.threads)
+        os.environ["OMP_NUM_THREADS"] = str(args.threads)  # the memory benchmark's subprocesses
     plan = BenchPlan.quick() if args.quick else BenchPlan()
     if args.no_compile:
         plan.compile = False

@@ -94,13 +94,18 @@ def save_roc(curves: Sequence["tuple[str, np.ndarray, np.ndarray]"], path: Path,
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(4.5, 4.5), dpi=110)
+    drawn = 0
     for label, y, p in curves:
-        if len(np.unique(y)) == 2:
+        if len(np.unique(y)) == 2:  # a ROC curve needs both classes
             fpr, tpr = roc_points(y, p)
             ax.plot(fpr, tpr, label=label)
+            drawn += 1
     ax.plot([0, 1], [0, 1], ":", color="grey")
     ax.set(xlabel="1 - specificity", ylabel="sensitivity", title=title, xlim=(0, 1), ylim=(0, 1.01))
-    ax.legend(loc="lower right", fontsize=8)
+    if drawn:
+        ax.legend(loc="lower right", fontsize=8)
+    else:
+        ax.text(0.5, 0.5, "only one class present", ha="center")
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)

@@ -11,6 +11,7 @@ from test_cascade_support import make_checkpoint, phantom_study, tiny_checkpoint
 from PETriageLib.cascade import Cancelled, Cascade, select_device
 from PETriageLib.errors import CheckpointError
 from PETriageLib.lung_crop import analyse_lungs
+from PETriageLib.preprocess import prepare_slices
 
 
 @pytest.fixture(scope="module")
@@ -150,15 +151,14 @@ def test_heatmaps_on_chosen_slices_only(cascade, all_slices_run):
     assert result.timings["gradcam"] > 0
 
 
-def test_fast_inference_path_agrees_with_eager(cascade, all_slices_run, phantom_study):
+def test_fast_inference_path_agrees_with_eager(cascade, all_slices_run):
     ref, _ = all_slices_run
-    fast = Cascade(cascade.stage1, cascade.stage2, device="cpu", batch_size=8, all_slices=True,
-                   min_slices=10, inference="fast")
-    result = fast.run(phantom_study.volume)
-    got = [(r.p_disease, r.p_pe) for r in result.rows if r.analysable]
-    want = [(r.p_disease, r.p_pe) for r in ref.rows if r.analysable]
-    assert np.allclose(got, want, atol=0.02)
-    assert result.options["inference"] == "fast"
-    assert set(result.options["fast_paths"]) == {"stage1", "stage2"}
+    idx = [r.index for r in ref.rows if r.analysable][:4]
+    images = prepare_slices(ref.volume, idx, cascade.config1, lungs=ref.lungs).images
+    fast = Cascade(cascade.stage1, cascade.stage2, device="cpu", batch_size=4, inference="fast")
+    got = fast._predict(fast.stage1, images)
+    assert np.allclose(got, [ref.rows[k].p_disease for k in idx], atol=0.02)
+    opts = fast.options()
+    assert opts["inference"] == "fast" and opts["fast_paths"]["stage1"]["validation"]["n"] == 4
     with pytest.raises(ValueError, match="unknown inference path"):
         Cascade(cascade.stage1, cascade.stage2, device="cpu", inference="onnx")

@@ -1,0 +1,113 @@
+"""`petriage bench --quick` produces every number, positive and finite, with consistent keys.
+
+No timing assertions: the numbers depend on the machine and its load.
+"""
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from PETriageLib.bench.comparators import accuracy_table
+from PETriageLib.bench.endtoend import STEPS
+from PETriageLib.bench.scaling import fit_slope
+from PETriageLib.bench.timing import time_call
+from PETriageLib.cli import main
+
+
+def _positive(x: float) -> bool:
+    return isinstance(x, (int, float)) and math.isfinite(x) and x > 0
+
+
+@pytest.fixture(scope="module")
+def quick(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench")
+    assert main(["-q", "bench", "--quick", "--fresh-models", "--out", str(out)]) == 0
+    return out, json.loads((out / "bench.json").read_text())
+
+
+def test_quick_bench_writes_json_and_markdown(quick):
+    out, res = quick
+    md = (out / "bench.md").read_text()
+    for title in ("End-to-end triage", "Stage-1 throughput", "Comparators", "Peak memory", "Time vs slices"):
+        assert f"## {title}" in md
+    assert res["quick"] is True and res["models"]["source"] == "fresh"
+    m = res["machine"]
+    assert m["torch_threads"] >= 1 and m["usable_cpus"] >= 1 and m["cpu"] and m["torch"].startswith("2.")
+
+
+def test_quick_end_to_end_steps(quick):
+    _, res = quick
+    (run,) = res["end_to_end"]
+    assert set(run["steps"]) == set(STEPS) | {"other", "total"}
+    total = run["steps"]["total"]["median_s"]
+    for name in ("reading", "preprocessing", "stage1", "writing", "total"):
+        assert _positive(run["steps"][name]["median_s"]), name
+    parts = sum(run["steps"][s]["median_s"] for s in STEPS) + run["steps"]["other"]["median_s"]
+    assert parts == pytest.approx(total, rel=1e-6)
+    assert run["slices"] == res["plan"]["e2e_slices"] and 0 < run["lung_slices"] <= run["slices"]
+    assert 0 <= run["stage2_slices"] <= run["lung_slices"]
+
+
+def test_quick_throughput_naive_and_fast(quick):
+    _, res = quick
+    t = res["throughput"]
+    batches = res["plan"]["batch_sizes"]
+    for path in ("naive", "fast"):
+        assert [r["batch"] for r in t[path]] == batches
+        assert all(_positive(r["slices_per_s"]) and _positive(r["slices_per_cpu_s"]) for r in t[path])
+    assert set(t["speedup"]) == {str(b) for b in batches} and all(_positive(v) for v in t["speedup"].values())
+    v = t["validation"]
+    assert v["n"] == res["plan"]["fixed_slices"] and 0 <= v["max_abs_dp"] <= v["tolerance"] and v["passed"]
+
+
+def test_quick_comparators_and_ratio(quick):
+    _, res = quick
+    c = res["comparators"]
+    names = [r["name"] for r in c["rows"]]
+    assert names == ["cbamdrn_d22", "efficientnet_b5"]
+    for r in c["rows"]:
+        assert r["params"] > 1e6 and _positive(r["naive_slices_per_s"]) and _positive(r["fast_slices_per_s"])
+    assert c["rows"][0]["params"] < c["rows"][1]["params"]
+    assert _positive(c["ratio"]["speed"]) and c["ratio"]["params"] == pytest.approx(
+        c["rows"][0]["params"] / c["rows"][1]["params"])
+
+
+def test_quick_memory_and_scaling(quick):
+    _, res = quick
+    rows = res["memory"]
+    assert [r["slices"] for r in rows] == res["plan"]["memory_slices"]
+    for r in rows:
+        # torch alone is hundreds of MB; the peak is at least what was there after loading the models
+        assert 100 < r["baseline_rss_mb"] <= r["peak_rss_mb"] < 64_000
+        assert r["volume_mb"] == pytest.approx(r["slices"] * r["matrix"] ** 2 * 2 / 2 ** 20, rel=0.01)
+        assert _positive(r["total_s"])
+    s = res["scaling"]
+    assert [p[0] for p in s["points"]] == res["plan"]["memory_slices"]
+    assert math.isfinite(s["slope_s_per_slice"]) and math.isfinite(s["intercept_s"])
+
+
+def test_fit_slope_recovers_a_line():
+    s = fit_slope([100, 300, 600], [2.0 + 0.05 * 100, 2.0 + 0.05 * 300, 2.0 + 0.05 * 600])
+    assert s["slope_s_per_slice"] == pytest.approx(0.05) and s["intercept_s"] == pytest.approx(2.0)
+    assert s["slices_per_s"] == pytest.approx(20.0) and s["r2"] == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="two different"):
+        fit_slope([100, 100], [1.0, 2.0])
+
+
+def test_time_call_counts_repeats_and_warmup():
+    calls = []
+    t = time_call(lambda: calls.append(sum(range(1000))), repeats=4, warmup=2)
+    assert len(calls) == 6 and t.repeats == 4 and 0 < t.min_s <= t.median_s <= t.max_s
+
+
+def test_accuracy_table_reads_nested_results(tmp_path):
+    f = tmp_path / "results.json"
+    f.write_text(json.dumps({"experiments": [{"model": "resnet50", "accuracy": 91.5},
+                                              {"architecture": "cbamdrn_d22", "accuracy": {"value": 0.95}},
+                                              {"model": "x", "auroc": 0.9}]}))
+    assert accuracy_table(f) == {"resnet50": pytest.approx(0.915), "cbamdrn_d22": pytest.approx(0.95)}
+    assert accuracy_table(tmp_path / "missing.json") == {}
+    assert np.isfinite(list(accuracy_table(f).values())).all()

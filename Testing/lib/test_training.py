@@ -1,0 +1,164 @@
+"""Training on a tiny generated phantom data set: manifest, cache, loss falls, checkpoint meta,
+fine-tuning, evaluation report, RSPECT import. Resume after SIGKILL: test_training_resume.py."""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from PETriageLib.training.cache import SliceDataset, cache_sources, config_dir
+from PETriageLib.training.config import TrainConfig
+from PETriageLib.training.manifest import ManifestError, load_manifest, read_slice_labels
+from PETriageLib.training.pipeline import train_from_manifest
+
+TINY = dict(architecture="cbamdrn_d22", model_config={"width": 0.125}, input_size=64, batch_size=8,
+            threads=1, progress=False, save_every=2)
+
+
+@pytest.fixture(scope="session")
+def tiny_dataset(tmp_path_factory) -> Path:
+    from PETriageLib.phantom.dataset import generate_dataset
+
+    out = tmp_path_factory.mktemp("phantoms")
+    return generate_dataset(out, patients=8, seed=11, matrix=96, slices=16, pe_fraction=0.5)
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tiny_dataset, tmp_path_factory) -> dict:
+    """Stage 1 and stage 2 trained for a few steps (shared by the tests below)."""
+    out = tmp_path_factory.mktemp("runs")
+    common = dict(TINY, epochs=3, steps_per_epoch=4, lr=3e-3, scheduler="constant", augment=False, patience=5)
+    r1 = train_from_manifest(TrainConfig(stage=1, **common), tiny_dataset, out / "s1", out / "cache",
+                             out / "splits.json", ratios=(4, 2, 2))
+    r2 = train_from_manifest(TrainConfig(stage=2, **common), tiny_dataset, out / "s2", out / "cache",
+                             out / "splits.json", ratios=(4, 2, 2))
+    return {"out": out, "s1": r1, "s2": r2, "manifest": tiny_dataset}
+
+
+def test_phantom_manifest_and_labels(tiny_dataset) -> None:
+    sources = load_manifest(tiny_dataset)
+    assert len(sources) == 8 and all(s.kind == "dicom" and s.paths[0].is_dir() for s in sources)
+    src = sources[0]
+    rows = list(csv.DictReader(open(src.labels_csv)))
+    labels = read_slice_labels(src.labels_csv, [r["instance_uid"] for r in rows], [])
+    assert labels == [r["label"] for r in rows]
+    with pytest.raises(ManifestError, match="no label by instance_uid"):
+        read_slice_labels(src.labels_csv, ["1.2.3"] + [r["instance_uid"] for r in rows[1:]], [])
+
+
+def test_own_manifest_errors_name_file_and_row(tmp_path) -> None:
+    bad = tmp_path / "m.csv"
+    bad.write_text("patient_id,kind,path,labels\nP1,scan,x,y\n")
+    with pytest.raises(ManifestError, match=r"m\.csv:2: kind must be one of"):
+        load_manifest(bad)
+
+
+def test_cache_is_reused_and_keyed_by_config(tiny_dataset, tmp_path) -> None:
+    from PETriageLib.preprocess import PreprocessConfig
+
+    sources = load_manifest(tiny_dataset)[:2]
+    cfg = PreprocessConfig(["vascular", "lung"], input_size=64)
+    first = cache_sources(sources, cfg, tmp_path)
+    files = sorted(config_dir(tmp_path, cfg.to_dict()).glob("*/images.npy"))
+    stamps = [f.stat().st_mtime_ns for f in files]
+    t = time.perf_counter()
+    again = cache_sources(sources, cfg, tmp_path)
+    assert time.perf_counter() - t < 1.0  # memmaps opened, no DICOM read
+    assert [f.stat().st_mtime_ns for f in files] == stamps
+    assert first[0].images.shape == (16, 2, 64, 64) and first[0].images.dtype == np.float16
+    assert np.array_equal(np.asarray(first[1].images), np.asarray(again[1].images))
+    other = PreprocessConfig(["lung"], input_size=64)
+    assert config_dir(tmp_path, other.to_dict()) != config_dir(tmp_path, cfg.to_dict())
+    assert cache_sources(sources[:1], other, tmp_path)[0].images.shape == (16, 1, 64, 64)
+
+
+def test_stage_datasets_follow_the_labels(tiny_run) -> None:
+    from PETriageLib.preprocess import PreprocessConfig
+
+    cached = cache_sources(load_manifest(tiny_run["manifest"]), PreprocessConfig(["vascular", "lung"], 64),
+                           tiny_run["out"] / "cache")
+    s1, s2 = SliceDataset(cached, 1), SliceDataset(cached, 2)
+    lung = sum(int(c.has_lung.sum()) for c in cached)
+    diseased = sum(int((c.has_lung & (np.asarray(c.labels) != "wnl")).sum()) for c in cached)
+    pe = sum(int((c.has_lung & (np.asarray(c.labels) == "pe")).sum()) for c in cached)
+    assert len(s1) == lung and s1.class_counts()[1] == diseased
+    assert len(s2) == diseased and s2.class_counts()[1] == pe > 0
+
+
+def test_training_loss_falls_and_best_checkpoint_has_threshold(tiny_run) -> None:
+    from PETriageLib.models.checkpoint import load_checkpoint
+
+    for key, classes in (("s1", ["wnl", "disease"]), ("s2", ["other", "pe"])):
+        hist = tiny_run[key].history
+        assert len(hist) == 3
+        assert hist[-1]["train_loss"] < hist[0]["train_loss"]
+        model, meta = load_checkpoint(tiny_run[key].best_path)
+        assert meta["class_names"] == classes
+        assert meta["threshold"] == pytest.approx(tiny_run[key].threshold)
+        assert 0.0 <= meta["threshold"] <= 1.0
+        assert meta["input_size"] == 64 and [w["name"] for w in meta["windows"]] == ["vascular", "lung"]
+        assert meta["training"]["stage"] == (1 if key == "s1" else 2)
+    splits = json.loads((tiny_run["out"] / "splits.json").read_text())
+    assert not set(splits["train"]) & set(splits["val"])
+
+
+def test_fine_tuning_starts_from_the_checkpoint(tiny_run) -> None:
+    from PETriageLib.models.checkpoint import load_checkpoint
+    from PETriageLib.training.train import build_for_training, fine_tune_config
+
+    best = tiny_run["s1"].best_path
+    cfg = fine_tune_config(best, epochs=1, steps_per_epoch=2, threads=1, progress=False, augment=False)
+    assert cfg.stage == 1 and cfg.input_size == 64 and cfg.model_config["width"] == 0.125
+    start = build_for_training(cfg)
+    ref, _ = load_checkpoint(best)
+    for a, b in zip(start.state_dict().values(), ref.state_dict().values()):
+        assert torch.equal(a, b)
+    res = train_from_manifest(cfg, tiny_run["manifest"], tiny_run["out"] / "ft", tiny_run["out"] / "cache",
+                              tiny_run["out"] / "splits.json")
+    assert load_checkpoint(res.best_path)[1]["training"]["settings"]["init_from"] == str(best)
+
+
+def test_evaluate_writes_paper_tables(tiny_run) -> None:
+    from PETriageLib.training.evaluate import evaluate_cascade
+
+    out = tiny_run["out"] / "eval"
+    rep = evaluate_cascade(tiny_run["s1"].best_path, tiny_run["s2"].best_path, tiny_run["manifest"], out,
+                           tiny_run["out"] / "cache", tiny_run["out"] / "splits.json", "test", n_boot=50)
+    assert {p.name for p in out.iterdir()} >= {"report.json", "report.md", "roc_stage1.png", "roc_stage2.png"}
+    test_ids = json.loads((tiny_run["out"] / "splits.json").read_text())["test"]
+    assert sorted(r["patient_id"] for r in rep["patients"]) == sorted(test_ids)
+    cm = np.array(rep["stage1"]["confusion_matrix"]["rows_true_cols_pred"])
+    assert cm.sum() == rep["stage1"]["n"] == rep["stage1"]["accuracy"]["total"]
+    md = (out / "report.md").read_text()
+    assert "| Model | Accuracy | WNL sensitivity | Disease sensitivity | AUROC (95% CI) |" in md
+    assert "| Model | Accuracy | Other sensitivity | PE sensitivity | AUROC (95% CI) |" in md
+    assert "| PE (sensitivity) |" in md
+    assert rep["stage1"]["accuracy"]["text"] in md
+
+
+def test_rspect_import(tiny_dataset, tmp_path) -> None:
+    from PETriageLib.training.rspect import import_rspect
+
+    src = load_manifest(tiny_dataset)[0]
+    rows = list(csv.DictReader(open(src.labels_csv)))
+    root = tmp_path / "train"
+    series = root / "STUDY1" / "SERIES1"
+    series.parent.mkdir(parents=True)
+    os.symlink(src.paths[0], series)
+    train_csv = tmp_path / "train.csv"
+    with open(train_csv, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "pe_present_on_image",
+                    "negative_exam_for_pe"])
+        for n, r in enumerate(rows):
+            w.writerow(["STUDY1", "SERIES1", r["instance_uid"], int(n == 5), 0])
+    sources = load_manifest(import_rspect(train_csv, root, tmp_path / "imported"))
+    assert len(sources) == 1 and sources[0].patient_id == "STUDY1" and sources[0].patient_label == "pe"
+    labels = read_slice_labels(sources[0].labels_csv, [r["instance_uid"] for r in rows], [])
+    assert labels == ["pe" if n == 5 else "wnl" for n in range(len(rows))]
