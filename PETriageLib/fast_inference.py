@@ -13,8 +13,8 @@ from __future__ import annotations
 import copy
 import logging
 import os
-from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -63,7 +63,6 @@ class Validation:
 
 def bf16_supported(device: Any) -> bool:
     """bfloat16 is fast here: a CUDA device with bf16, or a CPU with AVX512-BF16 or AMX."""
-
     device = torch.device(device)
     if device.type == "cuda":
         return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
@@ -77,7 +76,6 @@ def _cpu_has_bf16() -> bool:
         with open("/proc/cpuinfo") as fh:
             flags = next((line for line in fh if line.startswith("flags")), "")
     except OSError:  # not Linux: ask oneDNN via torch's capability string
-
         return "AVX512" in str(torch.backends.cpu.get_cpu_capability())
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
@@ -89,7 +87,6 @@ def fold_batchnorm(model: Any) -> Any:
     BatchNorm2d) in an ``nn.Sequential``, and sibling attributes ``convN`` / ``bnN``.
     The BatchNorm is replaced by Identity. Other BatchNorms are left as they are.
     """
-
     if model.training:
         raise ValueError("fold_batchnorm needs an eval-mode model (running statistics)")
     for module in list(model.modules()):
@@ -138,7 +135,6 @@ class CastInput(nn.Module):
 
 def _fp32_parts(model: Any) -> list[tuple[Any, str]]:
     """(parent, attribute) of modules that stay fp32 in a bf16 model: attention gates, the head."""
-
     from PETriageLib.models.attention import CBAM, FUSA
 
     parts = []
@@ -156,7 +152,6 @@ def optimize_model(model: Any, device: Any = "cpu", options: FastOptions | None 
 
     The input model is not changed. The copy expects fp32 input; it casts inside.
     """
-
     options = options or FastOptions()
     device = torch.device(device)
     fast = copy.deepcopy(model).eval().to(device)
@@ -198,10 +193,8 @@ def _bf16_except_fp32(model: Any) -> Any:
     return model
 
 
-
 def set_threads(threads: int | None) -> int:
     """Set torch's intra-op threads (None: keep); returns the number in use."""
-
     if threads:
         torch.set_num_threads(int(threads))
     return torch.get_num_threads()
@@ -230,7 +223,6 @@ def compare(fast: Callable[[Any], Any], reference: Callable[[Any], Any], images:
 
 
 def _probabilities(fn: Callable[[Any], Any], images: np.ndarray, batch_size: int) -> np.ndarray:
-
     out = []
     with torch.inference_mode():
         for s in range(0, len(images), batch_size):
@@ -242,6 +234,9 @@ def _probabilities(fn: Callable[[Any], Any], images: np.ndarray, batch_size: int
 class FastPredictor:
     """Probabilities of a slice classifier on the fastest validated path.
 
+    ``model`` itself (set to eval mode and moved to ``device``) is the fp32 reference; the
+    fast path runs on an optimised copy.
+
     ``predictor(images)`` takes float32 (N, C, H, W) numpy or torch input and returns float32
     (N,) sigmoid probabilities. The first call (or ``validate``) checks the fast path against
     eager fp32 on its inputs and falls back to fp32 when the difference exceeds ``tolerance``.
@@ -249,13 +244,12 @@ class FastPredictor:
 
     def __init__(self, model: Any, device: Any = "cpu", options: FastOptions | None = None,
                  tolerance: float = DEFAULT_TOLERANCE, batch_size: int = 16) -> None:
-
         self.device = torch.device(device)
         self.options = options or FastOptions()
         self.tolerance = float(tolerance)
         self.batch_size = int(batch_size)
         self.threads = set_threads(self.options.threads) if self.device.type == "cpu" else None
-        self.reference = copy.deepcopy(model).eval().to(self.device)
+        self.reference = model.eval().to(self.device)  # eager fp32, shared with the caller
         self.model, self.mode = optimize_model(model, self.device, self.options)
         pad = self.options.pad_batches
         self.pad_batches = self.options.compile if pad is None else bool(pad)
@@ -286,7 +280,6 @@ class FastPredictor:
 
     def logits(self, images: Any) -> Any:
         """fp32 (N, 1) logits; the input is padded to ``batch_size`` when ``pad_batches``."""
-
         x = torch.as_tensor(images, dtype=torch.float32)
         n = x.shape[0]
         with torch.inference_mode():
@@ -310,7 +303,6 @@ class FastPredictor:
 
 
 def torch_sigmoid_numpy(logits: Any) -> np.ndarray:
-
     return torch.sigmoid(logits.float()).reshape(-1).cpu().numpy().astype(np.float32)
 
 

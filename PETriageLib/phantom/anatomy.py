@@ -130,85 +130,20 @@ def in_lung(p: Patient, x, y, z):
     return ok & apex & ~in_heart(p, x, y, z, 1.12) & ~in_spine_region(p, x, y)
 
 
-def render_slice(p: Patient, grid: Grid, z: float, hu: np.ndarray, tissue: np.ndarray, rng_rib: np.ndarray) -> None:
-    """Paint the static anatomy (no tubes) of one axial slice into hu/tissue (nj, ni) in place."""
-    T = TISSUES
-    X = grid.x[None, :]
-    Y = grid.y[:, None]
-    c = cavity_scale(p, z)
-    ax, ay = p.cav_ax * c, p.cav_ay * c
-    hu.fill(-1000.0)
-    tissue.fill(T["air"])
-    # patient table under the back: two thin carbon shells around foam
-    ytab = p.cav_ay + p.wall + p.fat + 6 + 20 * rng_rib[0]
-    shell = (np.abs(X) < 210) & (((Y > ytab) & (Y < ytab + 2.5)) | ((Y > ytab + 28) & (Y < ytab + 30.5)))
-    foam = (np.abs(X) < 210) & (Y >= ytab + 2.5) & (Y <= ytab + 28)
-    hu[foam], tissue[foam] = -880.0, T["table"]
-    hu[shell], tissue[shell] = 250.0, T["table"]
-    # body: skin/fat outer ellipse (flatter back), then muscle, then the cavity
-    bx, by = ax + p.wall + p.fat, ay + p.wall + 0.7 * p.fat
-    rb = (np.abs(X) / bx) ** 2.2 + (np.abs(Y) / by) ** np.where(Y > 0, 3.0, 2.0)
-    body = rb <= 1
-    hu[body], tissue[body] = p.hu["fat"], T["fat"]
-    mx, my = ax + p.wall, ay + p.wall
-    rm = (np.abs(X) / mx) ** 2.1 + (np.abs(Y) / my) ** np.where(Y > 0, 2.6, 2.0)
-    # paraspinal muscles behind the spine reach the back
-    para = (np.abs(np.abs(X) - 32 * p.s) < 26 * p.s) & (Y > p.spine_y) & body
-    muscle = ((rm <= 1) | para) & body
-    hu[muscle], tissue[muscle] = p.hu["muscle"], T["muscle"]
-    rho = np.sqrt((X / ax) ** 2 + (Y / ay) ** 2)
-    cav = rho < 1.0
-    hu[cav], tissue[cav] = p.hu["mediastinum"], T["mediastinum"]
-    # ribs: oblique bands, lower anteriorly, seen as short arcs in each axial slice
-    phi = np.arccos(np.clip(Y / np.maximum(np.hypot(X / ax * ay, Y), 1e-6), -1, 1))  # 0 = posterior
-    band = (rho >= 1.005) & (rho < 1.0 + 11 * p.s / ay) & (phi > 0.35) & (phi < 2.75)
-    gap = 0.105 * p.lung_height
-    zrel = z + 0.33 * p.lung_height * (1 - np.cos(phi)) / 2 - (p.lung_height + 15)
-    frac = zrel / gap
-    near = np.abs(frac - np.round(frac)) * gap < 5.5 + 0.5 * grid.thickness
-    num = -np.round(frac)
-    rib = band & near & (num >= 0) & (num < 12)
-    cortex = rib & ((rho < 1.012) | (rho > 1.0 + 9 * p.s / ay) | (np.abs(frac - np.round(frac)) * gap > 4))
-    hu[rib], tissue[rib] = p.hu["marrow"] + 80, T["bone"]
-    hu[cortex] = p.hu["bone"] + 150
-    # sternum in the anterior midline
-    if 0.25 * p.lung_height < z < 0.98 * p.lung_height:
-        st = (np.abs(X) < 16 * p.s) & (Y < -ay + 2) & (Y > -ay - 12 * p.s)
-        hu[st], tissue[st] = p.hu["marrow"], T["bone"]
-        stc = st & ((np.abs(X) > 13 * p.s) | (Y < -ay - 9 * p.s) | (Y > -ay - 1))
-        hu[stc] = p.hu["bone"]
-    # spine: vertebral body (marrow in a cortical shell), canal, posterior arch
-    sy = p.spine_y
-    vb = (X / (17 * p.s)) ** 2 + ((Y - sy) / (15 * p.s)) ** 2 <= 1
-    vbc = vb & ((X / (15 * p.s)) ** 2 + ((Y - sy) / (13 * p.s)) ** 2 > 1)
-    canal_c = sy + 25 * p.s
-    arch = ((X / (18 * p.s)) ** 2 + ((Y - canal_c) / (13 * p.s)) ** 2 <= 1) | (
-        (np.abs(X) < 4 * p.s) & (Y > canal_c) & (Y < canal_c + 30 * p.s))
-    hu[arch], tissue[arch] = p.hu["bone"], T["bone"]
-    hu[vb], tissue[vb] = p.hu["marrow"], T["marrow"]
-    hu[vbc], tissue[vbc] = p.hu["bone"] + 200, T["bone"]
-    canal = (X / (8 * p.s)) ** 2 + ((Y - canal_c) / (7 * p.s)) ** 2 <= 1
-    hu[canal], tissue[canal] = 25.0, T["spinal_canal"]
-    # below the diaphragm: liver on the right, spleen/stomach on the left
-    d = dome(p, X, Y)
-    abd = cav & (z < d - 4) & ~in_spine_region(p, X, Y)
-    hu[abd], tissue[abd] = p.hu["abdomen"], T["abdomen"]
-    stomach_gas = abd & (X > 20 * p.s) & (X < 70 * p.s) & (Y < -0.1 * ay) & (Y > -0.6 * ay) & (z > d - 30) & (z < d - 8)
-    hu[stomach_gas], tissue[stomach_gas] = -1000.0, T["air"]
-    diaph = cav & (z >= d - 4) & (z <= d) & ~in_spine_region(p, X, Y)
-    hu[diaph], tissue[diaph] = p.hu["muscle"], T["muscle"]
-    # lungs
-    lung = in_lung(p, X, Y, z)
-    hu[lung], tissue[lung] = p.hu["lung"], T["lung"]
-    # heart: pericardial fat, myocardium, right (anterior) and left blood pools
-    if abs(z - p.heart_c[2]) < p.heart_r[2] * 1.1:
-        peri = in_heart(p, X, Y, z, 1.08) & cav & ~lung
-        hu[peri], tissue[peri] = p.hu["fat"], T["mediastinum"]
-        h = in_heart(p, X, Y, z)
-        hu[h], tissue[h] = p.hu["myocardium"], T["myocardium"]
-        inner = in_heart(p, X, Y, z, 0.8)
-        split = -(X - p.heart_c[0]) * 0.55 - (Y - p.heart_c[1]) * 0.83
-        right = inner & (split > 4)
-        left = inner & (split < -4)
-        hu[right], tissue[right] = p.hu["pa"], T["blood"]
-        hu[left], tissue[left] = p.hu["lheart"], T["blood"]
+class LungLookup:
+    """in_lung sampled once on a 2 mm grid, for the many point queries of tree growth."""
+
+    STEP = 2.0
+
+    def __init__(self, p: Patient):
+        self.lo = np.array([-p.cav_ax, -p.cav_ay, -5.0])
+        hi = np.array([p.cav_ax, p.cav_ay, p.lung_height + 5])
+        axes = [np.arange(a, b + self.STEP, self.STEP, dtype=np.float32) for a, b in zip(self.lo, hi)]
+        self.inside = in_lung(p, axes[0][:, None, None], axes[1][None, :, None], axes[2][None, None, :])
+        self.shape = np.array(self.inside.shape)
+
+    def __call__(self, point: np.ndarray) -> bool:
+        idx = np.rint((np.asarray(point) - self.lo) / self.STEP).astype(int)
+        if (idx < 0).any() or (idx >= self.shape).any():
+            return False
+        return bool(self.inside[idx[0], idx[1], idx[2]])

@@ -7,11 +7,12 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..volume import CTVolume
-from .anatomy import TISSUES, Patient, render_slice, sample_patient
+from .anatomy import TISSUES, Patient, sample_patient
 from .disease import Lesion, plan_lesions
 from .findings import FINDING_CODES, OTHER_KINDS, Finding, plan_emboli
 from .grid import Grid
 from .noise import blur_and_noise, smooth_field
+from .render import SliceRenderer
 from .protocol import Protocol, sample_protocol, study_identifiers
 from .vessels import Tubes, Vasculature, build_vasculature, paint_tubes, tube_fraction
 
@@ -61,15 +62,17 @@ def _choose(rng: np.random.Generator, contrast, pe, other, difficulty) -> tuple[
 
 def _blend(hu: np.ndarray, frac: np.ndarray, value: float, tissue: np.ndarray | None = None,
            code: int = 0, chunk: int = 16) -> None:
-    """hu <- hu + f (value - hu) with f = frac/255, in slabs to keep temporaries small."""
+    """hu <- hu + f (value - hu) with f = frac/255, on the (sparse) non-zero voxels, slab by slab."""
     for k in range(0, len(hu), chunk):
-        f = frac[k:k + chunk]
-        if not f.any():
+        f = frac[k:k + chunk].reshape(-1)
+        idx = np.flatnonzero(f)
+        if idx.size == 0:
             continue
-        ff = f.astype(np.float32) * (1 / 255)
-        hu[k:k + chunk] += ff * (value - hu[k:k + chunk])
+        h = hu[k:k + chunk].reshape(-1)  # views: hu is C-contiguous
+        fv = f[idx]
+        h[idx] += fv.astype(np.float32) * (1 / 255) * (value - h[idx])
         if tissue is not None:
-            tissue[k:k + chunk][f >= 128] = code
+            tissue[k:k + chunk].reshape(-1)[idx[fv >= 128]] = code
 
 
 def _paint_structures(p: Patient, grid: Grid, vasc: Vasculature, hu: np.ndarray, tissue: np.ndarray):
@@ -135,9 +138,33 @@ def _paint_emboli(hu: np.ndarray, grid: Grid, clots: Tubes, clot_hu: list[float]
         np.maximum(q[box], (f * 255 + 0.5).astype(np.uint8), out=q[box])
 
 
+def _lung_texture(hu: np.ndarray, lung: np.ndarray, grid: Grid, p: Patient, rng: np.random.Generator):
+    """Soft texture plus a gravity gradient (dependent lung is denser), added in place; returns the texture."""
+    box = _bbox(lung)
+    texture = np.zeros(hu.shape, np.float32)
+    if box is None:
+        return texture
+    texture[box] = smooth_field(lung[box].shape, grid, rng, scale_mm=6.0)
+    grav = (np.clip((grid.y[box[1]] / p.cav_ay + 1) / 2, 0, 1) * 45).astype(np.float32)[None, :, None]
+    sub, m = hu[box], lung[box]
+    sub[m] += (14 * texture[box] + grav)[m]
+    return texture
+
+
+def _bbox(mask: np.ndarray):
+    """Index box (k, j, i slices) of the True voxels, or None."""
+    out = []
+    for axis in range(3):
+        hit = np.flatnonzero(mask.any(axis=tuple(a for a in range(3) if a != axis)))
+        if hit.size == 0:
+            return None
+        out.append(slice(int(hit[0]), int(hit[-1]) + 1))
+    return tuple(out)
+
+
 def _labels(masks: np.ndarray) -> tuple[list[str], dict[str, np.ndarray]]:
-    present = [np.unique(sl) for sl in masks]
-    flags = {name: np.array([FINDING_CODES[name] in u for u in present]) for name in FLAG_NAMES}
+    counts = np.stack([np.bincount(sl.reshape(-1), minlength=len(FLAG_NAMES) + 1) for sl in masks])
+    flags = {name: counts[:, FINDING_CODES[name]] > 0 for name in FLAG_NAMES}
     other = np.zeros(len(masks), bool)
     for name in FLAG_NAMES[1:]:
         other |= flags[name]
@@ -167,14 +194,11 @@ def generate_study(seed: int, *, matrix: int = 512, slices: int | None = None, s
     shape = grid.shape
     hu = np.empty(shape, np.float32)
     tissue = np.empty(shape, np.uint8)
-    table = rng.random(4)
+    render = SliceRenderer(p, grid, float(rng.random()))
     for k, z in enumerate(grid.z):
-        render_slice(p, grid, float(z), hu[k], tissue[k], table)
+        render(float(z), hu[k], tissue[k])
     lung = tissue == TISSUES["lung"]
-    texture = smooth_field(shape, grid, rng, scale_mm=6.0)
-    # lung: soft texture plus a gravity gradient (dependent posterior lung is denser)
-    grav = (np.clip((grid.y / p.cav_ay + 1) / 2, 0, 1) * 45).astype(np.float32)[None, :, None]
-    hu += np.where(lung, 14 * texture + grav, 0.0).astype(np.float32)
+    texture = _lung_texture(hu, lung, grid, p, rng)
     masks = np.zeros(shape, np.uint8)
     lesions = plan_lesions(p, grid, lung, rng, kinds)
     art = vein = np.zeros(shape, np.uint8)

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .anatomy import Patient, in_lung
+from .anatomy import LungLookup, Patient
 from .grid import Grid
 
 
@@ -50,19 +50,19 @@ def _unit(v: np.ndarray) -> np.ndarray:
     return v / max(float(np.linalg.norm(v)), 1e-9)
 
 
-def grow_tree(p: Patient, rng: np.random.Generator, tubes: Tubes, start: np.ndarray, direction: np.ndarray,
+def grow_tree(lung: LungLookup, rng: np.random.Generator, tubes: Tubes, start: np.ndarray, direction: np.ndarray,
               radius: float, parent: int, r_min: float, centre: np.ndarray, gen: int = 1) -> None:
     """Grow a bifurcating tree inside the lung from `start` (breadth-first, iterative)."""
     stack = [(np.asarray(start, float), _unit(np.asarray(direction, float)), radius, parent, gen)]
     while stack:
         s, d, r, par, g = stack.pop()
-        if len(tubes) > 6000:
+        if len(tubes) > 9000:
             break
         end = None
         for _ in range(4):  # a few tries to stay inside the lung
             length = max(r * rng.uniform(5.0, 9.0), 5.0)
             cand = s + d * length
-            if in_lung(p, cand[0], cand[1], cand[2]) or g <= 1:
+            if g <= 1 or lung(cand):
                 end = cand
                 break
             d = _unit(d + rng.normal(scale=0.6, size=3))
@@ -93,15 +93,18 @@ class Vasculature:
     n_central: int  # arteries[:n_central] are trunk + main pulmonary arteries
 
 
-LOBES = {  # initial lobar directions from each hilum (x, y, z)
-    -1: [(-0.3, 0.1, 1.0), (-0.5, -0.9, -0.3), (-0.2, 0.5, -1.0), (-0.6, 0.6, -0.2)],
-    1: [(0.3, -0.1, 1.0), (0.5, -0.9, -0.3), (0.2, 0.5, -1.0), (0.6, 0.6, -0.1)],
+LOBES = {  # initial lobar/segmental directions from each hilum (x, y, z)
+    -1: [(-0.3, 0.1, 1.0), (-0.4, -0.6, 0.8), (-0.5, -0.9, -0.3), (-0.2, 0.5, -1.0), (-0.6, 0.6, -0.2),
+         (-0.7, -0.2, -0.8)],
+    1: [(0.3, -0.1, 1.0), (0.4, -0.6, 0.8), (0.5, -0.9, -0.3), (0.2, 0.5, -1.0), (0.6, 0.6, -0.1),
+        (0.7, -0.2, -0.8)],
 }
 
 
 def build_vasculature(p: Patient, rng: np.random.Generator) -> Vasculature:
     s, H, ay = p.s, p.lung_height, p.cav_ay
     top = H + 80
+    lung = LungLookup(p)
     # aorta: root -> ascending -> arch -> descending past the diaphragm
     aorta = Tubes()
     hc, hr = p.heart_c, p.heart_r
@@ -127,8 +130,8 @@ def build_vasculature(p: Patient, rng: np.random.Generator) -> Vasculature:
     for side, root in ((-1, rpa), (1, lpa)):
         hil = p.hilum(side)
         for d in LOBES[side]:
-            grow_tree(p, rng, art, hil, np.asarray(d) + rng.normal(scale=0.15, size=3),
-                      0.5 * rt * rng.uniform(0.85, 1.05), root, 0.7, hil)
+            grow_tree(lung, rng, art, hil, np.asarray(d) + rng.normal(scale=0.15, size=3),
+                      0.45 * rt * rng.uniform(0.85, 1.05), root, 0.45, hil)
     # veins: from the left atrium (posterior heart) to the lower hila, then trees
     veins = Tubes()
     la = hc + np.array([-5 * s, 0.7 * hr[1], 0.35 * hr[2]])
@@ -138,7 +141,7 @@ def build_vasculature(p: Patient, rng: np.random.Generator) -> Vasculature:
             root = veins.add(la, vh, 8 * s, 7 * s, -1, 0)
             for d in dirs:
                 dd = np.array([side * d[0], d[1], d[2]]) + rng.normal(scale=0.15, size=3)
-                grow_tree(p, rng, veins, vh, dd, 5.5 * s, root, 0.8, vh)
+                grow_tree(lung, rng, veins, vh, dd, 5.5 * s, root, 0.5, vh)
     airways = _airways(p, rng, art, n_central)
     return Vasculature(aorta, svc, art, veins, airways, bif, n_central)
 

@@ -48,6 +48,15 @@ def chest_hu(slices: int = 8, rows: int = 96, cols: int = 96, lung_slices: Seque
     return vol
 
 
+def ct_volume(hu: np.ndarray, spacing: Sequence[float] = (0.8, 0.8, 2.0), **metadata) -> "CTVolume":
+    """An axial CTVolume around an HU array, without DICOM files (for lung crop and preprocess tests)."""
+    from PETriageLib.volume import CTVolume
+
+    return CTVolume(hu=hu, spacing=tuple(spacing), origin=(0.0, 0.0, 0.0), direction=np.eye(3),
+                    z_positions=np.arange(hu.shape[0]) * float(spacing[2]),
+                    instance_uids=[str(k) for k in range(hu.shape[0])], metadata={"modality": "CT", **metadata})
+
+
 def _orientation_axes(orientation: Sequence[float]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     row, col = np.asarray(orientation[:3], float), np.asarray(orientation[3:], float)
     return row, col, np.cross(row, col)

@@ -95,6 +95,24 @@ def test_folder_without_dicom_fails_with_a_clear_message(tiny_checkpoints, tmp_p
     assert str(tmp_path / "in") in caplog.text
 
 
+def test_demo_with_models_registered_in_a_manifest(tiny_checkpoints, tmp_path, monkeypatch, capsys):
+    """The demo path and default-model lookup, on a Resources folder holding the tiny models."""
+    from PETriageLib.models.manifest import register_model
+
+    card = {"intended_use": "tests", "training_data": "none", "limits": "untrained", "metrics": {}}
+    monkeypatch.setenv("PETRIAGE_RESOURCES", str(tmp_path / "res"))
+    register_model("tiny-stage1", 1, tiny_checkpoints[0], card)
+    register_model("tiny-stage2", 2, tiny_checkpoints[1], card)
+    rc = main(["-q", "demo", "--out", str(tmp_path / "demo"), "--matrix", "128", "--slices", "16", "--seed", "3",
+               "--cam", "none", "--device", "cpu"])
+    assert rc == 0
+    out = capsys.readouterr().out
+    assert "ground truth: pe" in out and str(tmp_path / "demo" / "report" / "summary.md") in out
+    report = json.loads((tmp_path / "demo" / "report" / "report.json").read_text())
+    assert [m["name"] for m in report["models"]] == ["tiny-stage1", "tiny-stage2"]
+    assert len(report["slices"]) == 16 and (tmp_path / "demo" / "study" / "labels.csv").is_file()
+
+
 def test_demo_with_the_shipped_models(tmp_path, capsys):
     from PETriageLib.cascade import default_models
     from PETriageLib.errors import CheckpointError

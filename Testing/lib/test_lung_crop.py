@@ -3,18 +3,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from dicom_factory import chest_hu
+from dicom_factory import chest_hu, ct_volume
 
 from PETriageLib.dicom_series import load_series
 from PETriageLib.lung_crop import (MIN_LUNG_MM2, analyse_lungs, check_chest, find_lungs, fixed_box,
                                    keep_main_air_3d, lung_slice_range)
-from PETriageLib.volume import CTVolume
-
-
-def synthetic_volume(hu: np.ndarray, spacing=(0.8, 0.8, 2.0), **metadata) -> CTVolume:
-    return CTVolume(hu=hu, spacing=spacing, origin=(0.0, 0.0, 0.0), direction=np.eye(3),
-                    z_positions=np.arange(hu.shape[0]) * spacing[2], instance_uids=[str(k) for k in range(hu.shape[0])],
-                    metadata={"modality": "CT", **metadata})
 
 
 def test_box_encloses_the_drawn_lungs_plus_margin():
@@ -56,18 +49,18 @@ def test_3d_cleanup_drops_small_pockets():
 
 def test_series_lung_range_and_chest_check():
     hu = chest_hu(10, 96, 96, lung_slices=range(2, 8))
-    vol = synthetic_volume(hu, spacing=(3.0, 3.0, 5.0))
+    vol = ct_volume(hu, spacing=(3.0, 3.0, 5.0))
     ticks = []
     lungs = analyse_lungs(vol, progress=lambda d, t: ticks.append((d, t)))
     assert [s.has_lung for s in lungs] == [False] * 2 + [True] * 6 + [False] * 2
     assert lung_slice_range(lungs) == (2, 7) and ticks[-1] == (10, 10)
     assert check_chest(vol, lungs) is None
-    head = synthetic_volume(chest_hu(10, 96, 96, lung_slices=[]), spacing=(3.0, 3.0, 5.0), body_part="HEAD")
+    head = ct_volume(chest_hu(10, 96, 96, lung_slices=[]), spacing=(3.0, 3.0, 5.0), body_part="HEAD")
     reason = check_chest(head, analyse_lungs(head))
     assert "no lung found on any of 10 slices" in reason and "HEAD" in reason
-    few = synthetic_volume(chest_hu(20, 96, 96, lung_slices=[0]), spacing=(3.0, 3.0, 5.0))
+    few = ct_volume(chest_hu(20, 96, 96, lung_slices=[0]), spacing=(3.0, 3.0, 5.0))
     assert "only 1 of 20 slices" in check_chest(few, analyse_lungs(few))
-    mr = synthetic_volume(hu, modality="MR")
+    mr = ct_volume(hu, modality="MR")
     assert check_chest(mr, lungs) == "modality MR, not CT"
 
 

@@ -3,19 +3,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from dicom_factory import chest_hu
+from dicom_factory import chest_hu, ct_volume
 
 from PETriageLib.dicom_series import load_series
 from PETriageLib.lung_crop import analyse_lungs, fixed_box
 from PETriageLib.preprocess import CropMap, PreprocessConfig, prepare_slices
-from PETriageLib.volume import CTVolume
-from PETriageLib.windows import PRESETS
-
-
-def make_volume(hu: np.ndarray, spacing=(0.8, 0.8, 2.0)) -> CTVolume:
-    return CTVolume(hu=hu, spacing=spacing, origin=(0.0, 0.0, 0.0), direction=np.eye(3),
-                    z_positions=np.arange(hu.shape[0]) * spacing[2], instance_uids=[str(k) for k in range(hu.shape[0])],
-                    metadata={"modality": "CT"})
+from PETriageLib.windows import PRESETS, stack_windows
 
 
 def test_config_round_trip_and_validation():
@@ -31,7 +24,7 @@ def test_config_round_trip_and_validation():
 
 def test_prepared_slices_shapes_windows_and_lung_flags():
     hu = chest_hu(4, 96, 96, lung_slices=[1, 2])
-    vol = make_volume(hu, spacing=(3.0, 3.0, 5.0))
+    vol = ct_volume(hu, spacing=(3.0, 3.0, 5.0))
     cfg = PreprocessConfig(["mediastinal", "lung", "pe"], input_size=64)
     prep = prepare_slices(vol, [0, 1, 2, 3], cfg, lungs=analyse_lungs(vol))
     assert prep.images.shape == (4, 3, 64, 64) and prep.images.dtype == np.float32
@@ -47,7 +40,7 @@ def test_prepared_slices_shapes_windows_and_lung_flags():
 
 def test_aspect_kept_by_air_padding():
     hu = np.full((1, 100, 200), 40, np.int16)
-    vol = make_volume(hu, spacing=(1.0, 1.0, 1.0))
+    vol = ct_volume(hu, spacing=(1.0, 1.0, 1.0))
     cfg = PreprocessConfig(["mediastinal", "lung"], input_size=50, crop="fixed")
     prep = prepare_slices(vol, [0], cfg)
     crop = prep.crops[0]
@@ -92,3 +85,16 @@ def test_real_series_inputs(real_series_dir):
     assert prep.has_lung.tolist() == [True, True, False]
     lung_channel = prep.images[1, 1]
     assert (lung_channel < PRESETS["lung"].apply(np.float32(-700))).mean() > 0.25  # mostly lung in the crop
+
+
+def test_window_presets_match_the_paper_and_rsna():
+    spans = {name: (w.low, w.high) for name, w in PRESETS.items()}
+    assert spans["lung"] == (-1150.0, 350.0)  # L-400/W1500
+    assert spans["mediastinal"] == (-160.0, 240.0)  # L40/W400
+    assert spans["vascular"] == (-1000.0, 1600.0)  # the paper's wide window
+    assert spans["pe"] == (-250.0, 450.0)  # L100/W700
+    hu = np.array([-3000, -1000, 300, 1600, 5000], np.float32)
+    np.testing.assert_allclose(PRESETS["vascular"].apply(hu), [-1, -1, 0, 1, 1])  # clip, then zero-centred scale
+    chans = stack_windows(np.zeros((2, 4, 4), np.int16), ["lung", {"name": "x", "level": 0, "width": 10}])
+    assert chans.shape == (2, 2, 4, 4) and chans.dtype == np.float32
+    assert np.all(chans[:, 0] == pytest.approx(400 * 2 / 1500)) and np.all(chans[:, 1] == 0)
