@@ -185,7 +185,8 @@ class Cascade:
         self._to_device(self.device)
 
     @classmethod
-    def from_checkpoints(cls, stage1: str | Path, stage2: str | Path, device: str = "auto", **options: Any) -> "Cascade":
+    def from_checkpoints(cls, stage1: str | Path, stage2: str | Path, device: str = "auto",
+                         **options: Any) -> "Cascade":
         """Build from two model names (Resources/models.json) or checkpoint paths."""
         return cls(_load_stage(1, stage1), _load_stage(2, stage2), device=device, **options)
 
@@ -299,7 +300,7 @@ class Cascade:
             if progress:
                 progress(min(start + self.batch_size, total), total, "stage 1 + stage 2")
 
-    def heatmaps(self, result: TriageResult, slices: Sequence[int], stage: int = 2, batch_size: int = 2,
+    def heatmaps(self, result: TriageResult, slices: Sequence[int], stage: int = 2, batch_size: int = 4,
                  progress: Progress | None = None, cancel: Any = None) -> dict[str, np.ndarray]:
         """Grad-CAM volumes (one per branch) of ``stage``'s positive class on the chosen slices."""
         from PETriageLib.gradcam import heatmap_volume

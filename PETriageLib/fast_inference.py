@@ -24,6 +24,7 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 log = logging.getLogger(__name__)
 
 DEFAULT_TOLERANCE = 0.02  # largest |p_fast - p_fp32| accepted (probabilities in [0, 1])
+VALIDATE_SLICES = 8  # slices of the first batch checked against fp32 (costs one fp32 pass over them)
 
 
 @dataclass
@@ -239,7 +240,8 @@ class FastPredictor:
 
     ``predictor(images)`` takes float32 (N, C, H, W) numpy or torch input and returns float32
     (N,) sigmoid probabilities. The first call (or ``validate``) checks the fast path against
-    eager fp32 on its inputs and falls back to fp32 when the difference exceeds ``tolerance``.
+    eager fp32 on its first ``VALIDATE_SLICES`` inputs and falls back to fp32 when the
+    difference exceeds ``tolerance``.
     """
 
     def __init__(self, model: Any, device: Any = "cpu", options: FastOptions | None = None,
@@ -290,7 +292,7 @@ class FastPredictor:
 
     def __call__(self, images: Any) -> np.ndarray:
         if self.validation is None:
-            self.validate(np.asarray(images[: self.batch_size], dtype=np.float32))
+            self.validate(np.asarray(images[:VALIDATE_SLICES], dtype=np.float32))
         out = []
         for s in range(0, len(images), self.batch_size):
             out.append(torch_sigmoid_numpy(self.logits(images[s:s + self.batch_size])))

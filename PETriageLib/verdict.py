@@ -56,7 +56,8 @@ class PatientVerdict:
         return d
 
 
-def label_slice(p_disease: float | None, p_pe: float | None, threshold_disease: float, threshold_pe: float) -> str | None:
+def label_slice(p_disease: float | None, p_pe: float | None, threshold_disease: float,
+                threshold_pe: float) -> str | None:
     """Cascade label of one slice: stage 1 decides wnl vs disease, stage 2 pe vs other."""
     if p_disease is None:
         return None

@@ -54,7 +54,7 @@ class TriageTask:
         if slices:
             if progress:
                 progress(0, len(slices), "Grad-CAM")
-            self.heatmaps = cascade.heatmaps(self.result, slices, stage=2, progress=progress)
+            self.heatmaps = cascade.heatmaps(self.result, slices, stage=2, progress=progress, cancel=cancel)
 
     def publish(self) -> ResultNodes:
         if self.result is None:

@@ -73,4 +73,4 @@ def end_to_end(stage1: str, stage2: str, series_dir: str | Path, device: str = "
     info = {k: v for k, v in runs[-1].items() if k != "steps"}
     return {"inference": inference, "device": device, "repeats": repeats, "warmup": warmup, "top_k": top_k,
             "steps": steps, **info, "load_avg": load_average(),
-            "fast_path": getattr(cascade, "inference_info", lambda: None)()}
+            "fast_paths": cascade.options().get("fast_paths")}

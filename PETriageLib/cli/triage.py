@@ -49,10 +49,10 @@ def add_cascade_options(p: argparse.ArgumentParser) -> None:
 class TqdmProgress:
     """A (done, total, message) callback that drives one tqdm bar."""
 
-    def __init__(self, desc: str, disable: bool = False) -> None:
+    def __init__(self, desc: str, disable: bool = False, unit: str = "slice") -> None:
         from tqdm import tqdm
 
-        self.bar = tqdm(total=0, desc=desc, unit="slice", disable=disable, leave=False)
+        self.bar = tqdm(total=0, desc=desc, unit=unit, disable=disable, leave=False)
 
     def __call__(self, done: int, total: int, message: str = "") -> None:
         if self.bar.total != total:
@@ -110,7 +110,11 @@ def run(args: argparse.Namespace) -> int:
     from PETriageLib.report import worklist_row, write_worklist
 
     quiet = logging.getLogger().level > logging.INFO
-    series = scan_series(args.path, progress=TqdmProgress("scanning", disable=quiet))
+    bar = TqdmProgress("scanning", disable=quiet, unit="file")
+    try:
+        series = scan_series(args.path, progress=bar)
+    finally:
+        bar.close()
     if not series:
         log.error("no DICOM series found in %s", args.path)
         return 2
@@ -121,17 +125,20 @@ def run(args: argparse.Namespace) -> int:
         out_dir = args.out / series_dir_name(n, info, len(series) > 1)
         described = {"series_uid": info.uid, "num_slices": info.num_slices, "series_description": info.description}
         if str(info.modality or "").upper() not in ("CT", ""):
-            entries.append(worklist_row(None, out_dir, described, "not_analysable",
+            entries.append(worklist_row(None, "", described, "not_analysable",
                                         f"not a CT series (modality {info.modality})"))
             continue
         try:
-            t = time.perf_counter()
-            volume = load_series(info.files, progress=TqdmProgress("reading", disable=quiet))
+            t, bar = time.perf_counter(), TqdmProgress("reading", disable=quiet)
+            try:
+                volume = load_series(info.files, progress=bar)
+            finally:
+                bar.close()
             result, files = triage_volume(cascade, volume, out_dir, args, time.perf_counter() - t, quiet)
         except PETriageError as exc:
             failed += 1
             log.error("series %s: %s", info.uid, exc)
-            entries.append(worklist_row(None, out_dir, described, "error", str(exc)))
+            entries.append(worklist_row(None, "", described, "error", str(exc)))
             continue
         v = result.verdict
         print(f"{v.verdict:15s} pe_score {v.pe_score if v.pe_score is not None else float('nan'):.3f}  "

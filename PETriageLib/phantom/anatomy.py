@@ -140,10 +140,17 @@ class LungLookup:
         hi = np.array([p.cav_ax, p.cav_ay, p.lung_height + 5])
         axes = [np.arange(a, b + self.STEP, self.STEP, dtype=np.float32) for a, b in zip(self.lo, hi)]
         self.inside = in_lung(p, axes[0][:, None, None], axes[1][None, :, None], axes[2][None, None, :])
-        self.shape = np.array(self.inside.shape)
+        self.dims = tuple(int(n) for n in self.inside.shape)
+        self.half_x, self.mid_y, self.mid_z = 0.5 * p.cav_ax, 0.1 * p.cav_ay, 0.45 * p.lung_height
+
+    def centre(self, point: np.ndarray) -> np.ndarray:
+        """Middle of the lung on the point's side: where a stray branch should turn to."""
+        side = 1.0 if point[0] > 0 else -1.0
+        return np.array([side * self.half_x, self.mid_y, self.mid_z])
 
     def __call__(self, point: np.ndarray) -> bool:
-        idx = np.rint((np.asarray(point) - self.lo) / self.STEP).astype(int)
-        if (idx < 0).any() or (idx >= self.shape).any():
+        # plain floats: this runs once per candidate branch, thousands of times per study
+        idx = [int(round((float(v) - float(lo)) / self.STEP)) for v, lo in zip(point, self.lo)]
+        if any(i < 0 or i >= n for i, n in zip(idx, self.dims)):
             return False
         return bool(self.inside[idx[0], idx[1], idx[2]])

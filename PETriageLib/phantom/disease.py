@@ -70,15 +70,16 @@ def _ggo(p, grid, lung, rng):
 def _nodule(p, grid, lung, rng):
     out = []
     for _ in range(int(rng.integers(1, 4))):
-        c = pick_lung_point(lung, grid, rng)
-        if c is None:
-            continue
         r = float(rng.uniform(3, 12) if rng.random() < 0.7 else rng.uniform(12, 28))  # nodule or mass
-        b = blob(grid, c, np.array([r, r, r]) * rng.uniform(0.85, 1.15, 3), rng, 0.15 if r < 12 else 0.3)
-        if b is None:
-            continue
         hu = float(rng.uniform(20, 60))
-        mask = _clip_to_lung(lung, b[0], b[1])
+        for _try in range(6):  # a nodule lies (mostly) inside the lung, not across the chest wall
+            c = pick_lung_point(lung, grid, rng)
+            b = None if c is None else blob(grid, c, np.array([r, r, r]) * rng.uniform(0.85, 1.15, 3), rng,
+                                            0.15 if r < 12 else 0.3)
+            if b is not None and (mask := _clip_to_lung(lung, b[0], b[1])).sum() >= 0.7 * b[1].sum() > 0:
+                break
+        else:
+            continue
         if mask.any():
             out.append(Lesion(Finding("nodule", {"diameter_mm": round(2 * r, 1), "hu": round(hu),
                                                  "side": "right" if c[0] < 0 else "left"}),

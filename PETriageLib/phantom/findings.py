@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .grid import Grid
-from .vessels import Tubes, Vasculature
+from .vessels import Tubes, Vasculature, unit
 
 # Label values of Study.masks; PE is painted last so it wins where findings overlap.
 FINDING_CODES = {"pe": 1, "consolidation": 2, "ggo": 3, "nodule": 4, "effusion": 5, "emphysema": 6}
@@ -27,10 +27,6 @@ class Finding:
     def describe(self) -> str:
         extra = ",".join(f"{k}={v}" for k, v in self.detail.items())
         return f"{self.kind}({extra})" if extra else self.kind
-
-
-def _unit(v: np.ndarray) -> np.ndarray:
-    return v / max(float(np.linalg.norm(v)), 1e-9)
 
 
 def _candidates(art: Tubes, n_central: int, level: str) -> list[int]:
@@ -78,8 +74,8 @@ def plan_emboli(vasc: Vasculature, rng: np.random.Generator,
                 count += 1
         else:
             rc = ra * rng.uniform(0.45, 0.75)
-            d = _unit(b - a)
-            perp = _unit(np.cross(d, _unit(rng.normal(size=3))))
+            d = unit(b - a)
+            perp = unit(np.cross(d, unit(rng.normal(size=3))))
             off = perp * (ra - rc) * rng.uniform(0.0, 1.0)  # central ("polo mint") to mural
             clots.add(p0 + off, p1 + off, rc, rc * rng.uniform(0.7, 1.0))
             count = 1

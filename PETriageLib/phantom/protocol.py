@@ -5,7 +5,9 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 
 import numpy as np
-from pydicom.uid import generate_uid
+import uuid
+
+from pydicom.uid import UID
 
 from .anatomy import Patient
 from .grid import Grid
@@ -57,10 +59,19 @@ def sample_protocol(p: Patient, rng: np.random.Generator, matrix: int, slices: i
                     kvp=int(rng.choice([100, 120])), ma=int(rng.integers(80, 350)))
 
 
+def seeded_uid(*parts) -> UID:
+    """A '2.25.<UUID>' UID (DICOM PS3.5 B.2) from a name-based UUID: same parts, same UID.
+
+    (pydicom's generate_uid ignores entropy_srcs when prefix is None, so it cannot be used here.)
+    """
+    name = "/".join(map(str, parts))
+    return UID(f"2.25.{uuid.uuid5(uuid.NAMESPACE_URL, 'urn:petriage:' + name).int}")
+
+
 def study_identifiers(seed: int, n_slices: int, rng: np.random.Generator) -> dict:
     """UIDs and names derived from the seed only, so the same seed gives the same files."""
     def uid(*parts) -> str:
-        return generate_uid(prefix=None, entropy_srcs=["petriage-phantom", str(seed), *map(str, parts)])
+        return seeded_uid("petriage-phantom", seed, *parts)
 
     day = date(2020, 1, 1) + timedelta(days=int(rng.integers(0, 5 * 365)))
     return {

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from typing import Sequence
 
 import numpy as np
 
@@ -42,7 +43,7 @@ class Study:
         return sorted({f.kind for f in self.findings})
 
 
-def _choose(rng: np.random.Generator, contrast, pe, other, difficulty) -> tuple[bool, bool, list[str]]:
+def _choose(rng: np.random.Generator, contrast, pe, other, difficulty, other_kinds) -> tuple[bool, bool, list[str]]:
     if difficulty not in DIFFICULTIES:
         raise ValueError(f"difficulty must be one of {DIFFICULTIES}, got {difficulty!r}")
     if contrast not in (None, "ctpa", "none"):
@@ -53,7 +54,12 @@ def _choose(rng: np.random.Generator, contrast, pe, other, difficulty) -> tuple[
     ctpa = has_pe or (contrast == "ctpa") or (contrast is None and rng.random() < 0.7)
     has_other = bool(rng.random() < 0.35) if other is None else bool(other)
     kinds: list[str] = []
-    if has_other:
+    if other_kinds is not None:
+        bad = set(other_kinds) - set(OTHER_KINDS)
+        if bad:
+            raise ValueError(f"unknown other_kinds {sorted(bad)}; choose from {OTHER_KINDS}")
+        kinds = [k for k in OTHER_KINDS if k in other_kinds]
+    elif has_other:
         n = int(rng.choice([1, 1, 1, 2, 2, 3]))
         kinds = sorted(rng.choice(OTHER_KINDS, size=n, replace=False, p=[0.28, 0.24, 0.24, 0.14, 0.10]).tolist(),
                        key=OTHER_KINDS.index)
@@ -93,10 +99,10 @@ def _paint_structures(p: Patient, grid: Grid, vasc: Vasculature, hu: np.ndarray,
     scratch.fill(0)
     paint_tubes(grid, vasc.airways, scratch, grow=0.6, scale=1.25)
     _blend(hu, scratch, 10.0, tissue, T["airway_wall"])
+    np.minimum(art, 255 - scratch, out=art)  # an airway (wall and lumen) drawn over an artery hides it
     scratch.fill(0)
     paint_tubes(grid, vasc.airways, scratch)
     _blend(hu, scratch, -1000.0, tissue, T["airway"])
-    np.minimum(art, 255 - scratch, out=art)  # an airway wall drawn over an artery hides it
     return art, vein
 
 
@@ -174,16 +180,17 @@ def _labels(masks: np.ndarray) -> tuple[list[str], dict[str, np.ndarray]]:
 
 def generate_study(seed: int, *, matrix: int = 512, slices: int | None = None, slice_thickness: float | None = None,
                    contrast: str | None = None, pe: bool | None = None, other: bool | None = None,
-                   difficulty: str = "mixed") -> Study:
+                   difficulty: str = "mixed", other_kinds: "Sequence[str] | None" = None) -> Study:
     """Generate one chest CT phantom, deterministic from `seed`.
 
     contrast: "ctpa" (opacified pulmonary arteries), "none", or None (random; PE studies are CTPA).
     pe / other: force PE / other lung disease on or off, None = random (50 % / 35 %).
     difficulty: "easy" = central/lobar emboli, "hard" = segmental/subsegmental, "mixed" = any.
+    other_kinds: exactly these other findings (subset of OTHER_KINDS), overriding `other`.
     """
     seed = int(seed)
     rng = np.random.default_rng([seed, 20260101])
-    ctpa, has_pe, kinds = _choose(rng, contrast, pe, other, difficulty)
+    ctpa, has_pe, kinds = _choose(rng, contrast, pe, other, difficulty, other_kinds)
     p = sample_patient(rng, ctpa)
     proto: Protocol = sample_protocol(p, rng, matrix, slices, slice_thickness)
     grid = proto.grid
@@ -204,10 +211,12 @@ def generate_study(seed: int, *, matrix: int = 512, slices: int | None = None, s
     art = vein = np.zeros(shape, np.uint8)
     _paint_lesions(hu, masks, lesions, False, art, vein, texture)  # before vessels: mask fixed below
     art, vein = _paint_structures(p, grid, vasc, hu, tissue)
-    for les in lesions:  # vessel cores drawn over early lesions are not lesion
-        if not les.after_vessels:
+    for les in lesions:
+        if les.after_vessels:  # may replace lung vessels and airways, never the aorta
+            les.mask &= tissue[les.box] != TISSUES["aorta"]
+        else:  # vessels and airways drawn over early lesions are not lesion
             sub = masks[les.box]
-            sub[les.mask & ((art[les.box] >= 128) | (vein[les.box] >= 128)) & (sub == FINDING_CODES[les.finding.kind])] = 0
+            sub[les.mask & (tissue[les.box] != TISSUES["lung"]) & (sub == FINDING_CODES[les.finding.kind])] = 0
     _paint_lesions(hu, masks, lesions, True, art, vein, texture)
     findings: list[Finding] = []
     if has_pe:
@@ -237,7 +246,7 @@ def generate_study(seed: int, *, matrix: int = 512, slices: int | None = None, s
     patient_label = "pe" if flags["pe"].any() else ("other" if "other" in slice_labels else "wnl")
     volume = _volume(hu16, grid, proto, ids, ctpa, seed)
     options = dict(matrix=matrix, slices=slices, slice_thickness=slice_thickness, contrast=contrast, pe=pe,
-                   other=other, difficulty=difficulty)
+                   other=other, difficulty=difficulty, other_kinds=other_kinds)
     return Study(volume=volume, masks=masks, slice_labels=slice_labels, patient_label=patient_label,
                  findings=findings, tissues=tissue, slice_flags=flags, seed=seed, options=options)
 

@@ -46,26 +46,26 @@ class Tubes:
         return [i for i, p in enumerate(self.parent) if p == idx]
 
 
-def _unit(v: np.ndarray) -> np.ndarray:
+def unit(v: np.ndarray) -> np.ndarray:
     return v / max(float(np.linalg.norm(v)), 1e-9)
 
 
 def grow_tree(lung: LungLookup, rng: np.random.Generator, tubes: Tubes, start: np.ndarray, direction: np.ndarray,
               radius: float, parent: int, r_min: float, centre: np.ndarray, gen: int = 1) -> None:
     """Grow a bifurcating tree inside the lung from `start` (breadth-first, iterative)."""
-    stack = [(np.asarray(start, float), _unit(np.asarray(direction, float)), radius, parent, gen)]
+    stack = [(np.asarray(start, float), unit(np.asarray(direction, float)), radius, parent, gen)]
     while stack:
         s, d, r, par, g = stack.pop()
         if len(tubes) > 9000:
             break
         end = None
-        for _ in range(4):  # a few tries to stay inside the lung
-            length = max(r * rng.uniform(5.0, 9.0), 5.0)
+        for attempt in range(6):  # a few tries to stay inside the lung, turning back inwards
+            length = max(r * rng.uniform(4.0, 8.0) / (1 + 0.3 * attempt), 3.0)
             cand = s + d * length
             if g <= 1 or lung(cand):
                 end = cand
                 break
-            d = _unit(d + rng.normal(scale=0.6, size=3))
+            d = unit(d + rng.normal(scale=0.5, size=3) + 0.6 * unit(lung.centre(s) - s))
         if end is None:
             continue
         r_end = r * 0.93
@@ -74,11 +74,11 @@ def grow_tree(lung: LungLookup, rng: np.random.Generator, tubes: Tubes, start: n
             continue
         u = rng.uniform(0.78, 0.9)
         radii = (r_end * u, r_end * (1 - u ** 3) ** (1 / 3))
-        out = _unit(end - centre)
-        perp = _unit(np.cross(d, _unit(rng.normal(size=3))))
+        out = unit(end - centre)
+        perp = unit(np.cross(d, unit(rng.normal(size=3))))
         for rc, sign in zip(radii, (1.0, -1.0)):
             ang = np.deg2rad(rng.uniform(15, 30) if rc == radii[0] else rng.uniform(35, 60))
-            dc = _unit(np.cos(ang) * d + sign * np.sin(ang) * perp + 0.25 * out)
+            dc = unit(np.cos(ang) * d + sign * np.sin(ang) * perp + 0.25 * out)
             stack.append((end, dc, rc, idx, g + 1))
 
 
@@ -131,7 +131,7 @@ def build_vasculature(p: Patient, rng: np.random.Generator) -> Vasculature:
         hil = p.hilum(side)
         for d in LOBES[side]:
             grow_tree(lung, rng, art, hil, np.asarray(d) + rng.normal(scale=0.15, size=3),
-                      0.45 * rt * rng.uniform(0.85, 1.05), root, 0.45, hil)
+                      0.45 * rt * rng.uniform(0.85, 1.05), root, 0.6, hil)
     # veins: from the left atrium (posterior heart) to the lower hila, then trees
     veins = Tubes()
     la = hc + np.array([-5 * s, 0.7 * hr[1], 0.35 * hr[2]])
@@ -141,7 +141,7 @@ def build_vasculature(p: Patient, rng: np.random.Generator) -> Vasculature:
             root = veins.add(la, vh, 8 * s, 7 * s, -1, 0)
             for d in dirs:
                 dd = np.array([side * d[0], d[1], d[2]]) + rng.normal(scale=0.15, size=3)
-                grow_tree(lung, rng, veins, vh, dd, 5.5 * s, root, 0.5, vh)
+                grow_tree(lung, rng, veins, vh, dd, 5.5 * s, root, 0.6, vh)
     airways = _airways(p, rng, art, n_central)
     return Vasculature(aorta, svc, art, veins, airways, bif, n_central)
 
@@ -153,16 +153,16 @@ def _airways(p: Patient, rng: np.random.Generator, art: Tubes, n_central: int) -
     ty = p.trachea_y
     car = np.array([0, ty, p.carina_z])
     t = air.polyline([np.array([0, ty, H + 80]), car], [9 * s, 9 * s])
-    for side in (-1, 1):
-        hil = p.hilum(side) + np.array([0, 10 * s, 4])
-        air.add(car, hil, 7 * s, 6 * s, t, 0)
+    for side in (-1, 1):  # main bronchi run down and out at 25-45 degrees
+        hil = p.hilum(side) + np.array([0, 10 * s, -12 - (10 if side > 0 else 0)])
+        air.add(car, hil, 7 * s, 5.5 * s, t, 0)
     for i in range(n_central, len(art)):
         r = art.ra[i]
         if art.gen[i] > 5 or r < 1.6:
             continue
-        d = _unit(art.b[i] - art.a[i])
+        d = unit(art.b[i] - art.a[i])
         side = np.sign(art.a[i][0]) or 1.0
-        off = _unit(np.cross(d, np.array([0, 0, 1.0])) * side + np.array([0, 0.4, 0])) * (art.ra[i] * 1.9 + 1.0)
+        off = unit(np.cross(d, np.array([0, 0, 1.0])) * side + np.array([0, 0.4, 0])) * (art.ra[i] * 1.9 + 1.0)
         air.add(art.a[i] + off, art.b[i] + off, 0.85 * r, 0.85 * art.rb[i], -1, art.gen[i])
     return air
 

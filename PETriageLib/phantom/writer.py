@@ -8,13 +8,14 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
+from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian
 
 from .. import __version__
 from .findings import FINDING_CODES
+from .protocol import seeded_uid
 from .study import FLAG_NAMES, Study
 
-IMPLEMENTATION_UID = generate_uid(prefix=None, entropy_srcs=["petriage-phantom-writer"])
+IMPLEMENTATION_UID = seeded_uid("petriage-phantom-writer")
 LABEL_COLUMNS = ["slice_index", "instance_uid", "z", "label", *FLAG_NAMES]
 
 

@@ -10,6 +10,7 @@ from PETriageLib.training.manifest import Source, load_manifest
 from PETriageLib.training.splits import check_disjoint, load_splits, save_splits, split_patients
 
 log = logging.getLogger(__name__)
+_RANK = {None: -1, "wnl": 0, "other": 1, "pe": 2}
 
 
 def preprocess_config(d: dict):
@@ -30,10 +31,9 @@ def make_splits(sources: Sequence[Source], splits_file: "str | Path | None" = No
                 splits.setdefault(s.split, []).append(s.patient_id)
         check_disjoint(splits)
     else:
-        labels = {}
+        labels: dict[str, "str | None"] = {}
         for s in sources:  # a patient's label: its worst source (pe > other > wnl), when given
-            rank = {"wnl": 0, "other": 1, "pe": 2, None: -1}
-            if rank[s.patient_label] >= rank[labels.get(s.patient_id)]:
+            if _RANK[s.patient_label] >= _RANK[labels.get(s.patient_id)]:
                 labels[s.patient_id] = s.patient_label
         splits = split_patients({p: lab or "unknown" for p, lab in labels.items()}, ratios, seed)
     if splits_file:

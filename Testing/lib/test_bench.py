@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import json
 import math
+import os
 
 import numpy as np
 import pytest
+import torch
 
 from PETriageLib.bench.comparators import accuracy_table
 from PETriageLib.bench.endtoend import STEPS
@@ -24,7 +26,16 @@ def _positive(x: float) -> bool:
 @pytest.fixture(scope="module")
 def quick(tmp_path_factory):
     out = tmp_path_factory.mktemp("bench")
-    assert main(["-q", "bench", "--quick", "--fresh-models", "--out", str(out)]) == 0
+    threads, env = torch.get_num_threads(), os.environ.get("OMP_NUM_THREADS")
+    try:
+        # one thread: the CI machine may be shared, and oversubscribed OpenMP threads crawl
+        assert main(["-q", "bench", "--quick", "--fresh-models", "--threads", "1", "--out", str(out)]) == 0
+    finally:  # --threads changes process-wide settings: give the other tests theirs back
+        torch.set_num_threads(threads)
+        if env is None:
+            os.environ.pop("OMP_NUM_THREADS", None)
+        else:
+            os.environ["OMP_NUM_THREADS"] = env
     return out, json.loads((out / "bench.json").read_text())
 
 

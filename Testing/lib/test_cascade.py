@@ -147,7 +147,8 @@ def test_heatmaps_on_chosen_slices_only(cascade, all_slices_run):
             outside = vol[k].copy()
             outside[r0:r1, c0:c1] = 0
             assert not outside.any()  # nothing outside the crop box
-    assert result.cam == {"stage": 2, "model": "stage2_pe", "target": "pe", "slices": chosen, "branches": ["pe", "lung"]}
+    assert result.cam == {"stage": 2, "model": "stage2_pe", "target": "pe", "slices": chosen,
+                          "branches": ["pe", "lung"]}
     assert result.timings["gradcam"] > 0
 
 

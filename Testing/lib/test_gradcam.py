@@ -108,6 +108,18 @@ def test_real_architecture_gives_one_map_per_branch_and_restores_the_model():
     for heat in maps.values():
         assert heat.shape == (1, S, S)
         assert np.isfinite(heat).all() and heat.min() >= 0.0 and heat.max() <= 1.0 + 1e-6
+    # One pass for both branches gives what pytorch-grad-cam gives for each branch alone.
+    from pytorch_grad_cam import GradCAM
+    from pytorch_grad_cam.utils.model_targets import BinaryClassifierOutputTarget
+
+    for branch in ("vascular", "lung"):
+        alone = GradCAM(model, [layers[branch]])
+        try:
+            ref = alone(input_tensor=torch.from_numpy(x), targets=[BinaryClassifierOutputTarget(1)])
+        finally:
+            alone.activations_and_grads.release()
+        assert np.allclose(maps[branch], ref, atol=1e-5), branch
+    model.zero_grad(set_to_none=True)
     assert [p.requires_grad for p in model.parameters()] == flags
     assert all(not layer._forward_hooks for layer in layers.values())  # hooks released
     assert all(p.grad is None for p in model.parameters())
@@ -118,15 +130,20 @@ def test_real_architecture_gives_one_map_per_branch_and_restores_the_model():
 def test_only_trainable_freezes_the_rest_and_restores_flags():
     model = QuadrantNet()
     target = model.blocks[1]
-    with only_trainable(model, target):
+    with only_trainable(model, [target]):
         trainable = {n for n, p in model.named_parameters() if p.requires_grad}
         assert trainable == {"blocks.1.0.weight", "blocks.1.0.bias"}
+    with only_trainable(model, [target, nn.ReLU()]):  # a parameter-free layer: nothing frozen
+        assert all(p.requires_grad for p in model.parameters())
     assert all(p.requires_grad for p in model.parameters())
 
 
 def _rows(p_pe, p_disease):
-    return [SliceRow(k, float(k), str(k), pd is not None, pd is not None, pd, pp,
-                     None if pd is None else ("pe" if pp is not None and pp >= 0.5 else ("other" if pp is not None else "wnl")))
+    def label(pp, pd):
+        if pd is None:
+            return None
+        return "wnl" if pp is None else ("pe" if pp >= 0.5 else "other")
+    return [SliceRow(k, float(k), str(k), pd is not None, pd is not None, pd, pp, label(pp, pd))
             for k, (pp, pd) in enumerate(zip(p_pe, p_disease))]
 
 
