@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Reproduce the shipped demo models Resources/models/petriage_demo_stage{1,2}.pt and their test report.
+# Reproduce the shipped demo models Resources/models/cbamdrn_d22_demo_stage{1,2}.pt and their test report.
 # Everything runs on the CPU (about 2 hours on 2 shared cores). Trained on synthetic phantoms only:
 # the resulting models are NOT for clinical use.
 set -euo pipefail
@@ -9,23 +9,26 @@ PY=${PY:-.venv/bin/python}
 PETRIAGE=${PETRIAGE:-.venv/bin/petriage}
 mkdir -p "$W"
 
-# 1. Synthetic data: training set (seed 1000) and a held-out test set (seed 5000, never used in training).
-[ -f "$W/train-data/manifest.csv" ] || $PY -c "from PETriageLib.phantom.dataset import generate_dataset; \
-generate_dataset('$W/train-data', patients=120, seed=1000, matrix=256, slices=(40, 60))"
+# 1. Synthetic training set: 2 x 60 patients (seeds 1000 and 1001, generated in parallel), 256 px, 40-60 slices.
+for part in a:1000 b:1001; do
+    [ -f "$W/train-data-${part%:*}/manifest.csv" ] || $PETRIAGE phantom --out "$W/train-data-${part%:*}" \
+        --patients 60 --seed "${part#*:}" --matrix 256 --slices 40-60 > "$W/gen-train-${part%:*}.log" 2>&1 &
+done
+wait
 
 # 2. Both stages in parallel, one thread each; patient-wise 5:1 train/val split; re-running resumes.
-COMMON=(--manifest "$W/train-data/manifest.csv" --model cbamdrn_d22 --width 0.25 --windows vascular,lung
+COMMON=(--manifest "$W/train-data-a/manifest.csv" "$W/train-data-b/manifest.csv" --model cbamdrn_d22 --width 0.25 --windows vascular,lung
         --input-size 128 --crop dynamic --ratios 5,1,0 --splits "$W/splits.json" --cache "$W/cache"
         --amp bf16 --threads 1 --seed 0 --batch-size 16 --lr 2e-3 --no-progress)
-$PETRIAGE train --stage 1 --out "$W/stage1" "${COMMON[@]}" --epochs 5 --steps-per-epoch 120 --patience 3 \
+$PETRIAGE train --stage 1 --out "$W/stage1" "${COMMON[@]}" --epochs 6 --steps-per-epoch 100 --patience 6 \
     > "$W/stage1.log" 2>&1 &
-$PETRIAGE train --stage 2 --out "$W/stage2" "${COMMON[@]}" --epochs 10 --steps-per-epoch 60 --patience 4 \
+$PETRIAGE train --stage 2 --out "$W/stage2" "${COMMON[@]}" --epochs 12 --steps-per-epoch 50 --patience 12 \
     > "$W/stage2.log" 2>&1 &
 wait
 
-# 3. Held-out test set at the real-CT matrix (512), half of the patients with PE of every size.
-[ -f "$W/test-data/manifest.csv" ] || $PY -c "from PETriageLib.phantom.dataset import generate_dataset; \
-generate_dataset('$W/test-data', patients=40, seed=5000, matrix=512, slices=(50, 70), pe_fraction=0.5)"
+# 3. Held-out test set (seed 5000, never used in training) at the real-CT matrix (512), half with PE of every size.
+[ -f "$W/test-data/manifest.csv" ] || \
+    $PETRIAGE phantom --out "$W/test-data" --patients 40 --seed 5000 --matrix 512 --slices 50-70 --pe-fraction 0.5
 $PETRIAGE evaluate --manifest "$W/test-data/manifest.csv" --split all --stage1 "$W/stage1/best.pt" \
     --stage2 "$W/stage2/best.pt" --cache "$W/test-cache" --out "$W/test-report"
 

@@ -81,6 +81,10 @@ def _child(argv: Sequence[str] | None = None) -> int:
     row = {"slices": run["slices"], "matrix": run["matrix"], "peak_rss_mb": peak, "baseline_rss_mb": baseline,
            "volume_mb": volume_mb, "beyond_volume_mb": peak - baseline - volume_mb,
            "total_s": run["steps"]["total"], "steps": run["steps"], "inference": args.inference}
+    if args.device.startswith("cuda"):
+        import torch
+
+        row["gpu_peak_mb"] = torch.cuda.max_memory_allocated() / 2 ** 20
     print(json.dumps(row))
     return 0
 

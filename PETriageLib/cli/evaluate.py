@@ -9,7 +9,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                               description="Slice-level accuracy and per-class sensitivity, patient-level "
                                           "tables, AUROC with bootstrap CI, confusion matrices, calibration "
                                           "and ROC curves (report.json, report.md, roc_*.png).")
-    p.add_argument("--manifest", required=True)
+    p.add_argument("--manifest", required=True, nargs="+", help="data manifest CSV(s)")
     p.add_argument("--stage1", required=True, help="stage 1 checkpoint (file or registered model name)")
     p.add_argument("--stage2", required=True, help="stage 2 checkpoint (file or registered model name)")
     p.add_argument("--out", required=True)

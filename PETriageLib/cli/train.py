@@ -10,7 +10,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                               description="Train stage 1 (wnl vs disease) or stage 2 (other vs pe) on a "
                                           "manifest (see docs/training.md). Re-running the same command "
                                           "resumes from OUT/last.pt.")
-    p.add_argument("--manifest", required=True, help="data manifest CSV or a phantom dataset manifest.csv")
+    p.add_argument("--manifest", required=True, nargs="+",
+                   help="data manifest CSV(s) or phantom dataset manifest.csv file(s)")
     p.add_argument("--stage", type=int, choices=(1, 2), required=True)
     p.add_argument("--out", required=True, help="output folder (best.pt, last.pt, splits.json, history.json)")
     p.add_argument("--model", default="cbamdrn_d22", help="architecture name (petriage models)")

@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import shutil
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional, Sequence
@@ -54,6 +55,20 @@ def config_dir(root: "str | Path", config_dict: dict) -> Path:
     return Path(root) / _hash({"v": CACHE_VERSION, "preprocess": config_dict})
 
 
+def _being_built(dest: Path) -> bool:
+    """True while another running process writes this entry (its temporary folder names its pid)."""
+    for tmp in dest.parent.glob(dest.name + ".tmp*"):
+        pid = int(tmp.name.rsplit(".tmp", 1)[1] or 0)
+        if pid == os.getpid():
+            continue
+        try:
+            os.kill(pid, 0)
+            return True
+        except (ProcessLookupError, PermissionError, ValueError):
+            continue
+    return False
+
+
 def _build(source: Source, config, dest: Path) -> None:
     from PETriageLib.lung_crop import analyse_lungs
     from PETriageLib.preprocess import prepare_slices
@@ -86,12 +101,21 @@ def cache_sources(sources: Sequence[Source], config, root: "str | Path",
     base = config_dir(root, config.to_dict())
     base.mkdir(parents=True, exist_ok=True)
     (base / "config.json").write_text(json.dumps(config.to_dict(), indent=1))
+    dests = [base / _hash(_source_fingerprint(s)) for s in sources]
+    # Two passes: sources another live process is caching right now are left to it and picked up after.
+    for later in (False, True):
+        for source, dest in zip(sources, dests):
+            if (dest / "meta.json").is_file():
+                continue
+            if not later and _being_built(dest):
+                continue
+            while later and _being_built(dest) and not (dest / "meta.json").is_file():
+                time.sleep(0.5)
+            if not (dest / "meta.json").is_file():
+                log.info("caching %s (%s)", source.patient_id, source.paths[0])
+                _build(source, config, dest)
     out = []
-    for n, source in enumerate(sources):
-        dest = base / _hash(_source_fingerprint(source))
-        if not (dest / "meta.json").is_file():
-            log.info("caching %s (%s)", source.patient_id, source.paths[0])
-            _build(source, config, dest)
+    for n, (source, dest) in enumerate(zip(sources, dests)):
         meta = json.loads((dest / "meta.json").read_text())
         out.append(CachedSource(
             patient_id=source.patient_id,

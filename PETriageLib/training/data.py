@@ -60,7 +60,7 @@ def cached_splits(manifest: "str | Path", preprocess: dict, cache_root: "str | P
 
 def data_summary(cached: dict[str, list[CachedSource]], manifest: "str | Path") -> dict:
     """Counts per split and label, for the checkpoint's training summary and the model card."""
-    out: dict = {"manifest": str(manifest)}
+    out: dict = {"manifest": [str(m) for m in ([manifest] if isinstance(manifest, (str, Path)) else manifest)]}
     for name, items in cached.items():
         slices: dict[str, int] = {}
         for c in items:

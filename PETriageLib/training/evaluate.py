@@ -127,7 +127,7 @@ def evaluate_cascade(stage1: "str | Path", stage2: "str | Path", manifest: "str 
     patients = patient_results(cached1, p1, p2, t1, t2, min_slices)
     ptables = patient_tables(patients)
     name = label or f"{m1['architecture']} ({'+'.join(w['name'] for w in m1['windows'])}, {m1.get('crop')} crop)"
-    report = {"split": split, "manifest": str(manifest), "stage1_checkpoint": str(stage1),
+    report = {"split": split, "manifest": [str(m) for m in ([manifest] if isinstance(manifest, (str, Path)) else manifest)], "stage1_checkpoint": str(stage1),
               "stage2_checkpoint": str(stage2), "min_slices": min_slices, "stage1": r1, "stage2": r2,
               "patients": patients, "patient_tables": ptables}
     (out / "report.json").write_text(json.dumps(report, indent=1))

@@ -19,7 +19,7 @@ import csv
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Sequence
 
 from PETriageLib.errors import PETriageError
 
@@ -76,8 +76,13 @@ def _read_rows(path: Path) -> list[dict]:
         raise ManifestError(f"cannot read {path}: {exc}") from exc
 
 
-def load_manifest(path: "str | Path") -> list[Source]:
-    """Read our manifest CSV or a phantom dataset manifest.csv into Sources (paths made absolute)."""
+def load_manifest(path: "str | Path | Sequence[str | Path]") -> list[Source]:
+    """Read our manifest CSV or a phantom dataset manifest.csv into Sources (paths made absolute).
+
+    Several manifests (a list) are read one after the other into one list of sources.
+    """
+    if not isinstance(path, (str, Path)):
+        return [s for one in path for s in load_manifest(one)]
     path = Path(path)
     rows = _read_rows(path)
     if not rows:

@@ -162,3 +162,24 @@ def test_rspect_import(tiny_dataset, tmp_path) -> None:
     assert len(sources) == 1 and sources[0].patient_id == "STUDY1" and sources[0].patient_label == "pe"
     labels = read_slice_labels(sources[0].labels_csv, [r["instance_uid"] for r in rows], [])
     assert labels == ["pe" if n == 5 else "wnl" for n in range(len(rows))]
+
+
+def test_augment_identity_determinism_and_air_fill() -> None:
+    from PETriageLib.training.augment import AugmentConfig, augment_batch
+    from PETriageLib.windows import get_window
+
+    x = torch.rand(3, 2, 32, 32) * 2 - 1
+    wins = ["vascular", "lung"]
+    none = AugmentConfig(rotation_deg=0, translate=0, zoom_min=1, zoom_max=1, hflip=0, vflip=0, hu_noise=0, hu_shift=0)
+    assert torch.allclose(augment_batch(x, wins, none, torch.Generator().manual_seed(0)), x, atol=1e-5)
+    flip = AugmentConfig(**{**none.to_dict(), "hflip": 1.0})
+    assert torch.allclose(augment_batch(x, wins, flip, torch.Generator().manual_seed(0)), x.flip(-1), atol=1e-5)
+    full = AugmentConfig()
+    a = augment_batch(x, wins, full, torch.Generator().manual_seed(5))
+    assert torch.equal(a, augment_batch(x, wins, full, torch.Generator().manual_seed(5)))
+    assert not torch.allclose(a, x) and a.min() >= -1 and a.max() <= 1
+    # zoomed far out, the border is air (-1024 HU) in each window's scale
+    out = AugmentConfig(**{**none.to_dict(), "zoom_min": 0.5, "zoom_max": 0.5})
+    z = augment_batch(x, wins, out, torch.Generator().manual_seed(0))
+    for c, w in enumerate(wins):
+        assert torch.allclose(z[:, c, 0, 0], torch.tensor(float(get_window(w).apply(-1024.0))), atol=1e-5)
