@@ -24,8 +24,9 @@ log = logging.getLogger(__name__)
 Progress = Callable[[int, int, str], None]
 
 STAGE_CLASSES = {1: ["wnl", "disease"], 2: ["other", "pe"]}
-# eager: the model as loaded, fp32. fast: fast_inference.FastPredictor (BN folded, channels_last,
-# bf16 where the hardware has it), validated against fp32 on the first batch. naive = eager.
+# fast (default): fast_inference.FastPredictor (BN folded, channels_last, bf16 where the hardware
+# has it), validated against fp32 on the first batch, fp32 if it differs by more than its tolerance.
+# eager: the model as loaded, fp32 (the naive baseline). naive = eager.
 INFERENCE = ("eager", "naive", "fast")
 
 
@@ -164,7 +165,7 @@ class Cascade:
     def __init__(self, stage1: Stage, stage2: Stage, device: str = "auto", batch_size: int = 16,
                  all_slices: bool = False, threshold_disease: float | None = None,
                  threshold_pe: float | None = None, min_run: int = 1, min_slices: int = 10,
-                 inference: str = "eager") -> None:
+                 inference: str = "fast") -> None:
         for st, n in ((stage1, 1), (stage2, 2)):
             if st.number != n:
                 raise ValueError(f"stage {n} given a stage {st.number} model")

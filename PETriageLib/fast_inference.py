@@ -201,8 +201,8 @@ def set_threads(threads: int | None) -> int:
     return torch.get_num_threads()
 
 
-def physical_cores() -> int:
-    """Cores torch should use: the CPUs this process may run on (affinity), at least 1."""
+def usable_cpus() -> int:
+    """CPUs this process may run on (its affinity mask), at least 1."""
     try:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # not Linux

@@ -14,15 +14,14 @@ from PETriageLib.bench.throughput import path_throughput
 
 log = logging.getLogger(__name__)
 
-# (registry name, config): the default CPU model, its full-width GPU variant, the comparators.
+# (registry name, config) timed next to the benchmarked model: its full-width GPU variant and the
+# paper's comparators. The benchmarked model itself is always the first row (the reference).
 COMPARATORS: tuple[tuple[str, dict], ...] = (
-    ("cbamdrn_d22", {"width": 0.5}),
     ("cbamdrn_d22", {"width": 1.0}),
     ("resnet50", {}),
     ("efficientnet_b5", {}),
 )
-REFERENCE = ("cbamdrn_d22", {"width": 0.5})
-RIVAL = ("efficientnet_b5", {})
+RIVAL = "efficientnet_b5"
 NAME_KEYS = ("model", "architecture", "name")
 
 
@@ -30,8 +29,13 @@ def label(name: str, config: dict) -> str:
     return name + "".join(f" {k}={v}" for k, v in sorted(config.items()))
 
 
-def accuracy_table(path: str | Path | None) -> dict[str, float]:
-    """{model name: slice accuracy in [0, 1]} found anywhere in a JSON results file ({} if none)."""
+def accuracy_table(path: str | Path | None) -> dict[str, dict[str, Any]]:
+    """{model name: {"accuracy", "auroc", "variant"}} from a training experiments results.json.
+
+    Reads ``petriage experiment`` records ({"variant": "resnet50-fixed", "stage": 1, "report":
+    {"accuracy": {"correct", "total"}, "auroc": {...}}}, stage 1 preferred) and plain records
+    ({"model": name, "accuracy": value in [0, 1] or percent}). {} when there is no file.
+    """
     if not path or not Path(path).is_file():
         return {}
     try:
@@ -39,13 +43,32 @@ def accuracy_table(path: str | Path | None) -> dict[str, float]:
     except (OSError, ValueError) as exc:
         log.warning("cannot read accuracy results %s: %s", path, exc)
         return {}
-    out: dict[str, float] = {}
-    for record in _records(data):
-        name = next((record[k] for k in NAME_KEYS if isinstance(record.get(k), str)), None)
-        acc = _number(record.get("accuracy"))
-        if name and acc is not None:
-            out.setdefault(name, acc / 100 if acc > 1 else acc)
+    found = [r for r in (_experiment_row(rec) or _plain_row(rec) for rec in _records(data)) if r]
+    out: dict[str, dict[str, Any]] = {}
+    for name, row in sorted(found, key=lambda nr: nr[1].get("stage") or 9):  # stage 1 first
+        out.setdefault(name, row)
     return out
+
+
+def _experiment_row(rec: dict) -> "tuple[str, dict] | None":
+    report = rec.get("report")
+    if not isinstance(rec.get("variant"), str) or not isinstance(report, dict):
+        return None
+    acc = report.get("accuracy") or {}
+    if not acc.get("total"):
+        return None
+    auroc = (report.get("auroc") or {}).get("auroc")
+    return rec["variant"].split("-")[0], {"accuracy": acc["correct"] / acc["total"], "auroc": auroc,
+                                          "variant": rec.get("label") or rec["variant"], "stage": rec.get("stage")}
+
+
+def _plain_row(rec: dict) -> "tuple[str, dict] | None":
+    name = next((rec[k] for k in NAME_KEYS if isinstance(rec.get(k), str)), None)
+    acc = _number(rec.get("accuracy"))
+    if not name or acc is None:
+        return None
+    return name, {"accuracy": acc / 100 if acc > 1 else acc, "auroc": _number(rec.get("auroc")),
+                  "variant": name, "stage": rec.get("stage")}
 
 
 def _records(data: Any) -> Iterable[dict]:
@@ -60,14 +83,15 @@ def _records(data: Any) -> Iterable[dict]:
 
 def _number(x: Any) -> "float | None":
     if isinstance(x, dict):
-        x = x.get("value", x.get("accuracy"))
+        x = x.get("value", x.get("accuracy", x.get("auroc")))
     return float(x) if isinstance(x, (int, float)) and not isinstance(x, bool) else None
 
 
-def compare_models(images: np.ndarray, device: str = "cpu", batch: int = 8, repeats: int = 3,
-                   min_time_s: float = 1.0, models: Sequence[tuple[str, dict]] = COMPARATORS,
+def compare_models(images: np.ndarray, reference: tuple[str, dict], device: str = "cpu", batch: int = 8,
+                   repeats: int = 3, min_time_s: float = 1.0, models: Sequence[tuple[str, dict]] = COMPARATORS,
                    accuracy_file: str | Path | None = None) -> dict[str, Any]:
-    """One row per model: params, naive and fast slices/s at ``batch``, accuracy when known."""
+    """One row per model (``reference`` first): params, naive and fast slices/s at ``batch``, accuracy
+    when known. Weights are random: speed does not depend on them."""
     import torch
 
     from PETriageLib.fast_inference import FastPredictor, naive_predictor
@@ -75,7 +99,8 @@ def compare_models(images: np.ndarray, device: str = "cpu", batch: int = 8, repe
 
     accuracy = accuracy_table(accuracy_file)
     rows = []
-    for name, config in models:
+    todo = [reference] + [m for m in models if label(*m) != label(*reference)]
+    for name, config in todo:
         torch.manual_seed(0)
         model = build_model(name, DEFAULT_WINDOWS, **config).eval()
         naive = path_throughput(naive_predictor(model, device), images, [batch], repeats, min_time_s)[0]
@@ -86,19 +111,18 @@ def compare_models(images: np.ndarray, device: str = "cpu", batch: int = 8, repe
                      "params": sum(p.numel() for p in model.parameters()),
                      "naive_slices_per_s": naive["slices_per_s"], "fast_slices_per_s": fast["slices_per_s"],
                      "fast_mode": fast_pred.mode, "fast_max_abs_dp": check.max_abs_dp,
-                     "accuracy": accuracy.get(name)})
+                     "accuracy": accuracy.get(name)})  # {"accuracy", "auroc", "variant"} or None
         del model, fast_pred
     return {"input_size": int(images.shape[-1]), "batch": batch, "rows": rows,
             "accuracy_source": str(accuracy_file) if accuracy else None, "ratio": _ratio(rows)}
 
 
 def _ratio(rows: Sequence[dict]) -> "dict[str, float] | None":
-    """CBAMDRN-DWL : EfficientNet-B5 in speed (fast path) and parameters."""
-    by = {(r["name"], json.dumps(r["config"], sort_keys=True)): r for r in rows}
-    ref = by.get((REFERENCE[0], json.dumps(REFERENCE[1], sort_keys=True)))
-    rival = by.get((RIVAL[0], json.dumps(RIVAL[1], sort_keys=True)))
-    if not ref or not rival:
+    """Reference (first row, CBAMDRN-DWL) : EfficientNet-B5 in speed (fast path) and parameters."""
+    rival = next((r for r in rows if r["name"] == RIVAL), None)
+    if not rows or rival is None:
         return None
-    return {"speed": ref["fast_slices_per_s"] / rival["fast_slices_per_s"],
+    ref = rows[0]
+    return {"reference": ref["model"], "speed": ref["fast_slices_per_s"] / rival["fast_slices_per_s"],
             "naive_speed": ref["naive_slices_per_s"] / rival["naive_slices_per_s"],
             "params": ref["params"] / rival["params"]}

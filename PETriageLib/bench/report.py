@@ -14,9 +14,9 @@ def machine_info(device: str = "cpu") -> dict[str, Any]:
     """CPU model, cores, memory, torch version and threads; the GPU when ``device`` is CUDA."""
     import torch
 
-    from PETriageLib.fast_inference import bf16_supported, physical_cores
+    from PETriageLib.fast_inference import bf16_supported, usable_cpus
 
-    info = {"cpu": _cpu_model(), "logical_cpus": os.cpu_count(), "usable_cpus": physical_cores(),
+    info = {"cpu": _cpu_model(), "logical_cpus": os.cpu_count(), "usable_cpus": usable_cpus(),
             "memory_gb": _memory_gb(), "python": platform.python_version(), "platform": platform.platform(),
             "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
             "cpu_bf16": bf16_supported("cpu"), "device": device, "load_avg_start": load_average()}
@@ -109,16 +109,23 @@ def _compile_md(c: dict) -> list[str]:
 
 def _comparators_md(c: dict) -> list[str]:
     rows = [[r["model"], f"{r['params'] / 1e6:.2f} M", _f(r["naive_slices_per_s"]), _f(r["fast_slices_per_s"]),
-             _f(r["fast_max_abs_dp"], 5), "n/a" if r["accuracy"] is None else f"{100 * r['accuracy']:.1f}%"]
-            for r in c["rows"]]
+             _f(r["fast_max_abs_dp"], 5)] + _accuracy_cells(r["accuracy"]) for r in c["rows"]]
     out = [f"## Comparators at {c['input_size']} px, batch {c['batch']}", ""] + \
-        _table(["model", "params", "naive slices/s", "fast slices/s", "fast max abs dp", "accuracy"], rows)
+        _table(["model", "params", "naive slices/s", "fast slices/s", "fast max abs dp", "accuracy", "AUROC",
+                "trained variant"], rows)
     if c.get("ratio"):
         r = c["ratio"]
-        out += ["", f"CBAMDRN-DWL (width 0.5) : EfficientNet-B5 = {r['speed']:.2f} in speed (fast path), "
+        out += ["", f"{r['reference']} : EfficientNet-B5 = {r['speed']:.2f} in speed (fast path), "
                 f"{r['naive_speed']:.2f} naive, {r['params']:.3f} in parameters. Accuracy from "
                 f"{c.get('accuracy_source') or 'no results file yet'}."]
     return out
+
+
+def _accuracy_cells(acc: "dict | None") -> list[str]:
+    if not acc:
+        return ["n/a", "n/a", ""]
+    stage = f" (stage {acc['stage']})" if acc.get("stage") else ""
+    return [f"{100 * acc['accuracy']:.1f}%", _f(acc.get("auroc"), 3), f"{acc['variant']}{stage}"]
 
 
 def _memory_md(rows: list[dict]) -> list[str]:

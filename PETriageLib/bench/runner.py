@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from PETriageLib.bench.comparators import COMPARATORS, RIVAL
+from PETriageLib.bench.comparators import COMPARATORS
 from PETriageLib.bench.timing import load_average
 
 log = logging.getLogger(__name__)
@@ -36,12 +36,12 @@ class BenchPlan:
     def quick(cls) -> "BenchPlan":
         return cls(matrix=128, e2e_slices=16, memory_slices=(12, 16), batch_sizes=(1, 2), fixed_slices=2,
                    repeats=1, warmup=0, min_time_s=0.0, comparator_batch=1, naive_e2e=False, compile=False,
-                   comparators=(COMPARATORS[0], RIVAL), top_k=1)
+                   comparators=(("efficientnet_b5", {}),), top_k=1)
 
 
 def run_bench(out_dir: str | Path, quick: bool = False, device: str = "cpu", plan: BenchPlan | None = None,
               cache_dir: str | Path | None = None, accuracy_file: str | Path | None = None,
-              prefer_shipped: bool = True) -> dict[str, Any]:
+              prefer_shipped: bool = True, models: "tuple[str, str] | None" = None) -> dict[str, Any]:
     """Run the plan; returns the results (JSON-able). Series are cached in ``cache_dir``."""
     from PETriageLib.bench.report import machine_info
     from PETriageLib.bench.series import bench_series
@@ -53,26 +53,28 @@ def run_bench(out_dir: str | Path, quick: bool = False, device: str = "cpu", pla
     cache = Path(cache_dir) if cache_dir else out / "series-cache"
     t0 = time.perf_counter()
     results: dict[str, Any] = {"quick": quick, "machine": machine_info(device), "plan": dict(plan.__dict__)}
-    models = bench_models(out, prefer_shipped)
-    results["models"] = models.to_dict()
+    bench = bench_models(out, prefer_shipped, models)
+    results["models"] = bench.to_dict()
     lengths = sorted(set(plan.memory_slices) | {plan.e2e_slices})
     series = {n: bench_series(n, plan.matrix, cache) for n in lengths}
     if "throughput" in plan.sections or "comparators" in plan.sections:
-        images = _fixed_images(models, series[plan.e2e_slices], plan.fixed_slices)
+        images = _fixed_images(bench, series[plan.e2e_slices], plan.fixed_slices)
     if "throughput" in plan.sections:
-        results["throughput"] = _throughput(models, images, device, plan)
+        results["throughput"] = _throughput(bench, images, device, plan)
         if plan.compile:
-            results["compile"] = _compile(models, images, device, plan)
+            results["compile"] = _compile(bench, images, device, plan)
     if "end_to_end" in plan.sections:
-        results["end_to_end"] = _end_to_end(models, series[plan.e2e_slices], device, plan)
+        results["end_to_end"] = _end_to_end(bench, series[plan.e2e_slices], device, plan)
     if "comparators" in plan.sections:
         from PETriageLib.bench.comparators import compare_models
 
         log.info("comparators")
-        results["comparators"] = compare_models(images, device, plan.comparator_batch, max(1, plan.repeats),
-                                                plan.min_time_s / 2, plan.comparators, accuracy_file)
+        reference = (bench.architecture, {k: v for k, v in bench.config.items() if k != "dropout"})
+        results["comparators"] = compare_models(images, reference, device, plan.comparator_batch,
+                                                max(1, plan.repeats), plan.min_time_s / 2, plan.comparators,
+                                                accuracy_file)
     if "memory" in plan.sections:
-        _memory_and_scaling(results, models, [series[n] for n in plan.memory_slices], device, plan.top_k)
+        _memory_and_scaling(results, bench, [series[n] for n in plan.memory_slices], device, plan.top_k)
     results["load_avg_end"] = load_average()
     results["wall_s"] = time.perf_counter() - t0
     return results

@@ -18,7 +18,7 @@ log = logging.getLogger(__name__)
 class BenchModels:
     stage1: str  # manifest name or checkpoint path (what Cascade.from_checkpoints takes)
     stage2: str
-    source: str  # "shipped" or "fresh"
+    source: str  # "shipped", "given" or "fresh"
     architecture: str
     config: dict
     input_size: int
@@ -27,22 +27,26 @@ class BenchModels:
         return asdict(self)
 
 
+def given_models(stage1: str, stage2: str, source: str = "given") -> BenchModels:
+    """Two manifest names or checkpoint files; described by stage 1's metadata."""
+    from PETriageLib.models.checkpoint import load_checkpoint
+    from PETriageLib.models.manifest import resolve_model
+
+    _, meta = load_checkpoint(*resolve_model(stage1))
+    return BenchModels(str(stage1), str(stage2), source, meta["architecture"], dict(meta.get("config") or {}),
+                       int(meta.get("input_size", 160)))
+
+
 def shipped_models() -> "BenchModels | None":
     """The default models of Resources/models.json, or None when none are registered yet."""
     from PETriageLib.cascade import default_models
     from PETriageLib.errors import PETriageError
-    from PETriageLib.models.checkpoint import load_checkpoint
-    from PETriageLib.models.manifest import resolve_model
 
     try:
-        names = default_models()
-        path, sha = resolve_model(names[0])
-        _, meta = load_checkpoint(path, expected_sha256=sha)
+        return given_models(*default_models(), source="shipped")
     except (PETriageError, OSError, ValueError) as exc:
         log.info("no shipped models to benchmark (%s); using fresh ones", exc)
         return None
-    return BenchModels(names[0], names[1], "shipped", meta["architecture"], dict(meta.get("config") or {}),
-                       int(meta.get("input_size", 160)))
 
 
 def fresh_models(out_dir: str | Path, architecture: str | None = None, config: dict | None = None,
@@ -67,5 +71,9 @@ def fresh_models(out_dir: str | Path, architecture: str | None = None, config: d
     return BenchModels(paths[0], paths[1], "fresh", architecture, config, input_size)
 
 
-def bench_models(out_dir: str | Path, prefer_shipped: bool = True) -> BenchModels:
+def bench_models(out_dir: str | Path, prefer_shipped: bool = True,
+                 given: "tuple[str, str] | None" = None) -> BenchModels:
+    """``given`` checkpoints, else the shipped models (when preferred and registered), else fresh ones."""
+    if given:
+        return given_models(*given)
     return (shipped_models() if prefer_shipped else None) or fresh_models(out_dir)

@@ -13,6 +13,10 @@ from pathlib import Path
 from typing import Any
 
 
+# Where `petriage experiment --out runs/exp-SIZE` writes its results, largest experiment first.
+ACCURACY_FILES = ("runs/exp-full/results.json", "runs/exp-small/results.json", "runs/exp-tiny/results.json")
+
+
 def register(subparsers: Any) -> None:
     p = subparsers.add_parser("bench", help="benchmark speed, memory and scaling of triage",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -20,7 +24,12 @@ def register(subparsers: Any) -> None:
     p.add_argument("--device", default="cpu", help="cpu or cuda[:N] (default cpu)")
     p.add_argument("--out", type=Path, default=Path("bench-results"), help="output folder (default bench-results)")
     p.add_argument("--cache", type=Path, help="folder for the generated series (default OUT/series-cache)")
-    p.add_argument("--accuracy", type=Path, help="training experiment results JSON with per-model accuracy")
+    p.add_argument("--accuracy", type=Path,
+                   help="`petriage experiment` results.json with per-model accuracy "
+                        f"(default: the first of {', '.join(ACCURACY_FILES)} that exists)")
+    p.add_argument("--models", nargs=2, metavar=("STAGE1", "STAGE2"),
+                   help="benchmark these model names or checkpoint files (default: the shipped models, "
+                        "else freshly built default models)")
     p.add_argument("--fresh-models", action="store_true",
                    help="time freshly built default models even when shipped ones are registered")
     p.add_argument("--no-compile", action="store_true", help="skip the torch.compile measurement")
@@ -42,8 +51,9 @@ def run(args: argparse.Namespace) -> int:
     plan = BenchPlan.quick() if args.quick else BenchPlan()
     if args.no_compile:
         plan.compile = False
+    accuracy = args.accuracy or next((Path(f) for f in ACCURACY_FILES if Path(f).is_file()), None)
     results = run_bench(args.out, quick=args.quick, device=args.device, plan=plan, cache_dir=args.cache,
-                        accuracy_file=args.accuracy, prefer_shipped=not args.fresh_models)
+                        accuracy_file=accuracy, prefer_shipped=not args.fresh_models, models=args.models)
     paths = write_results(results, args.out)
     print(markdown(results))
     print(f"results: {paths['json']} and {paths['markdown']}")

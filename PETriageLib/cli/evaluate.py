@@ -23,9 +23,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import json
-    import tempfile
     from pathlib import Path
 
+    from PETriageLib.models.checkpoint import read_checkpoint
     from PETriageLib.models.manifest import resolve_model
     from PETriageLib.training.evaluate import evaluate_cascade
     from PETriageLib.training.manifest import load_manifest
@@ -33,12 +33,15 @@ def run(args: argparse.Namespace) -> int:
     splits = args.splits
     if args.split == "all":  # every patient of the manifest in one "all" split
         ids = sorted({s.patient_id for s in load_manifest(args.manifest)})
-        splits = Path(tempfile.mkdtemp()) / "splits.json"
+        splits = Path(args.out) / "splits-all.json"
+        splits.parent.mkdir(parents=True, exist_ok=True)
         splits.write_text(json.dumps({"all": ids}))
     elif not splits:
         raise ValueError("--splits is needed unless --split all")
-    stage1, _ = resolve_model(args.stage1)
-    stage2, _ = resolve_model(args.stage2)
+    stage1, sha1 = resolve_model(args.stage1)
+    stage2, sha2 = resolve_model(args.stage2)
+    for path, sha in ((stage1, sha1), (stage2, sha2)):
+        read_checkpoint(path, sha)  # a registered model must still match its manifest SHA256
     evaluate_cascade(stage1, stage2, args.manifest, args.out, args.cache or Path(args.out) / "cache", splits,
                      args.split, args.min_slices, args.bootstrap)
     print((Path(args.out) / "report.md").read_text())

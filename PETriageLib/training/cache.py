@@ -74,12 +74,12 @@ def _build(source: Source, config, dest: Path) -> None:
     from PETriageLib.preprocess import prepare_slices
     from PETriageLib.training.loaders import load_source
 
+    tmp = dest.with_name(dest.name + f".tmp{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)  # claims the entry before the slow part, so a parallel run skips it
     volume, labels = load_source(source)
     lungs = analyse_lungs(volume, margin_mm=config.margin_mm)
     prepared = prepare_slices(volume, list(range(volume.num_slices)), config, lungs=lungs)
-    tmp = dest.with_name(dest.name + f".tmp{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
     np.save(tmp / "images.npy", np.asarray(prepared.images, np.float16))
     meta = {"patient_id": source.patient_id, "labels": labels,
             "has_lung": [bool(b) for b in prepared.has_lung], "source": [str(p) for p in source.paths[:1]],

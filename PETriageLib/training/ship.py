@@ -1,7 +1,8 @@
 """Ship trained demo models: copy into Resources/models/ and register them with a model card.
 
-Usage: ``python -m PETriageLib.training.ship WORK_DIR`` where WORK_DIR holds stage1/best.pt,
-stage2/best.pt and optionally test-report/report.json (see scripts/train_demo_models.sh).
+Usage: ``python -m PETriageLib.training.ship WORK_DIR [STAGE1_DIR STAGE2_DIR]`` where WORK_DIR holds
+the two run folders (default stage1-ft, stage2-ft) with best.pt and optionally
+test-report/report.json (see scripts/train_demo_models.sh).
 """
 from __future__ import annotations
 
@@ -47,13 +48,13 @@ def model_card(stage: int, meta: dict, test: "dict | None") -> dict:
     return card
 
 
-def ship(work: "str | Path") -> list[dict]:
+def ship(work: "str | Path", runs: "tuple[str, str]" = ("stage1-ft", "stage2-ft")) -> list[dict]:
     work = Path(work)
     report = work / "test-report" / "report.json"
     test = json.loads(report.read_text()) if report.is_file() else None
     entries = []
     for stage in (1, 2):
-        src = work / f"stage{stage}" / "best.pt"
+        src = work / runs[stage - 1] / "best.pt"
         if src.stat().st_size > MAX_BYTES:
             raise ValueError(f"{src} is {src.stat().st_size / 1e6:.1f} MB; shipped models must stay under 25 MB")
         _, meta = load_checkpoint(src)
@@ -66,5 +67,6 @@ def ship(work: "str | Path") -> list[dict]:
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO)
-    for e in ship(sys.argv[1] if len(sys.argv) > 1 else "work-cache/demo"):
+    args = sys.argv[1:]
+    for e in ship(args[0] if args else "work-cache/demo", tuple(args[1:3]) if len(args) >= 3 else ("stage1-ft", "stage2-ft")):
         print(e["name"], e["file"], e["sha256"])

@@ -129,7 +129,7 @@ def fine_tune_config(checkpoint: "str | Path", **overrides) -> TrainConfig:
 
 def checkpoint_meta(model, cfg: TrainConfig, threshold: float, summary: dict) -> dict:
     return {
-        "architecture": cfg.architecture if not cfg.init_from else getattr(model, "name", cfg.architecture),
+        "architecture": getattr(model, "name", cfg.architecture),
         "config": dict(getattr(model, "config", cfg.model_config)),
         "windows": [get_window(w).to_dict() for w in cfg.windows],
         "input_size": int(cfg.input_size),

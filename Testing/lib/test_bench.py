@@ -8,7 +8,6 @@ import json
 import math
 import os
 
-import numpy as np
 import pytest
 import torch
 
@@ -114,11 +113,16 @@ def test_time_call_counts_repeats_and_warmup():
     assert len(calls) == 6 and t.repeats == 4 and 0 < t.min_s <= t.median_s <= t.max_s
 
 
-def test_accuracy_table_reads_nested_results(tmp_path):
+def test_accuracy_table_reads_experiment_and_plain_records(tmp_path):
     f = tmp_path / "results.json"
-    f.write_text(json.dumps({"experiments": [{"model": "resnet50", "accuracy": 91.5},
-                                              {"architecture": "cbamdrn_d22", "accuracy": {"value": 0.95}},
-                                              {"model": "x", "auroc": 0.9}]}))
-    assert accuracy_table(f) == {"resnet50": pytest.approx(0.915), "cbamdrn_d22": pytest.approx(0.95)}
+    f.write_text(json.dumps({
+        "stage2/resnet50-fixed": {"variant": "resnet50-fixed", "stage": 2, "label": "ResNet-50 s2",
+                                  "report": {"accuracy": {"correct": 1, "total": 2}, "auroc": {"auroc": 0.5}}},
+        "stage1/resnet50-fixed": {"variant": "resnet50-fixed", "stage": 1, "label": "ResNet-50, fixed crop",
+                                  "report": {"accuracy": {"correct": 3, "total": 4}, "auroc": {"auroc": 0.8}}},
+        "others": [{"model": "efficientnet_b5", "accuracy": 91.5}, {"model": "x", "auroc": 0.9}]}))
+    table = accuracy_table(f)
+    assert set(table) == {"resnet50", "efficientnet_b5"}
+    assert table["resnet50"] == {"accuracy": 0.75, "auroc": 0.8, "variant": "ResNet-50, fixed crop", "stage": 1}
+    assert table["efficientnet_b5"]["accuracy"] == pytest.approx(0.915) and table["efficientnet_b5"]["auroc"] is None
     assert accuracy_table(tmp_path / "missing.json") == {}
-    assert np.isfinite(list(accuracy_table(f).values())).all()
