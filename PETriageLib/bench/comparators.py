@@ -10,7 +10,7 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from PETriageLib.bench.throughput import path_throughput
+from PETriageLib.bench.throughput import paired_throughput
 
 log = logging.getLogger(__name__)
 
@@ -103,10 +103,11 @@ def compare_models(images: np.ndarray, reference: tuple[str, dict], device: str 
     for name, config in todo:
         torch.manual_seed(0)
         model = build_model(name, DEFAULT_WINDOWS, **config).eval()
-        naive = path_throughput(naive_predictor(model, device), images, [batch], repeats, min_time_s)[0]
         fast_pred = FastPredictor(model, device)
         check = fast_pred.validate(images)
-        fast = path_throughput(fast_pred, images, [batch], repeats, min_time_s)[0]
+        timed = paired_throughput({"naive": naive_predictor(model, device), "fast": fast_pred}, images, [batch],
+                                  repeats, min_time_s)
+        naive, fast = timed["naive"][0], timed["fast"][0]
         rows.append({"model": label(name, config), "name": name, "config": config,
                      "params": sum(p.numel() for p in model.parameters()),
                      "naive_slices_per_s": naive["slices_per_s"], "fast_slices_per_s": fast["slices_per_s"],

@@ -5,7 +5,6 @@ run the DICOM files are in the OS page cache, so "reading" is decoding, not disk
 """
 from __future__ import annotations
 
-import inspect
 import logging
 import shutil
 import statistics
@@ -22,14 +21,10 @@ STEPS = ("reading", "preprocessing", "stage1", "stage2", "gradcam", "writing")
 
 
 def build_cascade(stage1: str, stage2: str, device: str = "cpu", inference: str = "fast", **options: Any) -> Any:
-    """Cascade.from_checkpoints, with the inference path when the Cascade takes one."""
+    """Cascade.from_checkpoints on the given inference path ("fast" or "eager"/"naive")."""
     from PETriageLib.cascade import Cascade
 
-    if "inference" in inspect.signature(Cascade.__init__).parameters:
-        options["inference"] = inference
-    elif inference != "naive":
-        log.warning("this Cascade has no inference option: timing its default path as %r", inference)
-    return Cascade.from_checkpoints(stage1, stage2, device=device, **options)
+    return Cascade.from_checkpoints(stage1, stage2, device=device, inference=inference, **options)
 
 
 def triage_once(cascade: Any, series_dir: str | Path, out_dir: str | Path, top_k: int = 5) -> dict[str, Any]:

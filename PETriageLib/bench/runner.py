@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -11,6 +11,8 @@ from PETriageLib.bench.comparators import COMPARATORS
 from PETriageLib.bench.timing import load_average
 
 log = logging.getLogger(__name__)
+
+SECTIONS = ("throughput", "end_to_end", "comparators", "memory")  # memory includes the scaling fit
 
 
 @dataclass
@@ -30,7 +32,7 @@ class BenchPlan:
     top_k: int = 5  # Grad-CAM slices per triage
     naive_e2e: bool = True
     compile: bool = True
-    sections: Sequence[str] = field(default_factory=lambda: ("throughput", "end_to_end", "comparators", "memory"))
+    sections: Sequence[str] = SECTIONS
 
     @classmethod
     def quick(cls) -> "BenchPlan":

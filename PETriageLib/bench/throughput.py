@@ -3,6 +3,7 @@ with the probability difference between the two on a fixed set of real preproces
 from __future__ import annotations
 
 import logging
+import statistics
 import time
 from pathlib import Path
 from typing import Any, Sequence
@@ -43,18 +44,32 @@ def _timed_logits(predictor: Any, x: Any) -> Any:
     return call
 
 
-def path_throughput(predictor: Any, images: np.ndarray, batch_sizes: Sequence[int], repeats: int,
-                    min_time_s: float) -> list[dict[str, Any]]:
-    """slices/s (wall and per CPU-second) of ``predictor`` at each batch size."""
+def paired_throughput(predictors: dict[str, Any], images: np.ndarray, batch_sizes: Sequence[int],
+                      repeats: int, min_time_s: float) -> dict[str, list[dict[str, Any]]]:
+    """slices/s (wall and per CPU-second) of each predictor at each batch size.
+
+    The predictors take turns, one timing round each, ``repeats`` times: on a shared machine
+    a change in load then hits all of them alike, so their ratio stays meaningful.
+    """
     import torch
 
-    rows = []
+    rows: dict[str, list[dict[str, Any]]] = {name: [] for name in predictors}
     for bs in batch_sizes:
         x = torch.from_numpy(batch_of(images, bs))
-        t = time_call(_timed_logits(predictor, x), repeats=repeats, warmup=2, min_time_s=min_time_s)
-        rows.append({"path": predictor.mode, "batch": bs, "slices_per_s": bs / t.median_s,
-                     "slices_per_cpu_s": bs / t.cpu_median_s if t.cpu_median_s > 0 else None,
-                     "timing": t.to_dict()})
+        calls = {name: _timed_logits(p, x) for name, p in predictors.items()}
+        for call in calls.values():
+            call()  # warm-up: first-call allocations and kernel selection for this shape
+        rounds: dict[str, list[Any]] = {name: [] for name in predictors}
+        for _ in range(max(1, repeats)):
+            for name, call in calls.items():
+                rounds[name].append(time_call(call, repeats=1, warmup=0, min_time_s=min_time_s / max(1, repeats)))
+        for name, timings in rounds.items():
+            wall = statistics.median(t.median_s for t in timings)
+            cpu = statistics.median(t.cpu_median_s for t in timings)
+            rows[name].append({"path": predictors[name].mode, "batch": bs, "slices_per_s": bs / wall,
+                               "slices_per_cpu_s": bs / cpu if cpu > 0 else None,
+                               "min_s": min(t.min_s for t in timings), "max_s": max(t.max_s for t in timings),
+                               "calls": sum(t.repeats for t in timings), "load_avg": timings[-1].load_avg})
     return rows
 
 
@@ -66,10 +81,8 @@ def stage1_throughput(model: Any, images: np.ndarray, device: str = "cpu", batch
     naive = naive_predictor(model, device)
     fast = FastPredictor(model, device)
     validation = fast.validate(images)
-    rows = {"naive": path_throughput(naive, images, batch_sizes, repeats, min_time_s),
-            "fast": path_throughput(fast, images, batch_sizes, repeats, min_time_s)}
-    speedup = {str(a["batch"]): a_fast["slices_per_s"] / a["slices_per_s"]
-               for a, a_fast in zip(rows["naive"], rows["fast"])}
+    rows = paired_throughput({"naive": naive, "fast": fast}, images, batch_sizes, repeats, min_time_s)
+    speedup = {str(a["batch"]): b["slices_per_s"] / a["slices_per_s"] for a, b in zip(rows["naive"], rows["fast"])}
     best = max(r["slices_per_s"] for r in rows["fast"]) / max(r["slices_per_s"] for r in rows["naive"])
     return {"model": getattr(model, "name", "?"), "config": getattr(model, "config", {}),
             "input_size": int(images.shape[-1]), "fixed_slices": int(len(images)),

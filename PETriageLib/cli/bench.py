@@ -33,6 +33,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--fresh-models", action="store_true",
                    help="time freshly built default models even when shipped ones are registered")
     p.add_argument("--no-compile", action="store_true", help="skip the torch.compile measurement")
+    p.add_argument("--only", nargs="+", choices=["throughput", "end_to_end", "comparators", "memory"],
+                   help="run only these sections (memory includes the time-vs-slices fit)")
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's, one per core)")
     p.set_defaults(func=run)
 
@@ -51,6 +53,8 @@ def run(args: argparse.Namespace) -> int:
     plan = BenchPlan.quick() if args.quick else BenchPlan()
     if args.no_compile:
         plan.compile = False
+    if args.only:
+        plan.sections = tuple(args.only)
     accuracy = args.accuracy or next((Path(f) for f in ACCURACY_FILES if Path(f).is_file()), None)
     results = run_bench(args.out, quick=args.quick, device=args.device, plan=plan, cache_dir=args.cache,
                         accuracy_file=accuracy, prefer_shipped=not args.fresh_models, models=args.models)

@@ -195,3 +195,20 @@ def test_evaluate_cli_on_a_whole_manifest(tiny_run, capsys) -> None:
     rep = json.loads((out / "report.json").read_text())
     assert len(rep["patients"]) == 8  # every patient of the manifest
     assert "## PE per patient" in capsys.readouterr().out
+
+
+def test_ship_registers_models_with_card_and_sha(tiny_run, tmp_path, monkeypatch) -> None:
+    from PETriageLib.models.checkpoint import file_sha256, load_checkpoint
+    from PETriageLib.models.manifest import resolve_model, verify_manifest
+    from PETriageLib.training.ship import NAMES, ship
+
+    (tmp_path / "models.json").write_text('{"models": []}')
+    monkeypatch.setenv("PETRIAGE_RESOURCES", str(tmp_path))  # a scratch Resources/, not the shipped one
+    entries = ship(tiny_run["out"], ("s1", "s2"))
+    assert [e["stage"] for e in entries] == [1, 2] and verify_manifest(tmp_path) == []
+    for stage, entry in zip((1, 2), entries):
+        path, sha = resolve_model(NAMES[stage], tmp_path)
+        assert sha == file_sha256(path) == entry["sha256"]
+        assert "NOT for clinical use" in entry["card"]["intended_use"]
+        assert "synthetic" in entry["card"]["training_data"].lower()
+        assert entry["card"]["threshold"] == load_checkpoint(path, sha)[1]["threshold"]
