@@ -25,7 +25,7 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 log = logging.getLogger(__name__)
 
 DEFAULT_TOLERANCE = 0.02  # largest |p_fast - p_fp32| accepted (probabilities in [0, 1])
-VALIDATE_SLICES = 8  # slices of the first batch checked against fp32 (costs one fp32 pass over them)
+VALIDATE_SLICES = 8  # first slices checked against fp32 (costs one fp32 pass over them)
 
 
 @dataclass
@@ -229,6 +229,15 @@ def compare_probabilities(pf: np.ndarray, pr: np.ndarray, tolerance: float = DEF
                       label_agreement=agree, tolerance=float(tolerance), passed=max_dp <= tolerance, mode=mode)
 
 
+def _merge(a: Validation, b: Validation) -> Validation:
+    """One Validation over the slices of ``a`` and ``b`` (same path)."""
+    n = a.n + b.n
+    return Validation(n=n, max_abs_dp=max(a.max_abs_dp, b.max_abs_dp),
+                      mean_abs_dp=(a.mean_abs_dp * a.n + b.mean_abs_dp * b.n) / max(n, 1),
+                      label_agreement=(a.label_agreement * a.n + b.label_agreement * b.n) / max(n, 1),
+                      tolerance=b.tolerance, passed=a.passed and b.passed, mode=b.mode)
+
+
 def _probabilities(fn: Callable[[Any], Any], images: np.ndarray, batch_size: int) -> np.ndarray:
     out = []
     with torch.inference_mode():
@@ -246,8 +255,8 @@ class FastPredictor:
 
     ``predictor(images)`` takes float32 (N, C, H, W) numpy or torch input and returns float32
     (N,) sigmoid probabilities. The first call (or ``validate``) checks the candidate paths
-    against eager fp32 on its first ``VALIDATE_SLICES`` inputs, keeps the first one within
-    ``tolerance`` and falls back to fp32 when none is.
+    against eager fp32, keeps the first one within ``tolerance`` and falls back to fp32 when
+    none is; later calls go on checking until ``VALIDATE_SLICES`` slices have been compared.
     """
 
     def __init__(self, model: Any, device: Any = "cpu", options: FastOptions | None = None,
@@ -293,13 +302,25 @@ class FastPredictor:
             tried.append(f"{self.mode}: {v.max_abs_dp:.4f}")
             if self.mode in ("fp32", "fold_bn"):
                 return v  # already the fp32 path: nothing left to fall back to
-        log.warning("fast paths differ from fp32 by more than %.4f on %d slices (%s); using fp32",
-                    self.tolerance, len(images), "; ".join(tried))
+        self._use_fp32(f"{len(images)} slices ({'; '.join(tried)})")
+        return self.validation
+
+    def _top_up(self, images: np.ndarray) -> Validation:
+        """Check more slices on the path already chosen; fp32 from here on if they differ too much."""
+        v = compare_probabilities(_probabilities(self._device_fn(self.model), images, self.batch_size),
+                                  _probabilities(self._device_fn(self.reference), images, self.batch_size),
+                                  self.tolerance, self.mode)
+        self.validation = _merge(self.validation, v) if self.validation else v
+        if not v.passed:
+            self._use_fp32(f"{v.n} more slices ({self.mode}: {v.max_abs_dp:.4f})")
+        return self.validation
+
+    def _use_fp32(self, why: str) -> None:
+        log.warning("fast path differs from fp32 by more than %.4f on %s; using fp32", self.tolerance, why)
         fp32 = FastOptions(fold_bn=self.options.fold_bn, channels_last=False, bf16=False, compile=False)
         self.model, self.mode = optimize_model(self.reference, self.device, fp32)
         self.pad_batches = False
         self.fallback = True
-        return self.validation
 
     def logits(self, images: Any) -> Any:
         """fp32 (N, 1) logits; the input is padded to ``batch_size`` when ``pad_batches``."""
@@ -312,8 +333,15 @@ class FastPredictor:
             return self.model(x.to(self.device))
 
     def __call__(self, images: Any) -> np.ndarray:
-        if self.validation is None:
-            self.validate(np.asarray(images[:VALIDATE_SLICES], dtype=np.float32))
+        # The first calls may bring few slices (stage 2 sees only the diseased ones): keep
+        # checking against fp32 until VALIDATE_SLICES slices have been compared.
+        seen = self.validation.n if self.validation else 0
+        if seen < VALIDATE_SLICES and not self.fallback and len(images):
+            chunk = np.asarray(images[:VALIDATE_SLICES - seen], dtype=np.float32)
+            if self.validation is None:
+                self.validate(chunk)
+            else:
+                self._top_up(chunk)
         out = []
         for s in range(0, len(images), self.batch_size):
             out.append(torch_sigmoid_numpy(self.logits(images[s:s + self.batch_size])))

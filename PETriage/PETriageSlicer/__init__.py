@@ -4,7 +4,7 @@ widget) and on PyPI's slicer-core in plain Python.
     from PETriageSlicer.logic import PETriageLogic, TriageSettings
     logic = PETriageLogic()
     ct = logic.load_dicom("/path/to/series")
-    nodes = logic.run(ct, TriageSettings("demo-stage1", "demo-stage2"))
+    nodes = logic.run(ct, TriageSettings("cbamdrn_d22_demo_stage1", "cbamdrn_d22_demo_stage2"))
 
 Modules: scene (headless scene set-up), loading (DICOM -> node + subject hierarchy), geometry
 (node <-> CTVolume), results (table, chart, heatmaps, views), navigation (slice jumps),

@@ -131,3 +131,28 @@ def test_naive_predictor_is_eager_fp32(tiny, images):
     naive = naive_predictor(tiny, "cpu", batch_size=4)
     assert naive.mode == "fp32"
     np.testing.assert_allclose(naive(images), _fp32_probs(tiny, images), atol=1e-6)
+
+
+def test_small_first_batches_are_topped_up_to_the_validation_size(tiny, images):
+    from PETriageLib.fast_inference import VALIDATE_SLICES
+
+    predictor = FastPredictor(tiny, "cpu", batch_size=4)
+    predictor(images[:2])
+    assert predictor.validation.n == 2
+    predictor(images[2:])  # 4 more: checked too
+    assert predictor.validation.n == 6 <= VALIDATE_SLICES
+    assert predictor.validation.passed and not predictor.fallback
+    predictor(images)  # 2 more reach VALIDATE_SLICES = 8; no further checks after that
+    predictor(images)
+    assert predictor.validation.n == VALIDATE_SLICES
+
+
+def test_a_failing_top_up_switches_to_fp32(tiny, images):
+    predictor = FastPredictor(tiny, "cpu", FastOptions(bf16=True, fp32_gates=False), batch_size=4)
+    assert predictor.validate(images[:1]).passed or predictor.fallback
+    if predictor.fallback:
+        pytest.skip("bf16 already differed on the first slice")
+    predictor.tolerance = 1e-9  # the next slices now count as too different
+    predictor(images[1:])
+    assert predictor.fallback and predictor.mode == "fold_bn" and not predictor.validation.passed
+    np.testing.assert_allclose(predictor(images), _fp32_probs(tiny, images), atol=1e-5)
