@@ -162,7 +162,7 @@ def _load_stage(number: int, spec: str | Path) -> Stage:
 class Cascade:
     """Stage 1 + stage 2 models, their preprocessing, thresholds and the batch loop."""
 
-    def __init__(self, stage1: Stage, stage2: Stage, device: str = "auto", batch_size: int = 16,
+    def __init__(self, stage1: Stage, stage2: Stage, device: str = "auto", batch_size: int = 32,
                  all_slices: bool = False, threshold_disease: float | None = None,
                  threshold_pe: float | None = None, min_run: int = 1, min_slices: int = 10,
                  inference: str = "fast") -> None:
