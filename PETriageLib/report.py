@@ -17,6 +17,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from PETriageLib.cascade import TriageResult
+from PETriageLib.nrrd_stream import write_nrrd_streamed
 from PETriageLib.verdict import SliceRow
 from PETriageLib.volume import CTVolume
 from PETriageLib.windows import PRESETS, get_window
@@ -45,13 +46,18 @@ def heatmap_image(array: np.ndarray, volume: CTVolume) -> "Any":
 
 def write_heatmaps(heatmaps: Mapping[str, np.ndarray], volume: CTVolume, out_dir: str | Path,
                    nifti: bool = False) -> list[Path]:
-    """heatmap_<branch>.nrrd (or .nii.gz) per branch, compressed."""
+    """heatmap_<branch>.nrrd (or .nii.gz) per branch, gzip-compressed."""
     import SimpleITK as sitk
 
     paths = []
     for branch, array in heatmaps.items():
         path = Path(out_dir) / f"heatmap_{safe_name(branch)}{'.nii.gz' if nifti else '.nrrd'}"
-        sitk.WriteImage(heatmap_image(array, volume), str(path), useCompression=True)
+        if nifti:
+            sitk.WriteImage(heatmap_image(array, volume), str(path), useCompression=True)
+        else:  # streamed: no full-volume copies (see nrrd_stream)
+            if tuple(array.shape) != tuple(volume.shape):
+                raise ValueError(f"heatmap shape {array.shape} differs from the series shape {volume.shape}")
+            write_nrrd_streamed(path, array, volume.spacing, volume.origin, volume.direction)
         paths.append(path)
     return paths
 
