@@ -48,4 +48,6 @@ def run(args: argparse.Namespace) -> int:
     print(f"verdict: {v.verdict} ({v.reason})")
     print(f"ground truth: {study.patient_label}; slices {truth}")
     print(f"report: {files['summary']} and {files['report_json']}")
+    print("note: the shipped demo models were trained briefly on synthetic phantoms; they are weak "
+          "(see docs/training.md) and not for clinical use")
     return 0
