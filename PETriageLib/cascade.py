@@ -16,6 +16,7 @@ import numpy as np
 
 from PETriageLib import __version__
 from PETriageLib.errors import CheckpointError, PETriageError
+from PETriageLib.preprocess import PreprocessConfig
 from PETriageLib.verdict import PatientVerdict, SliceRow, label_slice, patient_verdict, series_problem
 from PETriageLib.volume import CTVolume
 
@@ -72,13 +73,6 @@ def default_models() -> tuple[str, str]:
         raise CheckpointError(f"{manifest_path()} registers no stage {names.index(None) + 1} model; "
                               "pass --models STAGE1 STAGE2 (names or checkpoint files)")
     return names[0], names[1]
-
-
-def preprocess_config(meta: dict) -> "Any":
-    """The PreprocessConfig a checkpoint was trained with (windows, input size, crop, margin)."""
-    from PETriageLib.preprocess import PreprocessConfig
-
-    return PreprocessConfig.from_dict(meta)
 
 
 @dataclass
@@ -174,8 +168,9 @@ class Cascade:
         self.inference = inference
         self._fast: dict[int, Any] = {}  # stage number -> FastPredictor, built on first use
         self.stage1, self.stage2 = stage1, stage2
-        self.config1 = preprocess_config(stage1.meta)
-        self.config2 = preprocess_config(stage2.meta)
+        # the preprocessing each checkpoint was trained with (windows, input size, crop, margin)
+        self.config1 = PreprocessConfig.from_dict(stage1.meta)
+        self.config2 = PreprocessConfig.from_dict(stage2.meta)
         self.batch_size = int(batch_size)
         self.all_slices = all_slices
         self.threshold_disease = stage1.threshold if threshold_disease is None else float(threshold_disease)

@@ -30,12 +30,16 @@ WORKLIST_COLUMNS = ["rank", "verdict", "pe_score", "disease_score", "max_pe_slic
 MAX_KEY_IMAGES = 10
 
 
+def _check_shape(array: np.ndarray, volume: CTVolume) -> None:
+    if tuple(array.shape) != tuple(volume.shape):
+        raise ValueError(f"heatmap shape {array.shape} differs from the series shape {volume.shape}")
+
+
 def heatmap_image(array: np.ndarray, volume: CTVolume) -> "Any":
     """A SimpleITK image of ``array`` (k, j, i) carrying the volume's geometry."""
     import SimpleITK as sitk
 
-    if tuple(array.shape) != tuple(volume.shape):
-        raise ValueError(f"heatmap shape {array.shape} differs from the series shape {volume.shape}")
+    _check_shape(array, volume)
     img = sitk.GetImageFromArray(np.ascontiguousarray(array, dtype=np.float32))
     img.SetSpacing([float(x) for x in volume.spacing])
     img.SetOrigin([float(x) for x in volume.origin])
@@ -55,8 +59,7 @@ def write_heatmaps(heatmaps: Mapping[str, np.ndarray], volume: CTVolume, out_dir
         if nifti:
             sitk.WriteImage(heatmap_image(array, volume), str(path), useCompression=True)
         else:  # streamed: no full-volume copies (see nrrd_stream)
-            if tuple(array.shape) != tuple(volume.shape):
-                raise ValueError(f"heatmap shape {array.shape} differs from the series shape {volume.shape}")
+            _check_shape(array, volume)
             write_nrrd_streamed(path, array, volume.spacing, volume.origin, volume.direction)
         paths.append(path)
     return paths

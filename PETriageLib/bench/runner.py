@@ -84,12 +84,12 @@ def run_bench(out_dir: str | Path, quick: bool = False, device: str = "cpu", pla
 
 def _fixed_images(models: Any, series_dir: Path, count: int) -> Any:
     from PETriageLib.bench.throughput import fixed_slices
-    from PETriageLib.cascade import preprocess_config
     from PETriageLib.models.checkpoint import load_checkpoint
     from PETriageLib.models.manifest import resolve_model
+    from PETriageLib.preprocess import PreprocessConfig
 
     _, meta = load_checkpoint(*resolve_model(models.stage1))
-    return fixed_slices(series_dir, preprocess_config(meta), count)
+    return fixed_slices(series_dir, PreprocessConfig.from_dict(meta), count)
 
 
 def _stage1_model(models: Any) -> Any:

@@ -50,7 +50,33 @@ def conv_bn_relu(cin: int, cout: int, stride: int = 1, dilation: int = 1) -> nn.
     return nn.Sequential(conv3x3(cin, cout, stride, dilation), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
 
 
-class BasicBlock(nn.Module):
+class ResidualBlock(nn.Module):
+    """What every DRN block shares: attention on the residual branch, then the shortcut add.
+
+    Subclasses build their convs, then call ``_finish``, and define ``branch``.
+    """
+
+    expansion = 1
+
+    def _finish(self, cin: int, cout: int, stride: int, residual: bool, attention: str) -> None:
+        self.relu = nn.ReLU(inplace=True)
+        self.attention = make_attention(attention, cout)
+        self.residual = residual
+        self.downsample = _shortcut(cin, cout, stride) if residual else None
+
+    def branch(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.branch(x)
+        if self.attention is not None:
+            out = self.attention(out)
+        if self.residual:
+            out = out + (x if self.downsample is None else self.downsample(x))
+        return self.relu(out)
+
+
+class BasicBlock(ResidualBlock):
     """Two 3x3 convs; ``residual=False`` drops the shortcut (DRN-C degridding blocks)."""
 
     expansion = 1
@@ -63,32 +89,21 @@ class BasicBlock(nn.Module):
         self.bn1 = nn.BatchNorm2d(planes)
         self.conv2 = conv3x3(planes, cout, 1, dilation[1])
         self.bn2 = nn.BatchNorm2d(cout)
-        self.relu = nn.ReLU(inplace=True)
-        self.attention = make_attention(attention, cout)
-        self.residual = residual
-        self.downsample = _shortcut(cin, cout, stride) if residual else None
+        self._finish(cin, cout, stride, residual, attention)
 
     def branch(self, x: torch.Tensor) -> torch.Tensor:
         out = self.relu(self.bn1(self.conv1(x)))
         return self.bn2(self.conv2(out))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.branch(x)
-        if self.attention is not None:
-            out = self.attention(out)
-        if self.residual:
-            out = out + (x if self.downsample is None else self.downsample(x))
-        return self.relu(out)
 
-
-class Bottleneck(BasicBlock):
+class Bottleneck(ResidualBlock):
     """1x1 reduce, 3x3 (dilated), 1x1 expand by 4."""
 
     expansion = 4
 
     def __init__(self, cin: int, planes: int, stride: int = 1, dilation: tuple[int, int] = (1, 1),
                  residual: bool = True, attention: str = "none") -> None:
-        nn.Module.__init__(self)
+        super().__init__()
         cout = planes * self.expansion
         self.conv1 = nn.Conv2d(cin, planes, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(planes)
@@ -96,10 +111,7 @@ class Bottleneck(BasicBlock):
         self.bn2 = nn.BatchNorm2d(planes)
         self.conv3 = nn.Conv2d(planes, cout, 1, bias=False)
         self.bn3 = nn.BatchNorm2d(cout)
-        self.relu = nn.ReLU(inplace=True)
-        self.attention = make_attention(attention, cout)
-        self.residual = residual
-        self.downsample = _shortcut(cin, cout, stride) if residual else None
+        self._finish(cin, cout, stride, residual, attention)
 
     def branch(self, x: torch.Tensor) -> torch.Tensor:
         out = self.relu(self.bn1(self.conv1(x)))

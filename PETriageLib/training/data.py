@@ -5,18 +5,13 @@ import logging
 from pathlib import Path
 from typing import Optional, Sequence
 
+from PETriageLib.preprocess import PreprocessConfig
 from PETriageLib.training.cache import CachedSource, cache_sources
 from PETriageLib.training.manifest import Source, load_manifest
 from PETriageLib.training.splits import check_disjoint, load_splits, save_splits, split_patients
 
 log = logging.getLogger(__name__)
 _RANK = {None: -1, "wnl": 0, "other": 1, "pe": 2}
-
-
-def preprocess_config(d: dict):
-    from PETriageLib.preprocess import PreprocessConfig
-
-    return PreprocessConfig.from_dict(d)
 
 
 def make_splits(sources: Sequence[Source], splits_file: "str | Path | None" = None,
@@ -49,7 +44,7 @@ def cached_splits(manifest: "str | Path", preprocess: dict, cache_root: "str | P
     sources = load_manifest(manifest)
     splits = make_splits(sources, splits_file, ratios, seed)
     out: dict[str, list[CachedSource]] = {}
-    config = preprocess_config(preprocess)
+    config = PreprocessConfig.from_dict(preprocess)
     for name in wanted:
         ids = set(splits.get(name, []))
         chosen = [s for s in sources if s.patient_id in ids]
