@@ -124,9 +124,13 @@ def _to_hu(inst: Instance, raw: np.ndarray, dtype: np.dtype) -> np.ndarray:
     return np.clip(hu, AIR_HU, hi_clip).astype(dtype, copy=False)
 
 
-def _surrogate_uid(series_uid: str, inst: Instance, position: float) -> str:
-    """A valid, stable UID for an instance without SOPInstanceUID (same files -> same id)."""
-    key = f"{series_uid}|{Path(inst.path).name}|{position:.3f}"
+def surrogate_instance_uid(series_key: str, name: str, position: float) -> str:
+    """A valid, stable UID for a slice without SOPInstanceUID: same series, name and position -> same id.
+
+    The library uses (SeriesInstanceUID, file name, slice position); the Slicer module uses the same
+    function for volumes that did not come from DICOM, so reports and exports share one scheme.
+    """
+    key = f"{series_key}|{name}|{position:.3f}"
     return f"2.25.{uuid.uuid5(uuid.NAMESPACE_OID, key).int}"
 
 
@@ -255,7 +259,8 @@ def _load(uid: str, insts: list[Instance], scan_notes: list[str], progress: Prog
         origin=tuple(float(v) for v in first.position),
         direction=np.column_stack([row_dir, col_dir, check.normal]),
         z_positions=positions.astype(float),
-        instance_uids=[i.sop_uid or _surrogate_uid(uid, i, p) for i, p in zip(kept, positions)],
+        instance_uids=[i.sop_uid or surrogate_instance_uid(uid, Path(i.path).name, p)
+                       for i, p in zip(kept, positions)],
         file_paths=[i.path for i in kept],
         metadata=series_metadata(first, uid, len(kept)),
         warnings=[*check.warnings, *scan_notes],

@@ -139,14 +139,18 @@ def _patient_label(labels: list[str]) -> str:
 
 def _write_labels(path: Path, vol: Any, labels: list[str], files: list[Path], mask: np.ndarray | None) -> None:
     """Phantom-style labels; finding flags come from the painted mask (pe also from the label)."""
+    from PETriageLib.dicom_scan import read_instance
     from PETriageLib.phantom import FINDING_CODES
+
+    # Files without SOPInstanceUID got surrogate ids built from their original names; the copies are
+    # renamed, so leave those ids out and let the trainer match by file name.
+    has_uid = [bool(read_instance(f).sop_uid) for f in files]
 
     with open(path, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=LABEL_COLUMNS)
         w.writeheader()
         for k, lab in enumerate(labels):
-            # Surrogate ids are ours only: leave them out so the trainer matches by file name.
-            uid = vol.instance_uids[k] if not vol.instance_uids[k].startswith("petriage-") else ""
+            uid = vol.instance_uids[k] if has_uid[k] else ""
             flags = {n: int(mask is not None and bool((mask[k] == FINDING_CODES[n]).any())) for n in FLAGS}
             flags["pe"] = int(flags["pe"] or lab == "pe")
             w.writerow({"slice_index": k, "instance_uid": uid, "z": f"{vol.z_positions[k]:.3f}", "label": lab,

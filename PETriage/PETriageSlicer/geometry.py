@@ -1,11 +1,11 @@
 """Scalar volume node <-> PETriageLib CTVolume (LPS geometry), and per-slice positions."""
 from __future__ import annotations
 
-import hashlib
 
 import numpy as np
 import slicer
 
+from PETriageLib.dicom_series import surrogate_instance_uid
 from PETriageLib.volume import LPS_TO_RAS, CTVolume
 
 SH = slicer.vtkMRMLSubjectHierarchyConstants
@@ -50,13 +50,13 @@ def hierarchy_metadata(node: "slicer.vtkMRMLNode") -> dict[str, str]:
     return {k: v for k, v in meta.items() if v}
 
 
-def instance_uids(node: "slicer.vtkMRMLVolumeNode", num_slices: int) -> list[str]:
-    """The node's DICOM.instanceUIDs when there is one per slice, else stable surrogates."""
+def instance_uids(node: "slicer.vtkMRMLVolumeNode", z_positions: "list[float]") -> list[str]:
+    """The node's DICOM.instanceUIDs when there is one per slice, else the library's stable surrogate UIDs."""
     uids = (node.GetAttribute("DICOM.instanceUIDs") or "").split()
-    if len(uids) == num_slices:
+    if len(uids) == len(z_positions):
         return uids
-    stem = hashlib.sha1(f"{node.GetName()}|{node.GetID()}".encode()).hexdigest()[:12]
-    return [f"petriage-{stem}-{k:04d}" for k in range(num_slices)]
+    series_key = f"{node.GetName()}|{node.GetID()}"
+    return [surrogate_instance_uid(series_key, f"slice{k:04d}", z) for k, z in enumerate(z_positions)]
 
 
 def volume_from_node(node: "slicer.vtkMRMLScalarVolumeNode") -> CTVolume:
@@ -77,5 +77,5 @@ def volume_from_node(node: "slicer.vtkMRMLScalarVolumeNode") -> CTVolume:
     meta.setdefault("modality", "CT")
     meta["source_node"] = node.GetID()
     return CTVolume(hu=hu, spacing=tuple(float(s) for s in spacing), origin=tuple(float(o) for o in origin),
-                    direction=direction, z_positions=z, instance_uids=instance_uids(node, hu.shape[0]),
+                    direction=direction, z_positions=z, instance_uids=instance_uids(node, list(z)),
                     metadata=meta)

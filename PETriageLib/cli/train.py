@@ -16,6 +16,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="output folder (best.pt, last.pt, splits.json, history.json)")
     p.add_argument("--model", default="cbamdrn_d22", help="architecture name (petriage models)")
     p.add_argument("--width", type=float, default=0.5, help="width multiplier for the DRN family (default 0.5)")
+    p.add_argument("--pool", choices=("avg", "avgmax"), default="avg",
+                   help="DRN family: global pooling of each branch (avg = the paper; avgmax adds the max, for small lesions)")
     p.add_argument("--windows", default="vascular,lung", help="comma-separated window presets (default vascular,lung)")
     p.add_argument("--input-size", type=int, default=128)
     p.add_argument("--crop", choices=("dynamic", "fixed"), default="dynamic")
@@ -53,7 +55,8 @@ def config_from_args(args: argparse.Namespace):
                     amp=args.amp, save_every=args.save_every, progress=not args.no_progress)
     if args.init_from:
         return fine_tune_config(args.init_from, **settings)
-    model_config = {"width": args.width} if args.model.startswith(("drn", "cbamdrn", "fusadrn")) else {}
+    model_config = ({"width": args.width, "pool": args.pool}
+                    if args.model.startswith(("drn", "cbamdrn", "fusadrn")) else {})
     return TrainConfig(architecture=args.model, model_config=model_config,
                        windows=[w.strip() for w in args.windows.split(",") if w.strip()],
                        input_size=args.input_size, crop=args.crop, **settings)

@@ -13,24 +13,39 @@ from torch import nn
 
 from PETriageLib.models.base import SliceClassifier
 
+POOLS = ("avg", "avgmax")
+
 
 class WindowFusionNet(SliceClassifier):
-    """Branch i sees channel i only; its feature map is average-pooled; a linear layer fuses them."""
+    """Branch i sees channel i only; its feature map is pooled; a linear layer fuses them.
+
+    ``pool="avg"`` is the paper's global average pooling. ``"avgmax"`` concatenates the average
+    and the maximum over the map: a lesion a few pixels wide (a subsegmental clot) moves the
+    maximum but is diluted in the average of a 16 x 16 map.
+    """
 
     def __init__(self, name: str, windows: Sequence[str], config: dict,
-                 make_backbone: Callable[[], nn.Module], dropout: float = 0.0) -> None:
+                 make_backbone: Callable[[], nn.Module], dropout: float = 0.0, pool: str = "avg") -> None:
         super().__init__(name, windows, config)
+        if pool not in POOLS:
+            raise ValueError(f"pool must be one of {POOLS}, got {pool!r}")
         # A ModuleList, not a dict: window names need not be valid module names.
         self.branches = nn.ModuleList(make_backbone() for _ in self.windows)
-        features = sum(b.out_channels for b in self.branches)
-        self.pool = nn.AdaptiveAvgPool2d(1)
+        features = sum(b.out_channels for b in self.branches) * (2 if pool == "avgmax" else 1)
+        self.pool_kind = pool
         self.dropout = nn.Dropout(dropout)
         self.fc = nn.Linear(features, 1)
+
+    def _pool(self, fmap: torch.Tensor) -> torch.Tensor:
+        avg = fmap.mean(dim=(2, 3))
+        if self.pool_kind == "avg":
+            return avg
+        return torch.cat([avg, fmap.amax(dim=(2, 3))], dim=1)
 
     def branch_features(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Pooled (N, F) features of each branch, in window order."""
         self.check_input(x)
-        return [self.pool(branch(x[:, i : i + 1])).flatten(1) for i, branch in enumerate(self.branches)]
+        return [self._pool(branch(x[:, i : i + 1])) for i, branch in enumerate(self.branches)]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc(self.dropout(torch.cat(self.branch_features(x), dim=1)))

@@ -19,9 +19,10 @@ FAST_CPU_CONFIG = {"width": 0.5}  # the default model's CPU variant
 
 
 def _drn_fusion(variant: str, attention: str) -> Callable[..., SliceClassifier]:
-    def build(name: str, windows: Sequence[str], width: float = 1.0, dropout: float = 0.0) -> SliceClassifier:
-        config = {"width": float(width), "dropout": float(dropout)}
-        return WindowFusionNet(name, windows, config, lambda: build_drn(variant, width, 1, attention), dropout)
+    def build(name: str, windows: Sequence[str], width: float = 1.0, dropout: float = 0.0,
+              pool: str = "avg") -> SliceClassifier:
+        config = {"width": float(width), "dropout": float(dropout), "pool": pool}
+        return WindowFusionNet(name, windows, config, lambda: build_drn(variant, width, 1, attention), dropout, pool)
     return build
 
 

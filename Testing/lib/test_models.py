@@ -194,3 +194,23 @@ def test_cli_models_table(capsys) -> None:
     assert len(lines) == 4
     assert lines[2].startswith("cbamdrn_d22") and "width=0.5" in lines[2]
     assert lines[3].startswith("efficientnet_b5") and "width" not in lines[3]
+
+
+def test_avgmax_pool_adds_the_branch_maximum() -> None:
+    torch.manual_seed(0)
+    avg = build_model("cbamdrn_d22", ("pe", "lung"), width=0.125).eval()
+    both = build_model("cbamdrn_d22", ("pe", "lung"), width=0.125, pool="avgmax").eval()
+    assert both.config["pool"] == "avgmax" and avg.config["pool"] == "avg"
+    assert both.fc.in_features == 2 * avg.fc.in_features
+    both.load_state_dict({k: v for k, v in avg.state_dict().items() if not k.startswith("fc.")}, strict=False)
+    x = torch.randn(2, 2, 64, 64)
+    with torch.no_grad():
+        fmap = both.branches[1](x[:, 1:2])
+        pooled = both.branch_features(x)[1]
+        plain = avg.branch_features(x)[1]
+    width = fmap.shape[1]
+    assert pooled.shape == (2, 2 * width)
+    torch.testing.assert_close(pooled[:, :width], plain)  # the paper's average, unchanged
+    torch.testing.assert_close(pooled[:, width:], fmap.amax(dim=(2, 3)))
+    with pytest.raises(ValueError, match="pool must be one of"):
+        build_model("cbamdrn_d22", ("pe", "lung"), width=0.125, pool="median")

@@ -120,3 +120,20 @@ def test_missing_folder_is_a_clear_error(scene, tmp_path):
 
     with pytest.raises(SeriesError, match="no such file"):
         load_dicom_folder(tmp_path / "nothing-here")
+
+
+def test_volume_without_dicom_gets_the_library_surrogate_uids(scene):
+    import slicer
+
+    from PETriageLib.dicom_scan import is_valid_uid
+    from PETriageLib.dicom_series import surrogate_instance_uid
+    from PETriageSlicer.geometry import volume_from_node
+
+    node = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "not from DICOM")
+    slicer.util.updateVolumeFromArray(node, np.full((5, 8, 8), -1000, np.int16))
+    node.SetSpacing(0.7, 0.7, 2.5)
+    vol = volume_from_node(node)
+    assert len(set(vol.instance_uids)) == 5 and all(is_valid_uid(u) for u in vol.instance_uids)
+    key = f"{node.GetName()}|{node.GetID()}"
+    assert vol.instance_uids[3] == surrogate_instance_uid(key, "slice0003", vol.z_positions[3])
+    assert volume_from_node(node).instance_uids == vol.instance_uids  # stable across calls
