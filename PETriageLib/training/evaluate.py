@@ -87,6 +87,35 @@ def patient_tables(rows: Sequence[dict]) -> dict:
     }
 
 
+def phantom_pe_levels(manifest: "str | Path | Sequence[str | Path]") -> dict[str, str]:
+    """patient_id -> most central clot level, for phantom studies (``study.json`` beside the series)."""
+    from PETriageLib.phantom.findings import PE_LEVELS
+    from PETriageLib.training.manifest import load_manifest
+
+    levels = {}
+    for source in load_manifest(manifest):
+        study = Path(source.paths[0]).parent / "study.json" if source.paths else None
+        if study is None or not study.is_file():
+            continue
+        found = [f.get("level") for f in json.loads(study.read_text()).get("findings", []) if f.get("kind") == "pe"]
+        found = [lv for lv in found if lv in PE_LEVELS]
+        if found:
+            levels[source.patient_id] = min(found, key=PE_LEVELS.index)  # PE_LEVELS runs central -> peripheral
+    return levels
+
+
+def pe_by_level(rows: Sequence[dict], levels: dict[str, str]) -> list[tuple[str, str]]:
+    """Patient-level PE sensitivity per most central clot level (rows of a patient table)."""
+    from PETriageLib.phantom.findings import PE_LEVELS
+
+    out = []
+    for level in PE_LEVELS:
+        chosen = [r for r in rows if r["label"] == "pe" and levels.get(r["patient_id"]) == level]
+        if chosen:
+            out.append((level, fmt_count(sum(r["predicted_pe"] for r in chosen), len(chosen))))
+    return out
+
+
 def save_roc(curves: Sequence["tuple[str, np.ndarray, np.ndarray]"], path: Path, title: str) -> None:
     import matplotlib
 
@@ -126,6 +155,9 @@ def evaluate_cascade(stage1: "str | Path", stage2: "str | Path", manifest: "str 
     r2, y2, q2 = stage_report(cached2, p2, 2, t2, m2["class_names"], n_boot)
     patients = patient_results(cached1, p1, p2, t1, t2, min_slices)
     ptables = patient_tables(patients)
+    by_level = pe_by_level(patients, phantom_pe_levels(manifest))
+    if by_level:
+        ptables["pe_by_level"] = by_level
     name = label or f"{m1['architecture']} ({'+'.join(w['name'] for w in m1['windows'])}, {m1.get('crop')} crop)"
     report = {"split": split, "manifest": [str(m) for m in ([manifest] if isinstance(manifest, (str, Path)) else manifest)], "stage1_checkpoint": str(stage1),
               "stage2_checkpoint": str(stage2), "min_slices": min_slices, "stage1": r1, "stage2": r2,
@@ -141,6 +173,8 @@ def evaluate_cascade(stage1: "str | Path", stage2: "str | Path", manifest: "str 
           patient_table(ptables["stage1"]), "",
           f"## PE per patient (flagged when >= {min_slices} slice(s) pass both stages)", "",
           patient_table(ptables["pe"]), "",
+          *(["## PE patients found, by the most central clot (phantom ground truth)", "",
+             patient_table(by_level, "Most central clot", "Flagged"), ""] if by_level else []),
           f"Thresholds: stage 1 {t1:.4f}, stage 2 {t2:.4f} (chosen on the validation split). "
           f"Calibration (ECE): stage 1 {r1['calibration']['ece']:.3f}, stage 2 {r2['calibration']['ece']:.3f}.", ""]
     (out / "report.md").write_text("\n".join(md))

@@ -27,9 +27,10 @@ def slice_table(rows: Sequence["tuple[str, dict]"], class_names: Sequence[str]) 
     return "\n".join(lines)
 
 
-def patient_table(rows: Sequence["tuple[str, str]"]) -> str:
+def patient_table(rows: Sequence["tuple[str, str]"], first: str = "Patients",
+                  second: str = "Correctly classified") -> str:
     """rows: (patient class, formatted count such as "100.0% (20/20)")."""
-    lines = ["| Patients | Correctly classified |", "|---|---|"]
+    lines = [f"| {first} | {second} |", "|---|---|"]
     lines += [f"| {name} | {text} |" for name, text in rows]
     return "\n".join(lines)
 

@@ -194,7 +194,21 @@ def test_evaluate_cli_on_a_whole_manifest(tiny_run, capsys) -> None:
                  "--cache", str(tiny_run["out"] / "cache"), "--out", str(out)]) == 0
     rep = json.loads((out / "report.json").read_text())
     assert len(rep["patients"]) == 8  # every patient of the manifest
-    assert "## PE per patient" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "## PE per patient" in printed
+    # PE patients broken down by their most central clot, read from each phantom's study.json
+    from PETriageLib.phantom.findings import PE_LEVELS
+    from PETriageLib.training.evaluate import phantom_pe_levels
+
+    levels = phantom_pe_levels(tiny_run["manifest"])
+    pe_patients = [r for r in rep["patients"] if r["label"] == "pe"]
+    assert pe_patients and set(levels) == {r["patient_id"] for r in pe_patients}
+    by_level = rep["patient_tables"]["pe_by_level"]
+    assert [lv for lv, _ in by_level] == [lv for lv in PE_LEVELS if lv in levels.values()]
+    total = sum(int(text.split("/")[1].rstrip(")")) for _, text in by_level)
+    found = sum(int(text.split("(")[1].split("/")[0]) for _, text in by_level)
+    assert total == len(pe_patients) and found == sum(r["predicted_pe"] for r in pe_patients)
+    assert "| Most central clot | Flagged |" in printed
 
 
 def test_ship_registers_models_with_card_and_sha(tiny_run, tmp_path, monkeypatch) -> None:
