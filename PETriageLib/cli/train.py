@@ -21,10 +21,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--windows", default="vascular,lung", help="comma-separated window presets (default vascular,lung)")
     p.add_argument("--input-size", type=int, default=128)
     p.add_argument("--crop", choices=("dynamic", "fixed"), default="dynamic")
-    p.add_argument("--epochs", type=int, default=10)
+    # None = the TrainConfig default (10 epochs, lr 1e-3, one-cycle), or with --init-from the
+    # fine-tuning defaults (3 epochs, lr 1e-4, cosine).
+    p.add_argument("--epochs", type=int, default=None, help="default 10 (3 with --init-from)")
     p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--scheduler", choices=("onecycle", "cosine", "constant"), default="onecycle")
+    p.add_argument("--lr", type=float, default=None, help="peak learning rate (default 1e-3; 1e-4 with --init-from)")
+    p.add_argument("--scheduler", choices=("onecycle", "cosine", "constant"), default=None,
+                   help="default onecycle (cosine with --init-from)")
     p.add_argument("--balance", choices=("sampler", "weighted_loss", "none"), default="sampler")
     p.add_argument("--no-augment", action="store_true")
     p.add_argument("--patience", type=int, default=4)
@@ -53,6 +56,9 @@ def config_from_args(args: argparse.Namespace):
                     patience=args.patience, steps_per_epoch=args.steps_per_epoch,
                     target_sensitivity=args.target_sensitivity, seed=args.seed, threads=args.threads,
                     amp=args.amp, save_every=args.save_every, progress=not args.no_progress)
+    for name in ("epochs", "lr", "scheduler"):  # left out: the default of training or of fine-tuning applies
+        if settings[name] is None:
+            del settings[name]
     if args.init_from:
         return fine_tune_config(args.init_from, **settings)
     model_config = ({"width": args.width, "pool": args.pool}

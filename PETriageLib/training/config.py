@@ -57,4 +57,15 @@ class TrainConfig:
     def differences(self, other: "TrainConfig") -> list[str]:
         """Settings that differ from ``other`` in ways that make a resume invalid."""
         a, b = self.to_dict(), other.to_dict()
+        a["model_config"], b["model_config"] = self.full_model_config(), other.full_model_config()
         return [k for k in a if k not in RESUMABLE_CHANGES and a[k] != b[k]]
+
+    def full_model_config(self) -> dict:
+        """model_config with the builder's defaults filled in: {"width": 0.5} == {"width": 0.5, "pool": "avg"}."""
+        from PETriageLib.models.registry import model_options
+
+        try:
+            defaults = model_options(self.architecture)
+        except (KeyError, ValueError):  # an unknown name fails later, where the model is built
+            defaults = {}
+        return {**defaults, **self.model_config}

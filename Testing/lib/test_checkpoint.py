@@ -55,7 +55,7 @@ def test_round_trip_identical_outputs_and_meta(model, ckpt: Path) -> None:
         assert torch.equal(model(x), loaded(x))
     assert not loaded.training
     assert (loaded.name, loaded.windows, loaded.config) == (model.name, model.windows, model.config)
-    assert meta["architecture"] == "cbamdrn_d22" and meta["config"] == {"width": 0.125, "dropout": 0.0}
+    assert meta["architecture"] == "cbamdrn_d22" and meta["config"] == {"width": 0.125, "dropout": 0.0, "pool": "avg"}
     assert meta["windows"] == [{"name": "vascular", "level": 300.0, "width": 2600.0},
                                {"name": "lung", "level": -400.0, "width": 1500.0}]
     assert meta["threshold"] == 0.3 and meta["class_names"] == ["wnl", "disease"]

@@ -124,6 +124,24 @@ def test_fine_tuning_starts_from_the_checkpoint(tiny_run) -> None:
     assert load_checkpoint(res.best_path)[1]["training"]["settings"]["init_from"] == str(best)
 
 
+def test_cli_fine_tuning_keeps_its_defaults_unless_given(tiny_run) -> None:
+    import argparse
+
+    from PETriageLib.cli import train as train_cli
+
+    parser = argparse.ArgumentParser()
+    train_cli.register(parser.add_subparsers())
+    base = ["train", "--manifest", "m.csv", "--stage", "1", "--out", "o"]
+    fresh = train_cli.config_from_args(parser.parse_args(base))
+    assert (fresh.lr, fresh.scheduler, fresh.epochs, fresh.init_from) == (1e-3, "onecycle", 10, None)
+    best = str(tiny_run["s1"].best_path)
+    tuned = train_cli.config_from_args(parser.parse_args(base + ["--init-from", best]))
+    assert (tuned.lr, tuned.scheduler, tuned.epochs, tuned.init_from) == (1e-4, "cosine", 3, best)
+    assert tuned.model_config["width"] == 0.125 and tuned.input_size == 64  # from the checkpoint, not the CLI
+    given = train_cli.config_from_args(parser.parse_args(base + ["--init-from", best, "--lr", "5e-4", "--epochs", "2"]))
+    assert (given.lr, given.scheduler, given.epochs) == (5e-4, "cosine", 2)
+
+
 def test_evaluate_writes_paper_tables(tiny_run) -> None:
     from PETriageLib.training.evaluate import evaluate_cascade
 
