@@ -41,6 +41,7 @@ wait
 
 # 2b. Then both stages once more from their best checkpoint: a short cosine run at a lower peak rate
 #     (the fine-tuning path of the annotation loop, here on the same data) while the curves still rise.
+#     Each of these and the first runs can be re-run alone: the commands resume.
 FT=(--manifest "$W"/train-{1000,1001,1100,1101}/manifest.csv --splits "$W/splits.json" --cache "$W/cache"
     --amp "$AMP" --threads 1 --seed 1 --batch-size 32 --no-progress --device "$DEVICE"
     --lr 4e-4 --epochs "$FT_EPOCHS" --steps-per-epoch 250 --patience "$FT_EPOCHS")
@@ -48,11 +49,15 @@ $PETRIAGE train --stage 1 --out "$W/stage1-ft" --init-from "$W/stage1/best.pt" "
 $PETRIAGE train --stage 2 --out "$W/stage2-ft" --init-from "$W/stage2/best.pt" "${FT[@]}" > "$W/stage2-ft.log" 2>&1 &
 wait
 
+# The better of the two runs of each stage on validation AUROC (never on the test set) is shipped.
+pick() { $PY -c "import sys; from PETriageLib.training.ship import best_by_validation as b; print(b(sys.argv[1:]))" "$@"; }
+S1=$(pick "$W/stage1/best.pt" "$W/stage1-ft/best.pt")
+S2=$(pick "$W/stage2/best.pt" "$W/stage2-ft/best.pt")
+
 # 3. Held-out test set (seed 5000, never used in training) at the real-CT matrix (512), half with PE of every size.
 [ -f "$W/test-data/manifest.csv" ] || \
     $PETRIAGE phantom --out "$W/test-data" --patients 40 --seed 5000 --matrix 512 --slices 50-70 --pe-fraction 0.5
-$PETRIAGE evaluate --manifest "$W/test-data/manifest.csv" --split all --stage1 "$W/stage1-ft/best.pt" \
-    --stage2 "$W/stage2-ft/best.pt" --cache "$W/test-cache" --out "$W/test-report" --bootstrap 300
+$PETRIAGE evaluate --manifest "$W/test-data/manifest.csv" --split all --stage1 "$S1" --stage2 "$S2" --cache "$W/test-cache" --out "$W/test-report" --bootstrap 300
 
 # 4. Ship: copy into Resources/models and register with SHA256 and model card.
-$PY -m PETriageLib.training.ship "$W" stage1-ft stage2-ft
+$PY -m PETriageLib.training.ship "$W" stage1,stage1-ft stage2,stage2-ft

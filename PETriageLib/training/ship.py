@@ -62,13 +62,23 @@ def model_card(stage: int, meta: dict, test: "dict | None") -> dict:
     }
 
 
+def best_by_validation(candidates: "list[Path]") -> Path:
+    """The checkpoint with the highest validation AUROC (the rule each run uses for its own epochs)."""
+    def auroc(path: Path) -> float:
+        value = load_checkpoint(path)[1].get("training", {}).get("val", {}).get("val_auroc")
+        return float(value) if value is not None else float("-inf")
+    return max(candidates, key=auroc)
+
+
 def ship(work: "str | Path", runs: "tuple[str, str]" = ("stage1", "stage2")) -> list[dict]:
+    """Register each stage's best.pt; a run given as "a,b" ships the better of a and b on validation."""
     work = Path(work)
     report = work / "test-report" / "report.json"
     test = json.loads(report.read_text()) if report.is_file() else None
     entries = []
     for stage in (1, 2):
-        src = work / runs[stage - 1] / "best.pt"
+        src = best_by_validation([work / run / "best.pt" for run in runs[stage - 1].split(",")])
+        log.info("stage %d: shipping %s", stage, src)
         if src.stat().st_size > MAX_BYTES:
             raise ValueError(f"{src} is {src.stat().st_size / 1e6:.1f} MB; shipped models must stay under 25 MB")
         _, meta = load_checkpoint(src)

@@ -244,3 +244,10 @@ def test_ship_registers_models_with_card_and_sha(tiny_run, tmp_path, monkeypatch
         assert "NOT for clinical use" in entry["card"]["intended_use"]
         assert "synthetic" in entry["card"]["training_data"].lower()
         assert entry["card"]["threshold"] == load_checkpoint(path, sha)[1]["threshold"]
+    # "a,b" ships the run with the higher validation AUROC
+    from PETriageLib.training.ship import best_by_validation
+
+    runs = [tiny_run["s1"].best_path, tiny_run["s2"].best_path]
+    aurocs = [load_checkpoint(p)[1]["training"]["val"]["val_auroc"] for p in runs]
+    aurocs = [float("-inf") if a is None else a for a in aurocs]
+    assert best_by_validation(runs) == runs[int(aurocs[1] > aurocs[0])]
