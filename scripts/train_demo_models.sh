@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Reproduce the shipped demo models Resources/models/cbamdrn_d22_demo_stage{1,2}.pt and their test report.
-# As shipped, everything runs on the CPU: about 10 minutes of phantom generation and 75 minutes of
-# training on 2 cores. Trained on synthetic phantoms only: the resulting models are NOT for clinical use.
+# As shipped, everything runs on the CPU: about 10 minutes of phantom generation, 75 minutes of
+# training and 25 of fine-tuning on 2 cores. Trained on synthetic phantoms only: the resulting models are NOT for clinical use.
 # The same recipe scales to a GPU, e.g.:
-#   DEVICE=cuda WIDTH=1.0 INPUT_SIZE=256 EPOCHS=30 AMP=auto W=work-cache/gpu bash scripts/train_demo_models.sh
+#   DEVICE=cuda WIDTH=1.0 INPUT_SIZE=256 MATRIX=512 EPOCHS=30 AMP=auto W=work-cache/gpu bash scripts/train_demo_models.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 W=${W:-work-cache/demo-models}
@@ -14,13 +14,14 @@ WIDTH=${WIDTH:-0.25}
 INPUT_SIZE=${INPUT_SIZE:-128}
 EPOCHS=${EPOCHS:-8}
 FT_EPOCHS=${FT_EPOCHS:-3}
+MATRIX=${MATRIX:-256}
 AMP=${AMP:-bf16}
 mkdir -p "$W"
 
-# 1. Synthetic training set: 720 patients from four seeds, 256 px matrix, 40-60 slices, two seeds at a time.
+# 1. Synthetic training set: 720 patients from four seeds, 256 px matrix (MATRIX), 40-60 slices, two seeds at a time.
 gen() {
     [ -f "$W/train-$1/manifest.csv" ] || $PETRIAGE phantom --out "$W/train-$1" --patients "$2" --seed "$1" \
-        --matrix 256 --slices 40-60 > "$W/gen-$1.log" 2>&1
+        --matrix "$MATRIX" --slices 40-60 > "$W/gen-$1.log" 2>&1
 }
 gen 1000 60 & gen 1001 60 & wait
 gen 1100 300 & gen 1101 300 & wait
