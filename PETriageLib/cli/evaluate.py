@@ -18,6 +18,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--cache", default=None, help="slice cache folder (default OUT/cache)")
     p.add_argument("--min-slices", type=int, default=1, help="slices needed to call a patient positive")
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the AUROC CI")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch CPU threads (default: torch's choice; 1 is faster when other jobs share the CPU)")
     p.set_defaults(func=run)
 
 
@@ -25,11 +27,13 @@ def run(args: argparse.Namespace) -> int:
     import json
     from pathlib import Path
 
+    from PETriageLib.fast_inference import set_threads
     from PETriageLib.models.checkpoint import read_checkpoint
     from PETriageLib.models.manifest import resolve_model
     from PETriageLib.training.evaluate import evaluate_cascade
     from PETriageLib.training.manifest import load_manifest
 
+    set_threads(args.threads)
     splits = args.splits
     if args.split == "all":  # every patient of the manifest in one "all" split
         ids = sorted({s.patient_id for s in load_manifest(args.manifest)})

@@ -209,7 +209,8 @@ def test_evaluate_cli_on_a_whole_manifest(tiny_run, capsys) -> None:
     out = tiny_run["out"] / "eval-all"
     assert main(["-q", "evaluate", "--manifest", str(tiny_run["manifest"]), "--split", "all", "--bootstrap", "20",
                  "--stage1", str(tiny_run["s1"].best_path), "--stage2", str(tiny_run["s2"].best_path),
-                 "--cache", str(tiny_run["out"] / "cache"), "--out", str(out)]) == 0
+                 "--cache", str(tiny_run["out"] / "cache"), "--out", str(out), "--threads", "1"]) == 0
+    assert torch.get_num_threads() == 1
     rep = json.loads((out / "report.json").read_text())
     assert len(rep["patients"]) == 8  # every patient of the manifest
     printed = capsys.readouterr().out
