@@ -1,7 +1,6 @@
 """Scalar volume node <-> PETriageLib CTVolume (LPS geometry), and per-slice positions."""
 from __future__ import annotations
 
-
 import numpy as np
 import slicer
 

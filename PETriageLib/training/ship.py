@@ -52,7 +52,8 @@ def model_card(stage: int, meta: dict, test: "dict | None") -> dict:
                         "NOT for clinical use; never use it to make decisions about patients.",
         "training_data": _training_data(training.get("data", {})),
         "limits": "Synthetic phantoms only: behaviour on real CT is unknown and certainly worse. "
-                  "A small CPU model (see architecture) trained for about an hour on 2 CPU cores.",
+                  "A small CPU model (see architecture) trained for 75-95 minutes per stage on 2 CPU cores; "
+                  "far below the paper's figures (see metrics).",
         "metrics": metrics,
         "architecture": f"{meta['architecture']} {meta['config']}, windows "
                         f"{'+'.join(w['name'] for w in meta['windows'])}, {meta['input_size']} px, {meta.get('crop')} crop",
