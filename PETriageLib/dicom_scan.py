@@ -10,6 +10,7 @@ import contextlib
 import logging
 import os
 import re
+import uuid
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +34,11 @@ IMAGE_SOP_CLASSES = CT_SOP_CLASSES | {"1.2.840.10008.5.1.4.1.1.4", "1.2.840.1000
 
 def is_valid_uid(uid: str) -> bool:
     return bool(uid) and len(uid) <= 64 and bool(_UID_RE.match(uid))
+
+
+def name_based_uid(name: str, namespace: uuid.UUID = uuid.NAMESPACE_OID) -> str:
+    """A '2.25.<UUID>' UID (DICOM PS3.5 B.2) from a name-based UUID: same name, same UID."""
+    return f"2.25.{uuid.uuid5(namespace, name).int}"
 
 
 @dataclass

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import os
-import uuid
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -16,7 +15,7 @@ import numpy as np
 import pydicom
 
 from PETriageLib.dicom_checks import SeriesCheck, check_series
-from PETriageLib.dicom_scan import Instance, Progress, quiet_dicom, ScanResult, SeriesInfo, group_series, scan_files, sort_instances
+from PETriageLib.dicom_scan import Instance, Progress, name_based_uid, quiet_dicom, ScanResult, SeriesInfo, group_series, scan_files, sort_instances
 from PETriageLib.errors import SeriesError
 from PETriageLib.volume import CTVolume
 
@@ -130,8 +129,7 @@ def surrogate_instance_uid(series_key: str, name: str, position: float) -> str:
     The library uses (SeriesInstanceUID, file name, slice position); the Slicer module uses the same
     function for volumes that did not come from DICOM, so reports and exports share one scheme.
     """
-    key = f"{series_key}|{name}|{position:.3f}"
-    return f"2.25.{uuid.uuid5(uuid.NAMESPACE_OID, key).int}"
+    return name_based_uid(f"{series_key}|{name}|{position:.3f}")
 
 
 def _text(header: pydicom.Dataset, keyword: str) -> str:

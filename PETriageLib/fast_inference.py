@@ -307,9 +307,8 @@ class FastPredictor:
 
     def _top_up(self, images: np.ndarray) -> Validation:
         """Check more slices on the path already chosen; fp32 from here on if they differ too much."""
-        v = compare_probabilities(_probabilities(self._device_fn(self.model), images, self.batch_size),
-                                  _probabilities(self._device_fn(self.reference), images, self.batch_size),
-                                  self.tolerance, self.mode)
+        v = compare(self._device_fn(self.model), self._device_fn(self.reference), images, self.tolerance,
+                    self.batch_size, self.mode)
         self.validation = _merge(self.validation, v) if self.validation else v
         if not v.passed:
             self._use_fp32(f"{v.n} more slices ({self.mode}: {v.max_abs_dp:.4f})")

@@ -4,11 +4,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, timedelta
 
-import numpy as np
 import uuid
 
+import numpy as np
 from pydicom.uid import UID
 
+from ..dicom_scan import name_based_uid
 from .anatomy import Patient
 from .grid import Grid
 
@@ -64,8 +65,7 @@ def seeded_uid(*parts) -> UID:
 
     (pydicom's generate_uid ignores entropy_srcs when prefix is None, so it cannot be used here.)
     """
-    name = "/".join(map(str, parts))
-    return UID(f"2.25.{uuid.uuid5(uuid.NAMESPACE_URL, 'urn:petriage:' + name).int}")
+    return UID(name_based_uid("urn:petriage:" + "/".join(map(str, parts)), uuid.NAMESPACE_URL))
 
 
 def study_identifiers(seed: int, n_slices: int, rng: np.random.Generator) -> dict:

@@ -7,7 +7,7 @@ from typing import Optional, Sequence
 
 from PETriageLib.preprocess import PreprocessConfig
 from PETriageLib.training.cache import CachedSource, cache_sources
-from PETriageLib.training.manifest import Source, load_manifest
+from PETriageLib.training.manifest import Source, load_manifest, manifest_paths
 from PETriageLib.training.splits import check_disjoint, load_splits, save_splits, split_patients
 
 log = logging.getLogger(__name__)
@@ -55,7 +55,7 @@ def cached_splits(manifest: "str | Path", preprocess: dict, cache_root: "str | P
 
 def data_summary(cached: dict[str, list[CachedSource]], manifest: "str | Path") -> dict:
     """Counts per split and label, for the checkpoint's training summary and the model card."""
-    out: dict = {"manifest": [str(m) for m in ([manifest] if isinstance(manifest, (str, Path)) else manifest)]}
+    out: dict = {"manifest": manifest_paths(manifest)}
     for name, items in cached.items():
         slices: dict[str, int] = {}
         for c in items:

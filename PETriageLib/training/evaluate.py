@@ -17,6 +17,7 @@ import torch
 
 from PETriageLib.training.cache import CachedSource, stage_targets
 from PETriageLib.training.data import cached_splits
+from PETriageLib.training.manifest import load_manifest, manifest_paths
 from PETriageLib.training.metrics import binary_report, fmt_count, roc_points
 from PETriageLib.training.tables import confusion_table, patient_table, slice_table
 
@@ -90,7 +91,6 @@ def patient_tables(rows: Sequence[dict]) -> dict:
 def phantom_pe_levels(manifest: "str | Path | Sequence[str | Path]") -> dict[str, str]:
     """patient_id -> most central clot level, for phantom studies (``study.json`` beside the series)."""
     from PETriageLib.phantom.findings import PE_LEVELS
-    from PETriageLib.training.manifest import load_manifest
 
     levels = {}
     for source in load_manifest(manifest):
@@ -159,7 +159,8 @@ def evaluate_cascade(stage1: "str | Path", stage2: "str | Path", manifest: "str 
     if by_level:
         ptables["pe_by_level"] = by_level
     name = label or f"{m1['architecture']} ({'+'.join(w['name'] for w in m1['windows'])}, {m1.get('crop')} crop)"
-    report = {"split": split, "manifest": [str(m) for m in ([manifest] if isinstance(manifest, (str, Path)) else manifest)], "stage1_checkpoint": str(stage1),
+    report = {"split": split, "manifest": manifest_paths(manifest),
+              "stage1_checkpoint": str(stage1),
               "stage2_checkpoint": str(stage2), "min_slices": min_slices, "stage1": r1, "stage2": r2,
               "patients": patients, "patient_tables": ptables}
     (out / "report.json").write_text(json.dumps(report, indent=1))

@@ -76,13 +76,18 @@ def _read_rows(path: Path) -> list[dict]:
         raise ManifestError(f"cannot read {path}: {exc}") from exc
 
 
+def manifest_paths(path: "str | Path | Sequence[str | Path]") -> list[str]:
+    """One manifest or several, as a list of path strings (for reports and model cards)."""
+    return [str(p) for p in ([path] if isinstance(path, (str, Path)) else path)]
+
+
 def load_manifest(path: "str | Path | Sequence[str | Path]") -> list[Source]:
     """Read our manifest CSV or a phantom dataset manifest.csv into Sources (paths made absolute).
 
     Several manifests (a list) are read one after the other into one list of sources.
     """
     if not isinstance(path, (str, Path)):
-        return [s for one in path for s in load_manifest(one)]
+        return [s for one in manifest_paths(path) for s in load_manifest(one)]
     path = Path(path)
     rows = _read_rows(path)
     if not rows:

@@ -1,8 +1,9 @@
 """Ship trained demo models: copy into Resources/models/ and register them with a model card.
 
-Usage: ``python -m PETriageLib.training.ship WORK_DIR [STAGE1_DIR STAGE2_DIR]`` where WORK_DIR holds
-the two run folders (default stage1, stage2) with best.pt and optionally
-test-report/report.json (see scripts/train_demo_models.sh).
+Usage: ``python -m PETriageLib.training.ship WORK_DIR [STAGE1_RUNS STAGE2_RUNS]`` where WORK_DIR holds
+the run folders (default stage1, stage2) with best.pt and optionally test-report/report.json;
+"a,b" ships whichever of runs a and b has the higher validation AUROC (see
+scripts/train_demo_models.sh).
 """
 from __future__ import annotations
 
