@@ -76,8 +76,11 @@ class CropMap:
         pad = ((size - h_mm * per_mm) / 2.0, (size - w_mm * per_mm) / 2.0)
         return cls((r0, r1, c0, c1), (int(slice_shape[0]), int(slice_shape[1])), int(size), scale, pad)
 
-    def to_model(self, hu_slice: np.ndarray) -> np.ndarray:
-        """Crop + resample one HU slice to size x size float32; air outside the crop."""
+    def to_model(self, hu_slice: np.ndarray, fill: float = AIR_HU) -> np.ndarray:
+        """Crop + resample one HU slice to size x size float32; ``fill`` (air) outside the crop.
+
+        Any other per-pixel map (a lesion fraction, fill 0) goes through the same way.
+        """
         r0, r1, c0, c1 = self.box
         crop = np.asarray(hu_slice[r0:r1, c0:c1], np.float32)
         shrink = (1.0 / self.scale[0], 1.0 / self.scale[1])
@@ -87,7 +90,7 @@ class CropMap:
         out = ndimage.affine_transform(crop, shrink, offset=offset, output_shape=(self.size, self.size),
                                        order=1, mode="nearest")
         inside = self._inside()
-        out[~inside] = AIR_HU
+        out[~inside] = fill
         return out
 
     def _inside(self) -> np.ndarray:

@@ -37,6 +37,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--amp", choices=("auto", "bf16", "off"), default="auto")
     p.add_argument("--save-every", type=int, default=50, help="steps between resumable checkpoints")
+    p.add_argument("--mask-loss", type=float, default=0.0, metavar="WEIGHT",
+                   help="weight of the auxiliary lesion-map loss on the manifest's lesion masks (phantoms have "
+                        "them); 0 = off (default)")
     p.add_argument("--init-from", default=None, help="fine-tune this checkpoint (its model and preprocessing)")
     p.add_argument("--cache", default=None, help="slice cache folder (default OUT/cache)")
     p.add_argument("--splits", default=None, help="splits JSON to use or create (default OUT/splits.json)")
@@ -55,7 +58,8 @@ def config_from_args(args: argparse.Namespace):
                     scheduler=args.scheduler, balance=args.balance, augment=not args.no_augment,
                     patience=args.patience, steps_per_epoch=args.steps_per_epoch,
                     target_sensitivity=args.target_sensitivity, seed=args.seed, threads=args.threads,
-                    amp=args.amp, save_every=args.save_every, progress=not args.no_progress)
+                    amp=args.amp, save_every=args.save_every, progress=not args.no_progress,
+                    mask_loss_weight=args.mask_loss)
     for name in ("epochs", "lr", "scheduler"):  # left out: the default of training or of fine-tuning applies
         if settings[name] is None:
             del settings[name]

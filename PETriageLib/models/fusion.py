@@ -42,13 +42,21 @@ class WindowFusionNet(SliceClassifier):
             return avg
         return torch.cat([avg, fmap.amax(dim=(2, 3))], dim=1)
 
+    def branch_maps(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Unpooled (N, F, h, w) feature maps of each branch, in window order."""
+        self.check_input(x)
+        return [branch(x[:, i : i + 1]) for i, branch in enumerate(self.branches)]
+
     def branch_features(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Pooled (N, F) features of each branch, in window order."""
-        self.check_input(x)
-        return [self._pool(branch(x[:, i : i + 1])) for i, branch in enumerate(self.branches)]
+        return [self._pool(m) for m in self.branch_maps(x)]
+
+    def classify(self, maps: Sequence[torch.Tensor]) -> torch.Tensor:
+        """Slice logits (N, 1) from ``branch_maps`` (training reuses the maps for the lesion-map loss)."""
+        return self.fc(self.dropout(torch.cat([self._pool(m) for m in maps], dim=1)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(self.dropout(torch.cat(self.branch_features(x), dim=1)))
+        return self.classify(self.branch_maps(x))
 
     def branch_layers(self) -> dict[str, nn.Module]:
         return {w: b.last_block for w, b in zip(self.windows, self.branches)}

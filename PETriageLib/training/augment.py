@@ -42,6 +42,16 @@ def _uniform(n: int, low: float, high: float, g: torch.Generator) -> torch.Tenso
 def augment_batch(x: torch.Tensor, windows: Sequence["str | Window | Mapping"], cfg: AugmentConfig,
                   generator: torch.Generator) -> torch.Tensor:
     """Return an augmented copy of x (N, C, H, W); random draws come only from ``generator``."""
+    return augment_with_maps(x, None, windows, cfg, generator)[0]
+
+
+def augment_with_maps(x: torch.Tensor, maps: "torch.Tensor | None", windows: Sequence["str | Window | Mapping"],
+                      cfg: AugmentConfig, generator: torch.Generator) -> "tuple[torch.Tensor, torch.Tensor | None]":
+    """Augment x and move per-pixel maps (N, H, W), e.g. lesion masks, with the same geometry.
+
+    The maps get the rotation, zoom, shift and flips but no noise; outside the image they are 0.
+    The random draws are those of ``augment_batch``, so both give the same images.
+    """
     n, c = x.shape[:2]
     wins = [get_window(w) for w in windows]
     if len(wins) != c:
@@ -60,7 +70,11 @@ def augment_batch(x: torch.Tensor, windows: Sequence["str | Window | Mapping"], 
     grid = F.affine_grid(theta.to(x.dtype), list(x.shape), align_corners=False)
     # grid_sample pads with zeros: shift so that zero is air, then shift back.
     out = F.grid_sample(x - air, grid, mode="bilinear", padding_mode="zeros", align_corners=False) + air
+    moved = None
+    if maps is not None:
+        moved = F.grid_sample(maps.unsqueeze(1).to(x.dtype), grid, mode="bilinear", padding_mode="zeros",
+                              align_corners=False).squeeze(1)
 
     hu = torch.randn(out.shape, generator=generator, dtype=out.dtype) * cfg.hu_noise
     hu += _uniform(n, -cfg.hu_shift, cfg.hu_shift, generator).view(n, 1, 1, 1).to(out.dtype)
-    return (out + hu * (2.0 / width)).clamp_(-1.0, 1.0)
+    return (out + hu * (2.0 / width)).clamp_(-1.0, 1.0), moved

@@ -1,6 +1,8 @@
 """Preprocessed slices cached on disk as .npy memmaps, keyed by the preprocessing config.
 
-Layout: ``<root>/<config hash>/<source hash>/{images.npy, meta.json}``. The first epoch
+Layout: ``<root>/<config hash>/<source hash>/{images.npy, meta.json}``, plus ``masks.npy``
+(lesion fractions in model space, see ``lesion_masks``) for sources with a lesion mask, built
+when a run asks for masks. The first epoch
 reads DICOM once per source; later epochs, runs and experiments sharing a config read the
 float16 memmaps. Entries are written to a temporary folder and renamed, so an interrupted
 run never leaves a half-written entry behind.
@@ -49,6 +51,7 @@ class CachedSource:
     labels: list[str]
     has_lung: np.ndarray
     split: Optional[str] = None
+    masks: Optional[np.ndarray] = None  # (N, 2, S, S) uint8 lesion fractions, when asked for and available
 
 
 def config_dir(root: "str | Path", config_dict: dict) -> Path:
@@ -69,18 +72,39 @@ def _being_built(dest: Path) -> bool:
     return False
 
 
-def _build(source: Source, config, dest: Path) -> None:
+def _prepare(source: Source, config):
     from PETriageLib.lung_crop import analyse_lungs
     from PETriageLib.preprocess import prepare_slices
     from PETriageLib.training.loaders import load_source
 
+    volume, labels = load_source(source)
+    lungs = analyse_lungs(volume, margin_mm=config.margin_mm)
+    return volume, labels, prepare_slices(volume, list(range(volume.num_slices)), config, lungs=lungs)
+
+
+def _save_masks(source: Source, volume, prepared, path: Path) -> None:
+    from PETriageLib.training.lesion_masks import lesion_fractions, read_lesion_mask
+
+    assert source.mask is not None
+    np.save(path, lesion_fractions(read_lesion_mask(source.mask, volume), prepared.crops))
+
+
+def _add_masks(source: Source, config, dest: Path) -> None:
+    """masks.npy for an entry cached before masks were asked for (re-reads the series for its crops)."""
+    volume, _, prepared = _prepare(source, config)
+    tmp = dest / f"masks.tmp{os.getpid()}.npy"
+    _save_masks(source, volume, prepared, tmp)
+    os.replace(tmp, dest / "masks.npy")
+
+
+def _build(source: Source, config, dest: Path, with_masks: bool = False) -> None:
     tmp = dest.with_name(dest.name + f".tmp{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)  # claims the entry before the slow part, so a parallel run skips it
-    volume, labels = load_source(source)
-    lungs = analyse_lungs(volume, margin_mm=config.margin_mm)
-    prepared = prepare_slices(volume, list(range(volume.num_slices)), config, lungs=lungs)
+    volume, labels, prepared = _prepare(source, config)
     np.save(tmp / "images.npy", np.asarray(prepared.images, np.float16))
+    if with_masks and source.mask is not None:
+        _save_masks(source, volume, prepared, tmp / "masks.npy")
     meta = {"patient_id": source.patient_id, "labels": labels,
             "has_lung": [bool(b) for b in prepared.has_lung], "source": [str(p) for p in source.paths[:1]],
             "num_slices": volume.num_slices}
@@ -94,8 +118,12 @@ def _build(source: Source, config, dest: Path) -> None:
 
 
 def cache_sources(sources: Sequence[Source], config, root: "str | Path",
-                  progress: Optional[Callable[[int, int], None]] = None) -> list[CachedSource]:
-    """Preprocess every source once (skipping those already cached) and open them as memmaps."""
+                  progress: Optional[Callable[[int, int], None]] = None,
+                  with_masks: bool = False) -> list[CachedSource]:
+    """Preprocess every source once (skipping those already cached) and open them as memmaps.
+
+    ``with_masks``: also cache (and open) the lesion fractions of sources that have a mask.
+    """
     from PETriageLib.training.manifest import patient_label_of
 
     base = config_dir(root, config.to_dict())
@@ -113,15 +141,21 @@ def cache_sources(sources: Sequence[Source], config, root: "str | Path",
                 time.sleep(0.5)
             if not (dest / "meta.json").is_file():
                 log.info("caching %s (%s)", source.patient_id, source.paths[0])
-                _build(source, config, dest)
+                _build(source, config, dest, with_masks)
     out = []
     for n, (source, dest) in enumerate(zip(sources, dests)):
         meta = json.loads((dest / "meta.json").read_text())
+        masks = None
+        if with_masks and source.mask is not None:
+            if not (dest / "masks.npy").is_file():
+                log.info("caching lesion masks of %s (%s)", source.patient_id, source.mask)
+                _add_masks(source, config, dest)
+            masks = np.load(dest / "masks.npy", mmap_mode="r")
         out.append(CachedSource(
             patient_id=source.patient_id,
             patient_label=source.patient_label or patient_label_of(meta["labels"]),
             images=np.load(dest / "images.npy", mmap_mode="r"),
-            labels=meta["labels"], has_lung=np.asarray(meta["has_lung"], bool), split=source.split))
+            labels=meta["labels"], has_lung=np.asarray(meta["has_lung"], bool), split=source.split, masks=masks))
         if progress:
             progress(n + 1, len(sources))
     return out
@@ -172,6 +206,24 @@ class SliceDataset:
         xs = np.stack([np.asarray(self.sources[self.rows[n][0]].images[self.rows[n][1]], np.float32)
                        for n in indices])
         return xs, self.targets[np.asarray(indices, int)]
+
+    def batch_lesion_maps(self, indices: Sequence[int]) -> "tuple[np.ndarray, np.ndarray]":
+        """The stage's lesion maps (N, S, S) in [0, 1] and whether each slice has one (N,) bool."""
+        from PETriageLib.training.lesion_masks import stage_lesion_map
+
+        size = self.sources[0].images.shape[-1]
+        maps = np.zeros((len(indices), size, size), np.float32)
+        has = np.zeros(len(indices), bool)
+        for j, n in enumerate(indices):
+            s, i = self.rows[n]
+            if self.sources[s].masks is not None:
+                maps[j] = stage_lesion_map(self.sources[s].masks[i], self.stage)
+                has[j] = True
+        return maps, has
+
+    def with_masks(self) -> int:
+        """How many of the slices have a lesion mask."""
+        return sum(1 for s, _ in self.rows if self.sources[s].masks is not None)
 
     def class_counts(self) -> "list[int]":
         return [int((self.targets == 0).sum()), int((self.targets == 1).sum())]

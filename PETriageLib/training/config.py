@@ -34,6 +34,7 @@ class TrainConfig:
     save_every: int = 50  # steps between resumable checkpoints
     threads: Optional[int] = None
     init_from: Optional[str] = None  # fine-tune from this checkpoint
+    mask_loss_weight: float = 0.0  # > 0: auxiliary lesion-map loss on the manifest's lesion masks
     progress: bool = True
 
     @property

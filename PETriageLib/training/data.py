@@ -39,8 +39,11 @@ def make_splits(sources: Sequence[Source], splits_file: "str | Path | None" = No
 def cached_splits(manifest: "str | Path", preprocess: dict, cache_root: "str | Path",
                   splits_file: "str | Path | None" = None, seed: int = 0,
                   wanted: Sequence[str] = ("train", "val", "test"),
-                  ratios: Sequence[float] = (5, 3, 2)) -> dict[str, list[CachedSource]]:
-    """Load the manifest, split by patient, cache only the wanted splits' sources."""
+                  ratios: Sequence[float] = (5, 3, 2), masks_for: Sequence[str] = ()) -> dict[str, list[CachedSource]]:
+    """Load the manifest, split by patient, cache only the wanted splits' sources.
+
+    ``masks_for``: the splits whose lesion masks are cached and opened too (the lesion-map loss).
+    """
     sources = load_manifest(manifest)
     splits = make_splits(sources, splits_file, ratios, seed)
     out: dict[str, list[CachedSource]] = {}
@@ -49,7 +52,7 @@ def cached_splits(manifest: "str | Path", preprocess: dict, cache_root: "str | P
         ids = set(splits.get(name, []))
         chosen = [s for s in sources if s.patient_id in ids]
         log.info("split %s: %d patients, %d sources", name, len(ids), len(chosen))
-        out[name] = cache_sources(chosen, config, cache_root)
+        out[name] = cache_sources(chosen, config, cache_root, with_masks=name in masks_for)
     return out
 
 

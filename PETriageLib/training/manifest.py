@@ -8,6 +8,8 @@ A manifest is a CSV (or the phantom's dataset ``manifest.csv``, read as is). Our
 ``labels``       dicom/volume: a per-slice labels CSV; image: the slice's label word
 ``patient_label`` optional (else derived from the slices: pe > other > wnl)
 ``split``        optional fixed split (train/val/test)
+``mask``         optional, dicom/volume: a lesion label volume on the series' grid (1 = PE, other
+                 non-zero = other disease) for the auxiliary lesion-map loss (``--mask-loss``)
 
 Per-slice labels CSV: a ``label`` column (wnl/other/pe) or a binary ``infection`` column
 (1 = other disease), matched to slices by ``instance_uid``, ``file`` (file name) or
@@ -45,6 +47,7 @@ class Source:
     image_labels: list[str] = field(default_factory=list)  # kind == "image": one per path
     patient_label: Optional[str] = None
     split: Optional[str] = None
+    mask: Optional[Path] = None  # lesion label volume (dicom/volume sources), for the lesion-map loss
 
     @property
     def key(self) -> str:
@@ -106,7 +109,9 @@ def load_manifest(path: "str | Path | Sequence[str | Path]") -> list[Source]:
         plabel = normalize_label(row["patient_label"], where) if row.get("patient_label") else None
         split = row.get("split") or None
         if phantom:
-            sources.append(Source(pid, "dicom", [base / row["series_dir"]], base / row["labels_csv"], [], plabel, split))
+            mask = base / row["mask"] if row.get("mask") else None
+            sources.append(Source(pid, "dicom", [base / row["series_dir"]], base / row["labels_csv"], [], plabel, split,
+                                  mask))
             continue
         kind = row.get("kind", "").lower()
         if kind not in KINDS:
@@ -125,7 +130,10 @@ def load_manifest(path: "str | Path | Sequence[str | Path]") -> list[Source]:
             labels = base / row.get("labels", "")
             if not row.get("labels") or not labels.is_file():
                 raise ManifestError(f"{where}labels CSV {labels} does not exist")
-            sources.append(Source(pid, kind, [target], labels, [], plabel, split))
+            mask = base / row["mask"] if row.get("mask") else None
+            if mask is not None and not mask.is_file():
+                raise ManifestError(f"{where}mask {mask} does not exist")
+            sources.append(Source(pid, kind, [target], labels, [], plabel, split, mask))
     log.info("manifest %s: %d sources, %d patients", path, len(sources), len({s.patient_id for s in sources}))
     return sources
 

@@ -22,7 +22,8 @@ def train_from_manifest(cfg: TrainConfig, manifest: "str | Path", out_dir: "str 
     splits_file = Path(splits_file) if splits_file else out / "splits.json"
     cache_root = Path(cache_root) if cache_root else out / "cache"
     cached = cached_splits(manifest, cfg.preprocess_dict(), cache_root, splits_file, cfg.seed,
-                           wanted=("train", "val"), ratios=ratios)
+                           wanted=("train", "val"), ratios=ratios,
+                           masks_for=("train",) if cfg.mask_loss_weight > 0 else ())
     train_set, val_set = SliceDataset(cached["train"], cfg.stage), SliceDataset(cached["val"], cfg.stage)
     log.info("stage %d: %d training slices %s, %d validation slices %s", cfg.stage, len(train_set),
              train_set.class_counts(), len(val_set), val_set.class_counts())

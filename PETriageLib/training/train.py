@@ -21,7 +21,7 @@ import torch.nn.functional as F
 
 from PETriageLib import __version__
 from PETriageLib.errors import CheckpointError
-from PETriageLib.training.augment import AugmentConfig, augment_batch
+from PETriageLib.training.augment import AugmentConfig, augment_with_maps
 from PETriageLib.training.cache import STAGES, SliceDataset
 from PETriageLib.training.config import TrainConfig
 from PETriageLib.training.metrics import auroc_ci, threshold_for_sensitivity
@@ -164,7 +164,18 @@ def train(cfg: TrainConfig, train_set: SliceDataset, val_set: SliceDataset, out_
     # bf16 on CPUs with AMX: channels_last lets oneDNN use its fast convolution kernels.
     fmt = torch.channels_last if cfg.amp == "bf16" else torch.contiguous_format
     model = model.to(memory_format=fmt)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    head = None
+    if cfg.mask_loss_weight > 0:
+        from PETriageLib.training.lesion_loss import head_for
+
+        if train_set.with_masks() == 0:
+            raise ValueError("the lesion-map loss (mask_loss_weight > 0) needs lesion masks, and no training "
+                             "slice has one: add a mask column to the manifest (docs/training.md)")
+        head = head_for(model).to(dev).to(memory_format=fmt)
+        log.info("lesion-map loss (weight %g) on %d of %d training slices", cfg.mask_loss_weight,
+                 train_set.with_masks(), len(train_set))
+    params = list(model.parameters()) + (list(head.parameters()) if head is not None else [])
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps = cfg.steps_per_epoch or math.ceil(len(train_set) / cfg.batch_size)
     total = steps * cfg.epochs
     if cfg.scheduler == "onecycle":
@@ -189,6 +200,8 @@ def train(cfg: TrainConfig, train_set: SliceDataset, val_set: SliceDataset, out_
             raise CheckpointError(f"{last}: cannot resume, settings changed: {', '.join(diff)} "
                                   f"(use a new output folder or --no-resume)")
         model.load_state_dict(state["model"])
+        if head is not None:
+            head.load_state_dict(state["lesion_head"])
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
         epoch, step, history, best, bad = state["epoch"], state["step"], state["history"], state["best"], state["bad"]
@@ -197,7 +210,8 @@ def train(cfg: TrainConfig, train_set: SliceDataset, val_set: SliceDataset, out_
         log.info("resuming %s at epoch %d step %d", last, epoch, step)
 
     def snapshot(epoch_: int, step_: int) -> None:
-        _save_state(last, {"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+        extra = {"lesion_head": head.state_dict()} if head is not None else {}
+        _save_state(last, {**extra, "model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
                            "epoch": epoch_, "step": step_, "history": history, "best": best, "bad": bad,
                            "rng": torch.get_rng_state(), "config": cfg.to_dict()})
 
@@ -208,25 +222,41 @@ def train(cfg: TrainConfig, train_set: SliceDataset, val_set: SliceDataset, out_
         order = epoch_order(train_set, cfg, epoch)
         model.train()
         bar = _progress(cfg, steps, step, f"stage {cfg.stage} epoch {epoch + 1}/{cfg.epochs}")
-        run_loss, seen = 0.0, 0
+        run_loss, run_map, seen = 0.0, 0.0, 0
         while step < steps:
             gstep = epoch * steps + step
             torch.manual_seed(_step_seed(cfg.seed, gstep))
-            x, y = train_set.batch(order[step * cfg.batch_size:(step + 1) * cfg.batch_size])
+            rows = order[step * cfg.batch_size:(step + 1) * cfg.batch_size]
+            x, y = train_set.batch(rows)
             xt, yt = torch.from_numpy(x), torch.from_numpy(y).float().unsqueeze(1)
+            lesions = has_mask = None
+            if head is not None:
+                maps_np, has_np = train_set.batch_lesion_maps(rows)
+                lesions, has_mask = torch.from_numpy(maps_np), torch.from_numpy(has_np)
             if cfg.augment:
                 g = torch.Generator().manual_seed(_step_seed(cfg.seed + 1, gstep))
-                xt = augment_batch(xt, cfg.windows, aug, g)
+                xt, lesions = augment_with_maps(xt, lesions, cfg.windows, aug, g)
             xt, yt = xt.to(dev).contiguous(memory_format=fmt), yt.to(dev)
             with _autocast(cfg, dev):
-                logits = model(xt)
-            loss = F.binary_cross_entropy_with_logits(logits.float(), yt, pos_weight=pos_weight)
+                if head is None:
+                    logits = model(xt)
+                else:
+                    fmaps = model.branch_maps(xt)
+                    logits, lesion_logits = model.classify(fmaps), head(fmaps)
+            cls_loss = F.binary_cross_entropy_with_logits(logits.float(), yt, pos_weight=pos_weight)
+            loss = cls_loss
+            if head is not None:
+                from PETriageLib.training.lesion_loss import lesion_map_loss
+
+                map_loss = lesion_map_loss(lesion_logits, lesions.to(dev), has_mask.to(dev))
+                loss = cls_loss + cfg.mask_loss_weight * map_loss
+                run_map += map_loss.item() * len(y)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             sched.step()
             step += 1
-            run_loss += loss.item() * len(y)
+            run_loss += cls_loss.item() * len(y)
             seen += len(y)
             if bar is not None:
                 bar.update(1)
@@ -237,6 +267,8 @@ def train(cfg: TrainConfig, train_set: SliceDataset, val_set: SliceDataset, out_
             bar.close()
         metrics = _validate(model, val_set, cfg, dev)
         metrics.update(epoch=epoch + 1, train_loss=run_loss / max(seen, 1), steps=steps)
+        if head is not None:
+            metrics["train_lesion_map_loss"] = run_map / max(seen, 1)
         history.append(metrics)
         improved = _better(metrics, best)
         if improved:

@@ -17,16 +17,12 @@ from PETriageLib.training.config import TrainConfig
 from PETriageLib.training.manifest import ManifestError, load_manifest, read_slice_labels
 from PETriageLib.training.pipeline import train_from_manifest
 
-TINY = dict(architecture="cbamdrn_d22", model_config={"width": 0.125}, input_size=64, batch_size=8,
-            threads=1, progress=False, save_every=2)
+from tiny_training import TINY, make_tiny_dataset
 
 
 @pytest.fixture(scope="session")
 def tiny_dataset(tmp_path_factory) -> Path:
-    from PETriageLib.phantom.dataset import generate_dataset
-
-    out = tmp_path_factory.mktemp("phantoms")
-    return generate_dataset(out, patients=8, seed=11, matrix=96, slices=16, pe_fraction=0.5)
+    return make_tiny_dataset(tmp_path_factory.mktemp("phantoms"))
 
 
 @pytest.fixture(scope="session")
