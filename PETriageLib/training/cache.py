@@ -52,6 +52,7 @@ class CachedSource:
     has_lung: np.ndarray
     split: Optional[str] = None
     masks: Optional[np.ndarray] = None  # (N, 2, S, S) uint8 lesion fractions, when asked for and available
+    source: Optional[Source] = None  # where the slices came from
 
 
 def config_dir(root: "str | Path", config_dict: dict) -> Path:
@@ -155,7 +156,8 @@ def cache_sources(sources: Sequence[Source], config, root: "str | Path",
             patient_id=source.patient_id,
             patient_label=source.patient_label or patient_label_of(meta["labels"]),
             images=np.load(dest / "images.npy", mmap_mode="r"),
-            labels=meta["labels"], has_lung=np.asarray(meta["has_lung"], bool), split=source.split, masks=masks))
+            labels=meta["labels"], has_lung=np.asarray(meta["has_lung"], bool), split=source.split, masks=masks,
+            source=source))
         if progress:
             progress(n + 1, len(sources))
     return out

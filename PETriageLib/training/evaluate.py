@@ -116,6 +116,43 @@ def pe_by_level(rows: Sequence[dict], levels: dict[str, str]) -> list[tuple[str,
     return out
 
 
+def lesion_area_tables(cached: Sequence[CachedSource], p1: Sequence[np.ndarray], p2: Sequence[np.ndarray],
+                       t1: float, t2: float) -> "dict | None":
+    """Stage 1 sensitivity by lesion area, stage 2 PE sensitivity by clot area; None without masks."""
+    from PETriageLib.training.lesion_size import sensitivity_by_area, slice_lesion_areas
+
+    if not cached or any(c.source is None or c.source.mask is None for c in cached):
+        return None
+    a1, f1, a2, f2 = [], [], [], []
+    for c, a, b in zip(cached, p1, p2):
+        area = slice_lesion_areas(c.source)
+        labels = np.asarray(c.labels)
+        diseased = c.has_lung & (labels != "wnl")
+        a1.append(area[diseased].sum(axis=1))
+        f1.append(a[diseased] >= t1)
+        pe = c.has_lung & (labels == "pe")
+        a2.append(area[pe, 0])
+        f2.append(b[pe] >= t2)
+    return {"stage1": sensitivity_by_area(np.concatenate(a1), np.concatenate(f1)),
+            "stage2_pe": sensitivity_by_area(np.concatenate(a2), np.concatenate(f2))}
+
+
+def write_slice_csv(cached: Sequence[CachedSource], p1: Sequence[np.ndarray], p2: Sequence[np.ndarray],
+                    t1: float, t2: float, path: Path) -> None:
+    """One row per slice: its label and both stages' probabilities, for error analysis."""
+    import csv
+
+    with open(path, "w", newline="") as fh:
+        w = csv.writer(fh, lineterminator="\n")
+        w.writerow(["patient_id", "slice_index", "label", "has_lung", "p_stage1", "p_stage2", "passes_stage1",
+                    "passes_both"])
+        for c, a, b in zip(cached, p1, p2):
+            for k, label in enumerate(c.labels):
+                passes1 = bool(c.has_lung[k] and a[k] >= t1)
+                w.writerow([c.patient_id, k, label, int(c.has_lung[k]), f"{a[k]:.5f}", f"{b[k]:.5f}", int(passes1),
+                            int(passes1 and b[k] >= t2)])
+
+
 def save_roc(curves: Sequence["tuple[str, np.ndarray, np.ndarray]"], path: Path, title: str) -> None:
     import matplotlib
 
@@ -143,7 +180,10 @@ def save_roc(curves: Sequence["tuple[str, np.ndarray, np.ndarray]"], path: Path,
 def evaluate_cascade(stage1: "str | Path", stage2: "str | Path", manifest: "str | Path", out_dir: "str | Path",
                      cache_root: "str | Path", splits_file: "str | Path | None" = None, split: str = "test",
                      min_slices: int = 1, n_boot: int = 1000, label: Optional[str] = None, seed: int = 0) -> dict:
-    """Write report.json, report.md, roc_stage1.png, roc_stage2.png into out_dir; return the report."""
+    """Write report.json, report.md, slices.csv, roc_stage1.png, roc_stage2.png into out_dir; return the report.
+
+    With lesion masks in the manifest (phantoms), the report adds sensitivity by lesion area.
+    """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     m1, cached1, p1 = stage_probs(stage1, manifest, cache_root, splits_file, split, seed)
@@ -158,11 +198,12 @@ def evaluate_cascade(stage1: "str | Path", stage2: "str | Path", manifest: "str 
     by_level = pe_by_level(patients, phantom_pe_levels(manifest))
     if by_level:
         ptables["pe_by_level"] = by_level
+    by_area = lesion_area_tables(cached1, p1, p2, t1, t2)
     name = label or f"{m1['architecture']} ({'+'.join(w['name'] for w in m1['windows'])}, {m1.get('crop')} crop)"
     report = {"split": split, "manifest": manifest_paths(manifest),
               "stage1_checkpoint": str(stage1),
               "stage2_checkpoint": str(stage2), "min_slices": min_slices, "stage1": r1, "stage2": r2,
-              "patients": patients, "patient_tables": ptables}
+              "patients": patients, "patient_tables": ptables, "by_lesion_area": by_area}
     (out / "report.json").write_text(json.dumps(report, indent=1))
     md = [f"# Evaluation on split `{split}` ({len(patients)} patients)", "",
           "## Stage 1 per slice (WNL vs disease, slices with lung)", "", slice_table([(name, r1)], m1["class_names"]),
@@ -176,9 +217,14 @@ def evaluate_cascade(stage1: "str | Path", stage2: "str | Path", manifest: "str 
           patient_table(ptables["pe"]), "",
           *(["## PE patients found, by the most central clot (phantom ground truth)", "",
              patient_table(by_level, "Most central clot", "Flagged"), ""] if by_level else []),
+          *(["## Slices found, by lesion area on the slice (lesion masks)", "",
+             patient_table(by_area["stage1"], "Stage 1: lesion area", "Passed stage 1"), "",
+             patient_table(by_area["stage2_pe"], "Stage 2: clot area (PE slices)", "Passed stage 2"), ""]
+            if by_area else []),
           f"Thresholds: stage 1 {t1:.4f}, stage 2 {t2:.4f} (chosen on the validation split). "
           f"Calibration (ECE): stage 1 {r1['calibration']['ece']:.3f}, stage 2 {r2['calibration']['ece']:.3f}.", ""]
     (out / "report.md").write_text("\n".join(md))
+    write_slice_csv(cached1, p1, p2, t1, t2, out / "slices.csv")
     save_roc([(name, y1, q1)], out / "roc_stage1.png", "Stage 1: WNL vs disease")
     save_roc([(name, y2, q2)], out / "roc_stage2.png", "Stage 2: other vs PE")
     log.info("evaluation written to %s", out)

@@ -154,6 +154,28 @@ def test_evaluate_writes_paper_tables(tiny_run) -> None:
     assert "| Model | Accuracy | Other sensitivity | PE sensitivity | AUROC (95% CI) |" in md
     assert "| PE (sensitivity) |" in md
     assert rep["stage1"]["accuracy"]["text"] in md
+    # Per-slice CSV: every slice of the split once, agreeing with the tables.
+    with open(out / "slices.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == sum(rep["stage1"]["confusion_matrix"]["rows_true_cols_pred"][0]) + \
+        sum(rep["stage1"]["confusion_matrix"]["rows_true_cols_pred"][1]) + sum(r["has_lung"] == "0" for r in rows)
+    wnl = [r for r in rows if r["has_lung"] == "1" and r["label"] == "wnl"]
+    assert rep["stage1"]["per_class"]["wnl"]["correct"] == sum(r["passes_stage1"] == "0" for r in wnl)
+    for r in rows:
+        assert (r["passes_stage1"] == "1") == (r["has_lung"] == "1" and float(r["p_stage1"]) >= rep["stage1"]["threshold"] - 1e-5)
+    # Phantoms have lesion masks: stage 1 sensitivity by lesion area covers every diseased slice.
+    by_area = rep["by_lesion_area"]["stage1"]
+    assert sum(int(text.split("/")[1].rstrip(")")) for _, text in by_area) == rep["stage1"]["per_class"]["disease"]["total"]
+    assert "## Slices found, by lesion area on the slice" in md
+
+
+def test_sensitivity_by_area_bins_known_case() -> None:
+    from PETriageLib.training.lesion_size import sensitivity_by_area
+
+    area = [5, 19.9, 20, 99, 150, 600, 0]
+    found = [0, 1, 1, 1, 0, 1, 1]
+    assert sensitivity_by_area(area, found) == [("0-20 mm^2", "50.0% (1/2)"), ("20-100 mm^2", "100.0% (2/2)"),
+                                                ("100-500 mm^2", "0.0% (0/1)"), (">= 500 mm^2", "100.0% (1/1)")]
 
 
 def test_rspect_import(tiny_dataset, tmp_path) -> None:
