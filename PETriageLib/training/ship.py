@@ -35,6 +35,21 @@ def _training_data(data: dict) -> str:
             f"{'; '.join(splits)}; no real patient data.")
 
 
+def training_recipe(training: dict) -> str:
+    """How the shipped weights were reached, from the checkpoint's own settings (not from memory)."""
+    st = training.get("settings", {})
+    best, spe, batch = training.get("best_epoch"), st.get("steps_per_epoch"), st.get("batch_size")
+    text = f"weights of epoch {best} of {st.get('epochs')}"
+    if best and spe and batch:
+        text += f" ({best * spe} steps of batch {batch}, {best * spe * batch:,} slices)"
+    text += f", AdamW peak lr {st.get('lr')}, {st.get('scheduler')} schedule"
+    if st.get("mask_loss_weight"):
+        text += f", lesion-map loss weight {st['mask_loss_weight']:g}"
+    if st.get("init_from"):
+        text += f", fine-tuned from {st['init_from']}"
+    return text
+
+
 def model_card(stage: int, meta: dict, test: "dict | None") -> dict:
     """Card keys required by the manifest: intended_use, training_data, limits, metrics (+ details)."""
     training = meta.get("training", {})
@@ -53,7 +68,7 @@ def model_card(stage: int, meta: dict, test: "dict | None") -> dict:
                         "NOT for clinical use; never use it to make decisions about patients.",
         "training_data": _training_data(training.get("data", {})),
         "limits": "Synthetic phantoms only: behaviour on real CT is unknown and certainly worse. "
-                  "A small CPU model (see architecture) trained for 75-95 minutes per stage on 2 CPU cores; "
+                  f"A small CPU model (see architecture): {training_recipe(training)}; "
                   "far below the paper's figures (see metrics).",
         "metrics": metrics,
         "architecture": f"{meta['architecture']} {meta['config']}, windows "
