@@ -93,6 +93,7 @@ class PETriageParameterNode:
     labelFrom: int = 0
     labelTo: int = 0
     epochs: Annotated[int, WithinRange(1, 100)] = 3
+    learnFromLesions: bool = True
     newModelName: str = ""
 
 
@@ -428,7 +429,9 @@ class PETriageWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         out = os.path.join(self.ui.exportDirectoryButton.directory, "finetune")
         for stage, model in ((1, p.stage1Model), (2, p.stage2Model)):
             folder = os.path.join(out, f"stage{stage}")
-            job = self.call(lambda s: s.fine_tune(manifest, stage, model, folder, p.epochs))
+            lesion_loss = None if p.learnFromLesions else 0.0  # None: on when lesions were painted
+            job = self.call(lambda s: s.fine_tune(manifest, stage, model, folder, p.epochs,
+                                                  lesion_loss=lesion_loss))
             if job is not None:
                 self.fineTuneJobs.append(job)
         self.ui.retrainButton.text = "Cancel fine-tuning"

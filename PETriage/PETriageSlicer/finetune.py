@@ -25,12 +25,22 @@ def python_executable() -> str:
     return shutil.which("PythonSlicer") or sys.executable
 
 
+def painted_lesions(manifest: "str | Path") -> int:
+    """How many series of an exported manifest come with a painted lesion mask."""
+    from PETriageLib.training.manifest import load_manifest
+
+    return sum(source.mask is not None for source in load_manifest(manifest))
+
+
 class FineTuneJob:
     """One `petriage train --init-from` run in a child process."""
 
     def __init__(self, manifest: "str | Path", stage: int, init_from: "str | Path", out_dir: "str | Path",
-                 epochs: int = 3, extra_args: Sequence[str] = ()) -> None:
+                 epochs: int = 3, extra_args: Sequence[str] = (), lesion_loss: float = 0.0) -> None:
+        """``lesion_loss`` > 0 also trains on the painted lesion masks (``petriage train --mask-loss``)."""
         self.stage = int(stage)
+        if lesion_loss > 0:
+            extra_args = ("--mask-loss", f"{lesion_loss:g}", *extra_args)
         self.init_from = str(init_from)
         self.out_dir = Path(out_dir)
         self.command = [python_executable(), "-c", "import sys; from PETriageLib.cli import main; sys.exit(main())",

@@ -133,8 +133,17 @@ class PETriageLogic:
     export_training_manifest = staticmethod(annotation.export_training_manifest)
 
     def fine_tune(self, manifest: str, stage: int, init_from: str, out_dir: str, epochs: int = 3,
-                  extra_args: tuple = ()) -> Any:
-        """Start fine-tuning ``init_from`` (a model name or path) in a background process."""
-        from PETriageSlicer.finetune import FineTuneJob
+                  extra_args: tuple = (), lesion_loss: "float | None" = None) -> Any:
+        """Start fine-tuning ``init_from`` (a model name or path) in a background process.
 
-        return FineTuneJob(manifest, stage, resolve(init_from)[0], out_dir, epochs, extra_args).start()
+        ``lesion_loss``: weight of the lesion-map loss on the painted lesion masks; None = 1 when
+        any exported series has a painted mask, else off.
+        """
+        from PETriageSlicer.finetune import FineTuneJob, painted_lesions
+
+        if lesion_loss is None:
+            painted = painted_lesions(manifest)
+            lesion_loss = 1.0 if painted else 0.0
+            log.info("fine-tuning stage %d: %d series with painted lesions, lesion-map loss %s",
+                     stage, painted, "on" if painted else "off")
+        return FineTuneJob(manifest, stage, resolve(init_from)[0], out_dir, epochs, extra_args, lesion_loss).start()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import re
 
 import pytest
 
@@ -17,8 +18,12 @@ def user_models(tmp_path, monkeypatch):
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
-    """Five phantom studies, labelled in the scene from their ground truth, exported to one manifest."""
-    from PETriageSlicer.annotation import create_annotations, export_training_manifest, set_labels
+    """Five phantom studies, labelled in the scene from their ground truth, exported to one manifest;
+    the three with PE also with their clots painted (from the phantom's mask) as a lesion segmentation."""
+    from PETriageLib.training.lesion_masks import PE_CODE, read_lesion_mask
+    from PETriageSlicer.annotation import (create_annotations, create_lesion_segmentation,
+                                           export_training_manifest, set_labels, set_segment_from_array)
+    from PETriageSlicer.geometry import volume_from_node
     from PETriageSlicer.loading import load_dicom_folder
     from PETriageSlicer.scene import new_scene
 
@@ -32,7 +37,12 @@ def exported(tmp_path_factory):
         table = create_annotations(ct)
         for label in ("other", "pe"):
             set_labels(table, [k for k, v in enumerate(truth) if v == label], label)
-        manifest = export_training_manifest(ct, table, root / "export", patient_id=f"P{n}")
+        seg = None
+        if pe:
+            seg = create_lesion_segmentation(ct)
+            clots = read_lesion_mask(series.parent / "mask.nrrd", volume_from_node(ct)) == PE_CODE
+            set_segment_from_array(seg, "pe", clots, ct)
+        manifest = export_training_manifest(ct, table, root / "export", segmentation=seg, patient_id=f"P{n}")
     return manifest
 
 
@@ -47,6 +57,12 @@ def test_fine_tune_registers_a_new_model_that_triages(scene, exported, tiny_mode
                                       "--no-augment"))
     assert job.wait(timeout=300) == 0, "\n".join(job.lines[-20:])
     assert job.progress == 1.0  # read from the trainer's progress bar
+    # The painted clots of 3 of the 5 studies were used too (lesion-map loss, on by default).
+    assert job.command[job.command.index("--mask-loss") + 1] == "1"
+    used = [line for line in job.lines if "lesion-map loss (weight 1) on" in line]
+    assert used, "\n".join(job.lines[-20:])
+    n_masked, n_all = map(int, re.search(r"on (\d+) of (\d+) training slices", used[0]).groups())
+    assert 0 < n_masked < n_all
     assert job.result()["best"].endswith("best.pt")
     entry = job.register("site-v1-stage1")
     assert entry["stage"] == 1 and len(entry["sha256"]) == 64
@@ -84,3 +100,13 @@ def test_fine_tune_can_be_cancelled(exported, tiny_models, tmp_path, user_models
         job.result()
     assert [e for e in available_models() if e["user"]] == []  # nothing registered
     assert not (tmp_path / "ft2" / "best.pt").exists()
+
+
+def test_lesion_loss_only_where_lesions_were_painted(exported, tiny_models, tmp_path):
+    from PETriageSlicer.finetune import FineTuneJob, painted_lesions
+
+    assert painted_lesions(exported) == 3
+    plain = FineTuneJob(exported, 2, tiny_models[1], tmp_path / "a", lesion_loss=0.0)
+    assert "--mask-loss" not in plain.command and plain.command[-2:] == ["--epochs", "3"]
+    weighted = FineTuneJob(exported, 2, tiny_models[1], tmp_path / "b", lesion_loss=0.5)
+    assert weighted.command[-2:] == ["--mask-loss", "0.5"]
