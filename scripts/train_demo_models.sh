@@ -61,10 +61,17 @@ $PETRIAGE train --stage 2 --out "$W/stage2-mask" "${COMMON[@]}" "${MODEL[@]}" --
     --epochs "$EPOCHS" --steps-per-epoch 300 --patience "$EPOCHS" > "$W/stage2-mask.log" 2>&1 &
 wait
 
+# 2d. And the fine-tuning pass of 2b from those, still with the lesion-map loss.
+$PETRIAGE train --stage 1 --out "$W/stage1-mask-ft" --init-from "$W/stage1-mask/best.pt" "${FT[@]}" --mask-loss 1 \
+    > "$W/stage1-mask-ft.log" 2>&1 &
+$PETRIAGE train --stage 2 --out "$W/stage2-mask-ft" --init-from "$W/stage2-mask/best.pt" "${FT[@]}" --mask-loss 1 \
+    > "$W/stage2-mask-ft.log" 2>&1 &
+wait
+
 # The best run of each stage on validation AUROC (never on the test set) is shipped.
 pick() { $PY -c "import sys; from PETriageLib.training.ship import best_by_validation as b; print(b(sys.argv[1:]))" "$@"; }
-S1=$(pick "$W/stage1/best.pt" "$W/stage1-ft/best.pt" "$W/stage1-mask/best.pt")
-S2=$(pick "$W/stage2/best.pt" "$W/stage2-ft/best.pt" "$W/stage2-mask/best.pt")
+S1=$(pick "$W"/stage1{,-ft,-mask,-mask-ft}/best.pt)
+S2=$(pick "$W"/stage2{,-ft,-mask,-mask-ft}/best.pt)
 
 # 3. Held-out test set (seed 5000, never used in training) at the real-CT matrix (512), half with PE of every size.
 [ -f "$W/test-data/manifest.csv" ] || \
@@ -72,4 +79,4 @@ S2=$(pick "$W/stage2/best.pt" "$W/stage2-ft/best.pt" "$W/stage2-mask/best.pt")
 $PETRIAGE evaluate --manifest "$W/test-data/manifest.csv" --split all --stage1 "$S1" --stage2 "$S2" --cache "$W/test-cache" --out "$W/test-report" --bootstrap 300
 
 # 4. Ship: copy into Resources/models and register with SHA256 and model card.
-$PY -m PETriageLib.training.ship "$W" stage1,stage1-ft,stage1-mask stage2,stage2-ft,stage2-mask
+$PY -m PETriageLib.training.ship "$W" stage1,stage1-ft,stage1-mask,stage1-mask-ft stage2,stage2-ft,stage2-mask,stage2-mask-ft

@@ -18,8 +18,8 @@ import torch
 from PETriageLib.training.cache import CachedSource, stage_targets
 from PETriageLib.training.data import cached_splits
 from PETriageLib.training.manifest import load_manifest, manifest_paths
-from PETriageLib.training.metrics import binary_report, fmt_count, roc_points
-from PETriageLib.training.tables import confusion_table, patient_table, slice_table
+from PETriageLib.training.metrics import binary_report, fmt_count, operating_point, roc_points
+from PETriageLib.training.tables import confusion_table, operating_point_table, patient_table, slice_table
 
 log = logging.getLogger(__name__)
 
@@ -199,11 +199,15 @@ def evaluate_cascade(stage1: "str | Path", stage2: "str | Path", manifest: "str 
     if by_level:
         ptables["pe_by_level"] = by_level
     by_area = lesion_area_tables(cached1, p1, p2, t1, t2)
+    # The thresholds are set for sensitivity; accuracy at 0.5 shows what that choice costs.
+    points = {"stage1": [operating_point(y1, q1, t, m1["class_names"]) for t in (t1, 0.5)],
+              "stage2": [operating_point(y2, q2, t, m2["class_names"]) for t in (t2, 0.5)]}
     name = label or f"{m1['architecture']} ({'+'.join(w['name'] for w in m1['windows'])}, {m1.get('crop')} crop)"
     report = {"split": split, "manifest": manifest_paths(manifest),
               "stage1_checkpoint": str(stage1),
               "stage2_checkpoint": str(stage2), "min_slices": min_slices, "stage1": r1, "stage2": r2,
-              "patients": patients, "patient_tables": ptables, "by_lesion_area": by_area}
+              "patients": patients, "patient_tables": ptables, "by_lesion_area": by_area,
+              "operating_points": points}
     (out / "report.json").write_text(json.dumps(report, indent=1))
     md = [f"# Evaluation on split `{split}` ({len(patients)} patients)", "",
           "## Stage 1 per slice (WNL vs disease, slices with lung)", "", slice_table([(name, r1)], m1["class_names"]),
@@ -211,6 +215,8 @@ def evaluate_cascade(stage1: "str | Path", stage2: "str | Path", manifest: "str 
           "## Stage 2 per slice (other vs PE, diseased slices)", "",
           slice_table([(name.replace(m1["architecture"], m2["architecture"]), r2)], m2["class_names"]), "",
           confusion_table(r2["confusion_matrix"]["rows_true_cols_pred"], m2["class_names"]), "",
+          "## Per slice at other thresholds (the first row is the checkpoint's, as above)", "",
+          operating_point_table(points, (m1["class_names"], m2["class_names"])), "",
           f"## Stage 1 per patient (diseased when >= {min_slices} slice(s) pass stage 1)", "",
           patient_table(ptables["stage1"]), "",
           f"## PE per patient (flagged when >= {min_slices} slice(s) pass both stages)", "",

@@ -53,6 +53,17 @@ def calibration(y_true: np.ndarray, y_prob: np.ndarray, bins: int = 10) -> dict:
     return {"ece": float(ece), "brier": brier, "bins": rows}
 
 
+def operating_point(y_true: Sequence[int], y_prob: Sequence[float], threshold: float,
+                    class_names: Sequence[str]) -> dict:
+    """Accuracy and per-class sensitivity as count texts at one threshold (positive when prob >= it)."""
+    y_true = np.asarray(y_true, int)
+    y_pred = (np.asarray(y_prob, float) >= threshold).astype(int)
+    row = {"threshold": float(threshold), "accuracy": fmt_count(int((y_pred == y_true).sum()), len(y_true))}
+    for k, name in enumerate(class_names):
+        row[name] = fmt_count(int(((y_pred == k) & (y_true == k)).sum()), int((y_true == k).sum()))
+    return row
+
+
 def binary_report(y_true: Sequence[int], y_prob: Sequence[float], threshold: float,
                   class_names: Sequence[str], n_boot: int = 1000, seed: int = 0) -> dict:
     """Accuracy, per-class sensitivity (recall of each class), confusion matrix, AUROC + CI, calibration.

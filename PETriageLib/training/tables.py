@@ -40,3 +40,14 @@ def confusion_table(matrix: Sequence[Sequence[int]], labels: Sequence[str]) -> s
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     lines += ["| " + " | ".join([labels[i]] + [str(v) for v in row]) + " |" for i, row in enumerate(matrix)]
     return "\n".join(lines)
+
+
+def operating_point_table(points: dict, class_names: "tuple[Sequence[str], Sequence[str]]") -> str:
+    """Per stage, one row per threshold (``metrics.operating_point`` rows under "stage1"/"stage2")."""
+    lines = ["| Stage | Threshold | Accuracy | Sensitivity (negative class) | Sensitivity (positive class) |",
+             "|---|---|---|---|---|"]
+    for stage, names in zip(("stage1", "stage2"), class_names):
+        for row in points[stage]:
+            lines.append(f"| {stage[-1]} ({' vs '.join(names)}) | {row['threshold']:.4f} | {row['accuracy']} | "
+                         f"{names[0]}: {row[names[0]]} | {names[1]}: {row[names[1]]} |")
+    return "\n".join(lines)

@@ -167,6 +167,24 @@ def test_evaluate_writes_paper_tables(tiny_run) -> None:
     by_area = rep["by_lesion_area"]["stage1"]
     assert sum(int(text.split("/")[1].rstrip(")")) for _, text in by_area) == rep["stage1"]["per_class"]["disease"]["total"]
     assert "## Slices found, by lesion area on the slice" in md
+    # Operating points: the first is the checkpoint's own (the table above); 0.5 recounted from slices.csv.
+    for stage, key in (("stage1", "p_stage1"), ("stage2", "p_stage2")):
+        first, half = rep["operating_points"][stage]
+        assert first["threshold"] == rep[stage]["threshold"] and first["accuracy"] == rep[stage]["accuracy"]["text"]
+        assert first["accuracy"] in md and half["threshold"] == 0.5
+    lung = [r for r in rows if r["has_lung"] == "1"]
+    right = sum((float(r["p_stage1"]) >= 0.5) == (r["label"] != "wnl") for r in lung)
+    assert rep["operating_points"]["stage1"][1]["accuracy"].endswith(f"({right}/{len(lung)})")
+
+
+def test_operating_point_known_case() -> None:
+    from PETriageLib.training.metrics import operating_point
+
+    y = [0, 0, 0, 1, 1]
+    p = [0.1, 0.6, 0.5, 0.5, 0.9]
+    assert operating_point(y, p, 0.5, ["wnl", "disease"]) == {
+        "threshold": 0.5, "accuracy": "60.0% (3/5)", "wnl": "33.3% (1/3)", "disease": "100.0% (2/2)"}
+    assert operating_point(y, p, 0.95, ["wnl", "disease"])["accuracy"] == "60.0% (3/5)"
 
 
 def test_sensitivity_by_area_bins_known_case() -> None:
