@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Reproduce the shipped demo models Resources/models/cbamdrn_d22_demo_stage{1,2}.pt and their test report.
-# As shipped, everything runs on the CPU (2 cores): about 5 minutes of phantom generation, then
-# three pairs of runs (75 minutes from scratch, 25 of fine-tuning, about 90 from scratch with the
-# lesion-map loss), then the test set and its evaluation (about 15 minutes). Trained on synthetic phantoms only: the resulting models are NOT for clinical use.
+# As shipped, everything runs on the CPU (2 cores); the time of each part depends on the machine's
+# load: phantoms 4 minutes; four pairs of runs (first pass 75 minutes and its fine-tuning 25 on a busy day,
+# the same two with the lesion-map loss 48 and 16 on a quiet one); the test set and evaluation about 15.
+# Trained on synthetic phantoms only: the resulting models are NOT for clinical use.
 # The same recipe scales to a GPU, e.g.:
 #   DEVICE=cuda WIDTH=1.0 INPUT_SIZE=256 MATRIX=512 EPOCHS=30 AMP=auto W=work-cache/gpu bash scripts/train_demo_models.sh
 set -euo pipefail
