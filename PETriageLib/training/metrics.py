@@ -53,26 +53,14 @@ def calibration(y_true: np.ndarray, y_prob: np.ndarray, bins: int = 10) -> dict:
     return {"ece": float(ece), "brier": brier, "bins": rows}
 
 
-def operating_point(y_true: Sequence[int], y_prob: Sequence[float], threshold: float,
-                    class_names: Sequence[str]) -> dict:
-    """Accuracy and per-class sensitivity as count texts at one threshold (positive when prob >= it)."""
-    y_true = np.asarray(y_true, int)
-    y_pred = (np.asarray(y_prob, float) >= threshold).astype(int)
-    row = {"threshold": float(threshold), "accuracy": fmt_count(int((y_pred == y_true).sum()), len(y_true))}
-    for k, name in enumerate(class_names):
-        row[name] = fmt_count(int(((y_pred == k) & (y_true == k)).sum()), int((y_true == k).sum()))
-    return row
-
-
-def binary_report(y_true: Sequence[int], y_prob: Sequence[float], threshold: float,
-                  class_names: Sequence[str], n_boot: int = 1000, seed: int = 0) -> dict:
-    """Accuracy, per-class sensitivity (recall of each class), confusion matrix, AUROC + CI, calibration.
+def threshold_counts(y_true: Sequence[int], y_prob: Sequence[float], threshold: float,
+                     class_names: Sequence[str]) -> dict:
+    """Accuracy, per-class sensitivity (recall of each class) and confusion matrix at one threshold.
 
     Index 1 of ``class_names`` is the positive class, predicted when prob >= threshold.
     """
     y_true = np.asarray(y_true, int)
-    y_prob = np.asarray(y_prob, float)
-    y_pred = (y_prob >= threshold).astype(int)
+    y_pred = (np.asarray(y_prob, float) >= threshold).astype(int)
     cm = confusion_matrix(y_true, y_pred, labels=[0, 1])
     correct = int(np.trace(cm))
     per_class = {}
@@ -85,9 +73,25 @@ def binary_report(y_true: Sequence[int], y_prob: Sequence[float], threshold: flo
         "accuracy": {"correct": correct, "total": int(len(y_true)), "text": fmt_count(correct, len(y_true))},
         "per_class": per_class,
         "confusion_matrix": {"labels": list(class_names), "rows_true_cols_pred": cm.tolist()},
-        "auroc": auroc_ci(y_true, y_prob, n_boot=n_boot, seed=seed),
-        "calibration": calibration(y_true, y_prob),
     }
+
+
+def operating_point(y_true: Sequence[int], y_prob: Sequence[float], threshold: float,
+                    class_names: Sequence[str]) -> dict:
+    """One table row of ``threshold_counts``: the threshold, accuracy and each class's sensitivity as texts."""
+    counts = threshold_counts(y_true, y_prob, threshold, class_names)
+    return {"threshold": counts["threshold"], "accuracy": counts["accuracy"]["text"],
+            **{name: v["text"] for name, v in counts["per_class"].items()}}
+
+
+def binary_report(y_true: Sequence[int], y_prob: Sequence[float], threshold: float,
+                  class_names: Sequence[str], n_boot: int = 1000, seed: int = 0) -> dict:
+    """``threshold_counts`` plus AUROC with its bootstrap CI and calibration."""
+    y_true = np.asarray(y_true, int)
+    y_prob = np.asarray(y_prob, float)
+    return {**threshold_counts(y_true, y_prob, threshold, class_names),
+            "auroc": auroc_ci(y_true, y_prob, n_boot=n_boot, seed=seed),
+            "calibration": calibration(y_true, y_prob)}
 
 
 def threshold_for_sensitivity(y_true: Sequence[int], y_prob: Sequence[float], target: float) -> float:
