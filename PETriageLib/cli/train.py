@@ -19,7 +19,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--pool", choices=("avg", "avgmax"), default="avg",
                    help="DRN family: global pooling of each branch (avg = the paper; avgmax adds the max, for small lesions)")
     p.add_argument("--windows", default="vascular,lung", help="comma-separated window presets (default vascular,lung)")
-    p.add_argument("--input-size", type=int, default=128)
+    p.add_argument("--input-size", type=int, default=None,
+                   help="default 128 (with --init-from: the checkpoint's; another size fine-tunes at that size)")
     p.add_argument("--crop", choices=("dynamic", "fixed"), default="dynamic")
     # None = the TrainConfig default (10 epochs, lr 1e-3, one-cycle), or with --init-from the
     # fine-tuning defaults (3 epochs, lr 1e-4, cosine).
@@ -60,7 +61,8 @@ def config_from_args(args: argparse.Namespace):
                     target_sensitivity=args.target_sensitivity, seed=args.seed, threads=args.threads,
                     amp=args.amp, save_every=args.save_every, progress=not args.no_progress,
                     mask_loss_weight=args.mask_loss)
-    for name in ("epochs", "lr", "scheduler"):  # left out: the default of training or of fine-tuning applies
+    settings["input_size"] = args.input_size
+    for name in ("epochs", "lr", "scheduler", "input_size"):  # left out: the default of training or of fine-tuning applies
         if settings[name] is None:
             del settings[name]
     if args.init_from:
@@ -69,7 +71,7 @@ def config_from_args(args: argparse.Namespace):
                     if args.model.startswith(("drn", "cbamdrn", "fusadrn")) else {})
     return TrainConfig(architecture=args.model, model_config=model_config,
                        windows=[w.strip() for w in args.windows.split(",") if w.strip()],
-                       input_size=args.input_size, crop=args.crop, **settings)
+                       crop=args.crop, **settings)
 
 
 def run(args: argparse.Namespace) -> int:

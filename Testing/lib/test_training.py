@@ -120,6 +120,42 @@ def test_fine_tuning_starts_from_the_checkpoint(tiny_run) -> None:
     assert load_checkpoint(res.best_path)[1]["training"]["settings"]["init_from"] == str(best)
 
 
+def test_fine_tuning_at_a_larger_input_size(tiny_run) -> None:
+    from PETriageLib.errors import CheckpointError
+    from PETriageLib.models.checkpoint import load_checkpoint
+    from PETriageLib.training.train import build_for_training, fine_tune_config
+
+    best = tiny_run["s1"].best_path
+    cfg = fine_tune_config(best, input_size=80, epochs=1, steps_per_epoch=2, threads=1, progress=False,
+                           augment=False)
+    res = train_from_manifest(cfg, tiny_run["manifest"], tiny_run["out"] / "ft80", tiny_run["out"] / "cache",
+                              tiny_run["out"] / "splits.json")
+    model, meta = load_checkpoint(res.best_path)
+    assert meta["input_size"] == 80 and meta["training"]["settings"]["init_from"] == str(best)
+    assert model(torch.zeros(2, 2, 80, 80)).shape == (2, 1)
+    other_windows = fine_tune_config(best, windows=["lung", "mediastinal"])
+    with pytest.raises(CheckpointError, match="trained with windows"):
+        build_for_training(other_windows)
+
+
+def test_bf16_training_on_the_cpu_survives_sizes_that_crashed_channels_last(tiny_run) -> None:
+    """torch 2.14.1 corrupted the heap in the CPU backward of a 1x1 stride-2 convolution with 8
+    input channels in channels_last at some map sizes (160 px here); training now stays in the
+    default layout on the CPU. In a subprocess, so a crash fails this test instead of pytest."""
+    import subprocess
+    import sys
+
+    out = tiny_run["out"] / "bf16-160"
+    cmd = [sys.executable, "-c", "from PETriageLib.cli import main; raise SystemExit(main())", "-q", "train",
+           "--manifest", str(tiny_run["manifest"]), "--stage", "1", "--out", str(out),
+           "--splits", str(tiny_run["out"] / "splits.json"), "--cache", str(tiny_run["out"] / "cache"),
+           "--width", "0.125", "--input-size", "160", "--amp", "bf16", "--batch-size", "8", "--epochs", "1",
+           "--steps-per-epoch", "3", "--threads", "1", "--no-progress", "--no-augment"]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert (out / "best.pt").is_file()
+
+
 def test_cli_fine_tuning_keeps_its_defaults_unless_given(tiny_run) -> None:
     import argparse
 
@@ -134,8 +170,10 @@ def test_cli_fine_tuning_keeps_its_defaults_unless_given(tiny_run) -> None:
     tuned = train_cli.config_from_args(parser.parse_args(base + ["--init-from", best]))
     assert (tuned.lr, tuned.scheduler, tuned.epochs, tuned.init_from) == (1e-4, "cosine", 3, best)
     assert tuned.model_config["width"] == 0.125 and tuned.input_size == 64  # from the checkpoint, not the CLI
-    given = train_cli.config_from_args(parser.parse_args(base + ["--init-from", best, "--lr", "5e-4", "--epochs", "2"]))
-    assert (given.lr, given.scheduler, given.epochs) == (5e-4, "cosine", 2)
+    given = train_cli.config_from_args(parser.parse_args(base + ["--init-from", best, "--lr", "5e-4", "--epochs", "2",
+                                                                  "--input-size", "96"]))
+    assert (given.lr, given.scheduler, given.epochs, given.input_size) == (5e-4, "cosine", 2, 96)
+    assert fresh.input_size == 128
 
 
 def test_evaluate_writes_paper_tables(tiny_run) -> None:
