@@ -60,9 +60,9 @@ def config_from_args(args: argparse.Namespace):
                     patience=args.patience, steps_per_epoch=args.steps_per_epoch,
                     target_sensitivity=args.target_sensitivity, seed=args.seed, threads=args.threads,
                     amp=args.amp, save_every=args.save_every, progress=not args.no_progress,
-                    mask_loss_weight=args.mask_loss)
-    settings["input_size"] = args.input_size
-    for name in ("epochs", "lr", "scheduler", "input_size"):  # left out: the default of training or of fine-tuning applies
+                    mask_loss_weight=args.mask_loss, input_size=args.input_size)
+    # Left out when not given: the default of training or of fine-tuning (the checkpoint's size) applies.
+    for name in ("epochs", "lr", "scheduler", "input_size"):
         if settings[name] is None:
             del settings[name]
     if args.init_from:
