@@ -81,9 +81,8 @@ done
 # 2f. Both weight-3 runs trained on at a 25% larger input (160 px: finer pixels; the weights run at
 #     any size), cosine from 5e-4 for 5 epochs of 300 steps, in parallel with one thread each.
 BIG=$((INPUT_SIZE * 5 / 4))
-FT_BIG=(--manifest "$W"/train-{1000,1001,1100,1101}/manifest.csv --splits "$W/splits.json" --cache "$W/cache"
-       --amp "$AMP" --threads 1 --seed 1 --batch-size 32 --no-progress --device "$DEVICE"
-       --lr 5e-4 --epochs 5 --steps-per-epoch 300 --patience 5 --mask-loss 3 --input-size "$BIG")
+# The fine-tuning settings of 2b, with these options after them (the last value given wins).
+FT_BIG=("${FT[@]}" --lr 5e-4 --epochs 5 --steps-per-epoch 300 --patience 5 --mask-loss 3 --input-size "$BIG")
 $PETRIAGE train --stage 1 --out "$W/stage1-mask3-$BIG" --init-from "$W/stage1-mask3/best.pt" "${FT_BIG[@]}" \
     > "$W/stage1-mask3-$BIG.log" 2>&1 &
 sleep 5
@@ -92,9 +91,13 @@ $PETRIAGE train --stage 2 --out "$W/stage2-mask3-$BIG" --init-from "$W/stage2-ma
 wait
 
 # The best run of each stage on validation AUROC (never on the test set) is shipped.
-pick() { $PY -c "import sys; from PETriageLib.training.ship import best_by_validation as b; print(b(sys.argv[1:]))" "$@"; }
-S1=$(pick "$W"/stage1{,-ft,-mask,-mask-ft,-mask3,-mask3-$BIG}/best.pt)
-S2=$(pick "$W"/stage2{,-ft,-mask,-mask-ft,-mask3,-mask3-$BIG}/best.pt)
+# One list of candidate runs per stage, for the test evaluation here and for ship in step 4.
+RUNS1=stage1,stage1-ft,stage1-mask,stage1-mask-ft,stage1-mask3,stage1-mask3-$BIG
+RUNS2=stage2,stage2-ft,stage2-mask,stage2-mask-ft,stage2-mask3,stage2-mask3-$BIG
+pick() { $PY -c "import sys; from pathlib import Path; from PETriageLib.training.ship import best_by_validation as b
+print(b([Path(sys.argv[1]) / run / 'best.pt' for run in sys.argv[2].split(',')]))" "$W" "$1"; }
+S1=$(pick "$RUNS1")
+S2=$(pick "$RUNS2")
 
 # 3. Held-out test set (seed 5000, never used in training) at the real-CT matrix (512), half with PE of every size.
 [ -f "$W/test-data/manifest.csv" ] || \
@@ -102,5 +105,4 @@ S2=$(pick "$W"/stage2{,-ft,-mask,-mask-ft,-mask3,-mask3-$BIG}/best.pt)
 $PETRIAGE evaluate --manifest "$W/test-data/manifest.csv" --split all --stage1 "$S1" --stage2 "$S2" --cache "$W/test-cache" --out "$W/test-report" --bootstrap 300
 
 # 4. Ship: copy into Resources/models and register with SHA256 and model card.
-$PY -m PETriageLib.training.ship "$W" stage1,stage1-ft,stage1-mask,stage1-mask-ft,stage1-mask3,stage1-mask3-$BIG \
-    stage2,stage2-ft,stage2-mask,stage2-mask-ft,stage2-mask3,stage2-mask3-$BIG
+$PY -m PETriageLib.training.ship "$W" "$RUNS1" "$RUNS2"
