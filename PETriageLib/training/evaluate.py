@@ -19,7 +19,8 @@ from PETriageLib.training.cache import CachedSource, stage_targets
 from PETriageLib.training.data import cached_splits
 from PETriageLib.training.manifest import load_manifest, manifest_paths
 from PETriageLib.training.metrics import binary_report, fmt_count, operating_point, roc_points
-from PETriageLib.training.tables import confusion_table, operating_point_table, patient_table, slice_table
+from PETriageLib.training.tables import (
+    confusion_table, markdown_table, operating_point_table, patient_table, slice_table)
 
 log = logging.getLogger(__name__)
 
@@ -118,23 +119,39 @@ def pe_by_level(rows: Sequence[dict], levels: dict[str, str]) -> list[tuple[str,
 
 def lesion_area_tables(cached: Sequence[CachedSource], p1: Sequence[np.ndarray], p2: Sequence[np.ndarray],
                        t1: float, t2: float) -> "dict | None":
-    """Stage 1 sensitivity by lesion area, stage 2 PE sensitivity by clot area; None without masks."""
-    from PETriageLib.training.lesion_size import sensitivity_by_area, slice_lesion_areas
+    """Sensitivity by lesion area, and which findings each stage separates worst; None without masks.
+
+    stage1: diseased slices passed by area; stage1_by_finding: the same split into PE-only slices
+    and slices with other disease, each with its AUROC against the WNL slices; stage2_pe: PE
+    slices passed by clot area; stage2_other: other-disease slices kept out of PE, with the AUROC
+    of telling them from the PE slices.
+    """
+    from PETriageLib.training.lesion_size import (
+        separation_by_area, sensitivity_by_area, slice_lesion_areas)
 
     if not cached or any(c.source is None or c.source.mask is None for c in cached):
         return None
-    a1, f1, a2, f2 = [], [], [], []
-    for c, a, b in zip(cached, p1, p2):
-        area = slice_lesion_areas(c.source)
-        labels = np.asarray(c.labels)
-        diseased = c.has_lung & (labels != "wnl")
-        a1.append(area[diseased].sum(axis=1))
-        f1.append(a[diseased] >= t1)
-        pe = c.has_lung & (labels == "pe")
-        a2.append(area[pe, 0])
-        f2.append(b[pe] >= t2)
-    return {"stage1": sensitivity_by_area(np.concatenate(a1), np.concatenate(f1)),
-            "stage2_pe": sensitivity_by_area(np.concatenate(a2), np.concatenate(f2))}
+    area = np.concatenate([slice_lesion_areas(c.source) for c in cached])  # (slices, [pe, other]) mm^2
+    lung = np.concatenate([c.has_lung for c in cached]).astype(bool)
+    labels = np.concatenate([np.asarray(c.labels) for c in cached])
+    q1, q2 = np.concatenate(p1), np.concatenate(p2)
+    wnl, pe, other = (lung & (labels == name) for name in ("wnl", "pe", "other"))
+    diseased = pe | other
+    pe_only, with_other = diseased & (area[:, 1] == 0), diseased & (area[:, 1] > 0)
+    by_finding = (separation_by_area("PE only (clot area)", area[pe_only, 0], q1[pe_only] >= t1, q1[pe_only], q1[wnl])
+                  + separation_by_area("other disease, with or without PE", area[with_other].sum(axis=1),
+                                       q1[with_other] >= t1, q1[with_other], q1[wnl]))
+    # Stage 2 errs on other disease by calling it PE: score "otherness" (1 - p) against the PE slices.
+    stage2_other = separation_by_area("other disease", area[other, 1], q2[other] < t2, 1 - q2[other], 1 - q2[pe])
+    return {"stage1": sensitivity_by_area(area[diseased].sum(axis=1), q1[diseased] >= t1),
+            "stage1_by_finding": by_finding,
+            "stage2_pe": sensitivity_by_area(area[pe, 0], q2[pe] >= t2),
+            "stage2_other": stage2_other}
+
+
+def _separation_table(rows: Sequence[dict], head: Sequence[str]) -> str:
+    return markdown_table(head, [(r["group"], r["area"], r["found"], "n/a" if r["auroc"] is None
+                                  else f"{r['auroc']:.3f}") for r in rows])
 
 
 def write_slice_csv(cached: Sequence[CachedSource], p1: Sequence[np.ndarray], p2: Sequence[np.ndarray],
@@ -225,7 +242,14 @@ def evaluate_cascade(stage1: "str | Path", stage2: "str | Path", manifest: "str 
              patient_table(by_level, "Most central clot", "Flagged"), ""] if by_level else []),
           *(["## Slices found, by lesion area on the slice (lesion masks)", "",
              patient_table(by_area["stage1"], "Stage 1: lesion area", "Passed stage 1"), "",
-             patient_table(by_area["stage2_pe"], "Stage 2: clot area (PE slices)", "Passed stage 2"), ""]
+             patient_table(by_area["stage2_pe"], "Stage 2: clot area (PE slices)", "Passed stage 2"), "",
+             "## Which findings limit each stage (lesion masks)", "",
+             "AUROC of the slices in each row against the WNL slices (stage 1) or the PE slices (stage 2): "
+             "1.000 means some threshold passes the whole row without a single error on the other side.", "",
+             _separation_table(by_area["stage1_by_finding"], ("Stage 1: diseased slices", "Lesion area",
+                                                              "Passed stage 1", "AUROC against WNL slices")), "",
+             _separation_table(by_area["stage2_other"], ("Stage 2: diseased slices", "Lesion area",
+                                                         "Kept out of PE", "AUROC against PE slices")), ""]
             if by_area else []),
           f"Thresholds: stage 1 {t1:.4f}, stage 2 {t2:.4f} (chosen on the validation split). "
           f"Calibration (ECE): stage 1 {r1['calibration']['ece']:.3f}, stage 2 {r2['calibration']['ece']:.3f}.", ""]

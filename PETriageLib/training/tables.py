@@ -9,6 +9,13 @@ from __future__ import annotations
 from typing import Sequence
 
 
+def markdown_table(head: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """A GitHub Markdown table; cells are written with str()."""
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
 def _auc_text(auroc: dict) -> str:
     if auroc.get("auroc") is None:
         return "n/a"
@@ -19,35 +26,24 @@ def slice_table(rows: Sequence["tuple[str, dict]"], class_names: Sequence[str]) 
     """rows: (model label, metrics.binary_report(...)) pairs."""
     head = ["Model", "Accuracy"] + [f"{c.upper() if c in ('wnl', 'pe') else c.capitalize()} sensitivity"
                                     for c in class_names] + ["AUROC (95% CI)"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for label, rep in rows:
-        cells = [label, rep["accuracy"]["text"]] + [rep["per_class"][c]["text"] for c in class_names]
-        cells.append(_auc_text(rep["auroc"]))
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+    return markdown_table(head, [[label, rep["accuracy"]["text"]] + [rep["per_class"][c]["text"] for c in class_names]
+                                 + [_auc_text(rep["auroc"])] for label, rep in rows])
 
 
 def patient_table(rows: Sequence["tuple[str, str]"], first: str = "Patients",
                   second: str = "Correctly classified") -> str:
     """rows: (patient class, formatted count such as "100.0% (20/20)")."""
-    lines = [f"| {first} | {second} |", "|---|---|"]
-    lines += [f"| {name} | {text} |" for name, text in rows]
-    return "\n".join(lines)
+    return markdown_table((first, second), rows)
 
 
 def confusion_table(matrix: Sequence[Sequence[int]], labels: Sequence[str]) -> str:
-    head = ["True \\ Predicted"] + list(labels)
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    lines += ["| " + " | ".join([labels[i]] + [str(v) for v in row]) + " |" for i, row in enumerate(matrix)]
-    return "\n".join(lines)
+    return markdown_table(["True \\ Predicted"] + list(labels), [[labels[i]] + list(row) for i, row in enumerate(matrix)])
 
 
 def operating_point_table(points: dict, class_names: "tuple[Sequence[str], Sequence[str]]") -> str:
     """Per stage, one row per threshold (``metrics.operating_point`` rows under "stage1"/"stage2")."""
-    lines = ["| Stage | Threshold | Accuracy | Sensitivity (negative class) | Sensitivity (positive class) |",
-             "|---|---|---|---|---|"]
-    for stage, names in zip(("stage1", "stage2"), class_names):
-        for row in points[stage]:
-            lines.append(f"| {stage[-1]} ({' vs '.join(names)}) | {row['threshold']:.4f} | {row['accuracy']} | "
-                         f"{names[0]}: {row[names[0]]} | {names[1]}: {row[names[1]]} |")
-    return "\n".join(lines)
+    head = ("Stage", "Threshold", "Accuracy", "Sensitivity (negative class)", "Sensitivity (positive class)")
+    rows = [(f"{stage[-1]} ({' vs '.join(names)})", f"{row['threshold']:.4f}", row["accuracy"],
+             f"{names[0]}: {row[names[0]]}", f"{names[1]}: {row[names[1]]}")
+            for stage, names in zip(("stage1", "stage2"), class_names) for row in points[stage]]
+    return markdown_table(head, rows)

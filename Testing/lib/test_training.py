@@ -205,6 +205,33 @@ def test_evaluate_writes_paper_tables(tiny_run) -> None:
     by_area = rep["by_lesion_area"]["stage1"]
     assert sum(int(text.split("/")[1].rstrip(")")) for _, text in by_area) == rep["stage1"]["per_class"]["disease"]["total"]
     assert "## Slices found, by lesion area on the slice" in md
+    # Which findings limit each stage: the rows split the same slices, and each AUROC is recomputed here
+    # from slices.csv and the masks (PE-only slices of a bin against every WNL slice with lung).
+    by_finding, other_rows = rep["by_lesion_area"]["stage1_by_finding"], rep["by_lesion_area"]["stage2_other"]
+    counted = lambda rows: sum(int(r["found"].split("/")[1].rstrip(")")) for r in rows)  # noqa: E731
+    assert counted(by_finding) == rep["stage1"]["per_class"]["disease"]["total"]
+    assert counted(other_rows) == rep["stage2"]["per_class"]["other"]["total"]
+    assert "| Stage 1: diseased slices | Lesion area | Passed stage 1 | AUROC against WNL slices |" in md
+    assert "| Stage 2: diseased slices | Lesion area | Kept out of PE | AUROC against PE slices |" in md
+    from sklearn.metrics import roc_auc_score
+
+    from PETriageLib.training.lesion_size import AREA_BINS_MM2, slice_lesion_areas
+
+    sources = {s.patient_id: s for s in load_manifest(tiny_run["manifest"]) if s.patient_id in test_ids}
+    areas = {pid: slice_lesion_areas(src) for pid, src in sources.items()}
+    lung_rows = [r for r in rows if r["has_lung"] == "1"]
+    clot = np.array([areas[r["patient_id"]][int(r["slice_index"])] for r in lung_rows])
+    p1 = np.array([float(r["p_stage1"]) for r in lung_rows])
+    is_wnl = np.array([r["label"] == "wnl" for r in lung_rows])
+    pe_only = ~is_wnl & (clot[:, 1] == 0)
+    bins = [(lo, hi) for lo, hi in zip(AREA_BINS_MM2[:-1], AREA_BINS_MM2[1:])
+            if (pe_only & (clot[:, 0] > lo) & (clot[:, 0] < hi)).any()]  # no clot lies on a bin edge here
+    pe_rows = [r for r in by_finding if r["group"].startswith("PE only")]
+    assert len(pe_rows) == len(bins) >= 1
+    for row, (lo, hi) in zip(pe_rows, bins):
+        sel = pe_only & (clot[:, 0] > lo) & (clot[:, 0] < hi)
+        expected = roc_auc_score(np.r_[np.zeros(is_wnl.sum()), np.ones(sel.sum())], np.r_[p1[is_wnl], p1[sel]])
+        assert row["auroc"] == pytest.approx(expected, abs=1e-4), row
     # Operating points: the first is the checkpoint's own (the table above); 0.5 recounted from slices.csv.
     for stage in ("stage1", "stage2"):
         first, half = rep["operating_points"][stage]
@@ -232,6 +259,17 @@ def test_sensitivity_by_area_bins_known_case() -> None:
     found = [0, 1, 1, 1, 0, 1, 1]
     assert sensitivity_by_area(area, found) == [("0-20 mm^2", "50.0% (1/2)"), ("20-100 mm^2", "100.0% (2/2)"),
                                                 ("100-500 mm^2", "0.0% (0/1)"), (">= 500 mm^2", "100.0% (1/1)")]
+
+
+def test_separation_by_area_known_case() -> None:
+    from PETriageLib.training.lesion_size import separation_by_area
+
+    reference = [0.1, 0.2, 0.3, 0.4]
+    # 0-20 mm^2: 0.25 beats 2 of 4 reference slices, 0.45 all 4 -> (0.5 + 1.0) / 2; 20-100: 0.3 beats 2, ties 1.
+    rows = separation_by_area("PE only", [10, 15, 50, 0], [1, 0, 1, 1], [0.25, 0.45, 0.3, 0.9], reference)
+    assert rows == [{"group": "PE only", "area": "0-20 mm^2", "found": "50.0% (1/2)", "auroc": 0.75},
+                    {"group": "PE only", "area": "20-100 mm^2", "found": "100.0% (1/1)", "auroc": 0.625}]
+    assert separation_by_area("x", [600], [0], [0.5], [])[0]["auroc"] is None
 
 
 def test_rspect_import(tiny_dataset, tmp_path) -> None:
