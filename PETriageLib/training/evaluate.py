@@ -18,9 +18,9 @@ import torch
 from PETriageLib.training.cache import CachedSource, stage_targets
 from PETriageLib.training.data import cached_splits
 from PETriageLib.training.manifest import load_manifest, manifest_paths
-from PETriageLib.training.metrics import binary_report, fmt_count, operating_point, roc_points
+from PETriageLib.training.metrics import auroc_ci, binary_report, fmt_count, operating_point, roc_points
 from PETriageLib.training.tables import (
-    confusion_table, markdown_table, operating_point_table, patient_table, slice_table)
+    auroc_text, confusion_table, markdown_table, operating_point_table, patient_table, slice_table)
 
 log = logging.getLogger(__name__)
 
@@ -197,7 +197,8 @@ def save_roc(curves: Sequence["tuple[str, np.ndarray, np.ndarray]"], path: Path,
 def evaluate_cascade(stage1: "str | Path", stage2: "str | Path", manifest: "str | Path", out_dir: "str | Path",
                      cache_root: "str | Path", splits_file: "str | Path | None" = None, split: str = "test",
                      min_slices: int = 1, n_boot: int = 1000, label: Optional[str] = None, seed: int = 0) -> dict:
-    """Write report.json, report.md, slices.csv, roc_stage1.png, roc_stage2.png into out_dir; return the report.
+    """Write report.json, report.md, slices.csv and the ROC curves (roc_stage1.png, roc_stage2.png,
+    roc_patients.png) into out_dir; return the report.
 
     With lesion masks in the manifest (phantoms), the report adds sensitivity by lesion area.
     """
@@ -216,6 +217,10 @@ def evaluate_cascade(stage1: "str | Path", stage2: "str | Path", manifest: "str 
     if by_level:
         ptables["pe_by_level"] = by_level
     by_area = lesion_area_tables(cached1, p1, p2, t1, t2)
+    # How well the cascade ranks patients, whatever the flag rule: each patient's highest p(PE) on a slice.
+    y_pat = np.array([r["label"] == "pe" for r in patients], int)
+    q_pat = np.array([r["max_pe_prob"] for r in patients])
+    patient_auroc = auroc_ci(y_pat, q_pat, n_boot, seed)
     # The thresholds are set for sensitivity; accuracy at 0.5 shows what that choice costs.
     points = {"stage1": [operating_point(y1, q1, t, m1["class_names"]) for t in (t1, 0.5)],
               "stage2": [operating_point(y2, q2, t, m2["class_names"]) for t in (t2, 0.5)]}
@@ -223,7 +228,8 @@ def evaluate_cascade(stage1: "str | Path", stage2: "str | Path", manifest: "str 
     report = {"split": split, "manifest": manifest_paths(manifest),
               "stage1_checkpoint": str(stage1),
               "stage2_checkpoint": str(stage2), "min_slices": min_slices, "stage1": r1, "stage2": r2,
-              "patients": patients, "patient_tables": ptables, "by_lesion_area": by_area,
+              "patients": patients, "patient_tables": ptables, "patient_pe_auroc": patient_auroc,
+              "by_lesion_area": by_area,
               "operating_points": points}
     (out / "report.json").write_text(json.dumps(report, indent=1))
     md = [f"# Evaluation on split `{split}` ({len(patients)} patients)", "",
@@ -238,6 +244,9 @@ def evaluate_cascade(stage1: "str | Path", stage2: "str | Path", manifest: "str 
           patient_table(ptables["stage1"]), "",
           f"## PE per patient (flagged when >= {min_slices} slice(s) pass both stages)", "",
           patient_table(ptables["pe"]), "",
+          f"Patient PE score (the highest p(disease) x p(PE) on a slice with lung), PE against non-PE "
+          f"patients: AUROC (95% CI) {auroc_text(patient_auroc)}. The table above flags by the slice thresholds; "
+          f"this shows how well the same scores rank the patients (`roc_patients.png`).", "",
           *(["## PE patients found, by the most central clot (phantom ground truth)", "",
              patient_table(by_level, "Most central clot", "Flagged"), ""] if by_level else []),
           *(["## Slices found, by lesion area on the slice (lesion masks)", "",
@@ -257,5 +266,6 @@ def evaluate_cascade(stage1: "str | Path", stage2: "str | Path", manifest: "str 
     write_slice_csv(cached1, p1, p2, t1, t2, out / "slices.csv")
     save_roc([(name, y1, q1)], out / "roc_stage1.png", "Stage 1: WNL vs disease")
     save_roc([(name, y2, q2)], out / "roc_stage2.png", "Stage 2: other vs PE")
+    save_roc([(name, y_pat, q_pat)], out / "roc_patients.png", "Patients: non-PE vs PE")
     log.info("evaluation written to %s", out)
     return report

@@ -16,7 +16,8 @@ def markdown_table(head: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return "\n".join(lines)
 
 
-def _auc_text(auroc: dict) -> str:
+def auroc_text(auroc: dict) -> str:
+    """AUROC and CI of ``metrics.auroc_ci`` as "0.907 (0.887-0.928)"; "n/a" when one class was absent."""
     if auroc.get("auroc") is None:
         return "n/a"
     return f"{auroc['auroc']:.3f} ({auroc['ci_low']:.3f}-{auroc['ci_high']:.3f})"
@@ -27,7 +28,7 @@ def slice_table(rows: Sequence["tuple[str, dict]"], class_names: Sequence[str]) 
     head = ["Model", "Accuracy"] + [f"{c.upper() if c in ('wnl', 'pe') else c.capitalize()} sensitivity"
                                     for c in class_names] + ["AUROC (95% CI)"]
     return markdown_table(head, [[label, rep["accuracy"]["text"]] + [rep["per_class"][c]["text"] for c in class_names]
-                                 + [_auc_text(rep["auroc"])] for label, rep in rows])
+                                 + [auroc_text(rep["auroc"])] for label, rep in rows])
 
 
 def patient_table(rows: Sequence["tuple[str, str]"], first: str = "Patients",

@@ -182,7 +182,8 @@ def test_evaluate_writes_paper_tables(tiny_run) -> None:
     out = tiny_run["out"] / "eval"
     rep = evaluate_cascade(tiny_run["s1"].best_path, tiny_run["s2"].best_path, tiny_run["manifest"], out,
                            tiny_run["out"] / "cache", tiny_run["out"] / "splits.json", "test", n_boot=50)
-    assert {p.name for p in out.iterdir()} >= {"report.json", "report.md", "roc_stage1.png", "roc_stage2.png"}
+    assert {p.name for p in out.iterdir()} >= {"report.json", "report.md", "roc_stage1.png", "roc_stage2.png",
+                                               "roc_patients.png"}
     test_ids = json.loads((tiny_run["out"] / "splits.json").read_text())["test"]
     assert sorted(r["patient_id"] for r in rep["patients"]) == sorted(test_ids)
     cm = np.array(rep["stage1"]["confusion_matrix"]["rows_true_cols_pred"])
@@ -201,6 +202,20 @@ def test_evaluate_writes_paper_tables(tiny_run) -> None:
     assert rep["stage1"]["per_class"]["wnl"]["correct"] == sum(r["passes_stage1"] == "0" for r in wnl)
     for r in rows:
         assert (r["passes_stage1"] == "1") == (r["has_lung"] == "1" and float(r["p_stage1"]) >= rep["stage1"]["threshold"] - 1e-5)
+    # Patient PE score: each patient's highest p1 * p2 on a slice with lung, ranked against the labels.
+    from sklearn.metrics import roc_auc_score
+
+    best = {}
+    for r in rows:
+        if r["has_lung"] == "1":
+            best[r["patient_id"]] = max(best.get(r["patient_id"], 0.0), float(r["p_stage1"]) * float(r["p_stage2"]))
+    pids = sorted(best)
+    labels = {r["patient_id"]: r["label"] for r in rep["patients"]}
+    y_pat = [labels[pid] == "pe" for pid in pids]
+    assert 0 < sum(y_pat) < len(y_pat)
+    assert rep["patient_pe_auroc"]["auroc"] == pytest.approx(roc_auc_score(y_pat, [best[p] for p in pids]), abs=0.02)
+    assert rep["patient_pe_auroc"]["ci_low"] <= rep["patient_pe_auroc"]["auroc"] <= rep["patient_pe_auroc"]["ci_high"]
+    assert f"AUROC (95% CI) {rep['patient_pe_auroc']['auroc']:.3f} (" in md
     # Phantoms have lesion masks: stage 1 sensitivity by lesion area covers every diseased slice.
     by_area = rep["by_lesion_area"]["stage1"]
     assert sum(int(text.split("/")[1].rstrip(")")) for _, text in by_area) == rep["stage1"]["per_class"]["disease"]["total"]
@@ -213,8 +228,6 @@ def test_evaluate_writes_paper_tables(tiny_run) -> None:
     assert counted(other_rows) == rep["stage2"]["per_class"]["other"]["total"]
     assert "| Stage 1: diseased slices | Lesion area | Passed stage 1 | AUROC against WNL slices |" in md
     assert "| Stage 2: diseased slices | Lesion area | Kept out of PE | AUROC against PE slices |" in md
-    from sklearn.metrics import roc_auc_score
-
     from PETriageLib.training.lesion_size import AREA_BINS_MM2, slice_lesion_areas
 
     sources = {s.patient_id: s for s in load_manifest(tiny_run["manifest"]) if s.patient_id in test_ids}
