@@ -87,6 +87,23 @@ def best_by_validation(candidates: "list[Path]") -> Path:
     return max(candidates, key=auroc)
 
 
+def best_on_split(candidates: "list[Path]", stage: int, manifest, splits_file: "str | Path", split: str,
+                  cache_root: "str | Path") -> Path:
+    """The checkpoint with the highest AUROC for its stage on one split of a manifest.
+
+    Runs validated on different patients (say, on phantoms of another matrix) cannot be compared
+    by their stored validation AUROC; here every candidate is scored on the same patients.
+    """
+    from PETriageLib.training.evaluate import stage_probs, stage_report
+
+    def auroc(path: Path) -> float:
+        meta, cached, probs = stage_probs(path, manifest, cache_root, splits_file, split)
+        value = stage_report(cached, probs, stage, 0.5, meta["class_names"], n_boot=0)[0]["auroc"]["auroc"]
+        log.info("stage %d: %s scores AUROC %s on split %s", stage, path, value, split)
+        return float(value) if value is not None else float("-inf")
+    return max(candidates, key=auroc)
+
+
 def ship(work: "str | Path", runs: "tuple[str, str]" = ("stage1", "stage2")) -> list[dict]:
     """Register each stage's best.pt; a run given as "a,b" ships the better of a and b on validation."""
     work = Path(work)

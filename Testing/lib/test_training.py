@@ -377,3 +377,25 @@ def test_ship_registers_models_with_card_and_sha(tiny_run, tmp_path, monkeypatch
     aurocs = [load_checkpoint(p)[1]["training"]["val"]["val_auroc"] for p in runs]
     aurocs = [float("-inf") if a is None else a for a in aurocs]
     assert best_by_validation(runs) == runs[int(aurocs[1] > aurocs[0])]
+
+
+def test_best_on_split_scores_every_candidate_on_the_same_patients(tiny_run, caplog) -> None:
+    """Scored on the validation split itself, the choice and the AUROCs are those the runs stored."""
+    import logging
+    import re
+
+    from PETriageLib.models.checkpoint import load_checkpoint
+    from PETriageLib.training.ship import best_on_split
+
+    out = tiny_run["out"]
+    other = train_from_manifest(TrainConfig(stage=1, **{**TINY, "seed": 7}, epochs=1, steps_per_epoch=2, lr=3e-3,
+                                            scheduler="constant", augment=False),
+                                tiny_run["manifest"], out / "s1-other", out / "cache", out / "splits.json")
+    runs = [tiny_run["s1"].best_path, other.best_path]
+    stored = [load_checkpoint(p)[1]["training"]["val"]["val_auroc"] for p in runs]
+    assert None not in stored and stored[0] != stored[1]
+    with caplog.at_level(logging.INFO, logger="PETriageLib.training.ship"):
+        chosen = best_on_split(runs, 1, tiny_run["manifest"], out / "splits.json", "val", out / "cache")
+    assert chosen == runs[int(stored[1] > stored[0])]
+    scored = [float(m) for m in re.findall(r"scores AUROC ([0-9.]+) on split val", caplog.text)]
+    assert scored == pytest.approx(stored, abs=1e-3)
