@@ -4,7 +4,8 @@
 # load: phantoms 4 minutes; four pairs of runs (first pass 75 minutes and its fine-tuning 25 on a
 # busy day; the same two with the lesion-map loss 48 and 16 on a quiet one), one more run per stage
 # (about 33 minutes each with 2 threads), both trained on at 160 px (about 50 minutes, in parallel),
-# then the test set and its evaluation (about 15).
+# then on 360 phantoms at 512 x 512 at 224 px (about 80 minutes), then the test set and its
+# evaluation (about 15).
 # Trained on synthetic phantoms only: the resulting models are NOT for clinical use.
 # The same recipe scales to a GPU, e.g.:
 #   DEVICE=cuda WIDTH=1.0 INPUT_SIZE=256 MATRIX=512 EPOCHS=30 AMP=auto W=work-cache/gpu bash scripts/train_demo_models.sh
@@ -90,8 +91,7 @@ $PETRIAGE train --stage 2 --out "$W/stage2-mask3-$BIG" --init-from "$W/stage2-ma
     > "$W/stage2-mask3-$BIG.log" 2>&1 &
 wait
 
-# The best run of each stage on validation AUROC (never on the test set) is shipped.
-# One list of candidate runs per stage, for the test evaluation here and for ship in step 4.
+# The best run of each stage on validation AUROC (never on the test set) goes on to step 2g.
 RUNS1=stage1,stage1-ft,stage1-mask,stage1-mask-ft,stage1-mask3,stage1-mask3-$BIG
 RUNS2=stage2,stage2-ft,stage2-mask,stage2-mask-ft,stage2-mask3,stage2-mask3-$BIG
 pick() { $PY -c "import sys; from pathlib import Path; from PETriageLib.training.ship import best_by_validation as b
@@ -99,10 +99,38 @@ print(b([Path(sys.argv[1]) / run / 'best.pt' for run in sys.argv[2].split(',')])
 S1=$(pick "$RUNS1")
 S2=$(pick "$RUNS2")
 
+# 2g. Phantoms at the test matrix (512 x 512; 360 patients, seeds never used elsewhere) and each
+#     picked model trained on there at 224 px: stage 1 for 3 epochs (cosine from 5e-4, 2 threads),
+#     then stage 1 once more (3e-4, 2 epochs) in parallel with stage 2 (5e-4, 2 epochs), one thread
+#     each. Their validation patients are not those of steps 2-2f, so the stored validation AUROCs
+#     cannot be compared: the pick above and the new runs are scored on the same 40 patients.
+gen512() {
+    [ -f "$W/train512-$1/manifest.csv" ] || $PETRIAGE phantom --out "$W/train512-$1" --patients 180 --seed "$1" \
+        --matrix 512 --slices 40-60 > "$W/gen512-$1.log" 2>&1
+}
+gen512 1200 & gen512 1201 & wait
+HI=${HI_INPUT_SIZE:-$((BIG > 224 ? BIG : 224))}  # never smaller than step 2f's input
+FT512=(--manifest "$W"/train512-{1200,1201}/manifest.csv --ratios 8,1,0 --splits "$W/splits512.json"
+       --cache "$W/cache" --amp "$AMP" --seed 2 --batch-size 32 --no-progress --device "$DEVICE"
+       --steps-per-epoch 300 --mask-loss 3 --input-size "$HI")
+$PETRIAGE train --stage 1 --out "$W/stage1-512-$HI" --init-from "$S1" "${FT512[@]}" --threads 2 --lr 5e-4 \
+    --epochs 3 --patience 3 > "$W/stage1-512-$HI.log" 2>&1
+$PETRIAGE train --stage 2 --out "$W/stage2-512-$HI" --init-from "$S2" "${FT512[@]}" --threads 1 --lr 5e-4 \
+    --epochs 2 --patience 2 > "$W/stage2-512-$HI.log" 2>&1 &
+$PETRIAGE train --stage 1 --out "$W/stage1-512-$HI-ft" --init-from "$W/stage1-512-$HI/best.pt" "${FT512[@]}" \
+    --threads 1 --lr 3e-4 --epochs 2 --patience 2 > "$W/stage1-512-$HI-ft.log" 2>&1 &
+wait
+pick512() { $PY -c "import sys; from pathlib import Path; from PETriageLib.training.ship import best_on_split as b
+w = Path(sys.argv[2]); manifests = [str(w / f'train512-{seed}' / 'manifest.csv') for seed in (1200, 1201)]
+print(b([Path(p) for p in sys.argv[3:]], int(sys.argv[1]), manifests, w / 'splits512.json', 'val', w / 'cache'))" \
+    "$1" "$W" "${@:2}"; }
+S1=$(pick512 1 "$S1" "$W/stage1-512-$HI/best.pt" "$W/stage1-512-$HI-ft/best.pt")
+S2=$(pick512 2 "$S2" "$W/stage2-512-$HI/best.pt")
+
 # 3. Held-out test set (seed 5000, never used in training) at the real-CT matrix (512), half with PE of every size.
 [ -f "$W/test-data/manifest.csv" ] || \
     $PETRIAGE phantom --out "$W/test-data" --patients 40 --seed 5000 --matrix 512 --slices 50-70 --pe-fraction 0.5
 $PETRIAGE evaluate --manifest "$W/test-data/manifest.csv" --split all --stage1 "$S1" --stage2 "$S2" --cache "$W/test-cache" --out "$W/test-report" --bootstrap 300
 
 # 4. Ship: copy into Resources/models and register with SHA256 and model card.
-$PY -m PETriageLib.training.ship "$W" "$RUNS1" "$RUNS2"
+$PY -m PETriageLib.training.ship "$W" "$(basename "$(dirname "$S1")")" "$(basename "$(dirname "$S2")")"
