@@ -108,9 +108,15 @@ gen512() {
     [ -f "$W/train512-$1/manifest.csv" ] || $PETRIAGE phantom --out "$W/train512-$1" --patients 180 --seed "$1" \
         --matrix 512 --slices 40-60 > "$W/gen512-$1.log" 2>&1
 }
-gen512 1200 & gen512 1201 & wait
+SEEDS512=(1200 1201)
+M512=()
+for seed in "${SEEDS512[@]}"; do
+    gen512 "$seed" &
+    M512+=("$W/train512-$seed/manifest.csv")
+done
+wait
 HI=${HI_INPUT_SIZE:-$((BIG > 224 ? BIG : 224))}  # never smaller than step 2f's input
-FT512=(--manifest "$W"/train512-{1200,1201}/manifest.csv --ratios 8,1,0 --splits "$W/splits512.json"
+FT512=(--manifest "${M512[@]}" --ratios 8,1,0 --splits "$W/splits512.json"
        --cache "$W/cache" --amp "$AMP" --seed 2 --batch-size 32 --no-progress --device "$DEVICE"
        --steps-per-epoch 300 --mask-loss 3 --input-size "$HI")
 $PETRIAGE train --stage 1 --out "$W/stage1-512-$HI" --init-from "$S1" "${FT512[@]}" --threads 2 --lr 5e-4 \
@@ -120,10 +126,11 @@ $PETRIAGE train --stage 2 --out "$W/stage2-512-$HI" --init-from "$S2" "${FT512[@
 $PETRIAGE train --stage 1 --out "$W/stage1-512-$HI-ft" --init-from "$W/stage1-512-$HI/best.pt" "${FT512[@]}" \
     --threads 1 --lr 3e-4 --epochs 2 --patience 2 > "$W/stage1-512-$HI-ft.log" 2>&1 &
 wait
+# pick512 STAGE CHECKPOINT...: the best on the validation patients of the 512 phantoms.
 pick512() { $PY -c "import sys; from pathlib import Path; from PETriageLib.training.ship import best_on_split as b
-w = Path(sys.argv[2]); manifests = [str(w / f'train512-{seed}' / 'manifest.csv') for seed in (1200, 1201)]
-print(b([Path(p) for p in sys.argv[3:]], int(sys.argv[1]), manifests, w / 'splits512.json', 'val', w / 'cache'))" \
-    "$1" "$W" "${@:2}"; }
+w = Path(sys.argv[3])
+print(b([Path(p) for p in sys.argv[4:]], int(sys.argv[1]), sys.argv[2].split(','), w / 'splits512.json', 'val', w / 'cache'))" \
+    "$1" "$(IFS=,; echo "${M512[*]}")" "$W" "${@:2}"; }
 S1=$(pick512 1 "$S1" "$W/stage1-512-$HI/best.pt" "$W/stage1-512-$HI-ft/best.pt")
 S2=$(pick512 2 "$S2" "$W/stage2-512-$HI/best.pt")
 

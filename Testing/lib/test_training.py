@@ -217,15 +217,15 @@ def test_evaluate_writes_paper_tables(tiny_run) -> None:
     assert rep["patient_pe_auroc"]["ci_low"] <= rep["patient_pe_auroc"]["auroc"] <= rep["patient_pe_auroc"]["ci_high"]
     assert f"AUROC (95% CI) {rep['patient_pe_auroc']['auroc']:.3f} (" in md
     # Phantoms have lesion masks: stage 1 sensitivity by lesion area covers every diseased slice.
+    counted = lambda texts: sum(int(text.split("/")[1].rstrip(")")) for text in texts)  # noqa: E731  "50.0% (1/2)" -> 2
     by_area = rep["by_lesion_area"]["stage1"]
-    assert sum(int(text.split("/")[1].rstrip(")")) for _, text in by_area) == rep["stage1"]["per_class"]["disease"]["total"]
+    assert counted(text for _, text in by_area) == rep["stage1"]["per_class"]["disease"]["total"]
     assert "## Slices found, by lesion area on the slice" in md
     # Which findings limit each stage: the rows split the same slices, and each AUROC is recomputed here
     # from slices.csv and the masks (PE-only slices of a bin against every WNL slice with lung).
     by_finding, other_rows = rep["by_lesion_area"]["stage1_by_finding"], rep["by_lesion_area"]["stage2_other"]
-    counted = lambda rows: sum(int(r["found"].split("/")[1].rstrip(")")) for r in rows)  # noqa: E731
-    assert counted(by_finding) == rep["stage1"]["per_class"]["disease"]["total"]
-    assert counted(other_rows) == rep["stage2"]["per_class"]["other"]["total"]
+    assert counted(r["found"] for r in by_finding) == rep["stage1"]["per_class"]["disease"]["total"]
+    assert counted(r["found"] for r in other_rows) == rep["stage2"]["per_class"]["other"]["total"]
     assert "| Stage 1: diseased slices | Lesion area | Passed stage 1 | AUROC against WNL slices |" in md
     assert "| Stage 2: diseased slices | Lesion area | Kept out of PE | AUROC against PE slices |" in md
     from PETriageLib.training.lesion_size import AREA_BINS_MM2, slice_lesion_areas
