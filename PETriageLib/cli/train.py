@@ -44,7 +44,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--init-from", default=None, help="fine-tune this checkpoint (its model and preprocessing)")
     p.add_argument("--cache", default=None, help="slice cache folder (default OUT/cache)")
     p.add_argument("--splits", default=None, help="splits JSON to use or create (default OUT/splits.json)")
-    p.add_argument("--ratios", default="5,3,2", help="train,val,test ratios for a new patient split (default 5,3,2)")
+    p.add_argument("--ratios", default="5,3,2",
+                   help="train,val,test ratios for a new patient split, and for patients missing from an "
+                        "existing --splits file (data added since; default 5,3,2)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--no-resume", action="store_true", help="start over even if OUT/last.pt exists")
     p.add_argument("--no-progress", action="store_true")

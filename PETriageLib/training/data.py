@@ -14,23 +14,46 @@ log = logging.getLogger(__name__)
 _RANK = {None: -1, "wnl": 0, "other": 1, "pe": 2}
 
 
+def _patient_labels(sources: Sequence[Source]) -> dict[str, str]:
+    """Each patient's label: its worst source (pe > other > wnl), "unknown" when none is given."""
+    labels: dict[str, "str | None"] = {}
+    for s in sources:
+        if _RANK[s.patient_label] >= _RANK[labels.get(s.patient_id)]:
+            labels[s.patient_id] = s.patient_label
+    return {p: lab or "unknown" for p, lab in labels.items()}
+
+
 def make_splits(sources: Sequence[Source], splits_file: "str | Path | None" = None,
-                ratios: Sequence[float] = (5, 3, 2), seed: int = 0) -> dict[str, list[str]]:
-    """Splits from a file if it exists, else from the manifest's split column, else seeded 5:3:2."""
+                ratios: Sequence[float] = (5, 3, 2), seed: int = 0, extend: bool = False) -> dict[str, list[str]]:
+    """Splits from a file if it exists, else from the manifest's split column, else seeded 5:3:2.
+
+    A splits file that lacks some of the manifest's patients leaves them out, with a warning; with
+    ``extend`` (training on added data) they are split by ``ratios`` and added to the file instead,
+    so the patients already assigned keep their split.
+    """
     if splits_file and Path(splits_file).is_file():
-        return load_splits(splits_file)
+        splits = load_splits(splits_file)
+        known = {p for ids in splits.values() for p in ids}
+        new = {p: lab for p, lab in _patient_labels(sources).items() if p not in known}
+        if new and extend:
+            added = split_patients(new, ratios, seed)
+            for name, ids in added.items():
+                splits[name] = sorted(splits.get(name, []) + ids)
+            save_splits(splits, splits_file)
+            log.info("%s: %d new patients added (%s)", splits_file, len(new),
+                     ", ".join(f"{name} {len(ids)}" for name, ids in added.items()))
+        elif new:
+            log.warning("%s has no split for %d of the manifest's patients (e.g. %s): they are left out",
+                        splits_file, len(new), sorted(new)[0])
+        return splits
     if all(s.split for s in sources):
-        splits: dict[str, list[str]] = {}
+        splits = {}
         for s in sources:
             if s.patient_id not in splits.get(s.split, []):
                 splits.setdefault(s.split, []).append(s.patient_id)
         check_disjoint(splits)
     else:
-        labels: dict[str, "str | None"] = {}
-        for s in sources:  # a patient's label: its worst source (pe > other > wnl), when given
-            if _RANK[s.patient_label] >= _RANK[labels.get(s.patient_id)]:
-                labels[s.patient_id] = s.patient_label
-        splits = split_patients({p: lab or "unknown" for p, lab in labels.items()}, ratios, seed)
+        splits = split_patients(_patient_labels(sources), ratios, seed)
     if splits_file:
         save_splits(splits, splits_file)
     return splits
@@ -39,13 +62,15 @@ def make_splits(sources: Sequence[Source], splits_file: "str | Path | None" = No
 def cached_splits(manifest: "str | Path", preprocess: dict, cache_root: "str | Path",
                   splits_file: "str | Path | None" = None, seed: int = 0,
                   wanted: Sequence[str] = ("train", "val", "test"),
-                  ratios: Sequence[float] = (5, 3, 2), masks_for: Sequence[str] = ()) -> dict[str, list[CachedSource]]:
+                  ratios: Sequence[float] = (5, 3, 2), masks_for: Sequence[str] = (),
+                  extend: bool = False) -> dict[str, list[CachedSource]]:
     """Load the manifest, split by patient, cache only the wanted splits' sources.
 
     ``masks_for``: the splits whose lesion masks are cached and opened too (the lesion-map loss).
+    ``extend``: add the manifest's patients missing from an existing splits file (see make_splits).
     """
     sources = load_manifest(manifest)
-    splits = make_splits(sources, splits_file, ratios, seed)
+    splits = make_splits(sources, splits_file, ratios, seed, extend)
     out: dict[str, list[CachedSource]] = {}
     config = PreprocessConfig.from_dict(preprocess)
     for name in wanted:

@@ -16,14 +16,18 @@ def train_from_manifest(cfg: TrainConfig, manifest: "str | Path", out_dir: "str 
                         cache_root: "str | Path | None" = None, splits_file: "str | Path | None" = None,
                         resume: bool = True, device: str = "cpu",
                         ratios: "tuple[float, float, float]" = (5, 3, 2)) -> TrainResult:
-    """Splits go to ``splits_file`` (default out_dir/splits.json) so evaluation uses the same patients."""
+    """Splits go to ``splits_file`` (default out_dir/splits.json) so evaluation uses the same patients.
+
+    Patients of the manifest missing from an existing splits file (data added since) are split by
+    ``ratios`` and added to it; the others keep their split.
+    """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     splits_file = Path(splits_file) if splits_file else out / "splits.json"
     cache_root = Path(cache_root) if cache_root else out / "cache"
     cached = cached_splits(manifest, cfg.preprocess_dict(), cache_root, splits_file, cfg.seed,
                            wanted=("train", "val"), ratios=ratios,
-                           masks_for=("train",) if cfg.mask_loss_weight > 0 else ())
+                           masks_for=("train",) if cfg.mask_loss_weight > 0 else (), extend=True)
     train_set, val_set = SliceDataset(cached["train"], cfg.stage), SliceDataset(cached["val"], cfg.stage)
     log.info("stage %d: %d training slices %s, %d validation slices %s", cfg.stage, len(train_set),
              train_set.class_counts(), len(val_set), val_set.class_counts())

@@ -2,9 +2,13 @@
 from __future__ import annotations
 
 import json
+import logging
+from pathlib import Path
 
 import pytest
 
+from PETriageLib.training.data import make_splits
+from PETriageLib.training.manifest import Source
 from PETriageLib.training.splits import SplitOverlapError, check_disjoint, load_splits, save_splits, split_patients
 
 
@@ -55,3 +59,27 @@ def test_save_and_load_round_trip(tmp_path) -> None:
 def test_bad_ratios_rejected() -> None:
     with pytest.raises(ValueError, match="ratios"):
         split_patients({"A": "pe"}, (1, 1))
+
+
+def _sources(labels: dict[str, str]) -> list[Source]:
+    return [Source(patient_id=p, kind="dicom", paths=[Path(p)], patient_label=lab) for p, lab in labels.items()]
+
+
+def test_splits_file_extended_with_added_patients_only_when_training(tmp_path, caplog) -> None:
+    """Retraining on added data: the old patients keep their split, the new ones are split by the ratios."""
+    old = {p: lab for p, lab in _labels().items() if p.endswith(("0", "1", "2", "3", "4"))}
+    file = tmp_path / "splits.json"
+    first = make_splits(_sources(old), file, (5, 3, 2), seed=0)
+    added = {f"NEW{i:02d}": "pe" for i in range(10)}
+    both = _sources({**old, **added})
+
+    with caplog.at_level(logging.WARNING):
+        unchanged = make_splits(both, file, (1, 0, 0), seed=0)  # evaluation: never rewrites the file
+    assert unchanged == first and load_splits(file) == first
+    assert "no split for 10 of the manifest's patients" in caplog.text
+
+    extended = make_splits(both, file, (1, 0, 0), seed=0, extend=True)
+    assert extended["train"] == sorted(first["train"] + list(added))
+    assert extended["val"] == first["val"] and extended["test"] == first["test"]
+    assert load_splits(file) == extended
+    assert make_splits(both, file, (1, 0, 0), seed=0, extend=True) == extended  # nothing new the second time
