@@ -3,6 +3,11 @@ S x S keeping its aspect ratio (padding with air, -1024 HU), then window into ch
 
 The crop and resample happen in HU, before windowing, so every window sees the same pixels.
 ``CropMap`` remembers where model space lies in the slice, to bring heatmaps back.
+
+Slice context (``context`` = c > 0): each window channel becomes 2c + 1 channels, slices k - c ..
+k + c through the crop of slice k (so a vessel lines up across them); the first and last slices
+repeat at the ends of the series. A small clot in a thick slice looks like a vessel thinned by
+partial volume; its neighbours show whether the vessel goes on bright.
 """
 from __future__ import annotations
 
@@ -28,8 +33,11 @@ class PreprocessConfig:
     input_size: int = 160
     crop: str = "dynamic"
     margin_mm: float = 10.0
+    context: int = 0  # slices each side of the classified one (window-major channels)
 
     def __post_init__(self) -> None:
+        if int(self.context) < 0:
+            raise ValueError(f"context must be >= 0 slices, got {self.context}")
         if self.crop not in CROPS:
             raise ValueError(f"crop must be one of {CROPS}, not {self.crop!r}")
         if int(self.input_size) < 16:
@@ -40,14 +48,23 @@ class PreprocessConfig:
             get_window(w)  # fails early with the known presets listed
 
     def to_dict(self) -> dict[str, Any]:
-        """Windows are written out in full (level/width) so a checkpoint never depends on presets."""
-        return {"windows": [get_window(w).to_dict() for w in self.windows], "input_size": int(self.input_size),
-                "crop": self.crop, "margin_mm": float(self.margin_mm)}
+        """Windows are written out in full (level/width) so a checkpoint never depends on presets.
+
+        ``context`` only when used: the slice caches of earlier configs keep their keys.
+        """
+        out = {"windows": [get_window(w).to_dict() for w in self.windows], "input_size": int(self.input_size),
+               "crop": self.crop, "margin_mm": float(self.margin_mm)}
+        if self.context:
+            out["context"] = int(self.context)
+        return out
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "PreprocessConfig":
+        """From ``to_dict`` or a checkpoint's meta (whose model config holds the context)."""
+        context = d.get("context", (d.get("config") or {}).get("context", 0))
         return cls(windows=list(d["windows"]), input_size=int(d.get("input_size", 160)),
-                   crop=str(d.get("crop", "dynamic")), margin_mm=float(d.get("margin_mm", 10.0)))
+                   crop=str(d.get("crop", "dynamic")), margin_mm=float(d.get("margin_mm", 10.0)),
+                   context=int(context))
 
 
 @dataclass
@@ -125,7 +142,7 @@ class CropMap:
 
 @dataclass
 class PreparedSlices:
-    images: np.ndarray  # (N, C, S, S) float32 in [-1, 1]
+    images: np.ndarray  # (N, windows * (2 * context + 1), S, S) float32 in [-1, 1]
     crops: list[CropMap]
     has_lung: np.ndarray  # (N,) bool
 
@@ -143,14 +160,17 @@ def prepare_slices(volume: CTVolume, indices: Sequence[int], config: PreprocessC
     spacing = pixel_spacing_of(volume)
     shape = volume.hu.shape[1:]
     size = int(config.input_size)
-    images = np.empty((len(indices), len(config.windows), size, size), np.float32)
+    c, last = int(config.context), volume.num_slices - 1
+    images = np.empty((len(indices), len(config.windows) * (2 * c + 1), size, size), np.float32)
     crops: list[CropMap] = []
     has_lung = np.zeros(len(indices), bool)
     for n, k in enumerate(indices):
         lung = lungs[k] if lungs is not None else find_lungs(volume.hu[k], spacing, config.margin_mm)
         box = lung.box if config.crop == "dynamic" else fixed_box(shape)
         crop = CropMap.fit(box, shape, size, spacing)
-        images[n] = stack_windows(crop.to_model(volume.hu[k]), config.windows)
+        hu = np.stack([crop.to_model(volume.hu[min(max(j, 0), last)]) for j in range(k - c, k + c + 1)])
+        # (slices, windows, S, S) -> window-major channels: each branch gets its window's slices together
+        images[n] = stack_windows(hu, config.windows).transpose(1, 0, 2, 3).reshape(-1, size, size)
         crops.append(crop)
         has_lung[n] = lung.has_lung
     return PreparedSlices(images, crops, has_lung)

@@ -19,6 +19,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--pool", choices=("avg", "avgmax"), default="avg",
                    help="DRN family: global pooling of each branch (avg = the paper; avgmax adds the max, for small lesions)")
     p.add_argument("--windows", default="vascular,lung", help="comma-separated window presets (default vascular,lung)")
+    p.add_argument("--context", type=int, default=None, metavar="C",
+                   help="DRN family: also feed the C slices each side of the classified one (2.5D); default 0 "
+                        "(with --init-from: the checkpoint's; more fine-tunes it with context)")
     p.add_argument("--input-size", type=int, default=None,
                    help="default 128 (with --init-from: the checkpoint's; another size fine-tunes at that size)")
     p.add_argument("--crop", choices=("dynamic", "fixed"), default="dynamic")
@@ -68,9 +71,11 @@ def config_from_args(args: argparse.Namespace):
         if settings[name] is None:
             del settings[name]
     if args.init_from:
-        return fine_tune_config(args.init_from, **settings)
+        return fine_tune_config(args.init_from, context=args.context, **settings)
     model_config = ({"width": args.width, "pool": args.pool}
                     if args.model.startswith(("drn", "cbamdrn", "fusadrn")) else {})
+    if args.context:
+        model_config["context"] = args.context  # a model without the option refuses it by name
     return TrainConfig(architecture=args.model, model_config=model_config,
                        windows=[w.strip() for w in args.windows.split(",") if w.strip()],
                        crop=args.crop, **settings)

@@ -17,7 +17,8 @@ POOLS = ("avg", "avgmax")
 
 
 class WindowFusionNet(SliceClassifier):
-    """Branch i sees channel i only; its feature map is pooled; a linear layer fuses them.
+    """Branch i sees window i only (one channel, or 2c + 1 with slice context c); its feature map
+    is pooled; a linear layer fuses them.
 
     ``pool="avg"`` is the paper's global average pooling. ``"avgmax"`` concatenates the average
     and the maximum over the map: a lesion a few pixels wide (a subsegmental clot) moves the
@@ -45,7 +46,8 @@ class WindowFusionNet(SliceClassifier):
     def branch_maps(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Unpooled (N, F, h, w) feature maps of each branch, in window order."""
         self.check_input(x)
-        return [branch(x[:, i : i + 1]) for i, branch in enumerate(self.branches)]
+        k = self.slices_per_window  # branch i gets its window's slices: channels i*k .. i*k + k - 1
+        return [branch(x[:, i * k : (i + 1) * k]) for i, branch in enumerate(self.branches)]
 
     def branch_features(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Pooled (N, F) features of each branch, in window order."""

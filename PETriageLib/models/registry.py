@@ -20,9 +20,13 @@ FAST_CPU_CONFIG = {"width": 0.5}  # the default model's CPU variant
 
 def _drn_fusion(variant: str, attention: str) -> Callable[..., SliceClassifier]:
     def build(name: str, windows: Sequence[str], width: float = 1.0, dropout: float = 0.0,
-              pool: str = "avg") -> SliceClassifier:
+              pool: str = "avg", context: int = 0) -> SliceClassifier:
         config = {"width": float(width), "dropout": float(dropout), "pool": pool}
-        return WindowFusionNet(name, windows, config, lambda: build_drn(variant, width, 1, attention), dropout, pool)
+        if context:  # written only when used, so configs of models without it stay as they were
+            config["context"] = int(context)
+        slices = 2 * int(context) + 1
+        return WindowFusionNet(name, windows, config, lambda: build_drn(variant, width, slices, attention),
+                               dropout, pool)
     return build
 
 
@@ -80,7 +84,8 @@ def window_names(windows: Sequence["str | Window | Mapping"]) -> tuple[str, ...]
 
 def build_model(name: str = DEFAULT_MODEL, windows: Sequence["str | Window | Mapping"] = DEFAULT_WINDOWS,
                 **config: Any) -> SliceClassifier:
-    """Build a fresh model: input (N, len(windows), H, W) with H = W >= 64, output (N, 1) logits."""
+    """Build a fresh model: input (N, len(windows) * (2 * context + 1), H, W) with H = W >= 64, output
+    (N, 1) logits (context: slices each side of the classified one, DRN family only, default 0)."""
     builder = _entry(name)[1]
     unknown = set(config) - set(model_options(name))
     if unknown:
@@ -104,7 +109,7 @@ def summarize(model: SliceClassifier, input_size: int) -> tuple[int, float]:
 
     params = sum(p.numel() for p in model.parameters())
     meta_model = model.to("meta") if next(model.parameters()).is_meta else _meta_copy(model)
-    x = torch.empty(1, len(model.windows), input_size, input_size, device="meta")
+    x = torch.empty(1, model.in_channels, input_size, input_size, device="meta")
     counter = FlopCounterMode(display=False)
     with counter, torch.no_grad():
         meta_model.eval()(x)

@@ -41,9 +41,21 @@ class TrainConfig:
     def sensitivity_target(self) -> float:
         return self.target_sensitivity if self.target_sensitivity is not None else DEFAULT_TARGET_SENSITIVITY[self.stage]
 
+    @property
+    def context(self) -> int:
+        """Slices each side of the classified one: a model setting that preprocessing must follow."""
+        return int(self.model_config.get("context", 0))
+
     def preprocess_dict(self) -> dict:
-        return {"windows": list(self.windows), "input_size": int(self.input_size), "crop": self.crop,
-                "margin_mm": float(self.margin_mm)}
+        out = {"windows": list(self.windows), "input_size": int(self.input_size), "crop": self.crop,
+               "margin_mm": float(self.margin_mm)}
+        if self.context:
+            out["context"] = self.context
+        return out
+
+    def channel_windows(self) -> list:
+        """The window of each input channel (a window repeats once per context slice)."""
+        return [w for w in self.windows for _ in range(2 * self.context + 1)]
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -34,8 +34,12 @@ def predict_images(model: torch.nn.Module, images: np.ndarray, batch_size: int =
 
 
 def preprocess_of(meta: dict) -> dict:
-    return {"windows": list(meta["windows"]), "input_size": int(meta["input_size"]),
-            "crop": meta.get("crop", "dynamic"), "margin_mm": float(meta.get("margin_mm", 10.0))}
+    out = {"windows": list(meta["windows"]), "input_size": int(meta["input_size"]),
+           "crop": meta.get("crop", "dynamic"), "margin_mm": float(meta.get("margin_mm", 10.0))}
+    context = int(meta.get("config", {}).get("context", 0))
+    if context:
+        out["context"] = context
+    return out
 
 
 def stage_probs(checkpoint: "str | Path", manifest: "str | Path", cache_root: "str | Path",

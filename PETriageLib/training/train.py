@@ -114,7 +114,31 @@ def build_for_training(cfg: TrainConfig):
         # Every registered model pools adaptively, so the weights run at any size: training on at a
         # larger size lets a model trained fast at a small one see finer detail.
         log.info("fine-tuning %s (trained at %s px) at %d px", cfg.init_from, meta.get("input_size"), cfg.input_size)
+    if getattr(model, "context", 0) != cfg.context:
+        model = with_context(model, cfg.context)
+        log.info("fine-tuning %s with %d slice(s) of context each side (its own: %d)", cfg.init_from,
+                 cfg.context, meta.get("config", {}).get("context", 0))
     return model
+
+
+def with_context(model, context: int):
+    """The same model taking ``context`` slices each side: the first convolution of each branch
+    gets zero weights for the slices it did not see, so it starts out giving the same outputs."""
+    from PETriageLib.models import build_model
+
+    old = model.context
+    if context < old:
+        raise CheckpointError(f"cannot fine-tune a model with {old} slice(s) of context to {context}")
+    config = {k: v for k, v in model.config.items() if k != "context"}
+    new = build_model(model.name, model.windows, **config, **({"context": context} if context else {}))
+    state, target = model.state_dict(), new.state_dict()
+    for key, weight in state.items():
+        if target[key].shape != weight.shape:  # a branch's first convolution: (out, 2c + 1, kh, kw)
+            grown = torch.zeros_like(target[key])
+            grown[:, context - old: context + old + 1] = weight
+            state[key] = grown
+    new.load_state_dict(state)
+    return new.train(model.training)
 
 
 def training_memory_format(cfg: TrainConfig, device: torch.device) -> torch.memory_format:
@@ -130,13 +154,21 @@ def training_memory_format(cfg: TrainConfig, device: torch.device) -> torch.memo
     return torch.contiguous_format
 
 
-def fine_tune_config(checkpoint: "str | Path", **overrides) -> TrainConfig:
-    """A TrainConfig whose model and preprocessing come from an existing checkpoint."""
+def fine_tune_config(checkpoint: "str | Path", context: Optional[int] = None, **overrides) -> TrainConfig:
+    """A TrainConfig whose model and preprocessing come from an existing checkpoint.
+
+    ``context``: slices each side, when more than the checkpoint's (see ``with_context``).
+    """
     from PETriageLib.models.checkpoint import load_checkpoint
 
     _, meta = load_checkpoint(checkpoint)
     stage = 1 if list(meta.get("class_names", [])) == list(STAGES[1]) else 2
-    base = dict(stage=stage, architecture=meta["architecture"], model_config=dict(meta.get("config", {})),
+    model_config = dict(meta.get("config", {}))
+    if context is not None:
+        model_config.pop("context", None)
+        if context:
+            model_config["context"] = int(context)
+    base = dict(stage=stage, architecture=meta["architecture"], model_config=model_config,
                 windows=[w["name"] if isinstance(w, dict) else w for w in meta["windows"]],
                 input_size=int(meta["input_size"]), crop=meta.get("crop", "dynamic"),
                 init_from=str(checkpoint), lr=1e-4, scheduler="cosine", epochs=3)
@@ -251,7 +283,7 @@ def train(cfg: TrainConfig, train_set: SliceDataset, val_set: SliceDataset, out_
                 lesions, has_mask = torch.from_numpy(maps_np), torch.from_numpy(has_np)
             if cfg.augment:
                 g = torch.Generator().manual_seed(_step_seed(cfg.seed + 1, gstep))
-                xt, lesions = augment_with_maps(xt, lesions, cfg.windows, aug, g)
+                xt, lesions = augment_with_maps(xt, lesions, cfg.channel_windows(), aug, g)
             xt, yt = xt.to(dev).contiguous(memory_format=fmt), yt.to(dev)
             with _autocast(cfg, dev):
                 if head is None:

@@ -163,3 +163,28 @@ def test_fast_inference_path_agrees_with_eager(cascade, all_slices_run):
     assert opts["inference"] == "fast" and opts["fast_paths"]["stage1"]["validation"]["n"] == 4
     with pytest.raises(ValueError, match="unknown inference path"):
         Cascade(cascade.stage1, cascade.stage2, device="cpu", inference="onnx")
+
+
+def test_slice_context_model_through_the_cascade(tiny_checkpoints, phantom_study, tmp_path):
+    """A stage 1 widened to 2 slices of context each side (zero weights on the neighbours) gives
+    the 2D model's probabilities through the whole cascade: channels line up with the branches."""
+    from PETriageLib.models.checkpoint import load_checkpoint, save_checkpoint
+    from PETriageLib.training.train import with_context
+
+    model, meta = load_checkpoint(tiny_checkpoints[0])
+    wide_path = save_checkpoint(tmp_path / "ctx2.pt", with_context(model, 2).eval(),
+                                {k: meta[k] for k in ("input_size", "class_names", "threshold", "training")})
+    runs = {}
+    for name, stage1 in (("plain", tiny_checkpoints[0]), ("wide", wide_path)):
+        c = Cascade.from_checkpoints(stage1, tiny_checkpoints[1], device="cpu", batch_size=8, min_slices=10)
+        c.all_slices = True
+        runs[name] = (c, c.run(phantom_study.volume))
+    wide, result = runs["wide"]
+    assert wide.config1.context == 2 and wide.stage1.model.in_channels == 10 and not wide.shared_preprocessing
+    p_plain = [r.p_disease for r in runs["plain"][1].rows if r.analysable]
+    p_wide = [r.p_disease for r in result.rows if r.analysable]
+    assert len(p_wide) == len(p_plain) > 0
+    np.testing.assert_allclose(p_wide, p_plain, atol=1e-5)
+    chosen = [r.index for r in result.rows if r.analysable][:2]
+    vols = wide.heatmaps(result, chosen, stage=1)
+    assert set(vols) == {"vascular", "lung"} and all(v[chosen].max() > 0 for v in vols.values())

@@ -98,3 +98,33 @@ def test_window_presets_match_the_paper_and_rsna():
     chans = stack_windows(np.zeros((2, 4, 4), np.int16), ["lung", {"name": "x", "level": 0, "width": 10}])
     assert chans.shape == (2, 2, 4, 4) and chans.dtype == np.float32
     assert np.all(chans[:, 0] == pytest.approx(400 * 2 / 1500)) and np.all(chans[:, 1] == 0)
+
+
+def test_slice_context_channels_use_the_centre_crop_and_repeat_at_the_ends():
+    hu = chest_hu(4, 96, 96, lung_slices=[1, 2, 3])
+    hu[2, 40:50, 20:30] = 300  # something only slice 2 has
+    vol = ct_volume(hu, spacing=(3.0, 3.0, 5.0))
+    lungs = analyse_lungs(vol)
+    cfg = PreprocessConfig(["lung", "pe"], input_size=64, context=1)
+    prep = prepare_slices(vol, [0, 1, 3], cfg, lungs=lungs)
+    assert prep.images.shape == (3, 6, 64, 64)
+    crop = prep.crops[1]
+    for w, name in enumerate(("lung", "pe")):  # window-major: lung k-1, k, k+1, then pe k-1, k, k+1
+        for j, k in enumerate((0, 1, 2)):
+            want = PRESETS[name].apply(crop.to_model(vol.hu[k]))
+            np.testing.assert_allclose(prep.images[1, 3 * w + j], want, atol=1e-6)
+    assert not np.allclose(prep.images[1, 2], prep.images[1, 1])  # slice 2 differs from slice 1
+    np.testing.assert_array_equal(prep.images[0, 0], prep.images[0, 1])  # before the first slice: the first
+    np.testing.assert_array_equal(prep.images[2, 5], prep.images[2, 4])  # after the last: the last
+    plain = prepare_slices(vol, [0, 1, 3], PreprocessConfig(["lung", "pe"], input_size=64), lungs=lungs)
+    np.testing.assert_array_equal(prep.images[:, [1, 4]], plain.images)  # the centres are the 2D inputs
+
+
+def test_slice_context_in_config_dicts():
+    cfg = PreprocessConfig(["lung"], context=2)
+    assert cfg.to_dict()["context"] == 2 and PreprocessConfig.from_dict(cfg.to_dict()).context == 2
+    assert "context" not in PreprocessConfig(["lung"]).to_dict()  # older cache keys unchanged
+    meta = {"windows": [{"name": "lung", "level": -600, "width": 1500}], "config": {"context": 1}}
+    assert PreprocessConfig.from_dict(meta).context == 1  # a checkpoint's meta: the model's setting
+    with pytest.raises(ValueError, match="context must be >= 0"):
+        PreprocessConfig(["lung"], context=-1)

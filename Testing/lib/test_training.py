@@ -138,6 +138,33 @@ def test_fine_tuning_at_a_larger_input_size(tiny_run) -> None:
         build_for_training(other_windows)
 
 
+def test_fine_tuning_with_slice_context(tiny_run) -> None:
+    """2D checkpoint -> 2.5D run: starts as the 2D model, trains on 3-slice inputs, evaluates."""
+    from PETriageLib.errors import CheckpointError
+    from PETriageLib.models.checkpoint import load_checkpoint
+    from PETriageLib.training.evaluate import stage_probs
+    from PETriageLib.training.train import build_for_training, fine_tune_config, with_context
+
+    best = tiny_run["s1"].best_path
+    cfg = fine_tune_config(best, context=1, epochs=1, steps_per_epoch=2, threads=1, progress=False, augment=True)
+    assert cfg.model_config["context"] == 1 and cfg.preprocess_dict()["context"] == 1
+    assert cfg.channel_windows() == ["vascular"] * 3 + ["lung"] * 3
+    start, (ref, _) = build_for_training(cfg).eval(), load_checkpoint(best)
+    x = torch.randn(3, 6, 64, 64)
+    assert torch.allclose(start(x), ref(x[:, [1, 4]]), atol=1e-5)  # the neighbours start with zero weight
+    res = train_from_manifest(cfg, tiny_run["manifest"], tiny_run["out"] / "ctx", tiny_run["out"] / "cache",
+                              tiny_run["out"] / "splits.json")
+    model, meta = load_checkpoint(res.best_path)
+    assert meta["config"]["context"] == 1 and model.in_channels == 6
+    _, cached, probs = stage_probs(res.best_path, tiny_run["manifest"], tiny_run["out"] / "cache",
+                                   tiny_run["out"] / "splits.json", "val")
+    assert cached[0].images.shape[1] == 6 and len(probs[0]) == len(cached[0].labels)
+    with pytest.raises(CheckpointError, match="cannot fine-tune a model with 1 slice"):
+        with_context(model, 0)
+    with pytest.raises(ValueError, match="does not take \\['context'\\]"):  # only the DRN family has branches
+        build_for_training(TrainConfig(architecture="resnet50", model_config={"context": 1}))
+
+
 def test_bf16_training_on_the_cpu_survives_sizes_that_crashed_channels_last(tiny_run) -> None:
     """torch 2.14.1 corrupted the heap in the CPU backward of a 1x1 stride-2 convolution with 8
     input channels in channels_last at some map sizes (160 px here); training now stays in the
@@ -174,6 +201,10 @@ def test_cli_fine_tuning_keeps_its_defaults_unless_given(tiny_run) -> None:
                                                                   "--input-size", "96"]))
     assert (given.lr, given.scheduler, given.epochs, given.input_size) == (5e-4, "cosine", 2, 96)
     assert fresh.input_size == 128
+    assert "context" not in tuned.model_config and "context" not in fresh.model_config
+    wide = train_cli.config_from_args(parser.parse_args(base + ["--init-from", best, "--context", "1"]))
+    assert wide.model_config["context"] == 1 and wide.model_config["width"] == 0.125
+    assert train_cli.config_from_args(parser.parse_args(base + ["--context", "2"])).model_config["context"] == 2
 
 
 def test_evaluate_writes_paper_tables(tiny_run) -> None:
