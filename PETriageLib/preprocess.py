@@ -147,6 +147,15 @@ class PreparedSlices:
     has_lung: np.ndarray  # (N,) bool
 
 
+def centre_channels(images: np.ndarray, n_windows: int, context: int) -> np.ndarray:
+    """The classified slice's channel of each window from inputs with slice context: the input of
+    a model without context (e.g. a speed comparison on the same slices)."""
+    k = 2 * int(context) + 1
+    if images.shape[1] != n_windows * k:
+        raise ValueError(f"{images.shape[1]} channels are not {n_windows} windows x {k} slices")
+    return images[:, [w * k + int(context) for w in range(n_windows)]]
+
+
 def prepare_slices(volume: CTVolume, indices: Sequence[int], config: PreprocessConfig,
                    lungs: Sequence[SliceLung] | None = None) -> PreparedSlices:
     """Model inputs for the given slice indices.

@@ -96,6 +96,7 @@ def compare_models(images: np.ndarray, reference: tuple[str, dict], device: str 
 
     from PETriageLib.fast_inference import FastPredictor, naive_predictor
     from PETriageLib.models import DEFAULT_WINDOWS, build_model
+    from PETriageLib.preprocess import centre_channels
 
     accuracy = accuracy_table(accuracy_file)
     rows = []
@@ -103,9 +104,12 @@ def compare_models(images: np.ndarray, reference: tuple[str, dict], device: str 
     for name, config in todo:
         torch.manual_seed(0)
         model = build_model(name, DEFAULT_WINDOWS, **config).eval()
+        x = images  # the reference's inputs; a model without its slice context gets their centre slices
+        if model.in_channels != images.shape[1]:
+            x = centre_channels(images, len(DEFAULT_WINDOWS), int(reference[1].get("context", 0)))
         fast_pred = FastPredictor(model, device)
-        check = fast_pred.validate(images)
-        timed = paired_throughput({"naive": naive_predictor(model, device), "fast": fast_pred}, images, [batch],
+        check = fast_pred.validate(x)
+        timed = paired_throughput({"naive": naive_predictor(model, device), "fast": fast_pred}, x, [batch],
                                   repeats, min_time_s)
         naive, fast = timed["naive"][0], timed["fast"][0]
         rows.append({"model": label(name, config), "name": name, "config": config,

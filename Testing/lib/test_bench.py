@@ -126,3 +126,21 @@ def test_accuracy_table_reads_experiment_and_plain_records(tmp_path):
     assert table["resnet50"] == {"accuracy": 0.75, "auroc": 0.8, "variant": "ResNet-50, fixed crop", "stage": 1}
     assert table["efficientnet_b5"]["accuracy"] == pytest.approx(0.915) and table["efficientnet_b5"]["auroc"] is None
     assert accuracy_table(tmp_path / "missing.json") == {}
+
+
+def test_comparators_take_the_centre_slices_of_a_context_reference():
+    """Shipped models with slice context: the comparators without it time the same slices."""
+    import numpy as np
+
+    from PETriageLib.bench.comparators import compare_models
+    from PETriageLib.preprocess import centre_channels
+
+    rng = np.random.default_rng(0)
+    images = rng.uniform(-1, 1, (2, 6, 64, 64)).astype(np.float32)  # 2 windows x slices k-1, k, k+1
+    assert np.array_equal(centre_channels(images, 2, 1), images[:, [1, 4]])
+    result = compare_models(images, ("cbamdrn_d22", {"width": 0.125, "context": 1}), batch=2, repeats=1,
+                            min_time_s=0.01, models=[("cbamdrn_d22", {"width": 0.125})])
+    assert [r["config"].get("context", 0) for r in result["rows"]] == [1, 0]
+    assert all(_positive(r["fast_slices_per_s"]) for r in result["rows"])
+    with pytest.raises(ValueError, match="6 channels are not 2 windows x 5 slices"):
+        centre_channels(images, 2, 2)
