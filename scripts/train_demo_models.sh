@@ -4,8 +4,8 @@
 # load: phantoms 4 minutes; four pairs of runs (first pass 75 minutes and its fine-tuning 25 on a
 # busy day; the same two with the lesion-map loss 48 and 16 on a quiet one), one more run per stage
 # (about 33 minutes each with 2 threads), both trained on at 160 px (about 50 minutes, in parallel),
-# then on 360 phantoms at 512 x 512 at 224 px (about 80 minutes), then the test set and its
-# evaluation (about 15).
+# then on 360 phantoms at 512 x 512 at 224 px (about 80 minutes), then with 160 small-clot phantoms
+# and slice context (about 100), then the test set and its evaluation (about 15).
 # Trained on synthetic phantoms only: the resulting models are NOT for clinical use.
 # The same recipe scales to a GPU, e.g.:
 #   DEVICE=cuda WIDTH=1.0 INPUT_SIZE=256 MATRIX=512 EPOCHS=30 AMP=auto W=work-cache/gpu bash scripts/train_demo_models.sh
@@ -133,6 +133,32 @@ print(b([Path(p) for p in sys.argv[4:]], int(sys.argv[1]), sys.argv[2].split(','
     "$1" "$(IFS=,; echo "${M512[*]}")" "$W" "${@:2}"; }
 S1=$(pick512 1 "$S1" "$W/stage1-512-$HI/best.pt" "$W/stage1-512-$HI-ft/best.pt")
 S2=$(pick512 2 "$S2" "$W/stage2-512-$HI/best.pt")
+
+# 2h. Small clots. 160 more phantoms at 512 x 512 (seeds 1300/1301), each with segmental or
+#     subsegmental emboli only and no other disease, all for training: --ratios 1,0,0 adds them to a
+#     copy of the 512 split, whose 40 validation patients stay as they were. On there, each picked
+#     model trained 2 epochs at 3e-4 (one thread each, in parallel) twice: as it is (stage 1 only,
+#     the control) and with one slice of context each side (--context 1, 2.5D). Picked again on
+#     the same validation patients.
+SEEDSHARD=(1300 1301)
+MHARD=()
+for seed in "${SEEDSHARD[@]}"; do
+    [ -f "$W/hard512-$seed/manifest.csv" ] || $PETRIAGE phantom --out "$W/hard512-$seed" --patients 80 --seed "$seed" \
+        --matrix 512 --slices 40-60 --pe-fraction 1 --other-fraction 0 --difficulty hard > "$W/genhard-$seed.log" 2>&1 &
+    MHARD+=("$W/hard512-$seed/manifest.csv")
+done
+wait
+[ -f "$W/splits512-hard.json" ] || cp "$W/splits512.json" "$W/splits512-hard.json"
+FTH=(--manifest "${M512[@]}" "${MHARD[@]}" --ratios 1,0,0 --splits "$W/splits512-hard.json"
+     --cache "$W/cache" --amp "$AMP" --seed 2 --batch-size 32 --no-progress --device "$DEVICE"
+     --steps-per-epoch 300 --mask-loss 3 --input-size "$HI" --threads 1 --lr 3e-4 --epochs 2 --patience 2)
+$PETRIAGE train --stage 1 --out "$W/stage1-hard-$HI" --init-from "$S1" "${FTH[@]}" > "$W/stage1-hard-$HI.log" 2>&1 &
+$PETRIAGE train --stage 1 --out "$W/stage1-ctx-$HI" --init-from "$S1" "${FTH[@]}" --context 1 \
+    > "$W/stage1-ctx-$HI.log" 2>&1 &
+wait
+$PETRIAGE train --stage 2 --out "$W/stage2-ctx-$HI" --init-from "$S2" "${FTH[@]}" --context 1 > "$W/stage2-ctx-$HI.log" 2>&1
+S1=$(pick512 1 "$S1" "$W/stage1-hard-$HI/best.pt" "$W/stage1-ctx-$HI/best.pt")
+S2=$(pick512 2 "$S2" "$W/stage2-ctx-$HI/best.pt")
 
 # 3. Held-out test set (seed 5000, never used in training) at the real-CT matrix (512), half with PE of every size.
 [ -f "$W/test-data/manifest.csv" ] || \
