@@ -15,6 +15,7 @@ from typing import Optional, Sequence
 import numpy as np
 import torch
 
+from PETriageLib.preprocess import PreprocessConfig
 from PETriageLib.training.cache import CachedSource, stage_targets
 from PETriageLib.training.data import cached_splits
 from PETriageLib.training.manifest import load_manifest, manifest_paths
@@ -33,15 +34,6 @@ def predict_images(model: torch.nn.Module, images: np.ndarray, batch_size: int =
     return np.concatenate(out) if out else np.zeros(0)
 
 
-def preprocess_of(meta: dict) -> dict:
-    out = {"windows": list(meta["windows"]), "input_size": int(meta["input_size"]),
-           "crop": meta.get("crop", "dynamic"), "margin_mm": float(meta.get("margin_mm", 10.0))}
-    context = int(meta.get("config", {}).get("context", 0))
-    if context:
-        out["context"] = context
-    return out
-
-
 def stage_probs(checkpoint: "str | Path", manifest: "str | Path", cache_root: "str | Path",
                 splits_file: "str | Path | None", split: str, seed: int = 0
                 ) -> "tuple[dict, list[CachedSource], list[np.ndarray]]":
@@ -49,7 +41,7 @@ def stage_probs(checkpoint: "str | Path", manifest: "str | Path", cache_root: "s
     from PETriageLib.models.checkpoint import load_checkpoint
 
     model, meta = load_checkpoint(checkpoint)
-    cached = cached_splits(manifest, preprocess_of(meta), cache_root, splits_file, seed, wanted=[split])[split]
+    cached = cached_splits(manifest, PreprocessConfig.from_dict(meta).to_dict(), cache_root, splits_file, seed, wanted=[split])[split]
     return meta, cached, [predict_images(model, c.images) for c in cached]
 
 
