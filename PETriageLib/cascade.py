@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -16,7 +16,7 @@ import numpy as np
 
 from PETriageLib import __version__
 from PETriageLib.errors import CheckpointError, PETriageError
-from PETriageLib.preprocess import PreprocessConfig
+from PETriageLib.preprocess import PreprocessConfig, centre_channels
 from PETriageLib.verdict import PatientVerdict, SliceRow, label_slice, patient_verdict, series_problem
 from PETriageLib.volume import CTVolume
 
@@ -188,7 +188,10 @@ class Cascade:
 
     @property
     def shared_preprocessing(self) -> bool:
-        return self.config1.to_dict() == self.config2.to_dict()
+        """Stage 2 takes stage 1's inputs, or their centre slices when it has less slice context
+        (the same crop, windows and size make those channels identical to its own preprocessing)."""
+        a, b = self.config1, self.config2
+        return b.context <= a.context and replace(a, context=b.context).to_dict() == b.to_dict()
 
     def _to_device(self, device: "Any") -> None:
         for st in (self.stage1, self.stage2):
@@ -284,6 +287,9 @@ class Cascade:
                     t = time.perf_counter()
                     images = prepare_slices(volume, [idx[i] for i in sel], self.config2, lungs=lungs).images
                     timings["preprocessing"] += time.perf_counter() - t
+                elif self.config2.context < self.config1.context:
+                    images = centre_channels(images, len(self.config1.windows), self.config1.context,
+                                             self.config2.context)
                 t = time.perf_counter()
                 p2[sel] = self._predict(self.stage2, images)
                 timings["stage2"] += time.perf_counter() - t

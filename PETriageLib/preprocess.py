@@ -147,13 +147,15 @@ class PreparedSlices:
     has_lung: np.ndarray  # (N,) bool
 
 
-def centre_channels(images: np.ndarray, n_windows: int, context: int) -> np.ndarray:
-    """The classified slice's channel of each window from inputs with slice context: the input of
-    a model without context (e.g. a speed comparison on the same slices)."""
+def centre_channels(images: np.ndarray, n_windows: int, context: int, keep: int = 0) -> np.ndarray:
+    """From inputs with slice context, each window's slices within ``keep`` of the classified one:
+    the inputs of a model with less context (keep = 0: none), cropped and resampled the same way."""
     k = 2 * int(context) + 1
     if images.shape[1] != n_windows * k:
         raise ValueError(f"{images.shape[1]} channels are not {n_windows} windows x {k} slices")
-    return images[:, [w * k + int(context) for w in range(n_windows)]]
+    if not 0 <= keep <= context:
+        raise ValueError(f"cannot keep {keep} slice(s) each side of inputs with {context}")
+    return images[:, [w * k + int(context) + d for w in range(n_windows) for d in range(-keep, keep + 1)]]
 
 
 def prepare_slices(volume: CTVolume, indices: Sequence[int], config: PreprocessConfig,

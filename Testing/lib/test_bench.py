@@ -138,6 +138,9 @@ def test_comparators_take_the_centre_slices_of_a_context_reference():
     rng = np.random.default_rng(0)
     images = rng.uniform(-1, 1, (2, 6, 64, 64)).astype(np.float32)  # 2 windows x slices k-1, k, k+1
     assert np.array_equal(centre_channels(images, 2, 1), images[:, [1, 4]])
+    assert np.array_equal(centre_channels(images, 2, 1, keep=1), images)
+    with pytest.raises(ValueError, match="cannot keep 2 slice"):
+        centre_channels(images, 2, 1, keep=2)
     result = compare_models(images, ("cbamdrn_d22", {"width": 0.125, "context": 1}), batch=2, repeats=1,
                             min_time_s=0.01, models=[("cbamdrn_d22", {"width": 0.125})])
     assert [r["config"].get("context", 0) for r in result["rows"]] == [1, 0]

@@ -180,11 +180,14 @@ def test_slice_context_model_through_the_cascade(tiny_checkpoints, phantom_study
         c.all_slices = True
         runs[name] = (c, c.run(phantom_study.volume))
     wide, result = runs["wide"]
-    assert wide.config1.context == 2 and wide.stage1.model.in_channels == 10 and not wide.shared_preprocessing
+    # stage 2 (2D) takes the centre slices of stage 1's inputs instead of preparing its own
+    assert wide.config1.context == 2 and wide.stage1.model.in_channels == 10 and wide.shared_preprocessing
     p_plain = [r.p_disease for r in runs["plain"][1].rows if r.analysable]
     p_wide = [r.p_disease for r in result.rows if r.analysable]
     assert len(p_wide) == len(p_plain) > 0
     np.testing.assert_allclose(p_wide, p_plain, atol=1e-5)
+    pe_plain = [r.p_pe for r in runs["plain"][1].rows if r.analysable]
+    assert [r.p_pe for r in result.rows if r.analysable] == pe_plain and None not in pe_plain
     chosen = [r.index for r in result.rows if r.analysable][:2]
     vols = wide.heatmaps(result, chosen, stage=1)
     assert set(vols) == {"vascular", "lung"} and all(v[chosen].max() > 0 for v in vols.values())
