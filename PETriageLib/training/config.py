@@ -47,11 +47,10 @@ class TrainConfig:
         return int(self.model_config.get("context", 0))
 
     def preprocess_dict(self) -> dict:
-        out = {"windows": list(self.windows), "input_size": int(self.input_size), "crop": self.crop,
-               "margin_mm": float(self.margin_mm)}
-        if self.context:
-            out["context"] = self.context
-        return out
+        from PETriageLib.preprocess import PreprocessConfig
+
+        return PreprocessConfig(list(self.windows), int(self.input_size), self.crop, float(self.margin_mm),
+                                self.context).to_dict()
 
     def channel_windows(self) -> list:
         """The window of each input channel (a window repeats once per context slice)."""

@@ -129,8 +129,7 @@ def with_context(model, context: int):
     old = model.context
     if context < old:
         raise CheckpointError(f"cannot fine-tune a model with {old} slice(s) of context to {context}")
-    config = {k: v for k, v in model.config.items() if k != "context"}
-    new = build_model(model.name, model.windows, **config, **({"context": context} if context else {}))
+    new = build_model(model.name, model.windows, **{**model.config, "context": context})
     state, target = model.state_dict(), new.state_dict()
     for key, weight in state.items():
         if target[key].shape != weight.shape:  # a branch's first convolution: (out, 2c + 1, kh, kw)
@@ -165,9 +164,7 @@ def fine_tune_config(checkpoint: "str | Path", context: Optional[int] = None, **
     stage = 1 if list(meta.get("class_names", [])) == list(STAGES[1]) else 2
     model_config = dict(meta.get("config", {}))
     if context is not None:
-        model_config.pop("context", None)
-        if context:
-            model_config["context"] = int(context)
+        model_config["context"] = int(context)
     base = dict(stage=stage, architecture=meta["architecture"], model_config=model_config,
                 windows=[w["name"] if isinstance(w, dict) else w for w in meta["windows"]],
                 input_size=int(meta["input_size"]), crop=meta.get("crop", "dynamic"),
