@@ -84,6 +84,7 @@ class PETriageParameterNode:
     device: Annotated[str, Choice(["auto", "cpu", "cuda"])] = "auto"
     useModelThreshold: bool = True
     threshold: Annotated[float, WithinRange(0.0, 1.0)] = 0.5
+    patientModel: str = ""  # a patient classifier file; empty: a patient is flagged when a slice is
     camMode: Annotated[str, Choice(["top-k", "pe", "none"])] = "top-k"
     topK: Annotated[int, WithinRange(1, 100)] = 5
     opacity: Annotated[float, WithinRange(0.0, 1.0)] = 0.5
@@ -122,7 +123,8 @@ class PETriageLogic(ScriptedLoadableModuleLogic):
 
         return TriageSettings(
             stage1=p.stage1Model, stage2=p.stage2Model, device=p.device,
-            threshold_pe=None if p.useModelThreshold else p.threshold, cam=p.camMode, top_k=p.topK,
+            threshold_pe=None if p.useModelThreshold else p.threshold, patient_model=p.patientModel or None,
+            cam=p.camMode, top_k=p.topK,
             display=DisplayOptions(threshold=p.heatmapThreshold, opacity=p.opacity,
                                    foreground_branch=p.foregroundBranch),
         )

@@ -139,7 +139,8 @@ class TriageResult:
         }
 
 
-def _load_stage(number: int, spec: str | Path) -> Stage:
+def load_stage(number: int, spec: str | Path) -> Stage:
+    """A stage from a registered model name or a checkpoint path (SHA256 and class names checked)."""
     from PETriageLib.models.checkpoint import file_sha256, load_checkpoint
     from PETriageLib.models.manifest import resolve_model
 
@@ -159,7 +160,7 @@ class Cascade:
     def __init__(self, stage1: Stage, stage2: Stage, device: str = "auto", batch_size: int = 32,
                  all_slices: bool = False, threshold_disease: float | None = None,
                  threshold_pe: float | None = None, min_run: int = 1, min_slices: int = 10,
-                 inference: str = "fast") -> None:
+                 inference: str = "fast", patient_model: "str | Path | None" = None) -> None:
         for st, n in ((stage1, 1), (stage2, 2)):
             if st.number != n:
                 raise ValueError(f"stage {n} given a stage {st.number} model")
@@ -177,6 +178,13 @@ class Cascade:
         self.threshold_pe = stage2.threshold if threshold_pe is None else float(threshold_pe)
         self.min_run = int(min_run)
         self.min_slices = int(min_slices)
+        self.patient = None  # (classifier, meta): its p(PE) decides the verdict, see PETriageLib.patient
+        self.patient_path = None
+        if patient_model is not None:
+            from PETriageLib.patient.train import load_patient_classifier
+
+            self.patient = load_patient_classifier(patient_model, [stage1.sha256, stage2.sha256])
+            self.patient_path = str(patient_model)
         self.device = select_device(device)
         self._to_device(self.device)
 
@@ -184,7 +192,7 @@ class Cascade:
     def from_checkpoints(cls, stage1: str | Path, stage2: str | Path, device: str = "auto",
                          **options: Any) -> "Cascade":
         """Build from two model names (Resources/models.json) or checkpoint paths."""
-        return cls(_load_stage(1, stage1), _load_stage(2, stage2), device=device, **options)
+        return cls(load_stage(1, stage1), load_stage(2, stage2), device=device, **options)
 
     @property
     def shared_preprocessing(self) -> bool:
@@ -230,7 +238,7 @@ class Cascade:
         return {"threshold_disease": self.threshold_disease, "threshold_pe": self.threshold_pe,
                 "min_run": self.min_run, "all_slices": self.all_slices, "batch_size": self.batch_size,
                 "min_slices": self.min_slices, "shared_preprocessing": self.shared_preprocessing,
-                "inference": self.inference,
+                "inference": self.inference, "patient_model": self.patient_path,
                 "fast_paths": {f"stage{n}": p.describe() for n, p in self._fast.items()}}
 
     def run(self, volume: CTVolume, progress: Progress | None = None, cancel: Any = None) -> TriageResult:
@@ -248,10 +256,13 @@ class Cascade:
         problem = series_problem(volume, min_slices=self.min_slices)
         if problem is None:
             problem = self._check_chest(volume, lungs)
+        features: dict[int, np.ndarray] = {}
         if problem is None:
-            self._run_batches(volume, lungs, rows, timings, progress, cancel, prepare_slices)
+            self._run_batches(volume, lungs, rows, timings, progress, cancel, prepare_slices, features)
+        p_patient = self._patient_probability(rows, features) if problem is None else None
         verdict = patient_verdict(rows, self.threshold_disease, self.threshold_pe, self.min_run,
-                                  not_analysable_reason=problem)
+                                  not_analysable_reason=problem, patient_probability=p_patient,
+                                  patient_threshold=None if p_patient is None else self.patient[1]["threshold"])
         return TriageResult(rows=rows, verdict=verdict, volume=volume, lungs=lungs,
                             models=[self.stage1.provenance(), self.stage2.provenance()],
                             options=self.options(), timings=timings, device=str(self.device),
@@ -263,8 +274,49 @@ class Cascade:
 
         return check_chest(volume, lungs)
 
+    def _patient_probability(self, rows: list[SliceRow], features: dict[int, np.ndarray]) -> float | None:
+        """The patient classifier's p(PE) over the analysed slices in order; None without one."""
+        if self.patient is None or not features:
+            return None
+        import torch
+
+        from PETriageLib.patient.model import pad_batch
+
+        model, _ = self.patient
+        x, mask = pad_batch([torch.from_numpy(np.stack([features[r.index] for r in rows if r.index in features]))])
+        with torch.inference_mode():
+            return float(torch.sigmoid(model(x, mask))[0])
+
+    def _stage_outputs(self, images1: np.ndarray, images2: np.ndarray, timings: dict
+                       ) -> "tuple[np.ndarray, np.ndarray, np.ndarray]":
+        """With a patient classifier: both stages on every slice through the eager models, which
+        give the features as well. (p_disease, p_pe, features)."""
+        from PETriageLib.patient.features import stage_features
+
+        kind = self.patient[1]["features"]
+        out = []
+        for st, images in ((self.stage1, images1), (self.stage2, images2)):
+            t = time.perf_counter()
+            out.append(stage_features(st.model, images, kind, self.batch_size, self.device))
+            timings[f"stage{st.number}"] += time.perf_counter() - t
+        p1, p2 = (1 / (1 + np.exp(-f[:, 0].astype(np.float64))) for f in out)
+        return p1, p2, np.concatenate(out, axis=1)
+
+    def _stage2_images(self, volume: CTVolume, lungs: list, idx: list[int], images1: np.ndarray,
+                       timings: dict, prepare_slices: Callable) -> np.ndarray:
+        """Stage 2's inputs for slices idx, from stage 1's when the preprocessing is shared."""
+        if not self.shared_preprocessing:
+            t = time.perf_counter()
+            images = prepare_slices(volume, idx, self.config2, lungs=lungs).images
+            timings["preprocessing"] += time.perf_counter() - t
+            return images
+        if self.config2.context < self.config1.context:
+            return centre_channels(images1, len(self.config1.windows), self.config1.context, self.config2.context)
+        return images1
+
     def _run_batches(self, volume: CTVolume, lungs: list, rows: list[SliceRow], timings: dict,
-                     progress: Progress | None, cancel: Any, prepare_slices: Callable) -> None:
+                     progress: Progress | None, cancel: Any, prepare_slices: Callable,
+                     features: dict[int, np.ndarray]) -> None:
         todo = [r.index for r in rows if r.has_lung]
         total = len(todo)
         if progress:
@@ -276,23 +328,24 @@ class Cascade:
             t = time.perf_counter()
             prep = prepare_slices(volume, idx, self.config1, lungs=lungs)
             timings["preprocessing"] += time.perf_counter() - t
-            t = time.perf_counter()
-            p1 = self._predict(self.stage1, prep.images)
-            timings["stage1"] += time.perf_counter() - t
-            sel = [i for i, p in enumerate(p1) if self.all_slices or p >= self.threshold_disease]
-            p2 = np.full(len(idx), np.nan)
-            if sel:
-                images = prep.images[sel]
-                if not self.shared_preprocessing:
-                    t = time.perf_counter()
-                    images = prepare_slices(volume, [idx[i] for i in sel], self.config2, lungs=lungs).images
-                    timings["preprocessing"] += time.perf_counter() - t
-                elif self.config2.context < self.config1.context:
-                    images = centre_channels(images, len(self.config1.windows), self.config1.context,
-                                             self.config2.context)
+            if self.patient is not None:
+                images2 = self._stage2_images(volume, lungs, idx, prep.images, timings, prepare_slices)
+                p1, p2_all, feats = self._stage_outputs(prep.images, images2, timings)
+                features.update(zip(idx, feats))
+                # the rows keep the cascade's meaning: p_pe only where stage 1 passes
+                p2 = np.where(self.all_slices | (p1 >= self.threshold_disease), p2_all, np.nan)
+            else:
                 t = time.perf_counter()
-                p2[sel] = self._predict(self.stage2, images)
-                timings["stage2"] += time.perf_counter() - t
+                p1 = self._predict(self.stage1, prep.images)
+                timings["stage1"] += time.perf_counter() - t
+                sel = [i for i, p in enumerate(p1) if self.all_slices or p >= self.threshold_disease]
+                p2 = np.full(len(idx), np.nan)
+                if sel:
+                    images = self._stage2_images(volume, lungs, [idx[i] for i in sel], prep.images[sel], timings,
+                                                 prepare_slices)
+                    t = time.perf_counter()
+                    p2[sel] = self._predict(self.stage2, images)
+                    timings["stage2"] += time.perf_counter() - t
             for i, k in enumerate(idx):
                 r = rows[k]
                 r.analysable = True

@@ -25,7 +25,8 @@ from PETriageLib.windows import PRESETS, get_window
 log = logging.getLogger(__name__)
 
 SLICE_COLUMNS = ["index", "z", "instance_uid", "has_lung", "analysable", "p_disease", "p_pe", "label"]
-WORKLIST_COLUMNS = ["rank", "verdict", "pe_score", "disease_score", "max_pe_slice", "patient_id", "study_date",
+WORKLIST_COLUMNS = ["rank", "verdict", "pe_score", "patient_probability", "disease_score", "max_pe_slice",
+                    "patient_id", "study_date",
                     "series_uid", "series_description", "num_slices", "reason", "report_dir"]
 MAX_KEY_IMAGES = 10
 
@@ -154,6 +155,8 @@ def summary_markdown(result: TriageResult, files: Mapping[str, Any]) -> str:
             f"slice {v.max_pe_slice} (z {result.rows[v.max_pe_slice].z:.1f} mm)"
         lines += [
             f"- PE score {v.pe_score:.3f}, disease score {v.disease_score:.3f}; highest p_pe at {top}",
+            *([f"- Patient classifier p(PE) {v.patient_probability:.3f} (threshold {v.patient_threshold:.3f})"]
+              if v.patient_probability is not None else []),
             f"- PE slices: {_ranges_text(v.pe_ranges, result.rows)}",
             f"- Diseased slices: {_ranges_text(v.disease_ranges, result.rows)}",
             f"- Slice counts: {', '.join(f'{k} {n}' for k, n in v.counts.items())}",
@@ -199,22 +202,26 @@ def worklist_row(result: TriageResult | None, report_dir: str | Path, series: Ma
     """One worklist entry: from a triage result, or from series info plus why it was not triaged."""
     if result is None:
         s = dict(series or {})
-        scores = {"pe_score": None, "disease_score": None, "max_pe_slice": None}
+        scores = {"pe_score": None, "patient_probability": None, "disease_score": None, "max_pe_slice": None}
         num_slices = s.get("num_slices")
     else:
         v, s = result.verdict, result.series_info()
         verdict, reason, num_slices = v.verdict, v.reason, result.volume.num_slices
-        scores = {"pe_score": v.pe_score, "disease_score": v.disease_score, "max_pe_slice": v.max_pe_slice}
+        scores = {"pe_score": v.pe_score, "patient_probability": v.patient_probability,
+                  "disease_score": v.disease_score, "max_pe_slice": v.max_pe_slice}
     keys = ("patient_id", "study_date", "series_uid", "series_description")
     return {"verdict": verdict, **scores, **{k: s.get(k) for k in keys}, "num_slices": num_slices,
             "reason": reason, "report_dir": str(report_dir)}
 
 
 def write_worklist(entries: Sequence[Mapping[str, Any]], path: str | Path) -> list[dict[str, Any]]:
-    """Rank by PE score (highest first); unanalysable series and errors go last, for a human to see."""
+    """Rank by the patient classifier's p(PE) where it ran, else by PE score (highest first);
+    unanalysable series and errors go last, for a human to see."""
     def key(e: Mapping[str, Any]) -> tuple:
         scored = e.get("pe_score") is not None
-        return (0 if scored else 1, -(e.get("pe_score") or 0.0), -(e.get("disease_score") or 0.0))
+        first = e.get("patient_probability")
+        first = e.get("pe_score") if first is None else first
+        return (0 if scored else 1, -(first or 0.0), -(e.get("disease_score") or 0.0))
 
     ranked = [dict(e, rank=i) for i, e in enumerate(sorted(entries, key=key), 1)]
     with open(path, "w", newline="") as f:

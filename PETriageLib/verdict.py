@@ -3,6 +3,8 @@
 Verdicts: ``pe_suspected``, ``other_disease``, ``no_finding``, ``not_analysable``.
 Rule (the seed paper's): a patient is positive when any slice is positive; optionally a run
 of ``min_run`` consecutive positive slices is required, which suppresses single-slice noise.
+With a patient classifier (``PETriageLib.patient``), its probability decides PE instead; the
+slice labels still decide "other disease" and show where.
 """
 from __future__ import annotations
 
@@ -48,6 +50,8 @@ class PatientVerdict:
     pe_ranges: list[tuple[int, int]] = field(default_factory=list)  # inclusive index runs
     disease_ranges: list[tuple[int, int]] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=dict)
+    patient_probability: float | None = None  # the patient classifier's p(PE), when one ran
+    patient_threshold: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -99,12 +103,23 @@ def patient_verdict(
     threshold_pe: float = 0.5,
     min_run: int = 1,
     not_analysable_reason: str | None = None,
+    patient_probability: float | None = None,
+    patient_threshold: float | None = None,
 ) -> PatientVerdict:
-    """Aggregate slice rows (in index order) into the patient verdict."""
+    """Aggregate slice rows (in index order) into the patient verdict.
+
+    ``patient_probability`` / ``patient_threshold``: a patient classifier's p(PE) and operating
+    point; when given, PE is suspected exactly when p >= threshold, whatever the slice labels.
+    """
     if min_run < 1:
         raise ValueError(f"min_run must be >= 1, got {min_run}")
+    if (patient_probability is None) != (patient_threshold is None):
+        raise ValueError("a patient probability needs its threshold, and a threshold its probability")
     rule = "any slice" if min_run == 1 else f"{min_run} consecutive slices"
-    base = dict(rule=rule, min_run=min_run, threshold_disease=threshold_disease, threshold_pe=threshold_pe)
+    if patient_probability is not None:
+        rule = "patient classifier"
+    base = dict(rule=rule, min_run=min_run, threshold_disease=threshold_disease, threshold_pe=threshold_pe,
+                patient_probability=patient_probability, patient_threshold=patient_threshold)
     labels = [r.label for r in rows]
     counts = {name: labels.count(name) for name in SLICE_LABELS}
     counts["analysed"] = sum(r.analysable for r in rows)
@@ -125,11 +140,17 @@ def patient_verdict(
 
     long_pe = [r for r in pe_ranges if r[1] - r[0] + 1 >= min_run]
     long_dis = [r for r in disease_ranges if r[1] - r[0] + 1 >= min_run]
-    if long_pe:
+    by_classifier = patient_probability is not None
+    if by_classifier and patient_probability >= patient_threshold:
+        verdict, reason = "pe_suspected", (f"patient classifier p(PE) {patient_probability:.3f} >= "
+                                           f"{patient_threshold:.3f}; {counts['pe']} slice(s) classified pe")
+    elif long_pe and not by_classifier:
         n = sum(b - a + 1 for a, b in long_pe)
         verdict, reason = "pe_suspected", f"{n} slice(s) classified pe ({rule} rule), max p_pe {pe_score:.3f}"
     elif long_dis:
-        verdict, reason = "other_disease", f"{counts['other'] + counts['pe']} diseased slice(s), none meets the pe rule"
+        why = (f"patient classifier p(PE) {patient_probability:.3f} < {patient_threshold:.3f}"
+               if by_classifier else "none meets the pe rule")
+        verdict, reason = "other_disease", f"{counts['other'] + counts['pe']} diseased slice(s), {why}"
     else:
         verdict, reason = "no_finding", f"no run of {min_run} diseased slice(s) among {counts['analysed']} analysed"
     return PatientVerdict(

@@ -29,6 +29,7 @@ class TriageSettings:
     stage2: str
     device: str = "auto"
     threshold_pe: float | None = None  # None: the checkpoint's operating point
+    patient_model: str | None = None  # a patient classifier file (petriage train-patient); None: any-slice rule
     cam: str = "top-k"  # top-k | pe | none
     top_k: int = 5
     display: DisplayOptions = field(default_factory=DisplayOptions)
@@ -84,10 +85,12 @@ class PETriageLogic:
         """The Cascade for these models/device/threshold, built once and reused."""
         from PETriageLib.cascade import Cascade
 
-        key = (settings.stage1, settings.stage2, settings.device, settings.threshold_pe)
+        key = (settings.stage1, settings.stage2, settings.device, settings.threshold_pe, settings.patient_model)
         if key != self._cascade_key:
             paths = [str(verified_path(name)) for name in (settings.stage1, settings.stage2)]
-            options = {} if settings.threshold_pe is None else {"threshold_pe": settings.threshold_pe}
+            options: dict[str, Any] = {} if settings.threshold_pe is None else {"threshold_pe": settings.threshold_pe}
+            if settings.patient_model:
+                options["patient_model"] = settings.patient_model
             self._cascade = Cascade.from_checkpoints(paths[0], paths[1], device=settings.device, **options)
             self._cascade_key = key
         return self._cascade

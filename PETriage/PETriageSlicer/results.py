@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 
 INPUT_ROLE = "PETriageInput"  # node reference from every result node to the CT it belongs to
 TABLE_ROLE = "PETriageTable"  # from the CT to its latest results table
-VERDICT_KEYS = ("verdict", "reason", "pe_score", "disease_score", "max_pe_slice", "rule")
+VERDICT_KEYS = ("verdict", "reason", "pe_score", "disease_score", "max_pe_slice", "rule", "patient_probability")
 COLUMNS = ("index", "z", "instance_uid", "has_lung", "analysable", "p_disease", "p_pe", "label")
 
 

@@ -14,7 +14,7 @@ import sys
 from PETriageLib import __version__
 
 # Order here is the order in `petriage --help`, following the data flow.
-SUBCOMMANDS = ["info", "phantom", "models", "triage", "demo", "train", "evaluate", "experiment", "bench"]
+SUBCOMMANDS = ["info", "phantom", "models", "triage", "demo", "train", "train-patient", "evaluate", "experiment", "bench"]
 
 log = logging.getLogger("petriage")
 
@@ -29,10 +29,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in SUBCOMMANDS:
+        module_name = f"PETriageLib.cli.{name.replace('-', '_')}"
         try:
-            module = importlib.import_module(f"PETriageLib.cli.{name}")
+            module = importlib.import_module(module_name)
         except ModuleNotFoundError as exc:  # a subcommand not built yet
-            if exc.name == f"PETriageLib.cli.{name}":
+            if exc.name == module_name:
                 continue
             raise
         module.register(sub)

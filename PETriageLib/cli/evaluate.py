@@ -18,6 +18,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--cache", default=None, help="slice cache folder (default OUT/cache)")
     p.add_argument("--min-slices", type=int, default=1, help="slices needed to call a patient positive")
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the AUROC CI")
+    p.add_argument("--patient-model", default=None,
+                   help="also report this patient classifier (petriage train-patient) on the same patients")
     p.add_argument("--threads", type=int, default=None,
                    help="torch CPU threads (default: torch's choice; 1 is faster when other jobs share the CPU)")
     p.set_defaults(func=run)
@@ -47,6 +49,6 @@ def run(args: argparse.Namespace) -> int:
     for path, sha in ((stage1, sha1), (stage2, sha2)):
         read_checkpoint(path, sha)  # a registered model must still match its manifest SHA256
     evaluate_cascade(stage1, stage2, args.manifest, args.out, args.cache or Path(args.out) / "cache", splits,
-                     args.split, args.min_slices, args.bootstrap)
+                     args.split, args.min_slices, args.bootstrap, patient_model=args.patient_model)
     print((Path(args.out) / "report.md").read_text())
     return 0

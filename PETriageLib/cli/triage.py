@@ -34,6 +34,9 @@ def add_cascade_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threshold-disease", type=float, help="stage 1 operating point (default: the checkpoint's)")
     p.add_argument("--min-run", type=int, default=1,
                    help="consecutive positive slices needed for a positive patient (default 1: any slice)")
+    p.add_argument("--patient-model", default=None, metavar="PATIENT_PT",
+                   help="a patient classifier (petriage train-patient) for these models: its p(PE) decides "
+                        "the verdict instead of the any-slice rule; stage 2 then runs on every lung slice")
     p.add_argument("--all-slices", action="store_true", help="run stage 2 on every lung slice, not only diseased")
     p.add_argument("--cam", choices=["top-k", "pe", "none"], default="top-k",
                    help="Grad-CAM on the top-k slices by p_pe, on every pe slice, or none (default top-k)")
@@ -70,7 +73,8 @@ def build_cascade(args: argparse.Namespace) -> Any:
     stage1, stage2 = args.models or default_models()
     return Cascade.from_checkpoints(stage1, stage2, device=args.device, batch_size=args.batch_size,
                                     all_slices=args.all_slices, threshold_disease=args.threshold_disease,
-                                    threshold_pe=args.threshold, min_run=args.min_run, inference=args.inference)
+                                    threshold_pe=args.threshold, min_run=args.min_run, inference=args.inference,
+                                    patient_model=getattr(args, "patient_model", None))
 
 
 def triage_volume(cascade: Any, volume: Any, out_dir: Path, args: argparse.Namespace,

@@ -150,6 +150,15 @@ def _separation_table(rows: Sequence[dict], head: Sequence[str]) -> str:
                                   else f"{r['auroc']:.3f}") for r in rows])
 
 
+def _patient_classifier_md(r: dict) -> list[str]:
+    rows = [("PE (sensitivity)", r["sensitivity"]), ("Non-PE (specificity)", r["specificity"]),
+            ("  of which other disease", r["specificity_other"]), ("  of which WNL", r["specificity_wnl"])]
+    return [f"## PE per patient, patient classifier ({r['head']} over {r['features']}, p >= {r['threshold']:.4f})",
+            "", patient_table(rows), "",
+            f"Patient classifier `{r['classifier']}`: AUROC (95% CI) {auroc_text(r['auroc'])}; its threshold "
+            "was chosen on the validation patients.", ""]
+
+
 def write_slice_csv(cached: Sequence[CachedSource], p1: Sequence[np.ndarray], p2: Sequence[np.ndarray],
                     t1: float, t2: float, path: Path) -> None:
     """One row per slice: its label and both stages' probabilities, for error analysis."""
@@ -192,11 +201,13 @@ def save_roc(curves: Sequence["tuple[str, np.ndarray, np.ndarray]"], path: Path,
 
 def evaluate_cascade(stage1: "str | Path", stage2: "str | Path", manifest: "str | Path", out_dir: "str | Path",
                      cache_root: "str | Path", splits_file: "str | Path | None" = None, split: str = "test",
-                     min_slices: int = 1, n_boot: int = 1000, label: Optional[str] = None, seed: int = 0) -> dict:
+                     min_slices: int = 1, n_boot: int = 1000, label: Optional[str] = None, seed: int = 0,
+                     patient_model: "str | Path | None" = None) -> dict:
     """Write report.json, report.md, slices.csv and the ROC curves (roc_stage1.png, roc_stage2.png,
     roc_patients.png) into out_dir; return the report.
 
-    With lesion masks in the manifest (phantoms), the report adds sensitivity by lesion area.
+    With lesion masks in the manifest (phantoms), the report adds sensitivity by lesion area; with
+    ``patient_model`` (``petriage train-patient``), that classifier's patient table.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -227,6 +238,13 @@ def evaluate_cascade(stage1: "str | Path", stage2: "str | Path", manifest: "str 
               "patients": patients, "patient_tables": ptables, "patient_pe_auroc": patient_auroc,
               "by_lesion_area": by_area,
               "operating_points": points}
+    if patient_model is not None:
+        from PETriageLib.cascade import load_stage
+        from PETriageLib.patient.pipeline import patient_classifier_report
+
+        report["patient_classifier"] = patient_classifier_report(
+            patient_model, [load_stage(1, stage1), load_stage(2, stage2)], manifest, cache_root, splits_file,
+            split, n_boot, seed)
     (out / "report.json").write_text(json.dumps(report, indent=1))
     md = [f"# Evaluation on split `{split}` ({len(patients)} patients)", "",
           "## Stage 1 per slice (WNL vs disease, slices with lung)", "", slice_table([(name, r1)], m1["class_names"]),
@@ -243,6 +261,7 @@ def evaluate_cascade(stage1: "str | Path", stage2: "str | Path", manifest: "str 
           f"Patient PE score (the highest p(disease) x p(PE) on a slice with lung), PE against non-PE "
           f"patients: AUROC (95% CI) {auroc_text(patient_auroc)}. The table above flags by the slice thresholds; "
           f"this shows how well the same scores rank the patients (`roc_patients.png`).", "",
+          *(_patient_classifier_md(report["patient_classifier"]) if patient_model is not None else []),
           *(["## PE patients found, by the most central clot (phantom ground truth)", "",
              patient_table(by_level, "Most central clot", "Flagged"), ""] if by_level else []),
           *(["## Slices found, by lesion area on the slice (lesion masks)", "",

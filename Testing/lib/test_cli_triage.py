@@ -129,3 +129,31 @@ def test_demo_with_the_shipped_models(tmp_path, capsys):
     report = json.loads((tmp_path / "report" / "report.json").read_text())
     assert len(report["slices"]) == 40 and report["patient"]["verdict"] != "not_analysable"
     assert (tmp_path / "study" / "labels.csv").is_file()
+
+
+def test_triage_with_a_patient_classifier(phantom_series_dir, tiny_checkpoints, tmp_path):
+    """--patient-model: its p(PE) decides the verdict and ranks the worklist (untrained weights:
+    the test is about the wiring); one made for other stage models is refused."""
+    import torch
+
+    from PETriageLib.models.checkpoint import file_sha256
+    from PETriageLib.patient.model import PatientClassifier
+    from PETriageLib.patient.train import PatientTrainConfig, save_patient_classifier
+
+    torch.manual_seed(0)
+    stages = [{"sha256": file_sha256(p), "path": str(p)} for p in tiny_checkpoints]
+    path = save_patient_classifier(tmp_path / "patient.pt", PatientClassifier(2, "maxpool", 8),
+                                   PatientTrainConfig(features="scores"), {"threshold": 0.0}, stages)
+    assert triage(phantom_series_dir, tmp_path / "out", tiny_checkpoints, "--cam", "none",
+                  "--patient-model", path) == 0
+    work = read_csv(tmp_path / "out" / "worklist.csv")
+    assert work[0]["verdict"] == "pe_suspected" and 0 < float(work[0]["patient_probability"]) < 1
+    out = tmp_path / "out" / work[0]["report_dir"].split("/")[-1]
+    report = json.loads((out / "report.json").read_text())
+    assert report["patient"]["rule"] == "patient classifier"
+    assert report["patient"]["patient_probability"] == pytest.approx(float(work[0]["patient_probability"]), abs=1e-3)
+    assert "Patient classifier p(PE)" in (out / "summary.md").read_text()
+    other = save_patient_classifier(tmp_path / "other.pt", PatientClassifier(2, "maxpool", 8),
+                                    PatientTrainConfig(features="scores"), {"threshold": 0.0},
+                                    [{"sha256": "0" * 64, "path": "x"}] * 2)
+    assert triage(phantom_series_dir, tmp_path / "out2", tiny_checkpoints, "--patient-model", other) != 0

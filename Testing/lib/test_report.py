@@ -124,3 +124,16 @@ def test_worklist_ranks_by_pe_score_with_problems_last(tmp_path):
         rows = list(csv.DictReader(f))
     assert [r["rank"] for r in rows] == ["1", "2", "3", "4", "5"]
     assert rows[0]["verdict"] == "pe_suspected" and rows[3]["reason"] == "unreadable" and rows[3]["pe_score"] == ""
+
+
+def test_worklist_ranks_by_the_patient_classifier_where_it_ran(tmp_path):
+    entries = [
+        {"verdict": "pe_suspected", "pe_score": 0.9, "patient_probability": 0.4, "series_uid": "a"},
+        {"verdict": "pe_suspected", "pe_score": 0.2, "patient_probability": 0.8, "series_uid": "b"},
+        {"verdict": "not_analysable", "pe_score": None, "patient_probability": None, "series_uid": "c"},
+    ]
+    ranked = write_worklist(entries, tmp_path / "w.csv")
+    assert [e["series_uid"] for e in ranked] == ["b", "a", "c"]
+    with open(tmp_path / "w.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["patient_probability"] for r in rows] == ["0.800000", "0.400000", ""]

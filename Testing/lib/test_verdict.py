@@ -57,6 +57,22 @@ def test_any_slice_rule_flags_a_single_pe_slice():
     assert v.rule == "any slice"
 
 
+def test_patient_classifier_decides_pe_both_ways():
+    pe_slice = make_rows([0.1, 0.9, 0.1], [None, 0.8, None])
+    v = patient_verdict(pe_slice, patient_probability=0.2, patient_threshold=0.3)
+    assert v.verdict == "other_disease" and v.rule == "patient classifier"
+    assert "p(PE) 0.200 < 0.300" in v.reason and v.pe_ranges == [(1, 1)]  # the slices still show where
+    no_pe_slice = make_rows([0.1, 0.2, 0.1], [None, None, None])
+    v = patient_verdict(no_pe_slice, patient_probability=0.3, patient_threshold=0.3)
+    assert v.verdict == "pe_suspected" and "0 slice(s) classified pe" in v.reason
+    assert v.to_dict()["patient_probability"] == 0.3 and v.to_dict()["patient_threshold"] == 0.3
+    assert patient_verdict(no_pe_slice, patient_probability=0.1, patient_threshold=0.3).verdict == "no_finding"
+    assert patient_verdict(pe_slice, patient_probability=0.9, patient_threshold=0.3,
+                           not_analysable_reason="gap").verdict == "not_analysable"
+    with pytest.raises(ValueError, match="needs its threshold"):
+        patient_verdict(pe_slice, patient_probability=0.5)
+
+
 def test_min_run_demotes_isolated_pe_slices_to_other_disease():
     rows = make_rows([0.9, 0.1, 0.9, 0.9, 0.1], [0.8, None, 0.2, 0.7, None])
     assert patient_verdict(rows, min_run=1).verdict == "pe_suspected"

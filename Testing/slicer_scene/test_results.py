@@ -177,3 +177,28 @@ def test_scene_saves_to_mrb_and_reloads_with_all_results(run, tmp_path):
     new_seg = restored.GetFirstNodeByName(seg.GetName())
     assert np.array_equal(lesion_mask(new_seg, ct), lesion_mask(seg, run.ct))
     assert lesion_mask(new_seg, ct).sum() == 100
+
+
+def test_patient_classifier_setting_decides_the_verdict(scene, phantom_series, tiny_models, tmp_path):
+    """A patient classifier for these two models (weights as initialised: the test is about the
+    wiring): its p(PE) and rule land on the CT node, and the verdict follows its threshold."""
+    import torch
+
+    from PETriageLib.models.checkpoint import file_sha256
+    from PETriageLib.patient.model import PatientClassifier
+    from PETriageLib.patient.train import PatientTrainConfig, save_patient_classifier
+    from PETriageSlicer.logic import PETriageLogic, TriageSettings
+
+    torch.manual_seed(0)
+    stages = [{"sha256": file_sha256(p), "path": p} for p in tiny_models]
+    verdicts = {}
+    for threshold in (0.0, 1.0):  # every p(PE) passes 0, none reaches 1
+        path = save_patient_classifier(tmp_path / f"patient-{threshold}.pt", PatientClassifier(2, "bilstm", 8),
+                                       PatientTrainConfig(features="scores"), {"threshold": threshold}, stages)
+        logic = PETriageLogic(scene)
+        ct = logic.load_dicom(str(phantom_series))
+        logic.run(ct, TriageSettings(*tiny_models, device="cpu", cam="none", patient_model=str(path)))
+        assert ct.GetAttribute("PETriage.rule") == "patient classifier"
+        assert 0.0 < float(ct.GetAttribute("PETriage.patient_probability")) < 1.0
+        verdicts[threshold] = ct.GetAttribute("PETriage.verdict")
+    assert verdicts[0.0] == "pe_suspected" and verdicts[1.0] != "pe_suspected"

@@ -1,0 +1,53 @@
+"""`petriage train-patient`: a patient-level classifier (maxpool or BiLSTM) over a stage pair's slice features."""
+from __future__ import annotations
+
+import argparse
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "train-patient", help="train a patient-level PE classifier over a stage pair's slice features",
+        description="Runs both stages on every slice with lung of the manifest's train and val patients, "
+                    "trains a classifier that reads a series' slice features (maxpool: max over slices; "
+                    "bilstm: a bidirectional LSTM over the slices in order) and sets its threshold on the "
+                    "validation patients. Use it in triage with --patient-model (see docs/training.md).")
+    p.add_argument("--manifest", required=True, nargs="+", help="data manifest CSV(s)")
+    p.add_argument("--stage1", required=True, help="stage 1 checkpoint (file or registered model name)")
+    p.add_argument("--stage2", required=True, help="stage 2 checkpoint (file or registered model name)")
+    p.add_argument("--splits", required=True,
+                   help="the splits JSON the stages were trained with (validation patients they never saw)")
+    p.add_argument("--out", required=True, help="output folder (patient.pt, history.json, features/)")
+    p.add_argument("--cache", default=None, help="slice cache folder (default OUT/cache)")
+    p.add_argument("--head", choices=("maxpool", "bilstm"), default="bilstm")
+    p.add_argument("--features", choices=("scores", "embeddings"), default="embeddings",
+                   help="per slice: both stages' logits (scores) or the logits and pooled features (embeddings)")
+    p.add_argument("--hidden", type=int, default=32)
+    p.add_argument("--epochs", type=int, default=60)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--dropout", type=float, default=0.3)
+    p.add_argument("--patience", type=int, default=15)
+    p.add_argument("--target-sensitivity", type=float, default=1.0,
+                   help="share of validation PE patients the stored threshold keeps (default 1.0)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    from PETriageLib.fast_inference import set_threads
+    from PETriageLib.patient.pipeline import train_patient_from_manifest
+    from PETriageLib.patient.train import PatientTrainConfig
+
+    set_threads(args.threads)
+    cfg = PatientTrainConfig(head=args.head, features=args.features, hidden=args.hidden, epochs=args.epochs,
+                             lr=args.lr, dropout=args.dropout, patience=args.patience,
+                             target_sensitivity=args.target_sensitivity, seed=args.seed)
+    result = train_patient_from_manifest(args.stage1, args.stage2, args.manifest, args.out,
+                                         args.cache or Path(args.out) / "cache", args.splits, cfg,
+                                         progress=not args.no_progress)
+    print(json.dumps(result, indent=1))
+    return 0

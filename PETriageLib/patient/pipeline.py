@@ -1,0 +1,86 @@
+"""From a manifest and a stage 1 + stage 2 pair to a trained patient classifier, and its evaluation."""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import asdict
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from PETriageLib.patient.series import PatientSeries, load_series, save_series, series_from_cache
+from PETriageLib.patient.train import (
+    PatientTrainConfig, load_patient_classifier, predict_series, save_patient_classifier, train_patient_classifier)
+
+log = logging.getLogger(__name__)
+
+
+def split_series(stages: Sequence, manifest, cache_root: "str | Path", splits_file: "str | Path | None",
+                 split: str, kind: str, feature_dir: "str | Path | None" = None, seed: int = 0,
+                 progress: bool = False) -> list[PatientSeries]:
+    """The split's feature series; kept in ``feature_dir`` under a name made of what they depend on."""
+    from PETriageLib.training.manifest import manifest_paths
+
+    path = None
+    if feature_dir is not None:
+        splits_text = Path(splits_file).read_text() if splits_file and Path(splits_file).is_file() else ""
+        blob = json.dumps({"sha256": [s.sha256 for s in stages], "kind": kind, "split": split, "seed": seed,
+                           "manifest": manifest_paths(manifest), "splits": splits_text}, sort_keys=True)
+        path = Path(feature_dir) / f"{split}-{kind}-{hashlib.sha256(blob.encode()).hexdigest()[:12]}.npz"
+        if path.is_file():
+            log.info("features of split %s from %s", split, path)
+            return load_series(path)
+    series = series_from_cache([s.model for s in stages], [s.meta for s in stages], manifest, cache_root,
+                               splits_file, split, kind, seed, progress)
+    if path is not None:
+        save_series(series, path)
+    return series
+
+
+def train_patient_from_manifest(stage1: str, stage2: str, manifest, out_dir: "str | Path",
+                                cache_root: "str | Path", splits_file: "str | Path | None",
+                                cfg: PatientTrainConfig, progress: bool = False) -> dict:
+    """Train on the ``train`` split, choose epoch and threshold on ``val``; write OUT/patient.pt and
+    OUT/history.json. The splits must exist already (those the stages were trained with)."""
+    from PETriageLib.cascade import load_stage
+
+    if not splits_file or not Path(splits_file).is_file():
+        raise FileNotFoundError(f"splits file {splits_file} not found: give the one the stage models were "
+                                "trained with, so the classifier is validated on patients they never saw")
+    out = Path(out_dir)
+    stages = [load_stage(1, stage1), load_stage(2, stage2)]
+    series = {name: split_series(stages, manifest, cache_root, splits_file, name, cfg.features,
+                                 out / "features", cfg.seed, progress) for name in ("train", "val")}
+    model, summary, history = train_patient_classifier(series["train"], series["val"], cfg, progress)
+    summary["train_patients"] = len(series["train"])
+    path = save_patient_classifier(out / "patient.pt", model, cfg, summary,
+                                   [{"sha256": s.sha256, "path": s.path} for s in stages])
+    (out / "history.json").write_text(json.dumps({"config": asdict(cfg), "history": history,
+                                                  "best": summary}, indent=1))
+    log.info("patient classifier written to %s", path)
+    return {"path": str(path), **summary}
+
+
+def patient_classifier_report(path: "str | Path", stages: Sequence, manifest, cache_root: "str | Path",
+                              splits_file: "str | Path | None", split: str, n_boot: int = 1000,
+                              seed: int = 0) -> dict:
+    """Sensitivity and specificity at the classifier's threshold, and its AUROC, on ``split``."""
+    from PETriageLib.training.metrics import auroc_ci, fmt_count
+
+    model, meta = load_patient_classifier(path, [s.sha256 for s in stages])
+    series = split_series(stages, manifest, cache_root, splits_file, split, meta["features"], seed=seed)
+    p = predict_series(model, series)
+    y = np.array([s.is_pe for s in series])
+    flagged = p >= meta["threshold"]
+    wnl = np.array([s.patient_label == "wnl" for s in series])
+    return {"classifier": str(path), "head": meta["head"], "features": meta["features"],
+            "threshold": meta["threshold"],
+            "sensitivity": fmt_count(int(flagged[y == 1].sum()), int((y == 1).sum())),
+            "specificity": fmt_count(int((~flagged[y == 0]).sum()), int((y == 0).sum())),
+            "specificity_other": fmt_count(int((~flagged[(y == 0) & ~wnl]).sum()), int(((y == 0) & ~wnl).sum())),
+            "specificity_wnl": fmt_count(int((~flagged[wnl]).sum()), int(wnl.sum())),
+            "auroc": auroc_ci(y, p, n_boot, seed),
+            "patients": [{"patient_id": s.patient_id, "label": s.patient_label, "p_pe": float(q)}
+                         for s, q in zip(series, p)]}

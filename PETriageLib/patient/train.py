@@ -1,0 +1,162 @@
+"""Train a patient classifier on slice-feature series; pick the epoch and the threshold on validation."""
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from PETriageLib.patient.model import PatientClassifier, pad_batch
+from PETriageLib.patient.series import PatientSeries
+
+log = logging.getLogger(__name__)
+FORMAT = "petriage-patient-classifier"
+FORMAT_VERSION = 1
+
+
+@dataclass
+class PatientTrainConfig:
+    head: str = "bilstm"  # maxpool | bilstm
+    features: str = "embeddings"  # scores | embeddings (PETriageLib.patient.features)
+    hidden: int = 32
+    dropout: float = 0.3
+    epochs: int = 60
+    batch_size: int = 16
+    lr: float = 1e-3
+    weight_decay: float = 1e-2
+    noise: float = 0.1  # Gaussian noise on the standardised features while training
+    patience: int = 15  # epochs without a better validation AUROC before stopping
+    target_sensitivity: float = 1.0  # of PE patients on validation, for the stored threshold
+    seed: int = 0
+
+
+@torch.no_grad()
+def predict_series(model: PatientClassifier, series: Sequence[PatientSeries], batch_size: int = 32) -> np.ndarray:
+    """PE probability per series."""
+    model.eval()
+    out = []
+    for i in range(0, len(series), batch_size):
+        x, mask = pad_batch([torch.from_numpy(np.asarray(s.features, np.float32)) for s in series[i:i + batch_size]])
+        out.append(torch.sigmoid(model(x, mask)).numpy())
+    return np.concatenate(out) if out else np.zeros(0)
+
+
+def _check(train: Sequence[PatientSeries], val: Sequence[PatientSeries]) -> None:
+    for name, items in (("training", train), ("validation", val)):
+        labels = {s.is_pe for s in items}
+        if labels != {0, 1}:
+            raise ValueError(f"the {name} split needs PE and non-PE patients; it has "
+                             f"{sum(s.is_pe for s in items)} PE of {len(items)}")
+    shared = {s.patient_id for s in train} & {s.patient_id for s in val}
+    if shared:
+        raise ValueError(f"{len(shared)} patients are in both training and validation, e.g. {sorted(shared)[0]}")
+
+
+def train_patient_classifier(train: Sequence[PatientSeries], val: Sequence[PatientSeries],
+                             cfg: PatientTrainConfig, progress: bool = False
+                             ) -> "tuple[PatientClassifier, dict, list[dict]]":
+    """(best model, its validation summary with the threshold, per-epoch history)."""
+    from PETriageLib.training.metrics import auroc_ci, threshold_for_sensitivity
+
+    _check(train, val)
+    torch.manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    feats = [torch.from_numpy(np.asarray(s.features, np.float32)) for s in train]
+    y = torch.tensor([s.is_pe for s in train], dtype=torch.float32)
+    y_val = np.array([s.is_pe for s in val])
+    model = PatientClassifier(feats[0].shape[1], cfg.head, cfg.hidden, cfg.dropout)
+    model.set_standardisation(torch.cat(feats))
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    # Weigh the classes equally whatever their counts.
+    loss_fn = nn.BCEWithLogitsLoss(pos_weight=(len(y) - y.sum()) / y.sum())
+    best, best_state, history, stale = None, None, [], 0
+    epochs = range(1, cfg.epochs + 1)
+    if progress:
+        from tqdm import tqdm
+
+        epochs = tqdm(epochs, desc=f"patient {cfg.head}", unit="epoch")
+    for epoch in epochs:
+        model.train()
+        losses = []
+        order = rng.permutation(len(feats))
+        for start in range(0, len(order), cfg.batch_size):
+            idx = order[start:start + cfg.batch_size]
+            x, mask = pad_batch([feats[i] for i in idx])
+            if cfg.noise:
+                x = x + torch.randn_like(x) * cfg.noise * model.scale
+            loss = loss_fn(model(x, mask), y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            losses.append(loss.item())
+        p_val = predict_series(model, val)
+        auroc = float(auroc_ci(y_val, p_val, n_boot=0)["auroc"])
+        row = {"epoch": epoch, "train_loss": float(np.mean(losses)), "val_auroc": auroc}
+        history.append(row)
+        if hasattr(epochs, "set_postfix"):
+            epochs.set_postfix(loss=f"{row['train_loss']:.3f}", val_auroc=f"{auroc:.3f}")
+        if best is None or auroc > best["val_auroc"]:
+            best, stale = dict(row), 0
+            best_state = {k: v.clone() for k, v in model.state_dict().items()}
+        else:
+            stale += 1
+            if stale >= cfg.patience:
+                log.info("no better validation AUROC for %d epochs: stopping at epoch %d", stale, epoch)
+                break
+    model.load_state_dict(best_state)
+    p_val = predict_series(model, val)
+    threshold = threshold_for_sensitivity(y_val, p_val, cfg.target_sensitivity)
+    found = p_val >= threshold
+    best.update(threshold=threshold, val_sensitivity=float(found[y_val == 1].mean()),
+                val_specificity=float((~found[y_val == 0]).mean()), val_patients=len(val))
+    log.info("patient %s: best epoch %d, validation AUROC %.3f, threshold %.4f (sensitivity %.3f, "
+             "specificity %.3f)", cfg.head, best["epoch"], best["val_auroc"], threshold,
+             best["val_sensitivity"], best["val_specificity"])
+    return model, best, history
+
+
+def save_patient_classifier(path: "str | Path", model: PatientClassifier, cfg: PatientTrainConfig,
+                            summary: dict, stages: Sequence[dict]) -> Path:
+    """stages: per stage {"sha256", "path"} of the checkpoints whose features the classifier reads."""
+    from PETriageLib import __version__
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    meta = {"head": model.head, "in_features": model.in_features, "hidden": model.hidden,
+            "dropout": cfg.dropout, "features": cfg.features, "threshold": float(summary["threshold"]),
+            "target_sensitivity": cfg.target_sensitivity, "validation": summary, "stages": list(stages),
+            "train_config": asdict(cfg), "version": __version__}
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save({"format": FORMAT, "format_version": FORMAT_VERSION, "meta": meta, "state_dict": model.state_dict()},
+               tmp)
+    tmp.replace(path)
+    return path
+
+
+def load_patient_classifier(path: "str | Path", stage_sha256: "Sequence[str] | None" = None
+                            ) -> "tuple[PatientClassifier, dict]":
+    """The classifier and its meta; with ``stage_sha256`` it must have been trained on those stage models."""
+    from PETriageLib.errors import CheckpointError
+
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"patient classifier {path} not found")
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # corrupt, or pickled code (refused)
+        raise CheckpointError(f"patient classifier {path} cannot be loaded weights-only: {exc}") from None
+    if not isinstance(data, dict) or data.get("format") != FORMAT or data.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(f"{path} is not a PETriage patient classifier (format {FORMAT} v{FORMAT_VERSION})")
+    meta = data["meta"]
+    if stage_sha256 is not None:
+        trained_on = [s["sha256"] for s in meta["stages"]]
+        if [s.lower() for s in trained_on] != [s.lower() for s in stage_sha256]:
+            raise CheckpointError(f"patient classifier {path} was trained on the features of other stage models "
+                                  f"({', '.join(s['path'] for s in meta['stages'])}); retrain it for these")
+    model = PatientClassifier(meta["in_features"], meta["head"], meta["hidden"], meta["dropout"])
+    model.load_state_dict(data["state_dict"], strict=True)
+    return model.eval(), meta

@@ -1,0 +1,227 @@
+"""Patient-level classifiers (maxpool, BiLSTM) over slice features: what each can learn, the
+stored operating point, the checkpoint, training from a manifest, evaluation and the cascade."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from PETriageLib.errors import CheckpointError
+from PETriageLib.patient.model import PatientClassifier, pad_batch
+from PETriageLib.patient.series import PatientSeries, load_series, save_series
+from PETriageLib.patient.train import (
+    PatientTrainConfig, load_patient_classifier, predict_series, save_patient_classifier, train_patient_classifier)
+from test_cascade_support import make_checkpoint
+from tiny_training import make_tiny_dataset
+
+FAST = dict(hidden=16, epochs=40, batch_size=16, lr=1e-2, noise=0.0, dropout=0.0, patience=40)
+
+
+def _runs_series(n: int, seed: int, length: int = 20) -> list[PatientSeries]:
+    """Every series has three slices with a high score; PE series have them adjacent, the others
+    spread out. Slice by slice the two kinds look the same; only the order tells them apart."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(n):
+        x = rng.normal(0, 0.3, (length, 2)).astype(np.float32)
+        pe = i % 2 == 0
+        start = int(rng.integers(1, length - 4))
+        hits = [start, start + 1, start + 2] if pe else [1, length // 2, length - 2]
+        x[hits, 0] += 4.0
+        out.append(PatientSeries(f"P{seed}-{i}", "pe" if pe else "wnl", x, ["wnl"] * length))
+    return out
+
+
+@pytest.fixture(scope="module")
+def run_data():
+    return _runs_series(120, 1), _runs_series(40, 2)
+
+
+def test_bilstm_learns_the_slice_order_maxpool_cannot(run_data):
+    from sklearn.metrics import roc_auc_score
+
+    train, val = run_data
+    y = [s.is_pe for s in val]
+    bilstm, best, history = train_patient_classifier(train, val, PatientTrainConfig(head="bilstm", **FAST))
+    maxpool, best_mp, _ = train_patient_classifier(train, val, PatientTrainConfig(head="maxpool", **FAST))
+    assert roc_auc_score(y, predict_series(bilstm, val)) >= 0.95
+    # Max pooling of per-slice scores sees three high slices either way: no better than chance.
+    assert roc_auc_score(y, predict_series(maxpool, val)) <= 0.75
+    assert best["val_auroc"] == max(h["val_auroc"] for h in history)
+    # The threshold keeps every validation PE patient (target sensitivity 1.0).
+    p = predict_series(bilstm, val)
+    assert best["threshold"] == pytest.approx(p[np.array(y) == 1].min())
+    assert best["val_sensitivity"] == 1.0
+    assert best["val_specificity"] == pytest.approx(float((p[np.array(y) == 0] < best["threshold"]).mean()))
+
+
+def test_maxpool_finds_a_single_positive_slice():
+    """The paper's rule, learned: a patient is positive when one slice is."""
+    def make(n, seed):
+        rng = np.random.default_rng(seed)
+        out = []
+        for i in range(n):
+            x = rng.normal(0, 0.3, (int(rng.integers(12, 30)), 3)).astype(np.float32)
+            if i % 2 == 0:
+                x[int(rng.integers(0, len(x))), 1] += 3.0
+            out.append(PatientSeries(f"S{seed}-{i}", "pe" if i % 2 == 0 else "other", x, ["other"] * len(x)))
+        return out
+
+    train, val = make(100, 3), make(40, 4)
+    model, best, _ = train_patient_classifier(train, val, PatientTrainConfig(head="maxpool", **FAST))
+    assert best["val_auroc"] >= 0.95
+
+
+def test_padding_does_not_change_a_prediction():
+    torch.manual_seed(0)
+    for head in ("maxpool", "bilstm"):
+        model = PatientClassifier(3, head, hidden=8).eval()
+        short, long = torch.randn(5, 3), torch.randn(11, 3)
+        alone = model(*pad_batch([short]))
+        together = model(*pad_batch([short, long]))
+        assert torch.allclose(alone[0], together[0], atol=1e-6)
+    with pytest.raises(ValueError, match="without slices"):
+        pad_batch([torch.zeros(0, 3)])
+
+
+def test_training_refuses_splits_without_both_classes_or_shared_patients(run_data):
+    train, val = run_data
+    with pytest.raises(ValueError, match="validation split needs PE and non-PE"):
+        train_patient_classifier(train, [s for s in val if s.is_pe], PatientTrainConfig(**FAST))
+    with pytest.raises(ValueError, match="in both training and validation"):
+        train_patient_classifier(train, val + train[:1], PatientTrainConfig(**FAST))
+
+
+def test_checkpoint_round_trip_and_refusals(run_data, tmp_path):
+    train, val = run_data
+    cfg = PatientTrainConfig(head="bilstm", **dict(FAST, epochs=3))
+    model, best, _ = train_patient_classifier(train, val, cfg)
+    stages = [{"sha256": "a" * 64, "path": "s1.pt"}, {"sha256": "b" * 64, "path": "s2.pt"}]
+    path = save_patient_classifier(tmp_path / "patient.pt", model, cfg, best, stages)
+    loaded, meta = load_patient_classifier(path, ["a" * 64, "b" * 64])
+    assert np.allclose(predict_series(loaded, val), predict_series(model, val), atol=1e-6)
+    assert meta["threshold"] == best["threshold"] and meta["head"] == "bilstm" and meta["in_features"] == 2
+    with pytest.raises(CheckpointError, match="other stage models"):
+        load_patient_classifier(path, ["a" * 64, "c" * 64])
+    bad = tmp_path / "bad.pt"
+    torch.save({"format": "something else"}, bad)
+    with pytest.raises(CheckpointError, match="not a PETriage patient classifier"):
+        load_patient_classifier(bad)
+    with pytest.raises(CheckpointError, match="not found"):
+        load_patient_classifier(tmp_path / "missing.pt")
+
+
+def test_series_file_round_trip(run_data, tmp_path):
+    train, _ = run_data
+    save_series(train[:3], tmp_path / "f.npz")
+    back = load_series(tmp_path / "f.npz")
+    assert [s.patient_id for s in back] == [s.patient_id for s in train[:3]]
+    assert all(np.array_equal(a.features, b.features) and a.patient_label == b.patient_label
+               for a, b in zip(back, train[:3]))
+
+
+@pytest.fixture(scope="module")
+def phantom_run(tmp_path_factory):
+    """12 tiny phantoms with a hand-made split (PE and non-PE in each), untrained stage models."""
+    from PETriageLib.training.manifest import load_manifest
+
+    out = tmp_path_factory.mktemp("patient")
+    manifest = make_tiny_dataset(out / "data", patients=12, seed=21)
+    sources = load_manifest(manifest)
+    pe = [s.patient_id for s in sources if s.patient_label == "pe"]
+    non = [s.patient_id for s in sources if s.patient_label != "pe"]
+    assert len(pe) >= 4 and len(non) >= 4
+    splits = {"train": pe[:2] + non[:2], "val": pe[2:3] + non[2:3], "test": pe[3:] + non[3:]}
+    (out / "splits.json").write_text(json.dumps(splits))
+    s1 = make_checkpoint(out / "stage1.pt", 1)
+    s2 = make_checkpoint(out / "stage2.pt", 2)
+    return {"out": out, "manifest": manifest, "splits": out / "splits.json", "s1": s1, "s2": s2,
+            "ids": splits, "sources": {s.patient_id: s for s in sources}}
+
+
+def test_train_from_manifest_caches_features_and_evaluates(phantom_run, caplog):
+    from PETriageLib.patient.pipeline import train_patient_from_manifest
+    from PETriageLib.training.evaluate import evaluate_cascade
+
+    r = phantom_run
+    cfg = PatientTrainConfig(head="maxpool", features="embeddings", **dict(FAST, epochs=5))
+    res = train_patient_from_manifest(str(r["s1"]), str(r["s2"]), r["manifest"], r["out"] / "pc",
+                                      r["out"] / "cache", r["splits"], cfg)
+    feature_files = sorted((r["out"] / "pc" / "features").glob("*.npz"))
+    assert [f.name.split("-")[0] for f in feature_files] == ["train", "val"]
+    train_series = load_series(feature_files[0])
+    assert sorted(s.patient_id for s in train_series) == sorted(r["ids"]["train"])
+    # logits and pooled avg+max features of two branches, for each stage
+    model, _ = load_patient_classifier(res["path"])
+    assert train_series[0].features.shape[1] == model.in_features > 2
+    with caplog.at_level("INFO", logger="PETriageLib.patient.pipeline"):
+        again = train_patient_from_manifest(str(r["s1"]), str(r["s2"]), r["manifest"], r["out"] / "pc",
+                                            r["out"] / "cache", r["splits"], cfg)
+    assert "features of split train from" in caplog.text
+    assert again["threshold"] == res["threshold"]
+
+    rep = evaluate_cascade(r["s1"], r["s2"], r["manifest"], r["out"] / "eval", r["out"] / "cache", r["splits"],
+                           "test", n_boot=20, patient_model=res["path"])
+    pc = rep["patient_classifier"]
+    assert sorted(p["patient_id"] for p in pc["patients"]) == sorted(r["ids"]["test"])
+    n_pe = sum(p["label"] == "pe" for p in pc["patients"])
+    flagged_pe = sum(p["p_pe"] >= res["threshold"] for p in pc["patients"] if p["label"] == "pe")
+    assert pc["sensitivity"].endswith(f"({flagged_pe}/{n_pe})")
+    md = (r["out"] / "eval" / "report.md").read_text()
+    assert "## PE per patient, patient classifier (maxpool over embeddings" in md
+
+
+def test_cascade_verdict_follows_the_patient_classifier(phantom_run):
+    from PETriageLib.cascade import Cascade
+    from PETriageLib.patient.pipeline import train_patient_from_manifest
+    from PETriageLib.training.loaders import load_source
+
+    r = phantom_run
+    cfg = PatientTrainConfig(head="bilstm", features="scores", **dict(FAST, epochs=5))
+    res = train_patient_from_manifest(str(r["s1"]), str(r["s2"]), r["manifest"], r["out"] / "pc-scores",
+                                      r["out"] / "cache", r["splits"], cfg)
+    patient = r["ids"]["test"][0]
+    volume, _ = load_source(r["sources"][patient])
+    cascade = Cascade.from_checkpoints(r["s1"], r["s2"], device="cpu", batch_size=8, patient_model=res["path"])
+    result = cascade.run(volume)
+    v = result.verdict
+    assert v.rule == "patient classifier" and v.patient_threshold == res["threshold"]
+    assert (v.verdict == "pe_suspected") == (v.patient_probability >= res["threshold"])
+    # Stage 2 ran on every slice for the classifier, yet the rows keep the cascade's meaning.
+    for row in result.rows:
+        if row.analysable:
+            assert (row.p_pe is not None) == (row.p_disease >= cascade.threshold_disease)
+    # The same patient through the training path (cached float16 slices): the same probability.
+    from PETriageLib.cascade import load_stage
+    from PETriageLib.patient.pipeline import split_series
+
+    stages = [load_stage(1, r["s1"]), load_stage(2, r["s2"])]
+    series = [s for s in split_series(stages, r["manifest"], r["out"] / "cache", r["splits"], "test", "scores")
+              if s.patient_id == patient]
+    model, _ = load_patient_classifier(res["path"])
+    assert float(predict_series(model, series)[0]) == pytest.approx(v.patient_probability, abs=1e-2)
+    with pytest.raises(CheckpointError, match="other stage models"):
+        Cascade.from_checkpoints(r["s1"], make_checkpoint(r["out"] / "other2.pt", 2, seed=5), device="cpu",
+                                 patient_model=res["path"])
+
+
+def test_cli_train_patient(phantom_run, capsys, caplog):
+    from PETriageLib.cli import main
+
+    r = phantom_run
+    out = r["out"] / "cli"
+
+    def args(splits, dest):
+        return ["train-patient", "--manifest", str(r["manifest"]), "--stage1", str(r["s1"]), "--stage2", str(r["s2"]),
+                "--splits", str(splits), "--cache", str(r["out"] / "cache"), "--out", str(dest), "--head", "maxpool",
+                "--features", "scores", "--epochs", "3", "--no-progress"]
+
+    assert main(args(r["splits"], out)) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert Path(printed["path"]) == out / "patient.pt" and (out / "history.json").is_file()
+    assert len(json.loads((out / "history.json").read_text())["history"]) == 3
+    assert main(args(out / "nope.json", out / "x")) == 1
+    assert "nope.json not found" in caplog.text
