@@ -18,9 +18,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="the splits JSON the stages were trained with (validation patients they never saw)")
     p.add_argument("--out", required=True, help="output folder (patient.pt, history.json, features/)")
     p.add_argument("--cache", default=None, help="slice cache folder (default OUT/cache)")
-    p.add_argument("--head", choices=("maxpool", "bilstm"), default="bilstm")
-    p.add_argument("--features", choices=("scores", "embeddings"), default="embeddings",
-                   help="per slice: both stages' logits (scores) or the logits and pooled features (embeddings)")
+    p.add_argument("--features-dir", default=None,
+                   help="where the slice features are kept (default OUT/features); share it between runs "
+                        "that try other heads on the same stage models")
+    p.add_argument("--head", choices=("maxpool", "bilstm", "ensemble"), default="bilstm",
+                   help="maxpool, bilstm, or ensemble (both trained, their probabilities averaged)")
+    p.add_argument("--features", choices=("scores", "embeddings", "multiscale"), default="embeddings",
+                   help="per slice: both stages' logits (scores), the logits and pooled last features "
+                        "(embeddings), or those and pooled earlier maps too (multiscale, DRN models)")
     p.add_argument("--hidden", type=int, default=32)
     p.add_argument("--epochs", type=int, default=60)
     p.add_argument("--lr", type=float, default=1e-3)
@@ -48,6 +53,6 @@ def run(args: argparse.Namespace) -> int:
                              target_sensitivity=args.target_sensitivity, seed=args.seed)
     result = train_patient_from_manifest(args.stage1, args.stage2, args.manifest, args.out,
                                          args.cache or Path(args.out) / "cache", args.splits, cfg,
-                                         progress=not args.no_progress)
+                                         progress=not args.no_progress, feature_dir=args.features_dir)
     print(json.dumps(result, indent=1))
     return 0

@@ -3,7 +3,7 @@
 ``maxpool``: a small per-slice network, then the maximum over the slices: the learned form of
 "a patient is positive when a slice is". ``bilstm``: a bidirectional LSTM over the slices in
 order, so a slice's score sees its neighbours (a clot runs through adjacent slices; noise does
-not), then the maximum over the slices. Features are standardised with the training split's
+not), then the maximum over the slices. ``ensemble``: both, their probabilities averaged. Features are standardised with the training split's
 mean and spread, kept as buffers so the checkpoint carries them.
 """
 from __future__ import annotations
@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 HEADS = ("maxpool", "bilstm")
+ENSEMBLE_HEADS = HEADS  # the members of head "ensemble"
 
 
 class PatientClassifier(nn.Module):
@@ -52,6 +53,30 @@ class PatientClassifier(nn.Module):
             z, _ = pad_packed_sequence(self.lstm(packed)[0], batch_first=True, total_length=x.shape[1])
         z = z.masked_fill(~mask.unsqueeze(-1), float("-inf")).amax(dim=1)
         return self.out(z).squeeze(-1)
+
+
+class PatientEnsemble(nn.Module):
+    """Several patient classifiers on the same features; p(PE) is the mean of their probabilities."""
+
+    head = "ensemble"
+
+    def __init__(self, members: "list[PatientClassifier]") -> None:
+        super().__init__()
+        self.members = nn.ModuleList(members)
+        self.in_features, self.hidden = members[0].in_features, members[0].hidden
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Logits (B,) of the mean member probability."""
+        p = torch.stack([torch.sigmoid(m(x, mask)) for m in self.members]).mean(dim=0)
+        return torch.logit(p, eps=1e-6)
+
+
+def build_patient_model(in_features: int, head: str, hidden: int = 32,
+                        dropout: float = 0.3) -> "PatientClassifier | PatientEnsemble":
+    """An untrained classifier of that head (``ensemble``: one member per ENSEMBLE_HEADS)."""
+    if head == "ensemble":
+        return PatientEnsemble([PatientClassifier(in_features, h, hidden, dropout) for h in ENSEMBLE_HEADS])
+    return PatientClassifier(in_features, head, hidden, dropout)
 
 
 def pad_batch(series: "list[torch.Tensor]") -> "tuple[torch.Tensor, torch.Tensor]":

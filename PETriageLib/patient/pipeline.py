@@ -17,18 +17,25 @@ from PETriageLib.patient.train import (
 log = logging.getLogger(__name__)
 
 
+def features_path(stages: Sequence, manifest, splits_file: "str | Path | None", split: str, kind: str,
+                  feature_dir: "str | Path", seed: int = 0) -> Path:
+    """Where a split's features are kept: a name made of what they depend on (the stage files'
+    SHA256, the kind, the split, the manifest and the splits file's content)."""
+    from PETriageLib.training.manifest import manifest_paths
+
+    splits_text = Path(splits_file).read_text() if splits_file and Path(splits_file).is_file() else ""
+    blob = json.dumps({"sha256": [s.sha256 for s in stages], "kind": kind, "split": split, "seed": seed,
+                       "manifest": manifest_paths(manifest), "splits": splits_text}, sort_keys=True)
+    return Path(feature_dir) / f"{split}-{kind}-{hashlib.sha256(blob.encode()).hexdigest()[:12]}.npz"
+
+
 def split_series(stages: Sequence, manifest, cache_root: "str | Path", splits_file: "str | Path | None",
                  split: str, kind: str, feature_dir: "str | Path | None" = None, seed: int = 0,
                  progress: bool = False) -> list[PatientSeries]:
-    """The split's feature series; kept in ``feature_dir`` under a name made of what they depend on."""
-    from PETriageLib.training.manifest import manifest_paths
-
+    """The split's feature series, read from ``feature_dir`` when computed before (else kept there)."""
     path = None
     if feature_dir is not None:
-        splits_text = Path(splits_file).read_text() if splits_file and Path(splits_file).is_file() else ""
-        blob = json.dumps({"sha256": [s.sha256 for s in stages], "kind": kind, "split": split, "seed": seed,
-                           "manifest": manifest_paths(manifest), "splits": splits_text}, sort_keys=True)
-        path = Path(feature_dir) / f"{split}-{kind}-{hashlib.sha256(blob.encode()).hexdigest()[:12]}.npz"
+        path = features_path(stages, manifest, splits_file, split, kind, feature_dir, seed)
         if path.is_file():
             log.info("features of split %s from %s", split, path)
             return load_series(path)
@@ -41,9 +48,11 @@ def split_series(stages: Sequence, manifest, cache_root: "str | Path", splits_fi
 
 def train_patient_from_manifest(stage1: str, stage2: str, manifest, out_dir: "str | Path",
                                 cache_root: "str | Path", splits_file: "str | Path | None",
-                                cfg: PatientTrainConfig, progress: bool = False) -> dict:
+                                cfg: PatientTrainConfig, progress: bool = False,
+                                feature_dir: "str | Path | None" = None) -> dict:
     """Train on the ``train`` split, choose epoch and threshold on ``val``; write OUT/patient.pt and
-    OUT/history.json. The splits must exist already (those the stages were trained with)."""
+    OUT/history.json. The splits must exist already (those the stages were trained with).
+    ``feature_dir`` (default OUT/features) keeps the slice features for further runs."""
     from PETriageLib.cascade import load_stage
 
     if not splits_file or not Path(splits_file).is_file():
@@ -51,8 +60,9 @@ def train_patient_from_manifest(stage1: str, stage2: str, manifest, out_dir: "st
                                 "trained with, so the classifier is validated on patients they never saw")
     out = Path(out_dir)
     stages = [load_stage(1, stage1), load_stage(2, stage2)]
+    feature_dir = out / "features" if feature_dir is None else Path(feature_dir)
     series = {name: split_series(stages, manifest, cache_root, splits_file, name, cfg.features,
-                                 out / "features", cfg.seed, progress) for name in ("train", "val")}
+                                 feature_dir, cfg.seed, progress) for name in ("train", "val")}
     model, summary, history = train_patient_classifier(series["train"], series["val"], cfg, progress)
     summary["train_patients"] = len(series["train"])
     path = save_patient_classifier(out / "patient.pt", model, cfg, summary,
@@ -66,11 +76,13 @@ def train_patient_from_manifest(stage1: str, stage2: str, manifest, out_dir: "st
 def patient_classifier_report(path: "str | Path", stages: Sequence, manifest, cache_root: "str | Path",
                               splits_file: "str | Path | None", split: str, n_boot: int = 1000,
                               seed: int = 0) -> dict:
-    """Sensitivity and specificity at the classifier's threshold, and its AUROC, on ``split``."""
+    """Sensitivity and specificity at the classifier's threshold, and its AUROC, on ``split``
+    (features kept in CACHE_ROOT/patient-features for the next classifier)."""
     from PETriageLib.training.metrics import auroc_ci, fmt_count
 
     model, meta = load_patient_classifier(path, [s.sha256 for s in stages])
-    series = split_series(stages, manifest, cache_root, splits_file, split, meta["features"], seed=seed)
+    series = split_series(stages, manifest, cache_root, splits_file, split, meta["features"],
+                          Path(cache_root) / "patient-features", seed)
     p = predict_series(model, series)
     y = np.array([s.is_pe for s in series])
     flagged = p >= meta["threshold"]

@@ -56,6 +56,9 @@ def series_from_cache(models: Sequence, metas: Sequence[dict], manifest, cache_r
     out = []
     for sources in _progress(list(zip(*cached)), f"features ({split})", progress):
         lung = np.flatnonzero(sources[0].has_lung)
+        if len(lung) == 0:  # triage calls such a series not analysable; there is nothing to learn from
+            log.warning("%s: no slice with lung; left out of the patient classifier's data", sources[0].patient_id)
+            continue
         feats = slice_features(models, [s.images[lung] for s in sources], kind)
         out.append(PatientSeries(sources[0].patient_id, sources[0].patient_label, feats,
                                  [sources[0].labels[k] for k in lung]))

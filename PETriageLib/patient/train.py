@@ -10,7 +10,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from PETriageLib.patient.model import PatientClassifier, pad_batch
+from PETriageLib.patient.model import (
+    ENSEMBLE_HEADS, PatientClassifier, PatientEnsemble, build_patient_model, pad_batch)
 from PETriageLib.patient.series import PatientSeries
 
 log = logging.getLogger(__name__)
@@ -20,7 +21,7 @@ FORMAT_VERSION = 1
 
 @dataclass
 class PatientTrainConfig:
-    head: str = "bilstm"  # maxpool | bilstm
+    head: str = "bilstm"  # maxpool | bilstm | ensemble (both, probabilities averaged)
     features: str = "embeddings"  # scores | embeddings (PETriageLib.patient.features)
     hidden: int = 32
     dropout: float = 0.3
@@ -35,7 +36,8 @@ class PatientTrainConfig:
 
 
 @torch.no_grad()
-def predict_series(model: PatientClassifier, series: Sequence[PatientSeries], batch_size: int = 32) -> np.ndarray:
+def predict_series(model: "PatientClassifier | PatientEnsemble", series: Sequence[PatientSeries],
+                   batch_size: int = 32) -> np.ndarray:
     """PE probability per series."""
     model.eval()
     out = []
@@ -56,19 +58,17 @@ def _check(train: Sequence[PatientSeries], val: Sequence[PatientSeries]) -> None
         raise ValueError(f"{len(shared)} patients are in both training and validation, e.g. {sorted(shared)[0]}")
 
 
-def train_patient_classifier(train: Sequence[PatientSeries], val: Sequence[PatientSeries],
-                             cfg: PatientTrainConfig, progress: bool = False
-                             ) -> "tuple[PatientClassifier, dict, list[dict]]":
-    """(best model, its validation summary with the threshold, per-epoch history)."""
-    from PETriageLib.training.metrics import auroc_ci, threshold_for_sensitivity
+def _fit(train: Sequence[PatientSeries], val: Sequence[PatientSeries], cfg: PatientTrainConfig, head: str,
+         progress: bool) -> "tuple[PatientClassifier, dict, list[dict]]":
+    """One head trained; the weights of its epoch with the best validation AUROC."""
+    from PETriageLib.training.metrics import auroc_ci
 
-    _check(train, val)
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     feats = [torch.from_numpy(np.asarray(s.features, np.float32)) for s in train]
     y = torch.tensor([s.is_pe for s in train], dtype=torch.float32)
     y_val = np.array([s.is_pe for s in val])
-    model = PatientClassifier(feats[0].shape[1], cfg.head, cfg.hidden, cfg.dropout)
+    model = PatientClassifier(feats[0].shape[1], head, cfg.hidden, cfg.dropout)
     model.set_standardisation(torch.cat(feats))
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     # Weigh the classes equally whatever their counts.
@@ -78,7 +78,7 @@ def train_patient_classifier(train: Sequence[PatientSeries], val: Sequence[Patie
     if progress:
         from tqdm import tqdm
 
-        epochs = tqdm(epochs, desc=f"patient {cfg.head}", unit="epoch")
+        epochs = tqdm(epochs, desc=f"patient {head}", unit="epoch")
     for epoch in epochs:
         model.train()
         losses = []
@@ -93,9 +93,8 @@ def train_patient_classifier(train: Sequence[PatientSeries], val: Sequence[Patie
             loss.backward()
             opt.step()
             losses.append(loss.item())
-        p_val = predict_series(model, val)
-        auroc = float(auroc_ci(y_val, p_val, n_boot=0)["auroc"])
-        row = {"epoch": epoch, "train_loss": float(np.mean(losses)), "val_auroc": auroc}
+        auroc = float(auroc_ci(y_val, predict_series(model, val), n_boot=0)["auroc"])
+        row = {"head": head, "epoch": epoch, "train_loss": float(np.mean(losses)), "val_auroc": auroc}
         history.append(row)
         if hasattr(epochs, "set_postfix"):
             epochs.set_postfix(loss=f"{row['train_loss']:.3f}", val_auroc=f"{auroc:.3f}")
@@ -105,21 +104,45 @@ def train_patient_classifier(train: Sequence[PatientSeries], val: Sequence[Patie
         else:
             stale += 1
             if stale >= cfg.patience:
-                log.info("no better validation AUROC for %d epochs: stopping at epoch %d", stale, epoch)
+                log.info("%s: no better validation AUROC for %d epochs: stopping at epoch %d", head, stale, epoch)
                 break
     model.load_state_dict(best_state)
+    return model.eval(), best, history
+
+
+def train_patient_classifier(train: Sequence[PatientSeries], val: Sequence[PatientSeries],
+                             cfg: PatientTrainConfig, progress: bool = False
+                             ) -> "tuple[PatientClassifier | PatientEnsemble, dict, list[dict]]":
+    """(best model, its validation summary with the threshold, per-epoch history).
+
+    ``ensemble`` trains every head on its own (each its best epoch) and averages their probabilities.
+    """
+    from PETriageLib.training.metrics import auroc_ci, threshold_for_sensitivity
+
+    _check(train, val)
+    heads = ENSEMBLE_HEADS if cfg.head == "ensemble" else (cfg.head,)
+    fitted = [_fit(train, val, cfg, head, progress) for head in heads]
+    history = [row for _, _, h in fitted for row in h]
+    if cfg.head == "ensemble":
+        model = PatientEnsemble([m for m, _, _ in fitted])
+        best = {"head": "ensemble", "members": {b["head"]: {"epoch": b["epoch"], "val_auroc": b["val_auroc"]}
+                                                for _, b, _ in fitted}}
+    else:
+        model, best = fitted[0][0], fitted[0][1]
+    y_val = np.array([s.is_pe for s in val])
     p_val = predict_series(model, val)
     threshold = threshold_for_sensitivity(y_val, p_val, cfg.target_sensitivity)
     found = p_val >= threshold
-    best.update(threshold=threshold, val_sensitivity=float(found[y_val == 1].mean()),
+    best.update(val_auroc=float(auroc_ci(y_val, p_val, n_boot=0)["auroc"]), threshold=threshold,
+                val_sensitivity=float(found[y_val == 1].mean()),
                 val_specificity=float((~found[y_val == 0]).mean()), val_patients=len(val))
-    log.info("patient %s: best epoch %d, validation AUROC %.3f, threshold %.4f (sensitivity %.3f, "
-             "specificity %.3f)", cfg.head, best["epoch"], best["val_auroc"], threshold,
-             best["val_sensitivity"], best["val_specificity"])
+    log.info("patient %s: validation AUROC %.3f, threshold %.4f (sensitivity %.3f, specificity %.3f)",
+             cfg.head, best["val_auroc"], threshold, best["val_sensitivity"], best["val_specificity"])
     return model, best, history
 
 
-def save_patient_classifier(path: "str | Path", model: PatientClassifier, cfg: PatientTrainConfig,
+def save_patient_classifier(path: "str | Path", model: "PatientClassifier | PatientEnsemble",
+                            cfg: PatientTrainConfig,
                             summary: dict, stages: Sequence[dict]) -> Path:
     """stages: per stage {"sha256", "path"} of the checkpoints whose features the classifier reads."""
     from PETriageLib import __version__
@@ -138,7 +161,7 @@ def save_patient_classifier(path: "str | Path", model: PatientClassifier, cfg: P
 
 
 def load_patient_classifier(path: "str | Path", stage_sha256: "Sequence[str] | None" = None
-                            ) -> "tuple[PatientClassifier, dict]":
+                            ) -> "tuple[PatientClassifier | PatientEnsemble, dict]":
     """The classifier and its meta; with ``stage_sha256`` it must have been trained on those stage models."""
     from PETriageLib.errors import CheckpointError
 
@@ -157,6 +180,6 @@ def load_patient_classifier(path: "str | Path", stage_sha256: "Sequence[str] | N
         if [s.lower() for s in trained_on] != [s.lower() for s in stage_sha256]:
             raise CheckpointError(f"patient classifier {path} was trained on the features of other stage models "
                                   f"({', '.join(s['path'] for s in meta['stages'])}); retrain it for these")
-    model = PatientClassifier(meta["in_features"], meta["head"], meta["hidden"], meta["dropout"])
+    model = build_patient_model(meta["in_features"], meta["head"], meta["hidden"], meta["dropout"])
     model.load_state_dict(data["state_dict"], strict=True)
     return model.eval(), meta

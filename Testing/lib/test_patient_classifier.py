@@ -50,12 +50,27 @@ def test_bilstm_learns_the_slice_order_maxpool_cannot(run_data):
     assert roc_auc_score(y, predict_series(bilstm, val)) >= 0.95
     # Max pooling of per-slice scores sees three high slices either way: no better than chance.
     assert roc_auc_score(y, predict_series(maxpool, val)) <= 0.75
-    assert best["val_auroc"] == max(h["val_auroc"] for h in history)
+    assert best["val_auroc"] == pytest.approx(max(h["val_auroc"] for h in history))
     # The threshold keeps every validation PE patient (target sensitivity 1.0).
     p = predict_series(bilstm, val)
     assert best["threshold"] == pytest.approx(p[np.array(y) == 1].min())
     assert best["val_sensitivity"] == 1.0
     assert best["val_specificity"] == pytest.approx(float((p[np.array(y) == 0] < best["threshold"]).mean()))
+
+
+def test_ensemble_averages_its_members_and_round_trips(run_data, tmp_path):
+    from PETriageLib.patient.model import PatientEnsemble
+
+    train, val = run_data
+    cfg = PatientTrainConfig(head="ensemble", **dict(FAST, epochs=6))
+    model, best, history = train_patient_classifier(train, val, cfg)
+    assert isinstance(model, PatientEnsemble) and [m.head for m in model.members] == ["maxpool", "bilstm"]
+    assert {h["head"] for h in history} == {"maxpool", "bilstm"} and set(best["members"]) == {"maxpool", "bilstm"}
+    members = np.mean([predict_series(m, val) for m in model.members], axis=0)
+    assert np.allclose(predict_series(model, val), members, atol=1e-5)
+    path = save_patient_classifier(tmp_path / "ens.pt", model, cfg, best, [{"sha256": "a" * 64, "path": "s"}] * 2)
+    loaded, meta = load_patient_classifier(path)
+    assert meta["head"] == "ensemble" and np.allclose(predict_series(loaded, val), members, atol=1e-5)
 
 
 def test_maxpool_finds_a_single_positive_slice():
@@ -112,6 +127,26 @@ def test_checkpoint_round_trip_and_refusals(run_data, tmp_path):
         load_patient_classifier(bad)
     with pytest.raises(CheckpointError, match="not found"):
         load_patient_classifier(tmp_path / "missing.pt")
+
+
+def test_feature_kinds_share_their_columns_and_the_logit_is_the_models(tmp_path):
+    from PETriageLib.models.checkpoint import load_checkpoint
+    from PETriageLib.patient.features import stage_feature_size, stage_features
+
+    model, _ = load_checkpoint(make_checkpoint(tmp_path / "s1.pt", 1))
+    x = np.random.default_rng(0).normal(0, 0.5, (5, 2, 64, 64)).astype(np.float32)
+    feats = {k: stage_features(model, x, k, batch_size=2) for k in ("scores", "embeddings", "multiscale")}
+    for kind, f in feats.items():
+        assert f.shape == (5, stage_feature_size(model, kind))
+    with torch.no_grad():
+        logit = model(torch.from_numpy(x)).reshape(-1).numpy()
+    assert np.allclose(feats["scores"][:, 0], logit, atol=1e-5)
+    width = feats["embeddings"].shape[1]
+    assert width == 1 + model.fc.in_features and np.allclose(feats["multiscale"][:, :width], feats["embeddings"], atol=1e-5)
+    # layers 4-6 of two branches (width 0.25: 32, 64, 128 channels), average and maximum each
+    assert feats["multiscale"].shape[1] - width == 2 * 2 * (32 + 64 + 128)
+    with pytest.raises(ValueError, match="feature kind"):
+        stage_features(model, x, "pixels")
 
 
 def test_series_file_round_trip(run_data, tmp_path):
