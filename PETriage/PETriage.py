@@ -85,6 +85,7 @@ class PETriageParameterNode:
     useModelThreshold: bool = True
     threshold: Annotated[float, WithinRange(0.0, 1.0)] = 0.5
     patientModel: str = ""  # a patient classifier file; empty: a patient is flagged when a slice is
+    refinerModel: str = ""  # a slice refiner file; empty: the stages' own slice probabilities
     camMode: Annotated[str, Choice(["top-k", "pe", "none"])] = "top-k"
     topK: Annotated[int, WithinRange(1, 100)] = 5
     opacity: Annotated[float, WithinRange(0.0, 1.0)] = 0.5
@@ -124,6 +125,7 @@ class PETriageLogic(ScriptedLoadableModuleLogic):
         return TriageSettings(
             stage1=p.stage1Model, stage2=p.stage2Model, device=p.device,
             threshold_pe=None if p.useModelThreshold else p.threshold, patient_model=p.patientModel or None,
+            refiner=p.refinerModel or None,
             cam=p.camMode, top_k=p.topK,
             display=DisplayOptions(threshold=p.heatmapThreshold, opacity=p.opacity,
                                    foreground_branch=p.foregroundBranch),

@@ -160,7 +160,8 @@ class Cascade:
     def __init__(self, stage1: Stage, stage2: Stage, device: str = "auto", batch_size: int = 32,
                  all_slices: bool = False, threshold_disease: float | None = None,
                  threshold_pe: float | None = None, min_run: int = 1, min_slices: int = 10,
-                 inference: str = "fast", patient_model: "str | Path | None" = None) -> None:
+                 inference: str = "fast", patient_model: "str | Path | None" = None,
+                 refiner: "str | Path | None" = None) -> None:
         for st, n in ((stage1, 1), (stage2, 2)):
             if st.number != n:
                 raise ValueError(f"stage {n} given a stage {st.number} model")
@@ -174,17 +175,29 @@ class Cascade:
         self.config2 = PreprocessConfig.from_dict(stage2.meta)
         self.batch_size = int(batch_size)
         self.all_slices = all_slices
-        self.threshold_disease = stage1.threshold if threshold_disease is None else float(threshold_disease)
-        self.threshold_pe = stage2.threshold if threshold_pe is None else float(threshold_pe)
-        self.min_run = int(min_run)
-        self.min_slices = int(min_slices)
-        self.patient = None  # (classifier, meta): its p(PE) decides the verdict, see PETriageLib.patient
-        self.patient_path = None
+        # Series models (PETriageLib.patient) read both stages' features of every slice with lung.
+        shas = [stage1.sha256, stage2.sha256]
+        self.refiner, self.refiner_path = None, None  # re-scores each slice with its neighbours in view
+        if refiner is not None:
+            from PETriageLib.patient.refine import load_slice_refiner
+
+            self.refiner, self.refiner_path = load_slice_refiner(refiner, shas), str(refiner)
+        self.patient, self.patient_path = None, None  # its p(PE) decides the verdict
         if patient_model is not None:
             from PETriageLib.patient.train import load_patient_classifier
 
-            self.patient = load_patient_classifier(patient_model, [stage1.sha256, stage2.sha256])
-            self.patient_path = str(patient_model)
+            self.patient, self.patient_path = load_patient_classifier(patient_model, shas), str(patient_model)
+        kinds = {m[1]["features"] for m in (self.refiner, self.patient) if m is not None}
+        if len(kinds) > 1:
+            raise ValueError(f"the slice refiner and the patient classifier read different features {sorted(kinds)}; "
+                             "train them on the same --features")
+        self.series_features = kinds.pop() if kinds else None
+        own = self.refiner[1] if self.refiner is not None else {"threshold_disease": stage1.threshold,
+                                                                  "threshold_pe": stage2.threshold}
+        self.threshold_disease = own["threshold_disease"] if threshold_disease is None else float(threshold_disease)
+        self.threshold_pe = own["threshold_pe"] if threshold_pe is None else float(threshold_pe)
+        self.min_run = int(min_run)
+        self.min_slices = int(min_slices)
         self.device = select_device(device)
         self._to_device(self.device)
 
@@ -238,7 +251,7 @@ class Cascade:
         return {"threshold_disease": self.threshold_disease, "threshold_pe": self.threshold_pe,
                 "min_run": self.min_run, "all_slices": self.all_slices, "batch_size": self.batch_size,
                 "min_slices": self.min_slices, "shared_preprocessing": self.shared_preprocessing,
-                "inference": self.inference, "patient_model": self.patient_path,
+                "inference": self.inference, "patient_model": self.patient_path, "refiner": self.refiner_path,
                 "fast_paths": {f"stage{n}": p.describe() for n, p in self._fast.items()}}
 
     def run(self, volume: CTVolume, progress: Progress | None = None, cancel: Any = None) -> TriageResult:
@@ -259,6 +272,8 @@ class Cascade:
         features: dict[int, np.ndarray] = {}
         if problem is None:
             self._run_batches(volume, lungs, rows, timings, progress, cancel, prepare_slices, features)
+        if problem is None and self.refiner is not None and features:
+            self._refine(rows, features)
         p_patient = self._patient_probability(rows, features) if problem is None else None
         verdict = patient_verdict(rows, self.threshold_disease, self.threshold_pe, self.min_run,
                                   not_analysable_reason=problem, patient_probability=p_patient,
@@ -287,13 +302,28 @@ class Cascade:
         with torch.inference_mode():
             return float(torch.sigmoid(model(x, mask))[0])
 
+    def _refine(self, rows: list[SliceRow], features: dict[int, np.ndarray]) -> None:
+        """Replace the analysed rows' probabilities by the refiner's, and label them again."""
+        import torch
+
+        from PETriageLib.patient.model import pad_batch
+
+        done = [r for r in rows if r.index in features]
+        x, mask = pad_batch([torch.from_numpy(np.stack([features[r.index] for r in done]))])
+        with torch.inference_mode():
+            q = torch.sigmoid(self.refiner[0](x, mask))[0].double().numpy()
+        for r, (p1, p2) in zip(done, q):
+            r.p_disease = float(p1)
+            r.p_pe = float(p2) if self.all_slices or p1 >= self.threshold_disease else None
+            r.label = label_slice(r.p_disease, r.p_pe, self.threshold_disease, self.threshold_pe)
+
     def _stage_outputs(self, images1: np.ndarray, images2: np.ndarray, timings: dict
                        ) -> "tuple[np.ndarray, np.ndarray, np.ndarray]":
-        """With a patient classifier: both stages on every slice through the eager models, which
-        give the features as well. (p_disease, p_pe, features)."""
+        """With a series model: both stages on every slice through the eager models, which give
+        the features as well. (p_disease, p_pe, features)."""
         from PETriageLib.patient.features import stage_features
 
-        kind = self.patient[1]["features"]
+        kind = self.series_features
         out = []
         for st, images in ((self.stage1, images1), (self.stage2, images2)):
             t = time.perf_counter()
@@ -328,7 +358,7 @@ class Cascade:
             t = time.perf_counter()
             prep = prepare_slices(volume, idx, self.config1, lungs=lungs)
             timings["preprocessing"] += time.perf_counter() - t
-            if self.patient is not None:
+            if self.series_features is not None:
                 images2 = self._stage2_images(volume, lungs, idx, prep.images, timings, prepare_slices)
                 p1, p2_all, feats = self._stage_outputs(prep.images, images2, timings)
                 features.update(zip(idx, feats))

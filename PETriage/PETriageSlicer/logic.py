@@ -30,6 +30,7 @@ class TriageSettings:
     device: str = "auto"
     threshold_pe: float | None = None  # None: the checkpoint's operating point
     patient_model: str | None = None  # a patient classifier file (petriage train-patient); None: any-slice rule
+    refiner: str | None = None  # a slice refiner file (petriage train-refiner); None: the stages' own scores
     cam: str = "top-k"  # top-k | pe | none
     top_k: int = 5
     display: DisplayOptions = field(default_factory=DisplayOptions)
@@ -85,12 +86,15 @@ class PETriageLogic:
         """The Cascade for these models/device/threshold, built once and reused."""
         from PETriageLib.cascade import Cascade
 
-        key = (settings.stage1, settings.stage2, settings.device, settings.threshold_pe, settings.patient_model)
+        key = (settings.stage1, settings.stage2, settings.device, settings.threshold_pe, settings.patient_model,
+               settings.refiner)
         if key != self._cascade_key:
             paths = [str(verified_path(name)) for name in (settings.stage1, settings.stage2)]
             options: dict[str, Any] = {} if settings.threshold_pe is None else {"threshold_pe": settings.threshold_pe}
             if settings.patient_model:
                 options["patient_model"] = settings.patient_model
+            if settings.refiner:
+                options["refiner"] = settings.refiner
             self._cascade = Cascade.from_checkpoints(paths[0], paths[1], device=settings.device, **options)
             self._cascade_key = key
         return self._cascade

@@ -14,7 +14,8 @@ import sys
 from PETriageLib import __version__
 
 # Order here is the order in `petriage --help`, following the data flow.
-SUBCOMMANDS = ["info", "phantom", "models", "triage", "demo", "train", "train-patient", "evaluate", "experiment", "bench"]
+SUBCOMMANDS = ["info", "phantom", "models", "triage", "demo", "train", "train-refiner", "train-patient", "evaluate",
+               "experiment", "bench"]
 
 log = logging.getLogger("petriage")
 

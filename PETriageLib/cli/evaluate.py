@@ -20,6 +20,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the AUROC CI")
     p.add_argument("--patient-model", default=None,
                    help="also report this patient classifier (petriage train-patient) on the same patients")
+    p.add_argument("--refiner", default=None,
+                   help="score the slices as refined by this slice refiner (petriage train-refiner), at its thresholds")
     p.add_argument("--threads", type=int, default=None,
                    help="torch CPU threads (default: torch's choice; 1 is faster when other jobs share the CPU)")
     p.set_defaults(func=run)
@@ -49,6 +51,7 @@ def run(args: argparse.Namespace) -> int:
     for path, sha in ((stage1, sha1), (stage2, sha2)):
         read_checkpoint(path, sha)  # a registered model must still match its manifest SHA256
     evaluate_cascade(stage1, stage2, args.manifest, args.out, args.cache or Path(args.out) / "cache", splits,
-                     args.split, args.min_slices, args.bootstrap, patient_model=args.patient_model)
+                     args.split, args.min_slices, args.bootstrap, patient_model=args.patient_model,
+                     refiner=args.refiner)
     print((Path(args.out) / "report.md").read_text())
     return 0

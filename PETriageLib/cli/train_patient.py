@@ -4,6 +4,31 @@ from __future__ import annotations
 import argparse
 
 
+def add_data_args(p: argparse.ArgumentParser) -> None:
+    """Arguments every series model (patient classifier, slice refiner) takes: data and stage models."""
+    p.add_argument("--manifest", required=True, nargs="+", help="data manifest CSV(s)")
+    p.add_argument("--stage1", required=True, help="stage 1 checkpoint (file or registered model name)")
+    p.add_argument("--stage2", required=True, help="stage 2 checkpoint (file or registered model name)")
+    p.add_argument("--splits", required=True,
+                   help="splits JSON: train and val patients (the splits the stages were trained with, or "
+                        "one for new data); the stage models must never have seen the val patients")
+    p.add_argument("--out", required=True, help="output folder (the model file, history.json, features/)")
+    p.add_argument("--cache", default=None, help="slice cache folder (default OUT/cache)")
+    p.add_argument("--features-dir", default=None,
+                   help="where the slice features are kept (default OUT/features); share it between runs "
+                        "that try other heads on the same stage models")
+    p.add_argument("--hidden", type=int, default=32)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--dropout", type=float, default=0.3)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--no-progress", action="store_true")
+
+
+FEATURE_HELP = ("per slice: both stages' logits (scores), the logits and pooled last features (embeddings), "
+                "or those and pooled earlier maps too (multiscale, DRN models)")
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "train-patient", help="train a patient-level PE classifier over a stage pair's slice features",
@@ -11,31 +36,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "trains a classifier that reads a series' slice features (maxpool: max over slices; "
                     "bilstm: a bidirectional LSTM over the slices in order) and sets its threshold on the "
                     "validation patients. Use it in triage with --patient-model (see docs/training.md).")
-    p.add_argument("--manifest", required=True, nargs="+", help="data manifest CSV(s)")
-    p.add_argument("--stage1", required=True, help="stage 1 checkpoint (file or registered model name)")
-    p.add_argument("--stage2", required=True, help="stage 2 checkpoint (file or registered model name)")
-    p.add_argument("--splits", required=True,
-                   help="the splits JSON the stages were trained with (validation patients they never saw)")
-    p.add_argument("--out", required=True, help="output folder (patient.pt, history.json, features/)")
-    p.add_argument("--cache", default=None, help="slice cache folder (default OUT/cache)")
-    p.add_argument("--features-dir", default=None,
-                   help="where the slice features are kept (default OUT/features); share it between runs "
-                        "that try other heads on the same stage models")
+    add_data_args(p)
     p.add_argument("--head", choices=("maxpool", "bilstm", "ensemble"), default="bilstm",
                    help="maxpool, bilstm, or ensemble (both trained, their probabilities averaged)")
     p.add_argument("--features", choices=("scores", "embeddings", "multiscale"), default="embeddings",
-                   help="per slice: both stages' logits (scores), the logits and pooled last features "
-                        "(embeddings), or those and pooled earlier maps too (multiscale, DRN models)")
-    p.add_argument("--hidden", type=int, default=32)
+                   help=FEATURE_HELP)
     p.add_argument("--epochs", type=int, default=60)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--dropout", type=float, default=0.3)
     p.add_argument("--patience", type=int, default=15)
     p.add_argument("--target-sensitivity", type=float, default=1.0,
                    help="share of validation PE patients the stored threshold keeps (default 1.0)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=None)
-    p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=run)
 
 

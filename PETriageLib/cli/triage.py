@@ -37,6 +37,9 @@ def add_cascade_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--patient-model", default=None, metavar="PATIENT_PT",
                    help="a patient classifier (petriage train-patient) for these models: its p(PE) decides "
                         "the verdict instead of the any-slice rule; stage 2 then runs on every lung slice")
+    p.add_argument("--refiner", default=None, metavar="REFINER_PT",
+                   help="a slice refiner (petriage train-refiner) for these models: every slice re-scored with its "
+                        "neighbours in view, at the refiner's thresholds; stage 2 then runs on every lung slice")
     p.add_argument("--all-slices", action="store_true", help="run stage 2 on every lung slice, not only diseased")
     p.add_argument("--cam", choices=["top-k", "pe", "none"], default="top-k",
                    help="Grad-CAM on the top-k slices by p_pe, on every pe slice, or none (default top-k)")
@@ -74,7 +77,7 @@ def build_cascade(args: argparse.Namespace) -> Any:
     return Cascade.from_checkpoints(stage1, stage2, device=args.device, batch_size=args.batch_size,
                                     all_slices=args.all_slices, threshold_disease=args.threshold_disease,
                                     threshold_pe=args.threshold, min_run=args.min_run, inference=args.inference,
-                                    patient_model=getattr(args, "patient_model", None))
+                                    patient_model=args.patient_model, refiner=args.refiner)
 
 
 def triage_volume(cascade: Any, volume: Any, out_dir: Path, args: argparse.Namespace,

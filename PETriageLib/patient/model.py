@@ -1,10 +1,11 @@
-"""Patient classifiers over a series of slice features (B, S, F) with a mask of real slices.
+"""Models over a series of slice features (B, S, F) with a mask of real slices.
 
-``maxpool``: a small per-slice network, then the maximum over the slices: the learned form of
+Patient classifiers: ``maxpool``: a small per-slice network, then the maximum over the slices: the learned form of
 "a patient is positive when a slice is". ``bilstm``: a bidirectional LSTM over the slices in
 order, so a slice's score sees its neighbours (a clot runs through adjacent slices; noise does
-not), then the maximum over the slices. ``ensemble``: both, their probabilities averaged. Features are standardised with the training split's
-mean and spread, kept as buffers so the checkpoint carries them.
+not), then the maximum over the slices. ``ensemble``: both, their probabilities averaged.
+The slice refiner re-scores each slice instead (``SliceRefiner``). Features are standardised
+with the training split's mean and spread, kept as buffers so the checkpoint carries them.
 """
 from __future__ import annotations
 
@@ -15,44 +16,89 @@ HEADS = ("maxpool", "bilstm")
 ENSEMBLE_HEADS = HEADS  # the members of head "ensemble"
 
 
-class PatientClassifier(nn.Module):
-    def __init__(self, in_features: int, head: str = "bilstm", hidden: int = 32, dropout: float = 0.3) -> None:
+class SeriesEncoder(nn.Module):
+    """Standardised features -> per-slice states (B, S, out_features): a small embedding, and with
+    ``recurrent`` a bidirectional LSTM over the slices whose states are joined to the embedding."""
+
+    def __init__(self, in_features: int, hidden: int, dropout: float, recurrent: bool) -> None:
         super().__init__()
-        if head not in HEADS:
-            raise ValueError(f"head must be one of {HEADS}, got {head!r}")
-        self.head, self.in_features, self.hidden = head, int(in_features), int(hidden)
+        self.in_features, self.hidden = int(in_features), int(hidden)
         self.register_buffer("mean", torch.zeros(in_features))
         self.register_buffer("scale", torch.ones(in_features))
         self.embed = nn.Sequential(nn.Dropout(dropout), nn.Linear(in_features, hidden), nn.ReLU())
-        if head == "bilstm":
-            self.lstm = nn.LSTM(hidden, hidden, batch_first=True, bidirectional=True)
-            pooled = 2 * hidden
-        else:
-            self.lstm = None
-            pooled = hidden
-        self.out = nn.Sequential(nn.Dropout(dropout), nn.Linear(pooled, 1))
+        self.lstm = nn.LSTM(hidden, hidden, batch_first=True, bidirectional=True) if recurrent else None
+        self.out_features = 3 * hidden if recurrent else hidden
 
     def set_standardisation(self, features: torch.Tensor) -> None:
         """Mean and spread of the training slices' features (N, F)."""
         self.mean.copy_(features.mean(dim=0))
         self.scale.copy_(features.std(dim=0).clamp_min(1e-3))
 
-    def slice_states(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, S, H) per-slice embeddings of the standardised features."""
-        return self.embed((x - self.mean) / self.scale)
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        if x.ndim != 3 or x.shape[-1] != self.in_features:
+            raise ValueError(f"expected (B, S, {self.in_features}) features, got {tuple(x.shape)}")
+        z = self.embed((x - self.mean) / self.scale)
+        if self.lstm is None:
+            return z
+        # packed, so the backward direction starts at each series' own last slice, not at padding
+        from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+        packed = pack_padded_sequence(z, mask.sum(dim=1).cpu(), batch_first=True, enforce_sorted=False)
+        h, _ = pad_packed_sequence(self.lstm(packed)[0], batch_first=True, total_length=x.shape[1])
+        return torch.cat([h, z], dim=-1)
+
+
+class PatientClassifier(nn.Module):
+    """Per-slice states, their maximum over the series, a linear layer: one PE logit per series."""
+
+    def __init__(self, in_features: int, head: str = "bilstm", hidden: int = 32, dropout: float = 0.3) -> None:
+        super().__init__()
+        if head not in HEADS:
+            raise ValueError(f"head must be one of {HEADS}, got {head!r}")
+        self.head, self.in_features, self.hidden = head, int(in_features), int(hidden)
+        self.encoder = SeriesEncoder(in_features, hidden, dropout, recurrent=head == "bilstm")
+        self.out = nn.Sequential(nn.Dropout(dropout), nn.Linear(self.encoder.out_features, 1))
+
+    @property
+    def scale(self) -> torch.Tensor:
+        return self.encoder.scale
+
+    def set_standardisation(self, features: torch.Tensor) -> None:
+        self.encoder.set_standardisation(features)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Patient logits (B,) from features (B, S, F) and mask (B, S), True on real slices first."""
-        if x.ndim != 3 or x.shape[-1] != self.in_features:
-            raise ValueError(f"expected (B, S, {self.in_features}) features, got {tuple(x.shape)}")
-        z = self.slice_states(x)
-        if self.lstm is not None:  # packed, so the backward direction starts at each series' last slice
-            from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
-
-            packed = pack_padded_sequence(z, mask.sum(dim=1).cpu(), batch_first=True, enforce_sorted=False)
-            z, _ = pad_packed_sequence(self.lstm(packed)[0], batch_first=True, total_length=x.shape[1])
-        z = z.masked_fill(~mask.unsqueeze(-1), float("-inf")).amax(dim=1)
+        z = self.encoder(x, mask).masked_fill(~mask.unsqueeze(-1), float("-inf")).amax(dim=1)
         return self.out(z).squeeze(-1)
+
+
+class SliceRefiner(nn.Module):
+    """Re-scores every slice for both stages with the whole series in view: a bidirectional LSTM
+    over the slice features, then per slice the logits of p(disease) and p(PE) (B, S, 2).
+
+    A clot a few pixels wide on one slice is hard to tell from a vessel leaving the slice; the
+    same vessel clotted on the neighbouring slices is not. The LSTM lets each slice's score use
+    its neighbours' features, like the sequence models over slice embeddings in RSNA-PE work.
+    """
+
+    head = "refiner"
+
+    def __init__(self, in_features: int, hidden: int = 32, dropout: float = 0.3) -> None:
+        super().__init__()
+        self.in_features, self.hidden = int(in_features), int(hidden)
+        self.encoder = SeriesEncoder(in_features, hidden, dropout, recurrent=True)
+        self.out = nn.Linear(self.encoder.out_features, 2)
+
+    @property
+    def scale(self) -> torch.Tensor:
+        return self.encoder.scale
+
+    def set_standardisation(self, features: torch.Tensor) -> None:
+        self.encoder.set_standardisation(features)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Slice logits (B, S, 2): [disease, pe]; padded slices carry values to ignore."""
+        return self.out(self.encoder(x, mask))
 
 
 class PatientEnsemble(nn.Module):

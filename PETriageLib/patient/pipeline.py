@@ -46,30 +46,60 @@ def split_series(stages: Sequence, manifest, cache_root: "str | Path", splits_fi
     return series
 
 
+def _training_series(stage1: str, stage2: str, manifest, cache_root: "str | Path",
+                     splits_file: "str | Path | None", kind: str, feature_dir: Path, seed: int,
+                     progress: bool) -> "tuple[list, dict[str, list[PatientSeries]]]":
+    """The two stages and the train / val series of their features."""
+    from PETriageLib.cascade import load_stage
+
+    if not splits_file or not Path(splits_file).is_file():
+        raise FileNotFoundError(f"splits file {splits_file} not found: give one whose val patients the stage "
+                                "models never saw (the splits they were trained with, or a new one for new data)")
+    stages = [load_stage(1, stage1), load_stage(2, stage2)]
+    return stages, {name: split_series(stages, manifest, cache_root, splits_file, name, kind, feature_dir, seed,
+                                       progress) for name in ("train", "val")}
+
+
+def _write_history(out: Path, cfg, history: list, summary: dict) -> None:
+    (out / "history.json").write_text(json.dumps({"config": asdict(cfg), "history": history, "best": summary},
+                                                 indent=1))
+
+
 def train_patient_from_manifest(stage1: str, stage2: str, manifest, out_dir: "str | Path",
                                 cache_root: "str | Path", splits_file: "str | Path | None",
                                 cfg: PatientTrainConfig, progress: bool = False,
                                 feature_dir: "str | Path | None" = None) -> dict:
     """Train on the ``train`` split, choose epoch and threshold on ``val``; write OUT/patient.pt and
-    OUT/history.json. The splits must exist already (those the stages were trained with).
+    OUT/history.json. The splits file must exist (see ``_training_series``).
     ``feature_dir`` (default OUT/features) keeps the slice features for further runs."""
-    from PETriageLib.cascade import load_stage
-
-    if not splits_file or not Path(splits_file).is_file():
-        raise FileNotFoundError(f"splits file {splits_file} not found: give the one the stage models were "
-                                "trained with, so the classifier is validated on patients they never saw")
     out = Path(out_dir)
-    stages = [load_stage(1, stage1), load_stage(2, stage2)]
-    feature_dir = out / "features" if feature_dir is None else Path(feature_dir)
-    series = {name: split_series(stages, manifest, cache_root, splits_file, name, cfg.features,
-                                 feature_dir, cfg.seed, progress) for name in ("train", "val")}
+    stages, series = _training_series(stage1, stage2, manifest, cache_root, splits_file, cfg.features,
+                                      Path(feature_dir or out / "features"), cfg.seed, progress)
     model, summary, history = train_patient_classifier(series["train"], series["val"], cfg, progress)
     summary["train_patients"] = len(series["train"])
     path = save_patient_classifier(out / "patient.pt", model, cfg, summary,
                                    [{"sha256": s.sha256, "path": s.path} for s in stages])
-    (out / "history.json").write_text(json.dumps({"config": asdict(cfg), "history": history,
-                                                  "best": summary}, indent=1))
+    _write_history(out, cfg, history, summary)
     log.info("patient classifier written to %s", path)
+    return {"path": str(path), **summary}
+
+
+def train_refiner_from_manifest(stage1: str, stage2: str, manifest, out_dir: "str | Path",
+                                cache_root: "str | Path", splits_file: "str | Path | None",
+                                cfg: "RefinerTrainConfig", progress: bool = False,
+                                feature_dir: "str | Path | None" = None) -> dict:
+    """As ``train_patient_from_manifest``, for the slice refiner: OUT/refiner.pt and OUT/history.json."""
+    from PETriageLib.patient.refine import save_slice_refiner, train_slice_refiner
+
+    out = Path(out_dir)
+    stages, series = _training_series(stage1, stage2, manifest, cache_root, splits_file, cfg.features,
+                                      Path(feature_dir or out / "features"), cfg.seed, progress)
+    model, summary, history = train_slice_refiner(series["train"], series["val"], cfg, progress)
+    summary["train_patients"] = len(series["train"])
+    path = save_slice_refiner(out / "refiner.pt", model, cfg, summary,
+                              [{"sha256": s.sha256, "path": s.path} for s in stages])
+    _write_history(out, cfg, history, summary)
+    log.info("slice refiner written to %s", path)
     return {"path": str(path), **summary}
 
 

@@ -10,13 +10,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from PETriageLib.patient.model import (
-    ENSEMBLE_HEADS, PatientClassifier, PatientEnsemble, build_patient_model, pad_batch)
+from PETriageLib.patient.model import ENSEMBLE_HEADS, PatientClassifier, PatientEnsemble, pad_batch
 from PETriageLib.patient.series import PatientSeries
 
 log = logging.getLogger(__name__)
-FORMAT = "petriage-patient-classifier"
-FORMAT_VERSION = 1
 
 
 @dataclass
@@ -142,44 +139,20 @@ def train_patient_classifier(train: Sequence[PatientSeries], val: Sequence[Patie
 
 
 def save_patient_classifier(path: "str | Path", model: "PatientClassifier | PatientEnsemble",
-                            cfg: PatientTrainConfig,
-                            summary: dict, stages: Sequence[dict]) -> Path:
+                            cfg: PatientTrainConfig, summary: dict, stages: Sequence[dict]) -> Path:
     """stages: per stage {"sha256", "path"} of the checkpoints whose features the classifier reads."""
-    from PETriageLib import __version__
+    from PETriageLib.patient.checkpoint import save_series_model
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    meta = {"head": model.head, "in_features": model.in_features, "hidden": model.hidden,
-            "dropout": cfg.dropout, "features": cfg.features, "threshold": float(summary["threshold"]),
-            "target_sensitivity": cfg.target_sensitivity, "validation": summary, "stages": list(stages),
-            "train_config": asdict(cfg), "version": __version__}
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save({"format": FORMAT, "format_version": FORMAT_VERSION, "meta": meta, "state_dict": model.state_dict()},
-               tmp)
-    tmp.replace(path)
-    return path
+    return save_series_model(path, model, {
+        "type": "patient_classifier", "head": model.head, "in_features": model.in_features,
+        "hidden": model.hidden, "dropout": cfg.dropout, "features": cfg.features,
+        "threshold": float(summary["threshold"]), "target_sensitivity": cfg.target_sensitivity,
+        "validation": summary, "stages": list(stages), "train_config": asdict(cfg)})
 
 
 def load_patient_classifier(path: "str | Path", stage_sha256: "Sequence[str] | None" = None
                             ) -> "tuple[PatientClassifier | PatientEnsemble, dict]":
     """The classifier and its meta; with ``stage_sha256`` it must have been trained on those stage models."""
-    from PETriageLib.errors import CheckpointError
+    from PETriageLib.patient.checkpoint import load_series_model
 
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"patient classifier {path} not found")
-    try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # corrupt, or pickled code (refused)
-        raise CheckpointError(f"patient classifier {path} cannot be loaded weights-only: {exc}") from None
-    if not isinstance(data, dict) or data.get("format") != FORMAT or data.get("format_version") != FORMAT_VERSION:
-        raise CheckpointError(f"{path} is not a PETriage patient classifier (format {FORMAT} v{FORMAT_VERSION})")
-    meta = data["meta"]
-    if stage_sha256 is not None:
-        trained_on = [s["sha256"] for s in meta["stages"]]
-        if [s.lower() for s in trained_on] != [s.lower() for s in stage_sha256]:
-            raise CheckpointError(f"patient classifier {path} was trained on the features of other stage models "
-                                  f"({', '.join(s['path'] for s in meta['stages'])}); retrain it for these")
-    model = build_patient_model(meta["in_features"], meta["head"], meta["hidden"], meta["dropout"])
-    model.load_state_dict(data["state_dict"], strict=True)
-    return model.eval(), meta
+    return load_series_model(path, "patient_classifier", stage_sha256)

@@ -45,6 +45,34 @@ def stage_probs(checkpoint: "str | Path", manifest: "str | Path", cache_root: "s
     return meta, cached, [predict_images(model, c.images) for c in cached]
 
 
+def refined_probs(refiner: "str | Path", stage1, stage2, manifest, cache_root, splits_file, split: str,
+                  cached: Sequence[CachedSource], seed: int = 0
+                  ) -> "tuple[list[np.ndarray], list[np.ndarray], float, float]":
+    """Per source: the slice refiner's p(disease) and p(PE) on its slices with lung (0 elsewhere),
+    and the refiner's two thresholds."""
+    from PETriageLib.cascade import load_stage
+    from PETriageLib.patient.pipeline import split_series
+    from PETriageLib.patient.refine import load_slice_refiner, refine_series
+
+    stages = [load_stage(1, stage1), load_stage(2, stage2)]
+    model, meta = load_slice_refiner(refiner, [s.sha256 for s in stages])
+    series = iter(split_series(stages, manifest, cache_root, splits_file, split, meta["features"],
+                               Path(cache_root) / "patient-features", seed))
+    p1, p2 = [], []
+    for c in cached:
+        a, b = np.zeros(len(c.labels)), np.zeros(len(c.labels))
+        lung = np.flatnonzero(c.has_lung)
+        if len(lung):  # the series of sources without lung were left out
+            s = next(series)
+            if s.patient_id != c.patient_id or len(s.features) != len(lung):
+                raise RuntimeError(f"refiner features of {s.patient_id} do not fit the cached slices of {c.patient_id}")
+            q = refine_series(model, [s])[0]
+            a[lung], b[lung] = q[:, 0], q[:, 1]
+        p1.append(a)
+        p2.append(b)
+    return p1, p2, float(meta["threshold_disease"]), float(meta["threshold_pe"])
+
+
 def stage_report(cached: Sequence[CachedSource], probs: Sequence[np.ndarray], stage: int, threshold: float,
                  class_names: Sequence[str], n_boot: int = 1000) -> "tuple[dict, np.ndarray, np.ndarray]":
     ys, ps = [], []
@@ -202,12 +230,14 @@ def save_roc(curves: Sequence["tuple[str, np.ndarray, np.ndarray]"], path: Path,
 def evaluate_cascade(stage1: "str | Path", stage2: "str | Path", manifest: "str | Path", out_dir: "str | Path",
                      cache_root: "str | Path", splits_file: "str | Path | None" = None, split: str = "test",
                      min_slices: int = 1, n_boot: int = 1000, label: Optional[str] = None, seed: int = 0,
-                     patient_model: "str | Path | None" = None) -> dict:
+                     patient_model: "str | Path | None" = None, refiner: "str | Path | None" = None) -> dict:
     """Write report.json, report.md, slices.csv and the ROC curves (roc_stage1.png, roc_stage2.png,
     roc_patients.png) into out_dir; return the report.
 
     With lesion masks in the manifest (phantoms), the report adds sensitivity by lesion area; with
-    ``patient_model`` (``petriage train-patient``), that classifier's patient table.
+    ``patient_model`` (``petriage train-patient``), that classifier's patient table; with
+    ``refiner`` (``petriage train-refiner``), every table scores the refined slice probabilities
+    at the refiner's thresholds: the cascade as it runs with that refiner.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -216,6 +246,9 @@ def evaluate_cascade(stage1: "str | Path", stage2: "str | Path", manifest: "str 
     if [c.patient_id for c in cached1] != [c.patient_id for c in cached2]:
         raise RuntimeError("stage 1 and stage 2 saw different sources; the manifest changed during evaluation")
     t1, t2 = float(m1["threshold"]), float(m2["threshold"])
+    if refiner is not None:
+        p1, p2, t1, t2 = refined_probs(refiner, stage1, stage2, manifest, cache_root, splits_file, split, cached1,
+                                       seed)
     r1, y1, q1 = stage_report(cached1, p1, 1, t1, m1["class_names"], n_boot)
     r2, y2, q2 = stage_report(cached2, p2, 2, t2, m2["class_names"], n_boot)
     patients = patient_results(cached1, p1, p2, t1, t2, min_slices)
@@ -232,9 +265,12 @@ def evaluate_cascade(stage1: "str | Path", stage2: "str | Path", manifest: "str 
     points = {"stage1": [operating_point(y1, q1, t, m1["class_names"]) for t in (t1, 0.5)],
               "stage2": [operating_point(y2, q2, t, m2["class_names"]) for t in (t2, 0.5)]}
     name = label or f"{m1['architecture']} ({'+'.join(w['name'] for w in m1['windows'])}, {m1.get('crop')} crop)"
+    if refiner is not None:
+        name += ", slice refiner"
     report = {"split": split, "manifest": manifest_paths(manifest),
               "stage1_checkpoint": str(stage1),
-              "stage2_checkpoint": str(stage2), "min_slices": min_slices, "stage1": r1, "stage2": r2,
+              "stage2_checkpoint": str(stage2), "refiner": None if refiner is None else str(refiner),
+              "min_slices": min_slices, "stage1": r1, "stage2": r2,
               "patients": patients, "patient_tables": ptables, "patient_pe_auroc": patient_auroc,
               "by_lesion_area": by_area,
               "operating_points": points}

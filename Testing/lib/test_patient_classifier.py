@@ -15,7 +15,6 @@ from PETriageLib.patient.series import PatientSeries, load_series, save_series
 from PETriageLib.patient.train import (
     PatientTrainConfig, load_patient_classifier, predict_series, save_patient_classifier, train_patient_classifier)
 from test_cascade_support import make_checkpoint
-from tiny_training import make_tiny_dataset
 
 FAST = dict(hidden=16, epochs=40, batch_size=16, lr=1e-2, noise=0.0, dropout=0.0, patience=40)
 
@@ -163,13 +162,18 @@ def phantom_run(tmp_path_factory):
     """12 tiny phantoms with a hand-made split (PE and non-PE in each), untrained stage models."""
     from PETriageLib.training.manifest import load_manifest
 
+    from PETriageLib.phantom.dataset import generate_dataset
+
     out = tmp_path_factory.mktemp("patient")
-    manifest = make_tiny_dataset(out / "data", patients=12, seed=21)
+    manifest = generate_dataset(out / "data", patients=12, seed=21, matrix=96, slices=16, pe_fraction=0.5,
+                                other_fraction=0.7)
     sources = load_manifest(manifest)
-    pe = [s.patient_id for s in sources if s.patient_label == "pe"]
-    non = [s.patient_id for s in sources if s.patient_label != "pe"]
-    assert len(pe) >= 4 and len(non) >= 4
-    splits = {"train": pe[:2] + non[:2], "val": pe[2:3] + non[2:3], "test": pe[3:] + non[3:]}
+    by = {lab: [s.patient_id for s in sources if s.patient_label == lab] for lab in ("pe", "other", "wnl")}
+    assert [len(by[k]) for k in ("pe", "other", "wnl")] == [6, 3, 3]
+    # every split has PE, other-disease and WNL patients (the slice refiner needs all three labels)
+    splits = {"train": by["pe"][:3] + by["other"][:1] + by["wnl"][:1],
+              "val": by["pe"][3:5] + by["other"][1:2] + by["wnl"][1:2],
+              "test": by["pe"][5:] + by["other"][2:] + by["wnl"][2:]}
     (out / "splits.json").write_text(json.dumps(splits))
     s1 = make_checkpoint(out / "stage1.pt", 1)
     s2 = make_checkpoint(out / "stage2.pt", 2)

@@ -1,0 +1,64 @@
+"""Files of the series models (patient classifiers, slice refiners): weights-only, bound to the
+two stage models whose features they read (by SHA256)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import torch
+
+from PETriageLib.errors import CheckpointError
+
+FORMAT = "petriage-series-model"
+FORMAT_VERSION = 1
+TYPES = ("patient_classifier", "slice_refiner")
+
+
+def save_series_model(path: "str | Path", model: torch.nn.Module, meta: dict) -> Path:
+    """meta: ``type`` (TYPES), ``stages`` ([{"sha256", "path"}] x 2), ``features`` and what
+    rebuilds the model (``in_features``, ``hidden``, ``dropout``, for classifiers ``head``)."""
+    from PETriageLib import __version__
+
+    if meta.get("type") not in TYPES or len(meta.get("stages", [])) != 2:
+        raise ValueError(f"series model meta needs a type in {TYPES} and two stages, got {meta!r}")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save({"format": FORMAT, "format_version": FORMAT_VERSION, "meta": {**meta, "version": __version__},
+                "state_dict": model.state_dict()}, tmp)
+    tmp.replace(path)
+    return path
+
+
+def _build(meta: dict) -> torch.nn.Module:
+    from PETriageLib.patient.model import SliceRefiner, build_patient_model
+
+    if meta["type"] == "slice_refiner":
+        return SliceRefiner(meta["in_features"], meta["hidden"], meta["dropout"])
+    return build_patient_model(meta["in_features"], meta["head"], meta["hidden"], meta["dropout"])
+
+
+def load_series_model(path: "str | Path", kind: str, stage_sha256: "Sequence[str] | None" = None
+                      ) -> "tuple[torch.nn.Module, dict]":
+    """(model in eval mode, meta). ``kind``: the type expected; with ``stage_sha256`` the model must
+    have been trained on the features of exactly those stage models."""
+    what = kind.replace("_", " ")
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{what} {path} not found")
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # corrupt, or pickled code (refused)
+        raise CheckpointError(f"{what} {path} cannot be loaded weights-only: {exc}") from None
+    if (not isinstance(data, dict) or data.get("format") != FORMAT or data.get("format_version") != FORMAT_VERSION
+            or data.get("meta", {}).get("type") != kind):
+        raise CheckpointError(f"{path} is not a PETriage {what} (format {FORMAT} v{FORMAT_VERSION}, type {kind})")
+    meta = data["meta"]
+    if stage_sha256 is not None:
+        trained_on = [s["sha256"].lower() for s in meta["stages"]]
+        if trained_on != [s.lower() for s in stage_sha256]:
+            raise CheckpointError(f"{what} {path} was trained on the features of other stage models "
+                                  f"({', '.join(s['path'] for s in meta['stages'])}); retrain it for these")
+    model = _build(meta)
+    model.load_state_dict(data["state_dict"], strict=True)
+    return model.eval(), meta
