@@ -54,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
 
     from PETriageLib.fast_inference import set_threads
     from PETriageLib.patient.pipeline import train_patient_from_manifest
-    from PETriageLib.patient.train import PatientTrainConfig
+    from PETriageLib.patient.config import PatientTrainConfig
 
     set_threads(args.threads)
     cfg = PatientTrainConfig(head=args.head, features=args.features, hidden=args.hidden, epochs=args.epochs,

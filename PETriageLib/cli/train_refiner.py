@@ -29,7 +29,7 @@ def run(args: argparse.Namespace) -> int:
 
     from PETriageLib.fast_inference import set_threads
     from PETriageLib.patient.pipeline import train_refiner_from_manifest
-    from PETriageLib.patient.refine import RefinerTrainConfig
+    from PETriageLib.patient.config import RefinerTrainConfig
 
     set_threads(args.threads)
     cfg = RefinerTrainConfig(features=args.features, hidden=args.hidden, epochs=args.epochs, lr=args.lr,

@@ -48,16 +48,13 @@ class SeriesEncoder(nn.Module):
         return torch.cat([h, z], dim=-1)
 
 
-class PatientClassifier(nn.Module):
-    """Per-slice states, their maximum over the series, a linear layer: one PE logit per series."""
+class _EncodedSeriesModel(nn.Module):
+    """A SeriesEncoder and what training needs of it (the feature spread, standardisation)."""
 
-    def __init__(self, in_features: int, head: str = "bilstm", hidden: int = 32, dropout: float = 0.3) -> None:
+    def __init__(self, in_features: int, hidden: int, dropout: float, recurrent: bool) -> None:
         super().__init__()
-        if head not in HEADS:
-            raise ValueError(f"head must be one of {HEADS}, got {head!r}")
-        self.head, self.in_features, self.hidden = head, int(in_features), int(hidden)
-        self.encoder = SeriesEncoder(in_features, hidden, dropout, recurrent=head == "bilstm")
-        self.out = nn.Sequential(nn.Dropout(dropout), nn.Linear(self.encoder.out_features, 1))
+        self.in_features, self.hidden = int(in_features), int(hidden)
+        self.encoder = SeriesEncoder(in_features, hidden, dropout, recurrent)
 
     @property
     def scale(self) -> torch.Tensor:
@@ -66,13 +63,24 @@ class PatientClassifier(nn.Module):
     def set_standardisation(self, features: torch.Tensor) -> None:
         self.encoder.set_standardisation(features)
 
+
+class PatientClassifier(_EncodedSeriesModel):
+    """Per-slice states, their maximum over the series, a linear layer: one PE logit per series."""
+
+    def __init__(self, in_features: int, head: str = "bilstm", hidden: int = 32, dropout: float = 0.3) -> None:
+        if head not in HEADS:
+            raise ValueError(f"head must be one of {HEADS}, got {head!r}")
+        super().__init__(in_features, hidden, dropout, recurrent=head == "bilstm")
+        self.head = head
+        self.out = nn.Sequential(nn.Dropout(dropout), nn.Linear(self.encoder.out_features, 1))
+
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Patient logits (B,) from features (B, S, F) and mask (B, S), True on real slices first."""
         z = self.encoder(x, mask).masked_fill(~mask.unsqueeze(-1), float("-inf")).amax(dim=1)
         return self.out(z).squeeze(-1)
 
 
-class SliceRefiner(nn.Module):
+class SliceRefiner(_EncodedSeriesModel):
     """Re-scores every slice for both stages with the whole series in view: a bidirectional LSTM
     over the slice features, then per slice the logits of p(disease) and p(PE) (B, S, 2).
 
@@ -84,17 +92,8 @@ class SliceRefiner(nn.Module):
     head = "refiner"
 
     def __init__(self, in_features: int, hidden: int = 32, dropout: float = 0.3) -> None:
-        super().__init__()
-        self.in_features, self.hidden = int(in_features), int(hidden)
-        self.encoder = SeriesEncoder(in_features, hidden, dropout, recurrent=True)
+        super().__init__(in_features, hidden, dropout, recurrent=True)
         self.out = nn.Linear(self.encoder.out_features, 2)
-
-    @property
-    def scale(self) -> torch.Tensor:
-        return self.encoder.scale
-
-    def set_standardisation(self, features: torch.Tensor) -> None:
-        self.encoder.set_standardisation(features)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Slice logits (B, S, 2): [disease, pe]; padded slices carry values to ignore."""

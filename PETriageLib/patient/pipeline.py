@@ -10,9 +10,10 @@ from typing import Sequence
 
 import numpy as np
 
+from PETriageLib.patient.config import PatientTrainConfig, RefinerTrainConfig
 from PETriageLib.patient.series import PatientSeries, load_series, save_series, series_from_cache
 from PETriageLib.patient.train import (
-    PatientTrainConfig, load_patient_classifier, predict_series, save_patient_classifier, train_patient_classifier)
+    load_patient_classifier, predict_series, save_patient_classifier, train_patient_classifier)
 
 log = logging.getLogger(__name__)
 
@@ -60,9 +61,19 @@ def _training_series(stage1: str, stage2: str, manifest, cache_root: "str | Path
                                        progress) for name in ("train", "val")}
 
 
-def _write_history(out: Path, cfg, history: list, summary: dict) -> None:
+def _train_from_manifest(what: str, file_name: str, train_fn, save_fn, stage1: str, stage2: str, manifest,
+                         out_dir: "str | Path", cache_root: "str | Path", splits_file: "str | Path | None", cfg,
+                         progress: bool, feature_dir: "str | Path | None") -> dict:
+    out = Path(out_dir)
+    stages, series = _training_series(stage1, stage2, manifest, cache_root, splits_file, cfg.features,
+                                      Path(feature_dir or out / "features"), cfg.seed, progress)
+    model, summary, history = train_fn(series["train"], series["val"], cfg, progress)
+    summary["train_patients"] = len(series["train"])
+    path = save_fn(out / file_name, model, cfg, summary, [{"sha256": s.sha256, "path": s.path} for s in stages])
     (out / "history.json").write_text(json.dumps({"config": asdict(cfg), "history": history, "best": summary},
                                                  indent=1))
+    log.info("%s written to %s", what, path)
+    return {"path": str(path), **summary}
 
 
 def train_patient_from_manifest(stage1: str, stage2: str, manifest, out_dir: "str | Path",
@@ -72,35 +83,20 @@ def train_patient_from_manifest(stage1: str, stage2: str, manifest, out_dir: "st
     """Train on the ``train`` split, choose epoch and threshold on ``val``; write OUT/patient.pt and
     OUT/history.json. The splits file must exist (see ``_training_series``).
     ``feature_dir`` (default OUT/features) keeps the slice features for further runs."""
-    out = Path(out_dir)
-    stages, series = _training_series(stage1, stage2, manifest, cache_root, splits_file, cfg.features,
-                                      Path(feature_dir or out / "features"), cfg.seed, progress)
-    model, summary, history = train_patient_classifier(series["train"], series["val"], cfg, progress)
-    summary["train_patients"] = len(series["train"])
-    path = save_patient_classifier(out / "patient.pt", model, cfg, summary,
-                                   [{"sha256": s.sha256, "path": s.path} for s in stages])
-    _write_history(out, cfg, history, summary)
-    log.info("patient classifier written to %s", path)
-    return {"path": str(path), **summary}
+    return _train_from_manifest("patient classifier", "patient.pt", train_patient_classifier,
+                                save_patient_classifier, stage1, stage2, manifest, out_dir, cache_root,
+                                splits_file, cfg, progress, feature_dir)
 
 
 def train_refiner_from_manifest(stage1: str, stage2: str, manifest, out_dir: "str | Path",
                                 cache_root: "str | Path", splits_file: "str | Path | None",
-                                cfg: "RefinerTrainConfig", progress: bool = False,
+                                cfg: RefinerTrainConfig, progress: bool = False,
                                 feature_dir: "str | Path | None" = None) -> dict:
     """As ``train_patient_from_manifest``, for the slice refiner: OUT/refiner.pt and OUT/history.json."""
     from PETriageLib.patient.refine import save_slice_refiner, train_slice_refiner
 
-    out = Path(out_dir)
-    stages, series = _training_series(stage1, stage2, manifest, cache_root, splits_file, cfg.features,
-                                      Path(feature_dir or out / "features"), cfg.seed, progress)
-    model, summary, history = train_slice_refiner(series["train"], series["val"], cfg, progress)
-    summary["train_patients"] = len(series["train"])
-    path = save_slice_refiner(out / "refiner.pt", model, cfg, summary,
-                              [{"sha256": s.sha256, "path": s.path} for s in stages])
-    _write_history(out, cfg, history, summary)
-    log.info("slice refiner written to %s", path)
-    return {"path": str(path), **summary}
+    return _train_from_manifest("slice refiner", "refiner.pt", train_slice_refiner, save_slice_refiner, stage1,
+                                stage2, manifest, out_dir, cache_root, splits_file, cfg, progress, feature_dir)
 
 
 def patient_classifier_report(path: "str | Path", stages: Sequence, manifest, cache_root: "str | Path",

@@ -7,7 +7,7 @@ theirs: for ``target_sensitivity`` of the validation split's diseased and PE sli
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Sequence
 
@@ -15,25 +15,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from PETriageLib.patient.config import RefinerTrainConfig
 from PETriageLib.patient.model import SliceRefiner, pad_batch
 from PETriageLib.patient.series import PatientSeries
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class RefinerTrainConfig:
-    features: str = "scores"  # scores | embeddings | multiscale (PETriageLib.patient.features)
-    hidden: int = 32
-    dropout: float = 0.3
-    epochs: int = 25
-    batch_size: int = 16
-    lr: float = 1e-3
-    weight_decay: float = 1e-2
-    noise: float = 0.1  # Gaussian noise on the standardised features while training
-    patience: int = 8  # epochs without a better validation AUROC (sum of both stages) before stopping
-    target_sensitivity: tuple = (0.95, 0.98)  # stage 1 (diseased slices), stage 2 (PE slices)
-    seed: int = 0
 
 
 def slice_targets(series: PatientSeries) -> "tuple[np.ndarray, np.ndarray]":

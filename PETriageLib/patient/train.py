@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Sequence
 
@@ -10,26 +10,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from PETriageLib.patient.config import PatientTrainConfig
 from PETriageLib.patient.model import ENSEMBLE_HEADS, PatientClassifier, PatientEnsemble, pad_batch
 from PETriageLib.patient.series import PatientSeries
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class PatientTrainConfig:
-    head: str = "bilstm"  # maxpool | bilstm | ensemble (both, probabilities averaged)
-    features: str = "embeddings"  # scores | embeddings (PETriageLib.patient.features)
-    hidden: int = 32
-    dropout: float = 0.3
-    epochs: int = 60
-    batch_size: int = 16
-    lr: float = 1e-3
-    weight_decay: float = 1e-2
-    noise: float = 0.1  # Gaussian noise on the standardised features while training
-    patience: int = 15  # epochs without a better validation AUROC before stopping
-    target_sensitivity: float = 1.0  # of PE patients on validation, for the stored threshold
-    seed: int = 0
 
 
 @torch.no_grad()
