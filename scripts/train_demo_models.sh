@@ -160,10 +160,19 @@ $PETRIAGE train --stage 2 --out "$W/stage2-ctx-$HI" --init-from "$S2" "${FTH[@]}
 S1=$(pick512 1 "$S1" "$W/stage1-hard-$HI/best.pt" "$W/stage1-ctx-$HI/best.pt")
 S2=$(pick512 2 "$S2" "$W/stage2-ctx-$HI/best.pt")
 
+# 2i. Slice refiner: a BiLSTM over both stages' slice logits, trained on the same 480 training
+#     patients (their features come from the picked pair), epoch and thresholds on the same 40
+#     validation patients (a few minutes: the features, then seconds per epoch).
+$PETRIAGE train-refiner --manifest "${M512[@]}" "${MHARD[@]}" --splits "$W/splits512-hard.json" --cache "$W/cache" \
+    --stage1 "$S1" --stage2 "$S2" --out "$W/refiner" --features scores --no-progress > "$W/refiner.json"
+
 # 3. Held-out test set (seed 5000, never used in training) at the real-CT matrix (512), half with PE of every size.
 [ -f "$W/test-data/manifest.csv" ] || \
     $PETRIAGE phantom --out "$W/test-data" --patients 40 --seed 5000 --matrix 512 --slices 50-70 --pe-fraction 0.5
 $PETRIAGE evaluate --manifest "$W/test-data/manifest.csv" --split all --stage1 "$S1" --stage2 "$S2" --cache "$W/test-cache" --out "$W/test-report" --bootstrap 300
+$PETRIAGE evaluate --manifest "$W/test-data/manifest.csv" --split all --stage1 "$S1" --stage2 "$S2" --cache "$W/test-cache" --out "$W/test-report-refiner" --bootstrap 300 --refiner "$W/refiner/refiner.pt"
 
-# 4. Ship: copy into Resources/models and register with SHA256 and model card.
+# 4. Ship: copy into Resources/models and register with SHA256 and model card. The refiner was
+#    copied to Resources/models/cbamdrn_d22_demo_refiner.pt and entered under "series_models" in
+#    Resources/models.json by hand (its card quotes $W/refiner.json and test-report-refiner).
 $PY -m PETriageLib.training.ship "$W" "$(basename "$(dirname "$S1")")" "$(basename "$(dirname "$S2")")"

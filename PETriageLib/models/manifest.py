@@ -1,7 +1,9 @@
 """The shipped-model manifest, Resources/models.json: read, verify, resolve, register.
 
 Format: {"models": [{"name", "stage": 1|2, "file" (relative to Resources/), "sha256",
-"card": {"intended_use", "training_data", "limits", "metrics"}}]}.
+"card": {"intended_use", "training_data", "limits", "metrics"}}], "series_models": [{"name",
+"type": "slice_refiner"|"patient_classifier", "file", "sha256", "card"}]} (``series_models``
+optional: models over a series' slice features, bound to a stage pair, PETriageLib.patient).
 """
 from __future__ import annotations
 
@@ -62,13 +64,31 @@ def verify_manifest(resources: "str | os.PathLike | None" = None) -> list[str]:
     """Problems found (missing files, SHA256 mismatches); an empty list means all is well."""
     root = Path(resources or resources_dir())
     problems = []
-    for entry in read_manifest(root)["models"]:
+    path = manifest_path(root)
+    series = json.loads(path.read_text(encoding="utf-8")).get("series_models", []) if path.is_file() else []
+    for entry in read_manifest(root)["models"] + series:
         file = root / entry["file"]
         if not file.is_file():
             problems.append(f"{entry['name']}: file {file} is missing")
         elif file_sha256(file) != entry["sha256"]:
             problems.append(f"{entry['name']}: {file} does not match its SHA256 {entry['sha256']}")
     return problems
+
+
+def resolve_series_model(name_or_path: "str | os.PathLike", resources: "str | os.PathLike | None" = None
+                         ) -> tuple[Path, "str | None"]:
+    """(file, expected SHA256 or None) of a series model: a file path, or a ``series_models`` name."""
+    candidate = Path(name_or_path)
+    if candidate.is_file():
+        return candidate, None
+    root = Path(resources or resources_dir())
+    path = manifest_path(root)
+    entries = json.loads(path.read_text(encoding="utf-8")).get("series_models", []) if path.is_file() else []
+    for e in entries:
+        if e.get("name") == str(name_or_path):
+            return root / e["file"], e["sha256"]
+    known = ", ".join(e.get("name", "?") for e in entries) or "none registered"
+    raise CheckpointError(f"no file or registered series model named {str(name_or_path)!r} ({path}: {known})")
 
 
 def find_entry(name: str, resources: "str | os.PathLike | None" = None) -> "dict | None":

@@ -40,12 +40,20 @@ def _build(meta: dict) -> torch.nn.Module:
 
 def load_series_model(path: "str | Path", kind: str, stage_sha256: "Sequence[str] | None" = None
                       ) -> "tuple[torch.nn.Module, dict]":
-    """(model in eval mode, meta). ``kind``: the type expected; with ``stage_sha256`` the model must
-    have been trained on the features of exactly those stage models."""
+    """(model in eval mode, meta). ``path``: a file or a name registered under ``series_models`` in
+    Resources/models.json (SHA256 checked). ``kind``: the type expected; with ``stage_sha256`` the
+    model must have been trained on the features of exactly those stage models."""
+    from PETriageLib.models.checkpoint import file_sha256
+    from PETriageLib.models.manifest import resolve_series_model
+
     what = kind.replace("_", " ")
-    path = Path(path)
+    if not Path(path).is_file() and Path(path).suffix:  # a file name that is not there
+        raise CheckpointError(f"{what} {path} not found")
+    path, expected = resolve_series_model(path)  # or a name registered in Resources/models.json
     if not path.is_file():
         raise CheckpointError(f"{what} {path} not found")
+    if expected and file_sha256(path).lower() != expected.lower():
+        raise CheckpointError(f"{what} {path} does not match its registered SHA256 {expected}")
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # corrupt, or pickled code (refused)

@@ -75,6 +75,29 @@ def test_refiner_file_round_trip_and_refusals(lesion_data, tmp_path):
         load_slice_refiner(classifier)
 
 
+def test_registered_refiner_loads_by_name_with_its_sha256(lesion_data, tmp_path, monkeypatch):
+    train, val = lesion_data
+    cfg = RefinerTrainConfig(**dict(FAST, epochs=1))
+    model, best, _ = train_slice_refiner(train, val, cfg)
+    resources = tmp_path / "Resources"
+    path = save_slice_refiner(resources / "models" / "r.pt", model, cfg, best, [{"sha256": "a" * 64, "path": "s"}] * 2)
+    from PETriageLib.models.checkpoint import file_sha256
+    from PETriageLib.models.manifest import verify_manifest
+
+    entry = {"name": "my_refiner", "type": "slice_refiner", "file": "models/r.pt", "sha256": file_sha256(path),
+             "card": {}}
+    (resources / "models.json").write_text(json.dumps({"models": [], "series_models": [entry]}))
+    monkeypatch.setenv("PETRIAGE_RESOURCES", str(resources))
+    loaded, meta = load_slice_refiner("my_refiner")
+    assert meta["threshold_pe"] == best["threshold_pe"] and verify_manifest() == []
+    with pytest.raises(CheckpointError, match="no file or registered series model named 'other'"):
+        load_slice_refiner("other")
+    path.write_bytes(path.read_bytes() + b"x")
+    with pytest.raises(CheckpointError, match="does not match its registered SHA256"):
+        load_slice_refiner("my_refiner")
+    assert "does not match its SHA256" in verify_manifest()[0]
+
+
 def test_training_needs_every_slice_label(lesion_data):
     train, val = lesion_data
     only_pe = [s for s in val if s.patient_label == "pe"]

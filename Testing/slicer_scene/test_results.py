@@ -202,3 +202,30 @@ def test_patient_classifier_setting_decides_the_verdict(scene, phantom_series, t
         assert 0.0 < float(ct.GetAttribute("PETriage.patient_probability")) < 1.0
         verdicts[threshold] = ct.GetAttribute("PETriage.verdict")
     assert verdicts[0.0] == "pe_suspected" and verdicts[1.0] != "pe_suspected"
+
+
+def test_refiner_setting_rescores_the_table(scene, phantom_series, tiny_models, tmp_path):
+    """A slice refiner for these two models (weights as initialised: the test is about the wiring):
+    the table holds its probabilities, labelled at its thresholds."""
+    import torch
+
+    from PETriageLib.models.checkpoint import file_sha256
+    from PETriageLib.patient.config import RefinerTrainConfig
+    from PETriageLib.patient.model import SliceRefiner
+    from PETriageLib.patient.refine import save_slice_refiner
+    from PETriageSlicer.logic import PETriageLogic, TriageSettings
+    from PETriageSlicer.navigation import table_column
+
+    torch.manual_seed(0)
+    stages = [{"sha256": file_sha256(p), "path": p} for p in tiny_models]
+    path = save_slice_refiner(tmp_path / "refiner.pt", SliceRefiner(2, 8), RefinerTrainConfig(),
+                              {"threshold_disease": 0.0, "threshold_pe": 1.0}, stages)
+    logic = PETriageLogic(scene)
+    ct = logic.load_dicom(str(phantom_series))
+    nodes = logic.run(ct, TriageSettings(*tiny_models, device="cpu", cam="none", refiner=str(path)))
+    task = logic.last_tasks[ct.GetID()]
+    assert task.result.options["refiner"] == str(path)
+    labels = table_column(nodes.table, "label")
+    # threshold 0 passes every analysed slice to stage 2; no refined p(PE) reaches 1: all "other"
+    assert set(labels) - {""} == {"other"}
+    assert ct.GetAttribute("PETriage.verdict") == "other_disease"
