@@ -319,15 +319,20 @@ class Cascade:
 
     def _stage_outputs(self, images1: np.ndarray, images2: np.ndarray, timings: dict
                        ) -> "tuple[np.ndarray, np.ndarray, np.ndarray]":
-        """With a series model: both stages on every slice through the eager models, which give
-        the features as well. (p_disease, p_pe, features)."""
+        """With a series model: both stages on every slice, with their features. (p_disease, p_pe,
+        features). Logits alone (``scores``) come from the chosen inference path; pooled features
+        need the eager model."""
         from PETriageLib.patient.features import stage_features
 
         kind = self.series_features
         out = []
         for st, images in ((self.stage1, images1), (self.stage2, images2)):
             t = time.perf_counter()
-            out.append(stage_features(st.model, images, kind, self.batch_size, self.device))
+            if kind == "scores":  # p clipped so that the logit stays finite where bf16 rounds p to 1
+                p = np.clip(self._predict(st, images).astype(np.float64), 1e-7, 1 - 1e-7)
+                out.append(np.log(p / (1 - p))[:, None].astype(np.float32))
+            else:
+                out.append(stage_features(st.model, images, kind, self.batch_size, self.device))
             timings[f"stage{st.number}"] += time.perf_counter() - t
         p1, p2 = (1 / (1 + np.exp(-f[:, 0].astype(np.float64))) for f in out)
         return p1, p2, np.concatenate(out, axis=1)

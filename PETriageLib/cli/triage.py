@@ -39,7 +39,8 @@ def add_cascade_options(p: argparse.ArgumentParser) -> None:
                         "the verdict instead of the any-slice rule; stage 2 then runs on every lung slice")
     p.add_argument("--refiner", default=None, metavar="REFINER_PT",
                    help="a slice refiner (petriage train-refiner) for these models: every slice re-scored with its "
-                        "neighbours in view, at the refiner's thresholds; stage 2 then runs on every lung slice")
+                        "neighbours in view, at the refiner's thresholds; stage 2 then runs on every lung slice "
+                        "(a registered name such as cbamdrn_d22_demo_refiner, or a file)")
     p.add_argument("--all-slices", action="store_true", help="run stage 2 on every lung slice, not only diseased")
     p.add_argument("--cam", choices=["top-k", "pe", "none"], default="top-k",
                    help="Grad-CAM on the top-k slices by p_pe, on every pe slice, or none (default top-k)")

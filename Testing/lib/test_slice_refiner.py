@@ -153,6 +153,10 @@ def test_cascade_with_the_refiner(phantom_run, trained_refiner):
         if row.p_pe is not None:
             assert row.p_disease >= cascade.threshold_disease and row.p_pe == pytest.approx(q[1], abs=1e-2)
     assert result.options["refiner"] == trained_refiner["path"]
+    # logits through the fast path (the default) or the eager models: the same refined scores
+    eager = Cascade.from_checkpoints(r["s1"], r["s2"], device="cpu", batch_size=8, inference="eager",
+                                     refiner=trained_refiner["path"]).run(volume)
+    assert np.allclose([row.p_disease for row in eager.rows if row.analysable], expected[:, 0], atol=1e-4)
     assert (result.verdict.verdict == "pe_suspected") == any(row.label == "pe" for row in done)
 
 
