@@ -154,6 +154,25 @@ def load_stage(number: int, spec: str | Path) -> Stage:
     return Stage(number, model, meta, name=name, sha256=expected or file_sha256(path), path=str(path))
 
 
+def _series_models(refiner: "str | Path | None", patient_model: "str | Path | None", stage1: Stage,
+                   stage2: Stage) -> tuple:
+    """(refiner, patient classifier, the feature kind both read): each (model, meta) or None,
+    loaded only when trained on exactly these two stages."""
+    if refiner is None and patient_model is None:
+        return None, None, None
+    from PETriageLib.patient.refine import load_slice_refiner
+    from PETriageLib.patient.train import load_patient_classifier
+
+    shas = [stage1.sha256, stage2.sha256]
+    ref = None if refiner is None else load_slice_refiner(refiner, shas)
+    pat = None if patient_model is None else load_patient_classifier(patient_model, shas)
+    kinds = {m[1]["features"] for m in (ref, pat) if m is not None}
+    if len(kinds) > 1:
+        raise ValueError(f"the slice refiner and the patient classifier read different features {sorted(kinds)}; "
+                         "train them on the same --features")
+    return ref, pat, (kinds.pop() if kinds else None)
+
+
 class Cascade:
     """Stage 1 + stage 2 models, their preprocessing, thresholds and the batch loop."""
 
@@ -175,23 +194,11 @@ class Cascade:
         self.config2 = PreprocessConfig.from_dict(stage2.meta)
         self.batch_size = int(batch_size)
         self.all_slices = all_slices
-        # Series models (PETriageLib.patient) read both stages' features of every slice with lung.
-        shas = [stage1.sha256, stage2.sha256]
-        self.refiner, self.refiner_path = None, None  # re-scores each slice with its neighbours in view
-        if refiner is not None:
-            from PETriageLib.patient.refine import load_slice_refiner
-
-            self.refiner, self.refiner_path = load_slice_refiner(refiner, shas), str(refiner)
-        self.patient, self.patient_path = None, None  # its p(PE) decides the verdict
-        if patient_model is not None:
-            from PETriageLib.patient.train import load_patient_classifier
-
-            self.patient, self.patient_path = load_patient_classifier(patient_model, shas), str(patient_model)
-        kinds = {m[1]["features"] for m in (self.refiner, self.patient) if m is not None}
-        if len(kinds) > 1:
-            raise ValueError(f"the slice refiner and the patient classifier read different features {sorted(kinds)}; "
-                             "train them on the same --features")
-        self.series_features = kinds.pop() if kinds else None
+        # Series models (PETriageLib.patient), each (model, meta) or None: the refiner re-scores
+        # each slice with its neighbours in view; the patient classifier's p(PE) decides the verdict.
+        self.refiner, self.patient, self.series_features = _series_models(refiner, patient_model, stage1, stage2)
+        self.refiner_path = None if refiner is None else str(refiner)
+        self.patient_path = None if patient_model is None else str(patient_model)
         own = self.refiner[1] if self.refiner is not None else {"threshold_disease": stage1.threshold,
                                                                   "threshold_pe": stage2.threshold}
         self.threshold_disease = own["threshold_disease"] if threshold_disease is None else float(threshold_disease)
