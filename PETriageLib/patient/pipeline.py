@@ -21,12 +21,17 @@ log = logging.getLogger(__name__)
 def features_path(stages: Sequence, manifest, splits_file: "str | Path | None", split: str, kind: str,
                   feature_dir: "str | Path", seed: int = 0) -> Path:
     """Where a split's features are kept: a name made of what they depend on (the stage files'
-    SHA256, the kind, the split, the manifest and the splits file's content)."""
-    from PETriageLib.training.manifest import manifest_paths
+    SHA256, the kind, the split, and each of its sources as the slice cache fingerprints them:
+    files, sizes, times, labels). Edited labels or images give a new name, never stale features."""
+    from PETriageLib.training.cache import source_fingerprint
+    from PETriageLib.training.data import make_splits
+    from PETriageLib.training.manifest import load_manifest
 
-    splits_text = Path(splits_file).read_text() if splits_file and Path(splits_file).is_file() else ""
-    blob = json.dumps({"sha256": [s.sha256 for s in stages], "kind": kind, "split": split, "seed": seed,
-                       "manifest": manifest_paths(manifest), "splits": splits_text}, sort_keys=True)
+    sources = load_manifest(manifest)
+    ids = set(make_splits(sources, splits_file, seed=seed).get(split, []))
+    blob = json.dumps({"sha256": [s.sha256 for s in stages], "kind": kind, "split": split,
+                       "sources": [source_fingerprint(s) for s in sources if s.patient_id in ids]},
+                      sort_keys=True, default=str)
     return Path(feature_dir) / f"{split}-{kind}-{hashlib.sha256(blob.encode()).hexdigest()[:12]}.npz"
 
 

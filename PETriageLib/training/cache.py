@@ -31,7 +31,7 @@ def _hash(obj: object) -> str:
     return hashlib.sha1(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def _source_fingerprint(source: Source) -> dict:
+def source_fingerprint(source: Source) -> dict:
     """What identifies a source's content cheaply: paths, sizes and modification times."""
     files = list(source.paths) + ([source.labels_csv] if source.labels_csv else [])
     stats = []
@@ -130,7 +130,7 @@ def cache_sources(sources: Sequence[Source], config, root: "str | Path",
     base = config_dir(root, config.to_dict())
     base.mkdir(parents=True, exist_ok=True)
     (base / "config.json").write_text(json.dumps(config.to_dict(), indent=1))
-    dests = [base / _hash(_source_fingerprint(s)) for s in sources]
+    dests = [base / _hash(source_fingerprint(s)) for s in sources]
     # Two passes: sources another live process is caching right now are left to it and picked up after.
     for later in (False, True):
         for source, dest in zip(sources, dests):

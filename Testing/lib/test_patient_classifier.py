@@ -213,6 +213,30 @@ def test_train_from_manifest_caches_features_and_evaluates(phantom_run, caplog):
     assert "## PE per patient, patient classifier (maxpool over embeddings" in md
 
 
+def test_feature_files_are_named_by_what_they_depend_on(phantom_run, tmp_path):
+    import os
+
+    from PETriageLib.cascade import load_stage
+    from PETriageLib.patient.pipeline import features_path
+
+    r = phantom_run
+    stages = [load_stage(1, r["s1"]), load_stage(2, r["s2"])]
+    name = features_path(stages, r["manifest"], r["splits"], "train", "scores", tmp_path)
+    assert name == features_path(stages, r["manifest"], r["splits"], "train", "scores", tmp_path)
+    assert name != features_path(stages, r["manifest"], r["splits"], "train", "embeddings", tmp_path)
+    assert name != features_path(stages[::-1], r["manifest"], r["splits"], "train", "scores", tmp_path)
+    val_name = features_path(stages, r["manifest"], r["splits"], "val", "scores", tmp_path)
+    labels = r["sources"][r["ids"]["train"][0]].labels_csv
+    before = os.stat(labels)
+    try:  # a train patient's labels file changed (here: its time): new features, never stale labels
+        os.utime(labels, (before.st_atime, before.st_mtime + 10))
+        assert name != features_path(stages, r["manifest"], r["splits"], "train", "scores", tmp_path)
+        # the validation patients' features do not depend on that file
+        assert val_name == features_path(stages, r["manifest"], r["splits"], "val", "scores", tmp_path)
+    finally:
+        os.utime(labels, (before.st_atime, before.st_mtime))
+
+
 def test_cascade_verdict_follows_the_patient_classifier(phantom_run):
     from PETriageLib.cascade import Cascade
     from PETriageLib.patient.pipeline import train_patient_from_manifest
