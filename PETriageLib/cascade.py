@@ -296,30 +296,28 @@ class Cascade:
 
         return check_chest(volume, lungs)
 
+    @staticmethod
+    def _series(rows: list[SliceRow], features: dict[int, np.ndarray]) -> "tuple[list[SliceRow], Any]":
+        """The analysed rows, and their features as one series for the series models."""
+        from PETriageLib.patient.series import PatientSeries
+
+        done = [r for r in rows if r.index in features]
+        return done, PatientSeries("", "unknown", np.stack([features[r.index] for r in done]), [])
+
     def _patient_probability(self, rows: list[SliceRow], features: dict[int, np.ndarray]) -> float | None:
         """The patient classifier's p(PE) over the analysed slices in order; None without one."""
         if self.patient is None or not features:
             return None
-        import torch
+        from PETriageLib.patient.train import predict_series
 
-        from PETriageLib.patient.model import pad_batch
-
-        model, _ = self.patient
-        x, mask = pad_batch([torch.from_numpy(np.stack([features[r.index] for r in rows if r.index in features]))])
-        with torch.inference_mode():
-            return float(torch.sigmoid(model(x, mask))[0])
+        return float(predict_series(self.patient[0], [self._series(rows, features)[1]])[0])
 
     def _refine(self, rows: list[SliceRow], features: dict[int, np.ndarray]) -> None:
         """Replace the analysed rows' probabilities by the refiner's, and label them again."""
-        import torch
+        from PETriageLib.patient.refine import refine_series
 
-        from PETriageLib.patient.model import pad_batch
-
-        done = [r for r in rows if r.index in features]
-        x, mask = pad_batch([torch.from_numpy(np.stack([features[r.index] for r in done]))])
-        with torch.inference_mode():
-            q = torch.sigmoid(self.refiner[0](x, mask))[0].double().numpy()
-        for r, (p1, p2) in zip(done, q):
+        done, series = self._series(rows, features)
+        for r, (p1, p2) in zip(done, refine_series(self.refiner[0], [series])[0]):
             r.p_disease = float(p1)
             r.p_pe = float(p2) if self.all_slices or p1 >= self.threshold_disease else None
             r.label = label_slice(r.p_disease, r.p_pe, self.threshold_disease, self.threshold_pe)

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from PETriageLib.patient.config import RefinerTrainConfig
+from PETriageLib.patient.fit import fit_series_model
 from PETriageLib.patient.model import SliceRefiner, pad_batch
 from PETriageLib.patient.series import PatientSeries
 
@@ -74,55 +75,24 @@ def train_slice_refiner(train: Sequence[PatientSeries], val: Sequence[PatientSer
 
     _check(train, val)
     torch.manual_seed(cfg.seed)
-    rng = np.random.default_rng(cfg.seed)
     feats = [torch.from_numpy(np.asarray(s.features, np.float32)) for s in train]
     targets = [tuple(torch.from_numpy(t) for t in slice_targets(s)) for s in train]
     model = SliceRefiner(feats[0].shape[1], cfg.hidden, cfg.dropout)
     model.set_standardisation(torch.cat(feats))
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     bce = nn.BCEWithLogitsLoss(reduction="none")
-    best, best_state, history, stale = None, None, [], 0
-    epochs = range(1, cfg.epochs + 1)
-    if progress:
-        from tqdm import tqdm
 
-        epochs = tqdm(epochs, desc="slice refiner", unit="epoch")
-    for epoch in epochs:
-        model.train()
-        losses = []
-        order = rng.permutation(len(feats))
-        for start in range(0, len(order), cfg.batch_size):
-            idx = order[start:start + cfg.batch_size]
-            x, mask = pad_batch([feats[i] for i in idx])
-            diseased, _ = pad_batch([targets[i][0][:, None] for i in idx])
-            pe, _ = pad_batch([targets[i][1][:, None] for i in idx])
-            diseased, pe = diseased[..., 0], pe[..., 0]
-            if cfg.noise:
-                x = x + torch.randn_like(x) * cfg.noise * model.scale
-            logits = model(x, mask)
-            loss1 = (bce(logits[..., 0], diseased) * mask).sum() / mask.sum()
-            on = mask & (diseased > 0)  # stage 2 learns on diseased slices only
-            loss2 = (bce(logits[..., 1], pe) * on).sum() / on.sum().clamp_min(1)
-            loss = loss1 + loss2
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            losses.append(loss.item())
-        a1, a2 = _aurocs(val, refine_series(model, val))
-        row = {"epoch": epoch, "train_loss": float(np.mean(losses)), "val_auroc_stage1": a1, "val_auroc_stage2": a2}
-        history.append(row)
-        if hasattr(epochs, "set_postfix"):
-            epochs.set_postfix(loss=f"{row['train_loss']:.3f}", auroc1=f"{a1:.3f}", auroc2=f"{a2:.3f}")
-        if best is None or a1 + a2 > best["val_auroc_stage1"] + best["val_auroc_stage2"]:
-            best, stale = dict(row), 0
-            best_state = {k: v.clone() for k, v in model.state_dict().items()}
-        else:
-            stale += 1
-            if stale >= cfg.patience:
-                log.info("no better validation AUROC for %d epochs: stopping at epoch %d", stale, epoch)
-                break
-    model.load_state_dict(best_state)
-    model.eval()
+    def batch_loss(logits: torch.Tensor, mask: torch.Tensor, idx: np.ndarray) -> torch.Tensor:
+        diseased = pad_batch([targets[i][0][:, None] for i in idx])[0][..., 0]
+        pe = pad_batch([targets[i][1][:, None] for i in idx])[0][..., 0]
+        loss1 = (bce(logits[..., 0], diseased) * mask).sum() / mask.sum()
+        on = mask & (diseased > 0)  # stage 2 learns on diseased slices only
+        return loss1 + (bce(logits[..., 1], pe) * on).sum() / on.sum().clamp_min(1)
+
+    def validate(m: SliceRefiner) -> "tuple[float, dict]":
+        a1, a2 = _aurocs(val, refine_series(m, val))
+        return a1 + a2, {"val_auroc_stage1": a1, "val_auroc_stage2": a2}
+
+    best, history = fit_series_model(model, feats, cfg, batch_loss, validate, "slice refiner", progress)
     y1, p1, y2, p2 = stage_scores(val, refine_series(model, val))
     t1 = threshold_for_sensitivity(y1, p1, cfg.target_sensitivity[0])
     t2 = threshold_for_sensitivity(y2, p2, cfg.target_sensitivity[1])

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from PETriageLib.patient.config import PatientTrainConfig
+from PETriageLib.patient.fit import fit_series_model
 from PETriageLib.patient.model import ENSEMBLE_HEADS, PatientClassifier, PatientEnsemble, pad_batch
 from PETriageLib.patient.series import PatientSeries
 
@@ -46,50 +47,21 @@ def _fit(train: Sequence[PatientSeries], val: Sequence[PatientSeries], cfg: Pati
     from PETriageLib.training.metrics import auroc_ci
 
     torch.manual_seed(cfg.seed)
-    rng = np.random.default_rng(cfg.seed)
     feats = [torch.from_numpy(np.asarray(s.features, np.float32)) for s in train]
     y = torch.tensor([s.is_pe for s in train], dtype=torch.float32)
     y_val = np.array([s.is_pe for s in val])
     model = PatientClassifier(feats[0].shape[1], head, cfg.hidden, cfg.dropout)
     model.set_standardisation(torch.cat(feats))
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     # Weigh the classes equally whatever their counts.
     loss_fn = nn.BCEWithLogitsLoss(pos_weight=(len(y) - y.sum()) / y.sum())
-    best, best_state, history, stale = None, None, [], 0
-    epochs = range(1, cfg.epochs + 1)
-    if progress:
-        from tqdm import tqdm
 
-        epochs = tqdm(epochs, desc=f"patient {head}", unit="epoch")
-    for epoch in epochs:
-        model.train()
-        losses = []
-        order = rng.permutation(len(feats))
-        for start in range(0, len(order), cfg.batch_size):
-            idx = order[start:start + cfg.batch_size]
-            x, mask = pad_batch([feats[i] for i in idx])
-            if cfg.noise:
-                x = x + torch.randn_like(x) * cfg.noise * model.scale
-            loss = loss_fn(model(x, mask), y[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            losses.append(loss.item())
-        auroc = float(auroc_ci(y_val, predict_series(model, val), n_boot=0)["auroc"])
-        row = {"head": head, "epoch": epoch, "train_loss": float(np.mean(losses)), "val_auroc": auroc}
-        history.append(row)
-        if hasattr(epochs, "set_postfix"):
-            epochs.set_postfix(loss=f"{row['train_loss']:.3f}", val_auroc=f"{auroc:.3f}")
-        if best is None or auroc > best["val_auroc"]:
-            best, stale = dict(row), 0
-            best_state = {k: v.clone() for k, v in model.state_dict().items()}
-        else:
-            stale += 1
-            if stale >= cfg.patience:
-                log.info("%s: no better validation AUROC for %d epochs: stopping at epoch %d", head, stale, epoch)
-                break
-    model.load_state_dict(best_state)
-    return model.eval(), best, history
+    def validate(m: PatientClassifier) -> "tuple[float, dict]":
+        auroc = float(auroc_ci(y_val, predict_series(m, val), n_boot=0)["auroc"])
+        return auroc, {"val_auroc": auroc}
+
+    best, history = fit_series_model(model, feats, cfg, lambda logits, _mask, idx: loss_fn(logits, y[idx]),
+                                     validate, f"patient {head}", progress, tag={"head": head})
+    return model, best, history
 
 
 def train_patient_classifier(train: Sequence[PatientSeries], val: Sequence[PatientSeries],

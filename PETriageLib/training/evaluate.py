@@ -45,16 +45,14 @@ def stage_probs(checkpoint: "str | Path", manifest: "str | Path", cache_root: "s
     return meta, cached, [predict_images(model, c.images) for c in cached]
 
 
-def refined_probs(refiner: "str | Path", stage1, stage2, manifest, cache_root, splits_file, split: str,
+def refined_probs(refiner: "str | Path", stages: Sequence, manifest, cache_root, splits_file, split: str,
                   cached: Sequence[CachedSource], seed: int = 0
                   ) -> "tuple[list[np.ndarray], list[np.ndarray], float, float]":
     """Per source: the slice refiner's p(disease) and p(PE) on its slices with lung (0 elsewhere),
-    and the refiner's two thresholds."""
-    from PETriageLib.cascade import load_stage
+    and the refiner's two thresholds. ``stages``: the pair as ``cascade.load_stage`` gives it."""
     from PETriageLib.patient.pipeline import split_series
     from PETriageLib.patient.refine import load_slice_refiner, refine_series
 
-    stages = [load_stage(1, stage1), load_stage(2, stage2)]
     model, meta = load_slice_refiner(refiner, [s.sha256 for s in stages])
     series = iter(split_series(stages, manifest, cache_root, splits_file, split, meta["features"],
                                Path(cache_root) / "patient-features", seed))
@@ -246,9 +244,13 @@ def evaluate_cascade(stage1: "str | Path", stage2: "str | Path", manifest: "str 
     if [c.patient_id for c in cached1] != [c.patient_id for c in cached2]:
         raise RuntimeError("stage 1 and stage 2 saw different sources; the manifest changed during evaluation")
     t1, t2 = float(m1["threshold"]), float(m2["threshold"])
+    stages = None  # the pair with its SHA256, for the series models that are bound to it
+    if refiner is not None or patient_model is not None:
+        from PETriageLib.cascade import load_stage
+
+        stages = [load_stage(1, stage1), load_stage(2, stage2)]
     if refiner is not None:
-        p1, p2, t1, t2 = refined_probs(refiner, stage1, stage2, manifest, cache_root, splits_file, split, cached1,
-                                       seed)
+        p1, p2, t1, t2 = refined_probs(refiner, stages, manifest, cache_root, splits_file, split, cached1, seed)
     r1, y1, q1 = stage_report(cached1, p1, 1, t1, m1["class_names"], n_boot)
     r2, y2, q2 = stage_report(cached2, p2, 2, t2, m2["class_names"], n_boot)
     patients = patient_results(cached1, p1, p2, t1, t2, min_slices)
@@ -275,12 +277,10 @@ def evaluate_cascade(stage1: "str | Path", stage2: "str | Path", manifest: "str 
               "by_lesion_area": by_area,
               "operating_points": points}
     if patient_model is not None:
-        from PETriageLib.cascade import load_stage
         from PETriageLib.patient.pipeline import patient_classifier_report
 
-        report["patient_classifier"] = patient_classifier_report(
-            patient_model, [load_stage(1, stage1), load_stage(2, stage2)], manifest, cache_root, splits_file,
-            split, n_boot, seed)
+        report["patient_classifier"] = patient_classifier_report(patient_model, stages, manifest, cache_root,
+                                                                 splits_file, split, n_boot, seed)
     (out / "report.json").write_text(json.dumps(report, indent=1))
     md = [f"# Evaluation on split `{split}` ({len(patients)} patients)", "",
           "## Stage 1 per slice (WNL vs disease, slices with lung)", "", slice_table([(name, r1)], m1["class_names"]),
