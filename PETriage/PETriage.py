@@ -76,6 +76,9 @@ def ensureDependencies():
             slicer.util.pip_install(missing)
 
 
+NO_MODEL = "(none)"  # the optional series-model combos' entry for "not used"
+
+
 @parameterNodeWrapper
 class PETriageParameterNode:
     inputVolume: vtkMRMLScalarVolumeNode
@@ -151,9 +154,11 @@ class PETriageWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui = slicer.util.childWidgetVariables(uiWidget)
         uiWidget.setMRMLScene(slicer.mrmlScene)
         self.logic = PETriageLogic()
-        # Model lists change at run time (fine-tuned versions), so these two combos are bound by hand.
+        # Model lists change at run time (fine-tuned versions), so the model combos are bound by hand.
         for combo, name in ((self.ui.stage1ModelComboBox, "stage1Model"),
-                            (self.ui.stage2ModelComboBox, "stage2Model")):
+                            (self.ui.stage2ModelComboBox, "stage2Model"),
+                            (self.ui.refinerModelComboBox, "refinerModel"),
+                            (self.ui.patientModelComboBox, "patientModel")):
             combo.setEditable(True)  # a checkpoint path may be typed in
             combo.currentTextChanged.connect(lambda text, name=name: self.setModelParameter(name, text))
         self.timer = qt.QTimer()
@@ -187,7 +192,7 @@ class PETriageWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     # parameter node
     def setModelParameter(self, name, text):
         if self._parameterNode:
-            setattr(self._parameterNode, name, text)
+            setattr(self._parameterNode, name, "" if text == NO_MODEL else text)
 
     def cleanup(self):
         self.removeObservers()
@@ -228,15 +233,19 @@ class PETriageWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def refreshModelLists(self):
         try:
-            from PETriageSlicer.model_list import model_names
+            from PETriageSlicer.model_list import model_names, series_model_names
 
-            names = {1: model_names(1), 2: model_names(2)}
+            lists = ((self.ui.stage1ModelComboBox, "stage1Model", model_names(1)),
+                     (self.ui.stage2ModelComboBox, "stage2Model", model_names(2)),
+                     (self.ui.refinerModelComboBox, "refinerModel", [NO_MODEL] + series_model_names("slice_refiner")),
+                     (self.ui.patientModelComboBox, "patientModel",
+                      [NO_MODEL] + series_model_names("patient_classifier")))
         except ImportError:  # dependencies not installed yet: filled after the first Apply
             return
-        for stage, combo in ((1, self.ui.stage1ModelComboBox), (2, self.ui.stage2ModelComboBox)):
-            current = getattr(self._parameterNode, f"stage{stage}Model", "") if self._parameterNode else ""
+        for combo, name, names in lists:
+            current = getattr(self._parameterNode, name, "") if self._parameterNode else ""
             combo.clear()
-            combo.addItems(names[stage])
+            combo.addItems(names)
             if current:
                 combo.setCurrentText(current)
 

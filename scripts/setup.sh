@@ -5,6 +5,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
+# torch's build on this disk fills about 7 GB of .venv; say so before pip fails half-way.
+free_gb=$(df -Pk . | awk 'NR==2 {print int($4 / 1048576)}')
+if [ ! -x .venv/bin/petriage ] && [ "$free_gb" -lt 8 ]; then
+    echo "setup: warning: ${free_gb} GB free here; .venv needs about 7 GB (torch). Slice caches of" \
+         "training runs can be pruned with 'petriage cache prune DIR --max-size ...'." >&2
+fi
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q "torch==2.14.1" "torchvision==0.29.1"

@@ -6,7 +6,8 @@ import os
 from pathlib import Path
 from typing import Any, Mapping
 
-from PETriageLib.models.manifest import read_manifest, register_model, resolve_model, resources_dir
+from PETriageLib.models.manifest import (
+    read_manifest, read_series_models, register_model, resolve_model, resources_dir)
 from PETriageLib.errors import CheckpointError
 
 
@@ -24,6 +25,12 @@ def available_models(stage: int | None = None) -> list[dict[str, Any]]:
 
 def model_names(stage: int) -> list[str]:
     return [e["name"] for e in available_models(stage)]
+
+
+def series_model_names(model_type: str) -> list[str]:
+    """Registered names of the shipped series models of one type ('slice_refiner' or
+    'patient_classifier'); the panel offers them beside typing a file path."""
+    return [e["name"] for e in read_series_models(resources_dir()) if e.get("type") == model_type]
 
 
 def resolve(name_or_path: str) -> tuple[Path, str | None]:

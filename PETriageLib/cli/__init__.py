@@ -15,7 +15,7 @@ from PETriageLib import __version__
 
 # Order here is the order in `petriage --help`, following the data flow.
 SUBCOMMANDS = ["info", "phantom", "models", "triage", "demo", "train", "train-refiner", "train-patient", "evaluate",
-               "experiment", "bench"]
+               "experiment", "cache", "bench"]
 
 log = logging.getLogger("petriage")
 

@@ -60,13 +60,17 @@ def read_manifest(resources: "str | os.PathLike | None" = None) -> dict:
     return data
 
 
+def read_series_models(resources: "str | os.PathLike | None" = None) -> list[dict]:
+    """The manifest's optional ``series_models`` entries (refiners, patient classifiers)."""
+    path = manifest_path(resources)
+    return json.loads(path.read_text(encoding="utf-8")).get("series_models", []) if path.is_file() else []
+
+
 def verify_manifest(resources: "str | os.PathLike | None" = None) -> list[str]:
     """Problems found (missing files, SHA256 mismatches); an empty list means all is well."""
     root = Path(resources or resources_dir())
     problems = []
-    path = manifest_path(root)
-    series = json.loads(path.read_text(encoding="utf-8")).get("series_models", []) if path.is_file() else []
-    for entry in read_manifest(root)["models"] + series:
+    for entry in read_manifest(root)["models"] + read_series_models(root):
         file = root / entry["file"]
         if not file.is_file():
             problems.append(f"{entry['name']}: file {file} is missing")
@@ -82,13 +86,13 @@ def resolve_series_model(name_or_path: "str | os.PathLike", resources: "str | os
     if candidate.is_file():
         return candidate, None
     root = Path(resources or resources_dir())
-    path = manifest_path(root)
-    entries = json.loads(path.read_text(encoding="utf-8")).get("series_models", []) if path.is_file() else []
+    entries = read_series_models(root)
     for e in entries:
         if e.get("name") == str(name_or_path):
             return root / e["file"], e["sha256"]
     known = ", ".join(e.get("name", "?") for e in entries) or "none registered"
-    raise CheckpointError(f"no file or registered series model named {str(name_or_path)!r} ({path}: {known})")
+    raise CheckpointError(f"no file or registered series model named {str(name_or_path)!r} "
+                          f"({manifest_path(root)}: {known})")
 
 
 def find_entry(name: str, resources: "str | os.PathLike | None" = None) -> "dict | None":

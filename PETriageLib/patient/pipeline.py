@@ -14,6 +14,7 @@ from PETriageLib.patient.config import PatientTrainConfig, RefinerTrainConfig
 from PETriageLib.patient.series import PatientSeries, load_series, save_series, series_from_cache
 from PETriageLib.patient.train import (
     load_patient_classifier, predict_series, save_patient_classifier, train_patient_classifier)
+from PETriageLib.training.cache_admin import touch
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +45,7 @@ def split_series(stages: Sequence, manifest, cache_root: "str | Path", splits_fi
         path = features_path(stages, manifest, splits_file, split, kind, feature_dir, seed)
         if path.is_file():
             log.info("features of split %s from %s", split, path)
+            touch(path)  # last use, for `petriage cache prune`
             return load_series(path)
     series = series_from_cache([s.model for s in stages], [s.meta for s in stages], manifest, cache_root,
                                splits_file, split, kind, seed, progress)

@@ -21,6 +21,7 @@ from typing import Callable, Optional, Sequence
 
 import numpy as np
 
+from PETriageLib.training.cache_admin import touch
 from PETriageLib.training.manifest import Source
 
 log = logging.getLogger(__name__)
@@ -145,6 +146,7 @@ def cache_sources(sources: Sequence[Source], config, root: "str | Path",
                 _build(source, config, dest, with_masks)
     out = []
     for n, (source, dest) in enumerate(zip(sources, dests)):
+        touch(dest)  # last use, for `petriage cache prune`
         meta = json.loads((dest / "meta.json").read_text())
         masks = None
         if with_masks and source.mask is not None:

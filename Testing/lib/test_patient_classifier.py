@@ -3,6 +3,7 @@ stored operating point, the checkpoint, training from a manifest, evaluation and
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -196,11 +197,13 @@ def test_train_from_manifest_caches_features_and_evaluates(phantom_run, caplog):
     # logits and pooled avg+max features of two branches, for each stage
     model, _ = load_patient_classifier(res["path"])
     assert train_series[0].features.shape[1] == model.in_features > 2
+    os.utime(feature_files[0], (1e9, 1e9))  # long unused, as `petriage cache prune` sees it
     with caplog.at_level("INFO", logger="PETriageLib.patient.pipeline"):
         again = train_patient_from_manifest(str(r["s1"]), str(r["s2"]), r["manifest"], r["out"] / "pc",
                                             r["out"] / "cache", r["splits"], cfg)
     assert "features of split train from" in caplog.text
     assert again["threshold"] == res["threshold"]
+    assert feature_files[0].stat().st_mtime > 1e9 + 86400  # reading them marked them used
 
     rep = evaluate_cascade(r["s1"], r["s2"], r["manifest"], r["out"] / "eval", r["out"] / "cache", r["splits"],
                            "test", n_boot=20, patient_model=res["path"])
@@ -214,8 +217,6 @@ def test_train_from_manifest_caches_features_and_evaluates(phantom_run, caplog):
 
 
 def test_feature_files_are_named_by_what_they_depend_on(phantom_run, tmp_path):
-    import os
-
     from PETriageLib.cascade import load_stage
     from PETriageLib.patient.pipeline import features_path
 

@@ -229,3 +229,30 @@ def test_refiner_setting_rescores_the_table(scene, phantom_series, tiny_models, 
     # threshold 0 passes every analysed slice to stage 2; no refined p(PE) reaches 1: all "other"
     assert set(labels) - {""} == {"other"}
     assert ct.GetAttribute("PETriage.verdict") == "other_disease"
+
+
+def test_panel_offers_the_shipped_refiner_by_name_and_it_runs_on_the_shipped_pair(scene, phantom_series):
+    """The panel's refiner list is what models.json registers; the first entry of each model list
+    (what the panel selects by default) with the offered refiner triages a study."""
+    from PETriageLib.patient.refine import load_slice_refiner
+    from PETriageSlicer.logic import PETriageLogic, TriageSettings
+    from PETriageSlicer.model_list import model_names, series_model_names
+    from PETriageSlicer.navigation import table_column
+
+    refiners = series_model_names("slice_refiner")
+    assert refiners == ["cbamdrn_d22_demo_refiner"]
+    assert series_model_names("patient_classifier") == []  # none shipped: the list holds only "(none)"
+    logic = PETriageLogic(scene)
+    ct = logic.load_dicom(str(phantom_series))
+    settings = TriageSettings(model_names(1)[0], model_names(2)[0], device="cpu", cam="none", refiner=refiners[0])
+    nodes = logic.run(ct, settings)
+    assert logic.last_tasks[ct.GetID()].result.options["refiner"] == refiners[0]
+    _, meta = load_slice_refiner(refiners[0])
+    rows = [(label, float(d), float(p)) for label, d, p in zip(table_column(nodes.table, "label"),
+            table_column(nodes.table, "p_disease"), table_column(nodes.table, "p_pe")) if label]
+    assert rows and {label for label, _, _ in rows} <= {"wnl", "other", "pe"}
+    for label, p_disease, p_pe in rows:  # labelled at the refiner's thresholds, not the stages'
+        assert (p_disease >= meta["threshold_disease"] - 1e-3) == (label != "wnl"), (label, p_disease)
+        if label != "wnl":
+            assert (p_pe >= meta["threshold_pe"] - 1e-3) == (label == "pe"), (label, p_pe)
+    assert ct.GetAttribute("PETriage.verdict") == "pe_suspected"  # the study has PE
