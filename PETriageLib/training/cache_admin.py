@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 
 _HASH = re.compile(r"^[0-9a-f]{16}$")
 _TEMP = re.compile(r"^([0-9a-f]{16})\.tmp(\d+)$")
-_FEATURES = re.compile(r"^.+-[0-9a-f]{12}\.npz$")
+_FEATURES = re.compile(r"^\w+-(scores|embeddings|multiscale)-[0-9a-f]{12}\.npz$")  # patient.pipeline.features_path
 FEATURES_DIR = "patient-features"
 
 
@@ -105,12 +105,17 @@ def _config_items(config: Path) -> list[CacheItem]:
     return items
 
 
+def _feature_files(folder: Path) -> list[Path]:
+    return sorted(f for f in folder.iterdir() if f.is_file() and _FEATURES.match(f.name)) if folder.is_dir() else []
+
+
 def is_cache_root(root: "str | Path") -> bool:
-    """True when the folder has the slice cache's layout (a config folder or kept features)."""
+    """True when the folder has the slice cache's layout (a config folder or kept features), or is a
+    ``--features-dir`` of series-model features itself."""
     root = Path(root)
     if not root.is_dir():
         return False
-    if (root / FEATURES_DIR).is_dir():
+    if (root / FEATURES_DIR).is_dir() or _feature_files(root):
         return True
     return any(_HASH.match(d.name) and (d / "config.json").is_file() for d in root.iterdir() if d.is_dir())
 
@@ -119,17 +124,15 @@ def scan_cache(root: "str | Path") -> list[CacheItem]:
     """Every slice entry, kept feature file and unfinished entry under a cache root."""
     root = Path(root)
     if not is_cache_root(root):
-        raise FileNotFoundError(f"{root} is not a PETriage slice cache (no <config>/config.json folder and no "
-                                f"{FEATURES_DIR}/): give the folder passed as --cache (default OUT/cache)")
+        raise FileNotFoundError(f"{root} is not a PETriage slice cache (no <config>/config.json folder, no "
+                                f"{FEATURES_DIR}/, no feature files): give the folder passed as --cache "
+                                "(default OUT/cache) or --features-dir")
     items: list[CacheItem] = []
     for config in sorted(root.iterdir()):
         if config.is_dir() and _HASH.match(config.name) and (config / "config.json").is_file():
             items += _config_items(config)
-    features = root / FEATURES_DIR
-    if features.is_dir():
-        for f in sorted(features.iterdir()):
-            if f.is_file() and _FEATURES.match(f.name):
-                items.append(CacheItem(f, "features", _disk_size(f), f.stat().st_mtime, label=f.name))
+    for f in _feature_files(root / FEATURES_DIR) + _feature_files(root):
+        items.append(CacheItem(f, "features", _disk_size(f), f.stat().st_mtime, label=f.name))
     return items
 
 

@@ -141,6 +141,17 @@ def test_cli_list_and_prune(sources, tmp_path, capsys) -> None:
     assert [i.path for i in scan_cache(tmp_path)] == [built["live"]]
 
 
+def test_a_features_dir_of_its_own_is_a_cache_too(tmp_path) -> None:
+    """`train-patient --features-dir DIR` keeps the files in DIR itself; other files there stay."""
+    kept = [tmp_path / "train-multiscale-0123456789ab.npz", tmp_path / "val-scores-ba9876543210.npz"]
+    mine = [tmp_path / "results-0123456789ab.npz", tmp_path / "train-scores-short.npz"]
+    for path in kept + mine:
+        np.savez(path, x=np.zeros(8))
+    assert sorted(i.path for i in scan_cache(tmp_path)) == sorted(kept)
+    assert main(["cache", "prune", str(tmp_path), "--all"]) == 0
+    assert not any(p.exists() for p in kept) and all(p.exists() for p in mine)
+
+
 def test_parse_size() -> None:
     assert parse_size("20G") == 20_000_000_000
     assert parse_size("1.5t") == 1_500_000_000_000
