@@ -1,4 +1,5 @@
-"""`petriage train-patient`: a patient-level classifier (maxpool or BiLSTM) over a stage pair's slice features."""
+"""`petriage train-patient`: a patient-level classifier (maxpool, BiLSTM, ensemble, or the cascade's own
+score with a validation threshold) over a stage pair's slice features."""
 from __future__ import annotations
 
 import argparse
@@ -37,10 +38,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "bilstm: a bidirectional LSTM over the slices in order) and sets its threshold on the "
                     "validation patients. Use it in triage with --patient-model (see docs/training.md).")
     add_data_args(p)
-    p.add_argument("--head", choices=("maxpool", "bilstm", "ensemble"), default="bilstm",
-                   help="maxpool, bilstm, or ensemble (both trained, their probabilities averaged)")
-    p.add_argument("--features", choices=("scores", "embeddings", "multiscale"), default="embeddings",
-                   help=FEATURE_HELP)
+    p.add_argument("--head", choices=("maxpool", "bilstm", "ensemble", "score"), default="bilstm",
+                   help="maxpool, bilstm, ensemble (both trained, their probabilities averaged), or score "
+                        "(nothing trained: the cascade's patient score, max p(disease) x p(PE), with a "
+                        "threshold set on the validation patients; reads only those)")
+    p.add_argument("--features", choices=("scores", "embeddings", "multiscale"), default=None,
+                   help=FEATURE_HELP + " (default embeddings; scores for --head score, the only kind it reads)")
     p.add_argument("--epochs", type=int, default=60)
     p.add_argument("--patience", type=int, default=15)
     p.add_argument("--target-sensitivity", type=float, default=1.0,
@@ -57,7 +60,8 @@ def run(args: argparse.Namespace) -> int:
     from PETriageLib.patient.config import PatientTrainConfig
 
     set_threads(args.threads)
-    cfg = PatientTrainConfig(head=args.head, features=args.features, hidden=args.hidden, epochs=args.epochs,
+    features = args.features or ("scores" if args.head == "score" else "embeddings")
+    cfg = PatientTrainConfig(head=args.head, features=features, hidden=args.hidden, epochs=args.epochs,
                              lr=args.lr, dropout=args.dropout, patience=args.patience,
                              target_sensitivity=args.target_sensitivity, seed=args.seed)
     result = train_patient_from_manifest(args.stage1, args.stage2, args.manifest, args.out,

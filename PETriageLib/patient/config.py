@@ -20,11 +20,15 @@ class SeriesTrainConfig:
 
 @dataclass
 class PatientTrainConfig(SeriesTrainConfig):
-    head: str = "bilstm"  # maxpool | bilstm | ensemble (both, probabilities averaged)
+    head: str = "bilstm"  # maxpool | bilstm | ensemble (both, probabilities averaged) | score (untrained)
     features: str = "embeddings"
     epochs: int = 60
     patience: int = 15
     target_sensitivity: float = 1.0  # of PE patients on validation, for the stored threshold
+
+    def __post_init__(self) -> None:
+        if self.head == "score" and self.features != "scores":
+            raise ValueError(f"head 'score' reads the two stage logits: use features 'scores', not {self.features!r}")
 
 
 @dataclass

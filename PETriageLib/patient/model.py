@@ -4,6 +4,8 @@ Patient classifiers: ``maxpool``: a small per-slice network, then the maximum ov
 "a patient is positive when a slice is". ``bilstm``: a bidirectional LSTM over the slices in
 order, so a slice's score sees its neighbours (a clot runs through adjacent slices; noise does
 not), then the maximum over the slices. ``ensemble``: both, their probabilities averaged.
+``score``: no weights, the cascade's own patient score (the highest p(disease) x p(PE) on a
+slice), given a patient operating point on validation like the others.
 The slice refiner re-scores each slice instead (``SliceRefiner``). Features are standardised
 with the training split's mean and spread, kept as buffers so the checkpoint carries them.
 """
@@ -116,9 +118,30 @@ class PatientEnsemble(nn.Module):
         return torch.logit(p, eps=1e-6)
 
 
+class CascadeScore(nn.Module):
+    """The fixed rule's patient score as a classifier: max over slices of p(disease) x p(PE), from
+    ``scores`` features (each stage's logit). Nothing to train; only its threshold is chosen."""
+
+    head = "score"
+
+    def __init__(self, in_features: int = 2) -> None:
+        super().__init__()
+        if in_features != 2:
+            raise ValueError(f"head 'score' reads the two stage logits (features 'scores'), got {in_features} "
+                             "features per slice")
+        self.in_features, self.hidden = 2, 0
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Logits (B,) of the highest p(disease) x p(PE) among each series' real slices."""
+        p = (torch.sigmoid(x[..., 0]) * torch.sigmoid(x[..., 1])).masked_fill(~mask, 0.0)
+        return torch.logit(p.amax(dim=1), eps=1e-6)
+
+
 def build_patient_model(in_features: int, head: str, hidden: int = 32,
-                        dropout: float = 0.3) -> "PatientClassifier | PatientEnsemble":
+                        dropout: float = 0.3) -> "PatientClassifier | PatientEnsemble | CascadeScore":
     """An untrained classifier of that head (``ensemble``: one member per ENSEMBLE_HEADS)."""
+    if head == "score":
+        return CascadeScore(in_features)
     if head == "ensemble":
         return PatientEnsemble([PatientClassifier(in_features, h, hidden, dropout) for h in ENSEMBLE_HEADS])
     return PatientClassifier(in_features, head, hidden, dropout)

@@ -56,8 +56,9 @@ def split_series(stages: Sequence, manifest, cache_root: "str | Path", splits_fi
 
 def _training_series(stage1: str, stage2: str, manifest, cache_root: "str | Path",
                      splits_file: "str | Path | None", kind: str, feature_dir: Path, seed: int,
-                     progress: bool) -> "tuple[list, dict[str, list[PatientSeries]]]":
-    """The two stages and the train / val series of their features."""
+                     progress: bool, splits: Sequence[str] = ("train", "val")
+                     ) -> "tuple[list, dict[str, list[PatientSeries]]]":
+    """The two stages and the series of their features for ``splits`` (others: empty)."""
     from PETriageLib.cascade import load_stage
 
     if not splits_file or not Path(splits_file).is_file():
@@ -65,15 +66,16 @@ def _training_series(stage1: str, stage2: str, manifest, cache_root: "str | Path
                                 "models never saw (the splits they were trained with, or a new one for new data)")
     stages = [load_stage(1, stage1), load_stage(2, stage2)]
     return stages, {name: split_series(stages, manifest, cache_root, splits_file, name, kind, feature_dir, seed,
-                                       progress) for name in ("train", "val")}
+                                       progress) if name in splits else [] for name in ("train", "val")}
 
 
 def _train_from_manifest(what: str, file_name: str, train_fn, save_fn, stage1: str, stage2: str, manifest,
                          out_dir: "str | Path", cache_root: "str | Path", splits_file: "str | Path | None", cfg,
-                         progress: bool, feature_dir: "str | Path | None") -> dict:
+                         progress: bool, feature_dir: "str | Path | None",
+                         splits: Sequence[str] = ("train", "val")) -> dict:
     out = Path(out_dir)
     stages, series = _training_series(stage1, stage2, manifest, cache_root, splits_file, cfg.features,
-                                      Path(feature_dir or out / "features"), cfg.seed, progress)
+                                      Path(feature_dir or out / "features"), cfg.seed, progress, splits)
     model, summary, history = train_fn(series["train"], series["val"], cfg, progress)
     summary["train_patients"] = len(series["train"])
     path = save_fn(out / file_name, model, cfg, summary, [{"sha256": s.sha256, "path": s.path} for s in stages])
@@ -92,7 +94,8 @@ def train_patient_from_manifest(stage1: str, stage2: str, manifest, out_dir: "st
     ``feature_dir`` (default OUT/features) keeps the slice features for further runs."""
     return _train_from_manifest("patient classifier", "patient.pt", train_patient_classifier,
                                 save_patient_classifier, stage1, stage2, manifest, out_dir, cache_root,
-                                splits_file, cfg, progress, feature_dir)
+                                splits_file, cfg, progress, feature_dir,
+                                ("val",) if cfg.head == "score" else ("train", "val"))  # score: nothing to train
 
 
 def train_refiner_from_manifest(stage1: str, stage2: str, manifest, out_dir: "str | Path",

@@ -12,7 +12,7 @@ from torch import nn
 
 from PETriageLib.patient.config import PatientTrainConfig
 from PETriageLib.patient.fit import fit_series_model
-from PETriageLib.patient.model import ENSEMBLE_HEADS, PatientClassifier, PatientEnsemble, pad_batch
+from PETriageLib.patient.model import ENSEMBLE_HEADS, CascadeScore, PatientClassifier, PatientEnsemble, pad_batch
 from PETriageLib.patient.series import PatientSeries
 
 log = logging.getLogger(__name__)
@@ -30,12 +30,15 @@ def predict_series(model: "PatientClassifier | PatientEnsemble", series: Sequenc
     return np.concatenate(out) if out else np.zeros(0)
 
 
+def _check_labels(items: Sequence[PatientSeries], name: str) -> None:
+    if {s.is_pe for s in items} != {0, 1}:
+        raise ValueError(f"the {name} split needs PE and non-PE patients; it has "
+                         f"{sum(s.is_pe for s in items)} PE of {len(items)}")
+
+
 def _check(train: Sequence[PatientSeries], val: Sequence[PatientSeries]) -> None:
-    for name, items in (("training", train), ("validation", val)):
-        labels = {s.is_pe for s in items}
-        if labels != {0, 1}:
-            raise ValueError(f"the {name} split needs PE and non-PE patients; it has "
-                             f"{sum(s.is_pe for s in items)} PE of {len(items)}")
+    _check_labels(train, "training")
+    _check_labels(val, "validation")
     shared = {s.patient_id for s in train} & {s.patient_id for s in val}
     if shared:
         raise ValueError(f"{len(shared)} patients are in both training and validation, e.g. {sorted(shared)[0]}")
@@ -66,13 +69,16 @@ def _fit(train: Sequence[PatientSeries], val: Sequence[PatientSeries], cfg: Pati
 
 def train_patient_classifier(train: Sequence[PatientSeries], val: Sequence[PatientSeries],
                              cfg: PatientTrainConfig, progress: bool = False
-                             ) -> "tuple[PatientClassifier | PatientEnsemble, dict, list[dict]]":
+                             ) -> "tuple[PatientClassifier | PatientEnsemble | CascadeScore, dict, list[dict]]":
     """(best model, its validation summary with the threshold, per-epoch history).
 
     ``ensemble`` trains every head on its own (each its best epoch) and averages their probabilities.
+    ``score`` has nothing to train (``train`` may be empty): only its threshold is set.
     """
-    from PETriageLib.training.metrics import auroc_ci, threshold_for_sensitivity
-
+    if cfg.head == "score":
+        _check_labels(val, "validation")
+        model, best = _with_threshold(CascadeScore(val[0].features.shape[1]), {"head": "score"}, val, cfg)
+        return model, best, []
     _check(train, val)
     heads = ENSEMBLE_HEADS if cfg.head == "ensemble" else (cfg.head,)
     fitted = [_fit(train, val, cfg, head, progress) for head in heads]
@@ -83,6 +89,15 @@ def train_patient_classifier(train: Sequence[PatientSeries], val: Sequence[Patie
                                                 for _, b, _ in fitted}}
     else:
         model, best = fitted[0][0], fitted[0][1]
+    model, best = _with_threshold(model, best, val, cfg)
+    return model, best, history
+
+
+def _with_threshold(model: torch.nn.Module, best: dict, val: Sequence[PatientSeries],
+                    cfg: PatientTrainConfig) -> "tuple[torch.nn.Module, dict]":
+    """(model, ``best`` with the validation AUROC and the threshold for the target sensitivity)."""
+    from PETriageLib.training.metrics import auroc_ci, threshold_for_sensitivity
+
     y_val = np.array([s.is_pe for s in val])
     p_val = predict_series(model, val)
     threshold = threshold_for_sensitivity(y_val, p_val, cfg.target_sensitivity)
@@ -92,7 +107,7 @@ def train_patient_classifier(train: Sequence[PatientSeries], val: Sequence[Patie
                 val_specificity=float((~found[y_val == 0]).mean()), val_patients=len(val))
     log.info("patient %s: validation AUROC %.3f, threshold %.4f (sensitivity %.3f, specificity %.3f)",
              cfg.head, best["val_auroc"], threshold, best["val_sensitivity"], best["val_specificity"])
-    return model, best, history
+    return model, best
 
 
 def save_patient_classifier(path: "str | Path", model: "PatientClassifier | PatientEnsemble",

@@ -289,3 +289,51 @@ def test_cli_train_patient(phantom_run, capsys, caplog):
     assert len(json.loads((out / "history.json").read_text())["history"]) == 3
     assert main(args(out / "nope.json", out / "x")) == 1
     assert "nope.json not found" in caplog.text
+
+
+def test_score_head_is_the_cascade_score_with_a_validation_threshold(tmp_path):
+    """Nothing trained: p = max over real slices of sigmoid(l1) x sigmoid(l2); padding ignored;
+    threshold for 100% sensitivity on validation; the file round-trips."""
+    from PETriageLib.patient.model import CascadeScore
+
+    rng = np.random.default_rng(4)
+    val = [PatientSeries(f"V{i}", "pe" if i % 2 else "wnl", rng.normal(0, 2, (int(rng.integers(5, 30)), 2))
+                         .astype(np.float32), []) for i in range(12)]
+    model, best, history = train_patient_classifier([], val, PatientTrainConfig(head="score", features="scores"))
+    assert isinstance(model, CascadeScore) and history == [] and not list(model.parameters())
+    sig = lambda v: 1 / (1 + np.exp(-v))  # noqa: E731
+    expected = np.array([(sig(s.features[:, 0]) * sig(s.features[:, 1])).max() for s in val])
+    p = predict_series(model, val, batch_size=5)  # batches mix lengths: padding must not count
+    assert np.allclose(p, expected, atol=1e-5)
+    y = np.array([s.is_pe for s in val])
+    assert best["threshold"] == pytest.approx(expected[y == 1].min(), abs=1e-5) and best["val_sensitivity"] == 1.0
+    assert best["val_specificity"] == pytest.approx(float((expected[y == 0] < best["threshold"]).mean()))
+    path = save_patient_classifier(tmp_path / "score.pt", model, PatientTrainConfig(head="score", features="scores"),
+                                   best, [{"sha256": "a" * 64, "path": "s"}] * 2)
+    loaded, meta = load_patient_classifier(path)
+    assert meta["head"] == "score" and np.allclose(predict_series(loaded, val), p)
+    with pytest.raises(ValueError, match="features 'scores'"):
+        PatientTrainConfig(head="score", features="embeddings")
+    with pytest.raises(ValueError, match="PE and non-PE"):
+        train_patient_classifier([], val[1::2], PatientTrainConfig(head="score", features="scores"))
+
+
+def test_score_head_from_the_cli_reads_only_validation_and_matches_the_evaluation(phantom_run, capsys):
+    from PETriageLib.cli import main
+    from PETriageLib.training.evaluate import evaluate_cascade
+
+    r = phantom_run
+    out = r["out"] / "score"
+    assert main(["train-patient", "--manifest", str(r["manifest"]), "--stage1", str(r["s1"]), "--stage2", str(r["s2"]),
+                 "--splits", str(r["splits"]), "--cache", str(r["out"] / "cache"), "--out", str(out),
+                 "--head", "score", "--no-progress"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["head"] == "score" and printed["train_patients"] == 0
+    assert [f.name.split("-")[:2] for f in (out / "features").glob("*.npz")] == [["val", "scores"]]
+    rep = evaluate_cascade(r["s1"], r["s2"], r["manifest"], r["out"] / "eval-score", r["out"] / "cache", r["splits"],
+                           "test", n_boot=20, patient_model=printed["path"])
+    score = {p["patient_id"]: p["max_pe_prob"] for p in rep["patients"]}
+    classified = {p["patient_id"]: p["p_pe"] for p in rep["patient_classifier"]["patients"]}
+    assert set(classified) == set(score) == set(r["ids"]["test"])
+    for patient, p in classified.items():  # the same score as the evaluation's own patient ranking
+        assert p == pytest.approx(score[patient], abs=1e-4)
