@@ -21,7 +21,7 @@ from typing import Callable, Optional, Sequence
 
 import numpy as np
 
-from PETriageLib.training.cache_admin import touch
+from PETriageLib.training.cache_admin import touch, warn_if_disk_low
 from PETriageLib.training.manifest import Source
 
 log = logging.getLogger(__name__)
@@ -133,6 +133,7 @@ def cache_sources(sources: Sequence[Source], config, root: "str | Path",
     (base / "config.json").write_text(json.dumps(config.to_dict(), indent=1))
     dests = [base / _hash(source_fingerprint(s)) for s in sources]
     # Two passes: sources another live process is caching right now are left to it and picked up after.
+    built = 0
     for later in (False, True):
         for source, dest in zip(sources, dests):
             if (dest / "meta.json").is_file():
@@ -144,6 +145,9 @@ def cache_sources(sources: Sequence[Source], config, root: "str | Path",
             if not (dest / "meta.json").is_file():
                 log.info("caching %s (%s)", source.patient_id, source.paths[0])
                 _build(source, config, dest, with_masks)
+                built += 1
+    if built:
+        warn_if_disk_low(root)
     out = []
     for n, (source, dest) in enumerate(zip(sources, dests)):
         touch(dest)  # last use, for `petriage cache prune`

@@ -70,6 +70,19 @@ def touch(path: "str | Path") -> None:
         pass
 
 
+LOW_DISK_BYTES = 5 * 1000**3
+
+
+def warn_if_disk_low(root: "str | Path", low: int = LOW_DISK_BYTES) -> bool:
+    """Log a warning (with the way out) when the disk of cache ``root`` has less than ``low`` bytes free."""
+    free = shutil.disk_usage(root).free
+    if free >= low:
+        return False
+    log.warning("only %s free on the disk of the slice cache %s: a full disk fails training half-way; "
+                "free space with `petriage cache prune %s --max-size SIZE`", format_size(free), root, root)
+    return True
+
+
 def _disk_size(path: Path) -> int:
     if path.is_file():
         return path.stat().st_blocks * 512

@@ -158,3 +158,12 @@ def test_parse_size() -> None:
     assert parse_size("500MB") == 500_000_000 and parse_size("12") == 12 and parse_size("2GiB") == 2 * 1024**3
     with pytest.raises(ValueError, match="e.g. 20G"):
         parse_size("lots")
+
+
+def test_low_disk_warning_names_the_way_out(tmp_path, caplog) -> None:
+    from PETriageLib.training.cache_admin import warn_if_disk_low
+
+    with caplog.at_level("WARNING", logger="PETriageLib.training.cache_admin"):
+        assert warn_if_disk_low(tmp_path, low=1) is False and not caplog.text
+        assert warn_if_disk_low(tmp_path, low=10**18) is True  # more than any disk: always "low"
+    assert f"petriage cache prune {tmp_path} --max-size" in caplog.text
