@@ -77,8 +77,8 @@ def train_patient_classifier(train: Sequence[PatientSeries], val: Sequence[Patie
     """
     if cfg.head == "score":
         _check_labels(val, "validation")
-        model, best = _with_threshold(CascadeScore(val[0].features.shape[1]), {"head": "score"}, val, cfg)
-        return model, best, []
+        model = CascadeScore(val[0].features.shape[1])
+        return model, _with_threshold(model, {"head": "score"}, val, cfg), []
     _check(train, val)
     heads = ENSEMBLE_HEADS if cfg.head == "ensemble" else (cfg.head,)
     fitted = [_fit(train, val, cfg, head, progress) for head in heads]
@@ -89,13 +89,12 @@ def train_patient_classifier(train: Sequence[PatientSeries], val: Sequence[Patie
                                                 for _, b, _ in fitted}}
     else:
         model, best = fitted[0][0], fitted[0][1]
-    model, best = _with_threshold(model, best, val, cfg)
-    return model, best, history
+    return model, _with_threshold(model, best, val, cfg), history
 
 
 def _with_threshold(model: torch.nn.Module, best: dict, val: Sequence[PatientSeries],
-                    cfg: PatientTrainConfig) -> "tuple[torch.nn.Module, dict]":
-    """(model, ``best`` with the validation AUROC and the threshold for the target sensitivity)."""
+                    cfg: PatientTrainConfig) -> dict:
+    """``best`` with the model's validation AUROC and the threshold for the target sensitivity."""
     from PETriageLib.training.metrics import auroc_ci, threshold_for_sensitivity
 
     y_val = np.array([s.is_pe for s in val])
@@ -107,10 +106,10 @@ def _with_threshold(model: torch.nn.Module, best: dict, val: Sequence[PatientSer
                 val_specificity=float((~found[y_val == 0]).mean()), val_patients=len(val))
     log.info("patient %s: validation AUROC %.3f, threshold %.4f (sensitivity %.3f, specificity %.3f)",
              cfg.head, best["val_auroc"], threshold, best["val_sensitivity"], best["val_specificity"])
-    return model, best
+    return best
 
 
-def save_patient_classifier(path: "str | Path", model: "PatientClassifier | PatientEnsemble",
+def save_patient_classifier(path: "str | Path", model: "PatientClassifier | PatientEnsemble | CascadeScore",
                             cfg: PatientTrainConfig, summary: dict, stages: Sequence[dict]) -> Path:
     """stages: per stage {"sha256", "path"} of the checkpoints whose features the classifier reads."""
     from PETriageLib.patient.checkpoint import save_series_model
@@ -123,7 +122,7 @@ def save_patient_classifier(path: "str | Path", model: "PatientClassifier | Pati
 
 
 def load_patient_classifier(path: "str | Path", stage_sha256: "Sequence[str] | None" = None
-                            ) -> "tuple[PatientClassifier | PatientEnsemble, dict]":
+                            ) -> "tuple[PatientClassifier | PatientEnsemble | CascadeScore, dict]":
     """The classifier and its meta; with ``stage_sha256`` it must have been trained on those stage models."""
     from PETriageLib.patient.checkpoint import load_series_model
 
