@@ -23,7 +23,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     show.add_argument("--json", action="store_true", help="print JSON instead of text")
     prune = actions.add_parser("prune", help="remove least recently used entries")
     prune.add_argument("root", help="the cache folder (what --cache named; default OUT/cache)")
-    prune.add_argument("--max-size", help="keep at most this much: 20G, 500M (decimal, as df -H) or 20GiB (binary, as du -h)")
+    prune.add_argument("--max-size",
+                       help="keep at most this much: 20G, 500M (decimal, as df -H) or 20GiB (binary, as du -h)")
     prune.add_argument("--older-than", type=float, metavar="DAYS", help="remove entries unused for this many days")
     prune.add_argument("--all", action="store_true", help="remove every entry not being written")
     prune.add_argument("--dry-run", action="store_true", help="only say what would go")
