@@ -21,7 +21,7 @@ from typing import Callable, Optional, Sequence
 
 import numpy as np
 
-from PETriageLib.training.cache_admin import touch, warn_if_disk_low
+from PETriageLib.training.cache_admin import pid_alive, touch, warn_if_disk_low
 from PETriageLib.training.manifest import Source
 
 log = logging.getLogger(__name__)
@@ -63,14 +63,9 @@ def config_dir(root: "str | Path", config_dict: dict) -> Path:
 def _being_built(dest: Path) -> bool:
     """True while another running process writes this entry (its temporary folder names its pid)."""
     for tmp in dest.parent.glob(dest.name + ".tmp*"):
-        pid = int(tmp.name.rsplit(".tmp", 1)[1] or 0)
-        if pid == os.getpid():
-            continue
-        try:
-            os.kill(pid, 0)
+        pid = tmp.name.rsplit(".tmp", 1)[1]
+        if pid.isdigit() and int(pid) != os.getpid() and pid_alive(int(pid)):
             return True
-        except (ProcessLookupError, PermissionError, ValueError):
-            continue
     return False
 
 

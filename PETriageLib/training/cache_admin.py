@@ -89,14 +89,15 @@ def _disk_size(path: Path) -> int:
     return sum(f.stat().st_blocks * 512 for f in path.rglob("*") if f.is_file() and not f.is_symlink())
 
 
-def _pid_alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` runs (another user's counts: never touch what it may be writing)."""
+    if pid <= 0:  # 0 and negatives address process groups, not a writer
+        return False
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except PermissionError:  # someone else's live process
+    except PermissionError:
         return True
     return True
 
@@ -114,7 +115,7 @@ def _config_items(config: Path) -> list[CacheItem]:
             items.append(CacheItem(entry, "slices", _disk_size(entry), entry.stat().st_mtime, config.name, patient))
         elif (m := _TEMP.match(entry.name)) is not None:
             items.append(CacheItem(entry, "unfinished", _disk_size(entry), entry.stat().st_mtime, config.name,
-                                   m.group(1), live=_pid_alive(int(m.group(2)))))
+                                   m.group(1), live=pid_alive(int(m.group(2)))))
     return items
 
 

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -167,3 +168,37 @@ def test_low_disk_warning_names_the_way_out(tmp_path, caplog) -> None:
         assert warn_if_disk_low(tmp_path, low=1) is False and not caplog.text
         assert warn_if_disk_low(tmp_path, low=10**18) is True  # more than any disk: always "low"
     assert f"petriage cache prune {tmp_path} --max-size" in caplog.text
+
+
+def test_a_live_writers_entry_is_waited_for_and_a_dead_writers_ignored(sources, tmp_path, caplog) -> None:
+    """Two runs sharing a cache: the second waits for the entry the first is writing instead of
+    writing it again; a temporary folder left by a killed run does not hold anyone up."""
+    import threading
+
+    from PETriageLib.training.cache import _being_built, _build, _hash, source_fingerprint
+
+    dest = config_dir(tmp_path, WIDE.to_dict()) / _hash(source_fingerprint(sources[0]))
+    dest.parent.mkdir(parents=True)
+    dead = dest.with_name(f"{dest.name}.tmp{_dead_pid()}")
+    dead.mkdir()
+    assert not _being_built(dest)
+    writer = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    try:
+        dest.with_name(f"{dest.name}.tmp{writer.pid}").mkdir()
+        assert _being_built(dest)
+        got = {}
+        with caplog.at_level("INFO", logger="PETriageLib.training.cache"):
+            waiter = threading.Thread(target=lambda: got.update(c=cache_sources(sources[:1], WIDE, tmp_path)))
+            waiter.start()
+            time.sleep(1.0)
+            assert waiter.is_alive()  # waiting for the live writer, not writing
+            _build(sources[0], WIDE, dest)  # what the writer would have finished
+            waiter.join(timeout=30)
+        assert not waiter.is_alive() and "caching" not in caplog.text
+        assert got["c"][0].images.shape == (16, 2, 64, 64)
+    finally:
+        writer.kill()
+        writer.wait()
+    assert not _being_built(dest)
+    left_behind = {dead, dest.with_name(f"{dest.name}.tmp{writer.pid}")}
+    assert {i.path for i in choose_to_prune(scan_cache(tmp_path))} == left_behind
