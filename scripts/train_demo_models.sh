@@ -98,6 +98,9 @@ pick() { $PY -c "import sys; from pathlib import Path; from PETriageLib.training
 print(b([Path(sys.argv[1]) / run / 'best.pt' for run in sys.argv[2].split(',')]))" "$W" "$1"; }
 S1=$(pick "$RUNS1")
 S2=$(pick "$RUNS2")
+# The 128 and 160 px slices of steps 2-2f are not read again: before the 224 px caches of 2g-2h
+# (about 31 GB with slice context), keep the cache under CACHE_MAX, least recently used first.
+$PETRIAGE cache prune "$W/cache" --max-size "${CACHE_MAX:-40G}"
 
 # 2g. Phantoms at the test matrix (512 x 512; 360 patients, seeds never used elsewhere) and each
 #     picked model trained on there at 224 px: stage 1 for 3 epochs (cosine from 5e-4, 2 threads),
