@@ -142,7 +142,8 @@ def test_feature_kinds_share_their_columns_and_the_logit_is_the_models(tmp_path)
         logit = model(torch.from_numpy(x)).reshape(-1).numpy()
     assert np.allclose(feats["scores"][:, 0], logit, atol=1e-5)
     width = feats["embeddings"].shape[1]
-    assert width == 1 + model.fc.in_features and np.allclose(feats["multiscale"][:, :width], feats["embeddings"], atol=1e-5)
+    assert width == 1 + model.fc.in_features
+    assert np.allclose(feats["multiscale"][:, :width], feats["embeddings"], atol=1e-5)
     # layers 4-6 of two branches (width 0.25: 32, 64, 128 channels), average and maximum each
     assert feats["multiscale"].shape[1] - width == 2 * 2 * (32 + 64 + 128)
     with pytest.raises(ValueError, match="feature kind"):
@@ -337,3 +338,26 @@ def test_score_head_from_the_cli_reads_only_validation_and_matches_the_evaluatio
     assert set(classified) == set(score) == set(r["ids"]["test"])
     for patient, p in classified.items():  # the same score as the evaluation's own patient ranking
         assert p == pytest.approx(score[patient], abs=1e-4)
+
+
+def test_cascade_verdict_with_the_score_head_is_its_own_best_slice(phantom_run):
+    """Triage with the score head: p(PE) of the patient is the highest p(disease) x p(PE) among the
+    rows (stage 2 on every lung slice), and the verdict follows its validation threshold."""
+    from PETriageLib.cascade import Cascade
+    from PETriageLib.patient.pipeline import train_patient_from_manifest
+    from PETriageLib.training.loaders import load_source
+
+    r = phantom_run
+    cfg = PatientTrainConfig(head="score", features="scores")
+    res = train_patient_from_manifest(str(r["s1"]), str(r["s2"]), r["manifest"], r["out"] / "score-cascade",
+                                      r["out"] / "cache", r["splits"], cfg)
+    for patient in r["ids"]["test"][:2]:
+        volume, _ = load_source(r["sources"][patient])
+        cascade = Cascade.from_checkpoints(r["s1"], r["s2"], device="cpu", batch_size=8, all_slices=True,
+                                           patient_model=res["path"])
+        result = cascade.run(volume)
+        v = result.verdict
+        rows = [row for row in result.rows if row.analysable and row.p_pe is not None]
+        assert v.rule == "patient classifier" and rows
+        assert v.patient_probability == pytest.approx(max(row.p_disease * row.p_pe for row in rows), abs=2e-3)
+        assert (v.verdict == "pe_suspected") == (v.patient_probability >= res["threshold"])
