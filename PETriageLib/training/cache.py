@@ -21,7 +21,7 @@ from typing import Callable, Optional, Sequence
 
 import numpy as np
 
-from PETriageLib.training.cache_admin import pid_alive, touch, warn_if_disk_low
+from PETriageLib.training.cache_admin import pid_alive, temp_writer, touch, warn_if_disk_low
 from PETriageLib.training.manifest import Source
 
 log = logging.getLogger(__name__)
@@ -63,8 +63,8 @@ def config_dir(root: "str | Path", config_dict: dict) -> Path:
 def _being_built(dest: Path) -> bool:
     """True while another running process writes this entry (its temporary folder names its pid)."""
     for tmp in dest.parent.glob(dest.name + ".tmp*"):
-        pid = tmp.name.rsplit(".tmp", 1)[1]
-        if pid.isdigit() and int(pid) != os.getpid() and pid_alive(int(pid)):
+        pid = temp_writer(tmp)
+        if pid is not None and pid != os.getpid() and pid_alive(pid):
             return True
     return False
 

@@ -102,6 +102,12 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
+def temp_writer(path: Path) -> "int | None":
+    """The pid named by an entry's temporary folder (``<entry>.tmp<pid>``, see ``cache._build``)."""
+    m = _TEMP.match(path.name)
+    return int(m.group(2)) if m else None
+
+
 def _config_items(config: Path) -> list[CacheItem]:
     items = []
     for entry in sorted(config.iterdir()):
@@ -113,9 +119,9 @@ def _config_items(config: Path) -> list[CacheItem]:
             except (OSError, ValueError):
                 patient = ""
             items.append(CacheItem(entry, "slices", _disk_size(entry), entry.stat().st_mtime, config.name, patient))
-        elif (m := _TEMP.match(entry.name)) is not None:
+        elif (pid := temp_writer(entry)) is not None:
             items.append(CacheItem(entry, "unfinished", _disk_size(entry), entry.stat().st_mtime, config.name,
-                                   m.group(1), live=pid_alive(int(m.group(2)))))
+                                   entry.name.split(".")[0], live=pid_alive(pid)))
     return items
 
 
