@@ -4,6 +4,7 @@ This file is the module, a thin widget and the self-test. Every behaviour lives 
 package PETriageSlicer (tested outside Slicer on PyPI's slicer-core); the widget only binds the
 parameter node to the .ui, runs the logic off the GUI thread and shows progress and errors.
 """
+import json
 import logging
 import os
 from typing import Annotated
@@ -89,6 +90,7 @@ class PETriageParameterNode:
     threshold: Annotated[float, WithinRange(0.0, 1.0)] = 0.5
     patientModel: str = ""  # a patient classifier file; empty: a patient is flagged when a slice is
     refinerModel: str = ""  # a slice refiner file; empty: the stages' own slice probabilities
+    domainCheck: Annotated[str, Choice(["refuse", "warn", "off"])] = "refuse"  # series unlike the training data
     camMode: Annotated[str, Choice(["top-k", "pe", "none"])] = "top-k"
     topK: Annotated[int, WithinRange(1, 100)] = 5
     opacity: Annotated[float, WithinRange(0.0, 1.0)] = 0.5
@@ -128,7 +130,7 @@ class PETriageLogic(ScriptedLoadableModuleLogic):
         return TriageSettings(
             stage1=p.stage1Model, stage2=p.stage2Model, device=p.device,
             threshold_pe=None if p.useModelThreshold else p.threshold, patient_model=p.patientModel or None,
-            refiner=p.refinerModel or None,
+            refiner=p.refinerModel or None, domain_check=p.domainCheck,
             cam=p.camMode, top_k=p.topK,
             display=DisplayOptions(threshold=p.heatmapThreshold, opacity=p.opacity,
                                    foreground_branch=p.foregroundBranch),
@@ -338,7 +340,9 @@ class PETriageWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.resultNodes = nodes
         ct = self._parameterNode.inputVolume
         verdict, reason, score = (ct.GetAttribute(f"PETriage.{k}") for k in ("verdict", "reason", "pe_score"))
-        self.ui.verdictLabel.text = f"<b>{verdict}</b>: {reason} (PE score {score})"
+        warnings = json.loads(ct.GetAttribute("PETriage.warnings") or "[]")
+        self.ui.verdictLabel.text = f"<b>{verdict}</b>: {reason} (PE score {score})" + "".join(
+            f"<br>Warning: {w}" for w in warnings)
         self.ui.resultsTableView.setMRMLTableNode(nodes.table)
         self.ui.labelToSpinBox.maximum = self.ui.labelFromSpinBox.maximum = nodes.table.GetNumberOfRows() - 1
         self.logic.scene.jump_to_max_pe(nodes.table)

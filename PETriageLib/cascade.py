@@ -85,10 +85,16 @@ class Stage:
     name: str
     sha256: str | None = None
     path: str | None = None
+    domain: Any = None  # domain_check.DomainModel from the checkpoint, or None
 
     @property
     def threshold(self) -> float:
         return float(self.meta.get("threshold", 0.5))
+
+    def identities(self) -> list[str]:
+        """SHA256 of this file and of the earlier files of the same weights (before the domain
+        statistics were added): series models trained on any of them read the same features."""
+        return [s for s in [self.sha256, *self.meta.get("domain", {}).get("same_weights_as", [])] if s]
 
     def provenance(self) -> dict[str, Any]:
         m = self.meta
@@ -112,6 +118,7 @@ class TriageResult:
     warnings: list[str] = field(default_factory=list)
     lungs: list | None = None  # lung_crop.SliceLung per slice (reused by Grad-CAM)
     cam: dict[str, Any] = field(default_factory=dict)  # Grad-CAM stage, slices and branches, once run
+    domain: dict[str, Any] | None = None  # DomainCheck.to_dict() of stage 1, None when not checked
 
     def series_info(self) -> dict[str, Any]:
         v = self.volume
@@ -134,6 +141,7 @@ class TriageResult:
             "device": self.device,
             "timings_s": {k: round(v, 4) for k, v in self.timings.items()},
             "warnings": self.warnings,
+            "domain_check": self.domain,
             "gradcam": self.cam,
             "slices": [r.to_dict() for r in self.rows],
         }
@@ -141,17 +149,24 @@ class TriageResult:
 
 def load_stage(number: int, spec: str | Path) -> Stage:
     """A stage from a registered model name or a checkpoint path (SHA256 and class names checked)."""
-    from PETriageLib.models.checkpoint import file_sha256, load_checkpoint
+    from PETriageLib.domain_check import DomainModel
+    from PETriageLib.models.checkpoint import file_sha256, model_from_checkpoint, read_checkpoint
     from PETriageLib.models.manifest import resolve_model
 
     path, expected = resolve_model(str(spec))
-    model, meta = load_checkpoint(path, expected_sha256=expected)
+    data = read_checkpoint(path, expected_sha256=expected)
+    model, meta = model_from_checkpoint(data, path), data["meta"]
     classes = list(meta.get("class_names") or [])
     if classes and classes != STAGE_CLASSES[number]:
         raise CheckpointError(f"{path}: class names {classes} do not fit stage {number} "
                               f"(expected {STAGE_CLASSES[number]})")
     name = str(spec) if not Path(str(spec)).exists() else Path(path).stem
-    return Stage(number, model, meta, name=name, sha256=expected or file_sha256(path), path=str(path))
+    domain = DomainModel.from_payload(data.get("domain"), meta.get("domain"))
+    width = getattr(getattr(model, "fc", None), "in_features", None)
+    if domain is not None and len(domain.mean) != width:
+        raise CheckpointError(f"{path}: its domain statistics describe {len(domain.mean)} features, the model "
+                              f"pools {width}; fit them again with petriage fit-domain")
+    return Stage(number, model, meta, name=name, sha256=expected or file_sha256(path), path=str(path), domain=domain)
 
 
 def _series_models(refiner: "str | Path | None", patient_model: "str | Path | None", stage1: Stage,
@@ -163,7 +178,7 @@ def _series_models(refiner: "str | Path | None", patient_model: "str | Path | No
     from PETriageLib.patient.refine import load_slice_refiner
     from PETriageLib.patient.train import load_patient_classifier
 
-    shas = [stage1.sha256, stage2.sha256]
+    shas = [stage1.identities(), stage2.identities()]
     ref = None if refiner is None else load_slice_refiner(refiner, shas)
     pat = None if patient_model is None else load_patient_classifier(patient_model, shas)
     kinds = {m[1]["features"] for m in (ref, pat) if m is not None}
@@ -180,12 +195,18 @@ class Cascade:
                  all_slices: bool = False, threshold_disease: float | None = None,
                  threshold_pe: float | None = None, min_run: int = 1, min_slices: int = 10,
                  inference: str = "fast", patient_model: "str | Path | None" = None,
-                 refiner: "str | Path | None" = None) -> None:
+                 refiner: "str | Path | None" = None, domain_check: str = "refuse") -> None:
+        from PETriageLib.domain_check import MODES
+
         for st, n in ((stage1, 1), (stage2, 2)):
             if st.number != n:
                 raise ValueError(f"stage {n} given a stage {st.number} model")
         if inference not in INFERENCE:
             raise ValueError(f"unknown inference path {inference!r}; use one of {', '.join(INFERENCE)}")
+        if domain_check not in MODES:
+            raise ValueError(f"unknown domain check {domain_check!r}; use one of {', '.join(MODES)}")
+        # refuse: a series unlike stage 1's training data is not analysable; warn: only say so
+        self.domain_check = domain_check
         self.inference = inference
         self._fast: dict[int, Any] = {}  # stage number -> FastPredictor, built on first use
         self.stage1, self.stage2 = stage1, stage2
@@ -258,7 +279,8 @@ class Cascade:
         return {"threshold_disease": self.threshold_disease, "threshold_pe": self.threshold_pe,
                 "min_run": self.min_run, "all_slices": self.all_slices, "batch_size": self.batch_size,
                 "min_slices": self.min_slices, "shared_preprocessing": self.shared_preprocessing,
-                "inference": self.inference, "patient_model": self.patient_path, "refiner": self.refiner_path,
+                "inference": self.inference, "domain_check": self.domain_check,
+                "patient_model": self.patient_path, "refiner": self.refiner_path,
                 "fast_paths": {f"stage{n}": p.describe() for n, p in self._fast.items()}}
 
     def run(self, volume: CTVolume, progress: Progress | None = None, cancel: Any = None) -> TriageResult:
@@ -277,8 +299,15 @@ class Cascade:
         if problem is None:
             problem = self._check_chest(volume, lungs)
         features: dict[int, np.ndarray] = {}
+        warnings = list(volume.warnings)
         if problem is None:
             self._run_batches(volume, lungs, rows, timings, progress, cancel, prepare_slices, features)
+        domain = self._check_domain(volume, lungs, rows, timings) if problem is None else None
+        if domain is not None and not domain.in_domain:
+            if self.domain_check == "refuse":
+                problem = domain.reason()
+            else:
+                warnings.append(domain.reason())
         if problem is None and self.refiner is not None and features:
             self._refine(rows, features)
         p_patient = self._patient_probability(rows, features) if problem is None else None
@@ -288,7 +317,23 @@ class Cascade:
         return TriageResult(rows=rows, verdict=verdict, volume=volume, lungs=lungs,
                             models=[self.stage1.provenance(), self.stage2.provenance()],
                             options=self.options(), timings=timings, device=str(self.device),
-                            warnings=list(volume.warnings))
+                            warnings=warnings, domain=None if domain is None else domain.to_dict())
+
+    def _check_domain(self, volume: CTVolume, lungs: list, rows: list[SliceRow], timings: dict) -> Any:
+        """Stage 1's domain check (domain_check.DomainCheck) on up to MAX_SLICES analysed slices spread
+        over the series; None when it is off or the checkpoint has no domain statistics."""
+        from PETriageLib.domain_check import DomainCheck, pooled_features, spread
+        from PETriageLib.preprocess import prepare_slices
+
+        stats = self.stage1.domain
+        idx = spread([r.index for r in rows if r.analysable])
+        if self.domain_check == "off" or stats is None or not idx:
+            return None
+        t = time.perf_counter()
+        images = prepare_slices(volume, idx, self.config1, lungs=lungs).images
+        feats = pooled_features(self.stage1.model, images, self.batch_size, self.device)
+        timings["domain_check"] = time.perf_counter() - t
+        return DomainCheck(stats.series_score(feats), stats.threshold, stats.quantile, len(idx), self.stage1.name)
 
     @staticmethod
     def _check_chest(volume: CTVolume, lungs: list) -> str | None:

@@ -6,7 +6,11 @@
 # (about 33 minutes each with 2 threads), both trained on at 160 px (about 50 minutes, in parallel),
 # then on 360 phantoms at 512 x 512 at 224 px (about 80 minutes), then with 160 small-clot phantoms
 # and slice context (about 100), then the test set and its evaluation (about 15).
-# Trained on synthetic phantoms only: the resulting models are NOT for clinical use.
+# Trained on synthetic phantoms only: the resulting models are NOT for clinical use. Every
+# `petriage train` stores its checkpoint's domain check (feature statistics of its training
+# slices), so that triage refuses series unlike them (real CT, for these models). The stage 1
+# shipped on 2026-11-29 was trained before that and got its statistics from `petriage fit-domain`
+# (docs/training.md, "Domain check").
 # The same recipe scales to a GPU, e.g.:
 #   DEVICE=cuda WIDTH=1.0 INPUT_SIZE=256 MATRIX=512 EPOCHS=30 AMP=auto W=work-cache/gpu bash scripts/train_demo_models.sh
 set -euo pipefail
@@ -174,6 +178,18 @@ $PETRIAGE train-refiner --manifest "${M512[@]}" "${MHARD[@]}" --splits "$W/split
     $PETRIAGE phantom --out "$W/test-data" --patients 40 --seed 5000 --matrix 512 --slices 50-70 --pe-fraction 0.5
 $PETRIAGE evaluate --manifest "$W/test-data/manifest.csv" --split all --stage1 "$S1" --stage2 "$S2" --cache "$W/test-cache" --out "$W/test-report" --bootstrap 300
 $PETRIAGE evaluate --manifest "$W/test-data/manifest.csv" --split all --stage1 "$S1" --stage2 "$S2" --cache "$W/test-cache" --out "$W/test-report-refiner" --bootstrap 300 --refiner "$W/refiner/refiner.pt"
+
+# 3b. The real CT with per-slice labels in ../shared/data (COVID-CT-MD's non-contrast pneumonia
+#     sample, radiologists' infection labels; no PE): how the phantom-trained pair does on a real
+#     scan. The model cards quote it (metrics.real_ct). Skipped where the folder is absent.
+REAL="${PETRIAGE_SHARED_DATA:-../shared/data}/real"
+if [ -d "$REAL/covid-ct-md-cap002" ]; then
+    mkdir -p "$W/real"
+    printf 'patient_id,kind,path,labels\ncap002,dicom,%s,%s\n' "$(realpath "$REAL/covid-ct-md-cap002")" \
+        "$(realpath "$REAL/covid-ct-md-cap002.labels.csv")" > "$W/real/manifest.csv"
+    $PETRIAGE evaluate --manifest "$W/real/manifest.csv" --split all --stage1 "$S1" --stage2 "$S2" \
+        --cache "$W/real-cache" --out "$W/real-report" --bootstrap 300
+fi
 
 # 4. Ship: copy into Resources/models and register with SHA256 and model card. The refiner was
 #    copied to Resources/models/cbamdrn_d22_demo_refiner.pt and entered under "series_models" in

@@ -31,6 +31,7 @@ class TriageSettings:
     threshold_pe: float | None = None  # None: the checkpoint's operating point
     patient_model: str | None = None  # a patient classifier file (petriage train-patient); None: any-slice rule
     refiner: str | None = None  # a slice refiner file (petriage train-refiner); None: the stages' own scores
+    domain_check: str = "refuse"  # refuse | warn | off: series unlike stage 1's training data (domain_check)
     cam: str = "top-k"  # top-k | pe | none
     top_k: int = 5
     display: DisplayOptions = field(default_factory=DisplayOptions)
@@ -87,7 +88,7 @@ class PETriageLogic:
         from PETriageLib.cascade import Cascade
 
         key = (settings.stage1, settings.stage2, settings.device, settings.threshold_pe, settings.patient_model,
-               settings.refiner)
+               settings.refiner, settings.domain_check)
         if key != self._cascade_key:
             paths = [str(verified_path(name)) for name in (settings.stage1, settings.stage2)]
             options: dict[str, Any] = {} if settings.threshold_pe is None else {"threshold_pe": settings.threshold_pe}
@@ -95,7 +96,8 @@ class PETriageLogic:
                 options["patient_model"] = settings.patient_model
             if settings.refiner:
                 options["refiner"] = settings.refiner
-            self._cascade = Cascade.from_checkpoints(paths[0], paths[1], device=settings.device, **options)
+            self._cascade = Cascade.from_checkpoints(paths[0], paths[1], device=settings.device,
+                                                     domain_check=settings.domain_check, **options)
             self._cascade_key = key
         return self._cascade
 

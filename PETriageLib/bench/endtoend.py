@@ -17,13 +17,16 @@ from PETriageLib.bench.timing import load_average
 
 log = logging.getLogger(__name__)
 
-STEPS = ("reading", "preprocessing", "stage1", "stage2", "gradcam", "writing")
+STEPS = ("reading", "preprocessing", "stage1", "stage2", "domain_check", "gradcam", "writing")
 
 
 def build_cascade(stage1: str, stage2: str, device: str = "cpu", inference: str = "fast", **options: Any) -> Any:
-    """Cascade.from_checkpoints on the given inference path ("fast" or "eager"/"naive")."""
+    """Cascade.from_checkpoints on the given inference path ("fast" or "eager"/"naive"). The domain
+    check only warns here: a benchmark times every step, also on series it would refuse (the
+    quick plan's 128 px phantoms are unlike the demo models' training data)."""
     from PETriageLib.cascade import Cascade
 
+    options.setdefault("domain_check", "warn")
     return Cascade.from_checkpoints(stage1, stage2, device=device, inference=inference, **options)
 
 

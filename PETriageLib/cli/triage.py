@@ -41,6 +41,10 @@ def add_cascade_options(p: argparse.ArgumentParser) -> None:
                    help="a slice refiner (petriage train-refiner) for these models: every slice re-scored with its "
                         "neighbours in view, at the refiner's thresholds; stage 2 then runs on every lung slice "
                         "(a registered name such as cbamdrn_d22_demo_refiner, or a file)")
+    p.add_argument("--domain-check", choices=["refuse", "warn", "off"], default="refuse",
+                   help="a series unlike stage 1's training data (its checkpoint's feature statistics, see "
+                        "petriage fit-domain) is not analysable (refuse, the default), gets a warning with its "
+                        "verdict (warn), or is not checked (off)")
     p.add_argument("--all-slices", action="store_true", help="run stage 2 on every lung slice, not only diseased")
     p.add_argument("--cam", choices=["top-k", "pe", "none"], default="top-k",
                    help="Grad-CAM on the top-k slices by p_pe, on every pe slice, or none (default top-k)")
@@ -78,7 +82,8 @@ def build_cascade(args: argparse.Namespace) -> Any:
     return Cascade.from_checkpoints(stage1, stage2, device=args.device, batch_size=args.batch_size,
                                     all_slices=args.all_slices, threshold_disease=args.threshold_disease,
                                     threshold_pe=args.threshold, min_run=args.min_run, inference=args.inference,
-                                    patient_model=args.patient_model, refiner=args.refiner)
+                                    patient_model=args.patient_model, refiner=args.refiner,
+                                    domain_check=args.domain_check)
 
 
 def triage_volume(cascade: Any, volume: Any, out_dir: Path, args: argparse.Namespace,

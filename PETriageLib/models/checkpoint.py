@@ -1,6 +1,7 @@
 """Checkpoints: one torch.save file with weights and JSON-able metadata, loaded weights-only.
 
-File layout: {"format": "petriage-checkpoint", "format_version": 1, "meta": {...}, "state_dict": {...}}.
+File layout: {"format": "petriage-checkpoint", "format_version": 1, "meta": {...}, "state_dict": {...}},
+plus an optional "domain" entry (feature statistics of the training data, PETriageLib.domain_check).
 ``load_checkpoint`` refuses, with a CheckpointError naming the file: a SHA256 that differs from
 the expected one, anything that needs pickle, another format or package major version, and
 metadata that does not rebuild the stored weights exactly (strict load).
@@ -121,6 +122,12 @@ def load_checkpoint(path: "str | os.PathLike", expected_sha256: "str | None" = N
                     map_location: "str | torch.device" = "cpu") -> tuple[SliceClassifier, dict]:
     """Rebuild the model from the checkpoint's meta and load its weights strictly; eval mode."""
     data = read_checkpoint(path, expected_sha256, map_location)
+    return model_from_checkpoint(data, path, map_location), data["meta"]
+
+
+def model_from_checkpoint(data: dict, path: "str | os.PathLike",
+                          map_location: "str | torch.device" = "cpu") -> SliceClassifier:
+    """The model of a checkpoint dict from ``read_checkpoint``, weights loaded strictly; eval mode."""
     meta = data["meta"]
     try:
         names = [w["name"] for w in meta["windows"]]
@@ -134,4 +141,4 @@ def load_checkpoint(path: "str | os.PathLike", expected_sha256: "str | None" = N
         raise CheckpointError(f"checkpoint {path}: weights do not fit {meta['architecture']} "
                               f"{meta['config']}: {detail}") from None
     model.to(map_location).eval()
-    return model, meta
+    return model

@@ -38,11 +38,12 @@ def _build(meta: dict) -> torch.nn.Module:
     return build_patient_model(meta["in_features"], meta["head"], meta["hidden"], meta["dropout"])
 
 
-def load_series_model(path: "str | Path", kind: str, stage_sha256: "Sequence[str] | None" = None
+def load_series_model(path: "str | Path", kind: str, stage_sha256: "Sequence[str | Sequence[str]] | None" = None
                       ) -> "tuple[torch.nn.Module, dict]":
     """(model in eval mode, meta). ``path``: a file or a name registered under ``series_models`` in
     Resources/models.json (SHA256 checked). ``kind``: the type expected; with ``stage_sha256`` the
-    model must have been trained on the features of exactly those stage models."""
+    model must have been trained on the features of exactly those stage models: per stage one
+    SHA256, or several (the files of the same weights, as ``Stage.identities`` lists them)."""
     from PETriageLib.models.checkpoint import file_sha256
     from PETriageLib.models.manifest import resolve_series_model
 
@@ -64,7 +65,8 @@ def load_series_model(path: "str | Path", kind: str, stage_sha256: "Sequence[str
     meta = data["meta"]
     if stage_sha256 is not None:
         trained_on = [s["sha256"].lower() for s in meta["stages"]]
-        if trained_on != [s.lower() for s in stage_sha256]:
+        accepted = [{s.lower()} if isinstance(s, str) else {x.lower() for x in s} for s in stage_sha256]
+        if len(trained_on) != len(accepted) or any(t not in a for t, a in zip(trained_on, accepted)):
             raise CheckpointError(f"{what} {path} was trained on the features of other stage models "
                                   f"({', '.join(s['path'] for s in meta['stages'])}); retrain it for these")
     model = _build(meta)

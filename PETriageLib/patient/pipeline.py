@@ -116,7 +116,7 @@ def patient_classifier_report(path: "str | Path", stages: Sequence, manifest, ca
     (features kept in CACHE_ROOT/patient-features for the next classifier)."""
     from PETriageLib.training.metrics import auroc_ci, fmt_count
 
-    model, meta = load_patient_classifier(path, [s.sha256 for s in stages])
+    model, meta = load_patient_classifier(path, [s.identities() for s in stages])
     series = split_series(stages, manifest, cache_root, splits_file, split, meta["features"],
                           Path(cache_root) / "patient-features", seed)
     p = predict_series(model, series)

@@ -114,7 +114,7 @@ def save_slice_refiner(path: "str | Path", model: SliceRefiner, cfg: RefinerTrai
         "train_config": asdict(cfg)})
 
 
-def load_slice_refiner(path: "str | Path", stage_sha256: "Sequence[str] | None" = None
+def load_slice_refiner(path: "str | Path", stage_sha256: "Sequence[str | Sequence[str]] | None" = None
                        ) -> "tuple[SliceRefiner, dict]":
     from PETriageLib.patient.checkpoint import load_series_model
 

@@ -121,7 +121,7 @@ def save_patient_classifier(path: "str | Path", model: "PatientClassifier | Pati
         "validation": summary, "stages": list(stages), "train_config": asdict(cfg)})
 
 
-def load_patient_classifier(path: "str | Path", stage_sha256: "Sequence[str] | None" = None
+def load_patient_classifier(path: "str | Path", stage_sha256: "Sequence[str | Sequence[str]] | None" = None
                             ) -> "tuple[PatientClassifier | PatientEnsemble | CascadeScore, dict]":
     """The classifier and its meta; with ``stage_sha256`` it must have been trained on those stage models."""
     from PETriageLib.patient.checkpoint import load_series_model

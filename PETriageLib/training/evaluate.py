@@ -53,7 +53,7 @@ def refined_probs(refiner: "str | Path", stages: Sequence, manifest, cache_root,
     from PETriageLib.patient.pipeline import split_series
     from PETriageLib.patient.refine import load_slice_refiner, refine_series
 
-    model, meta = load_slice_refiner(refiner, [s.sha256 for s in stages])
+    model, meta = load_slice_refiner(refiner, [s.identities() for s in stages])
     series = iter(split_series(stages, manifest, cache_root, splits_file, split, meta["features"],
                                Path(cache_root) / "patient-features", seed))
     p1, p2 = [], []

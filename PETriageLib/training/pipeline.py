@@ -31,5 +31,25 @@ def train_from_manifest(cfg: TrainConfig, manifest: "str | Path", out_dir: "str 
     train_set, val_set = SliceDataset(cached["train"], cfg.stage), SliceDataset(cached["val"], cfg.stage)
     log.info("stage %d: %d training slices %s, %d validation slices %s", cfg.stage, len(train_set),
              train_set.class_counts(), len(val_set), val_set.class_counts())
-    return train(cfg, train_set, val_set, out, resume=resume, device=device,
-                 data_summary=data_summary(cached, manifest))
+    result = train(cfg, train_set, val_set, out, resume=resume, device=device,
+                   data_summary=data_summary(cached, manifest))
+    _fit_domain(result.best_path, cached, cfg.seed, device)
+    return result
+
+
+def _fit_domain(best: Path, cached: dict, seed: int, device: str) -> None:
+    """Give the best checkpoint its domain check; a model or data it cannot be fitted on only logs why."""
+    from PETriageLib.domain_check import has_pooled_features
+    from PETriageLib.models.checkpoint import load_checkpoint
+    from PETriageLib.training.domain_fit import attach_domain_model, fit_from_sources
+
+    model, meta = load_checkpoint(best, map_location=device)
+    if not has_pooled_features(model):
+        log.info("%s: %s has no pooled branch features; no domain check stored", best, meta["architecture"])
+        return
+    try:
+        domain = fit_from_sources(model, cached["train"], cached["val"], seed=seed, device=device)
+    except ValueError as exc:
+        log.warning("%s: no domain check stored: %s", best, exc)
+        return
+    attach_domain_model(best, domain)

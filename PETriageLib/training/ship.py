@@ -1,7 +1,8 @@
 """Ship trained demo models: copy into Resources/models/ and register them with a model card.
 
 Usage: ``python -m PETriageLib.training.ship WORK_DIR [STAGE1_RUNS STAGE2_RUNS]`` where WORK_DIR holds
-the run folders (default stage1, stage2) with best.pt and optionally test-report/report.json;
+the run folders (default stage1, stage2) with best.pt and optionally test-report/report.json (the
+synthetic test set) and real-report/report.json (real CT, as scripts/train_demo_models.sh makes it);
 "a,b" ships whichever of runs a and b has the higher validation AUROC (see
 scripts/train_demo_models.sh).
 """
@@ -67,8 +68,32 @@ def training_recipe(training: dict) -> str:
     return text
 
 
-def model_card(stage: int, meta: dict, test: "dict | None") -> dict:
-    """Card keys required by the manifest: intended_use, training_data, limits, metrics (+ details)."""
+def _real_ct(stage: int, real: dict) -> dict:
+    key = f"stage{stage}"
+    ids = ", ".join(str(p.get("patient_id")) for p in real.get("patients", []))
+    out = {"data": f"real CT series {ids} with the per-slice labels of {', '.join(real.get('manifest', []))}",
+           "slice_accuracy": real[key]["accuracy"]["text"],
+           "per_class_sensitivity": {k: v["text"] for k, v in real[key]["per_class"].items()}}
+    if real[key]["auroc"].get("auroc") is not None:
+        out["auroc"] = real[key]["auroc"]
+    return out
+
+
+def _limits(training: dict, meta: dict, real: "dict | None") -> str:
+    text = "Trained on synthetic phantoms only: " + (
+        f"on real CT see metrics.real_ct ({len(real.get('patients', []))} series, far too few to judge)" if real
+        else "behaviour on real CT is unknown and certainly worse")
+    domain = meta.get("domain")
+    if domain:
+        text += (f"; its domain check (threshold {domain['threshold']:.0f}, PETriageLib.domain_check) makes triage "
+                 "refuse series unlike its training data by default")
+    return (f"{text}. A small CPU model (see architecture): {training_recipe(training)}; "
+            "far below the paper's figures (see metrics).")
+
+
+def model_card(stage: int, meta: dict, test: "dict | None", real: "dict | None" = None) -> dict:
+    """Card keys required by the manifest: intended_use, training_data, limits, metrics (+ details).
+    ``test``: the synthetic test report; ``real``: an evaluation report on real CT, if there is one."""
     training = meta.get("training", {})
     target = training.get("settings", {}).get("target_sensitivity") or (0.95 if stage == 1 else 0.98)
     metrics: dict = {"validation": training.get("val", {}), "best_epoch": training.get("best_epoch")}
@@ -79,14 +104,14 @@ def model_card(stage: int, meta: dict, test: "dict | None") -> dict:
             "slice_accuracy": test[key]["accuracy"]["text"],
             "per_class_sensitivity": {k: v["text"] for k, v in test[key]["per_class"].items()},
             "auroc": test[key]["auroc"], "patient_tables": test.get("patient_tables")}
-    return {
+    if real:
+        metrics["real_ct"] = _real_ct(stage, real)
+    card = {
         "summary": f"Demo stage {stage} model ({' vs '.join(meta['class_names'])}) of the PETriage cascade.",
         "intended_use": "Demonstration and software testing only. Trained on synthetic phantoms, "
                         "NOT for clinical use; never use it to make decisions about patients.",
         "training_data": _training_data(training),
-        "limits": "Synthetic phantoms only: behaviour on real CT is unknown and certainly worse. "
-                  f"A small CPU model (see architecture): {training_recipe(training)}; "
-                  "far below the paper's figures (see metrics).",
+        "limits": _limits(training, meta, real),
         "metrics": metrics,
         "architecture": f"{meta['architecture']} {meta['config']}, windows "
                         f"{'+'.join(w['name'] for w in meta['windows'])}, {meta['input_size']} px, {meta.get('crop')} crop",
@@ -94,6 +119,10 @@ def model_card(stage: int, meta: dict, test: "dict | None") -> dict:
         "threshold_rule": f"highest threshold with validation sensitivity >= {target}",
         "reproduce": f"bash {REPRODUCE}",
     }
+    if meta.get("domain"):
+        card["domain_check"] = {k: meta["domain"][k] for k in ("threshold", "quantile", "margin", "train_slices",
+                                                               "val_series", "val_scores") if k in meta["domain"]}
+    return card
 
 
 def best_by_validation(candidates: "list[Path]") -> Path:
@@ -124,8 +153,9 @@ def best_on_split(candidates: "list[Path]", stage: int, manifest, splits_file: "
 def ship(work: "str | Path", runs: "tuple[str, str]" = ("stage1", "stage2")) -> list[dict]:
     """Register each stage's best.pt; a run given as "a,b" ships the better of a and b on validation."""
     work = Path(work)
-    report = work / "test-report" / "report.json"
+    report, real_report = work / "test-report" / "report.json", work / "real-report" / "report.json"
     test = json.loads(report.read_text()) if report.is_file() else None
+    real = json.loads(real_report.read_text()) if real_report.is_file() else None
     entries = []
     for stage in (1, 2):
         src = best_by_validation([work / run / "best.pt" for run in runs[stage - 1].split(",")])
@@ -136,7 +166,7 @@ def ship(work: "str | Path", runs: "tuple[str, str]" = ("stage1", "stage2")) -> 
         dest = resources_dir() / "models" / f"{NAMES[stage]}.pt"
         dest.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(src, dest)
-        entries.append(register_model(NAMES[stage], stage, dest, model_card(stage, meta, test)))
+        entries.append(register_model(NAMES[stage], stage, dest, model_card(stage, meta, test, real)))
     return entries
 
 

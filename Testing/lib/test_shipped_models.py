@@ -41,6 +41,7 @@ def _slice_scores(cascade) -> "tuple[list, list, list, list]":
         study = generate_study(seed, matrix=256, slices=40, pe=pe, other=other, contrast="ctpa")
         result = cascade.run(study.volume)
         assert len(result.rows) == len(study.slice_labels) == 40
+        assert result.domain["in_domain"], (seed, result.domain)  # phantoms unseen in training are in its domain
         for row, truth in zip(result.rows, study.slice_labels):
             if row.has_lung and row.p_disease is not None:
                 y1.append(truth != "wnl")
@@ -78,3 +79,22 @@ def test_shipped_refiner_with_the_shipped_pair(shipped_cascade) -> None:
     assert len(y1) > 150 and len(y2) > 30
     # the refiner shipped on 2026-11-29 scores 0.995 (stage 1, 201 slices) and 0.888 (stage 2, 57 slices)
     assert _auroc(y1, p1) > 0.68 and _auroc(y2, p2) > 0.62
+
+
+def test_shipped_stage1_refuses_a_real_ct(shipped_cascade, real_series_dir) -> None:
+    """Trained on phantoms, stage 1 calls 107 of the 109 normal slices of this real pneumonia CT
+    diseased (AUROC 0.568 against its radiologists' labels; docs/training.md). Its domain check
+    says so instead of giving a verdict; with 'warn' the verdict comes with the same reason."""
+    from PETriageLib.cascade import Cascade
+    from PETriageLib.dicom_series import load_series
+
+    volume = load_series(real_series_dir)
+    result = shipped_cascade.run(volume)
+    assert result.verdict.verdict == "not_analysable"
+    assert result.verdict.reason.startswith("the series is unlike the data model cbamdrn_d22_demo_stage1")
+    # on 2026-11-29: 829 against the limit 278 (its 40 validation phantoms: 84-185)
+    assert result.domain["score"] > 2 * result.domain["threshold"] and result.domain["slices"] == 24
+    p = [r.p_disease for r in result.rows if r.analysable]
+    assert len(p) > 100 and np.median(p) > 0.9  # the probabilities stay for inspection, and show why
+    warned = Cascade(shipped_cascade.stage1, shipped_cascade.stage2, device="cpu", domain_check="warn").run(volume)
+    assert warned.verdict.verdict == "other_disease" and result.verdict.reason in warned.warnings

@@ -104,6 +104,64 @@ def test_training_loss_falls_and_best_checkpoint_has_threshold(tiny_run) -> None
     assert not set(splits["train"]) & set(splits["val"])
 
 
+def test_training_stores_the_domain_check(tiny_run) -> None:
+    """Each best.pt carries the feature statistics of every training slice with lung (fewer than the
+    6000 sampled at most) and a threshold from the validation series."""
+    from PETriageLib.cascade import load_stage
+    from PETriageLib.preprocess import PreprocessConfig
+
+    splits = json.loads((tiny_run["out"] / "splits.json").read_text())
+    sources = cache_sources(load_manifest(tiny_run["manifest"]), PreprocessConfig(["vascular", "lung"], 64),
+                            tiny_run["out"] / "cache")
+    cached = {c.patient_id: c for c in sources}
+    lung = sum(int(cached[p].has_lung.sum()) for p in splits["train"])
+    for number, key in ((1, "s1"), (2, "s2")):
+        stage = load_stage(number, tiny_run[key].best_path)
+        info = stage.meta["domain"]
+        assert info["train_slices"] == lung and info["train_series"] == len(splits["train"])
+        assert info["val_series"] == len(splits["val"])
+        assert stage.domain.threshold == pytest.approx(1.5 * info["val_scores"]["max"], rel=1e-3)
+        width = stage.model.fc.in_features
+        assert stage.domain.mean.shape == (width,) and stage.domain.precision.shape == (width, width)
+
+
+def test_fit_domain_cli_gives_an_old_checkpoint_its_check(tiny_run, tmp_path, capsys) -> None:
+    """A checkpoint without statistics (as before training stored them) gets them from the command;
+    series models trained on the old file still accept the new one (same weights)."""
+    import shutil
+
+    from PETriageLib.cascade import load_stage
+    from PETriageLib.cli import main
+    from PETriageLib.models.checkpoint import file_sha256, read_checkpoint
+    from PETriageLib.patient.checkpoint import load_series_model, save_series_model
+
+    old = tmp_path / "old.pt"
+    data = read_checkpoint(tiny_run["s1"].best_path)
+    del data["domain"], data["meta"]["domain"]
+    torch.save(data, old)
+    assert load_stage(1, old).domain is None
+    new = tmp_path / "new.pt"
+    assert main(["-q", "fit-domain", str(old), "--manifest", str(tiny_run["manifest"]), "--splits",
+                 str(tiny_run["out"] / "splits.json"), "--cache", str(tiny_run["out"] / "cache"), "--out", str(new),
+                 "--max-train-series", "2", "--margin", "2", "--no-progress"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    stage = load_stage(1, new)
+    assert printed["train_series"] == stage.meta["domain"]["train_series"] == 2
+    assert stage.domain.threshold == pytest.approx(2 * printed["val_scores"]["max"], rel=1e-3)
+    assert stage.identities() == [file_sha256(new), file_sha256(old)]
+    from PETriageLib.errors import CheckpointError
+    from PETriageLib.patient.model import SliceRefiner
+
+    s2 = load_stage(2, tiny_run["s2"].best_path)
+    save_series_model(tmp_path / "r.pt", SliceRefiner(2, 4, 0.0), {
+        "type": "slice_refiner", "features": "scores", "in_features": 2, "hidden": 4, "dropout": 0.0,
+        "stages": [{"sha256": file_sha256(old), "path": str(old)}, {"sha256": s2.sha256, "path": s2.path}]})
+    model, _ = load_series_model(tmp_path / "r.pt", "slice_refiner", [stage.identities(), s2.identities()])
+    assert isinstance(model, SliceRefiner)
+    with pytest.raises(CheckpointError, match="other stage models"):
+        load_series_model(tmp_path / "r.pt", "slice_refiner", [[file_sha256(new)], s2.identities()])
+
+
 def test_fine_tuning_starts_from_the_checkpoint(tiny_run) -> None:
     from PETriageLib.models.checkpoint import load_checkpoint
     from PETriageLib.training.train import build_for_training, fine_tune_config

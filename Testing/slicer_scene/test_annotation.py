@@ -14,7 +14,7 @@ def add_model_results(ct, labels):
 
     rows = [SliceRow(k, float(k), "", True, True, 0.1 if lab == "wnl" else 0.9,
                      None if lab == "wnl" else (0.8 if lab == "pe" else 0.2), lab) for k, lab in enumerate(labels)]
-    return add_results(ct, SimpleNamespace(rows=rows, verdict=patient_verdict(rows)))
+    return add_results(ct, SimpleNamespace(rows=rows, verdict=patient_verdict(rows), domain=None, warnings=[]))
 
 
 def test_labels_start_from_the_model_and_take_corrections(scene, phantom_series):

@@ -8,12 +8,19 @@ LABELS = ["wnl"] * 4 + ["pe", "pe", "other", "wnl", "pe"] + ["wnl"] * 3  # 12 sl
 P_PE = [None] * 4 + [0.7, 0.95, 0.2, None, 0.8] + [None] * 3
 
 
+def _controlled(rows):
+    """What add_results reads of a TriageResult, for hand-made rows (no domain check, no warnings)."""
+    from types import SimpleNamespace
+
+    from PETriageLib.verdict import patient_verdict
+
+    return SimpleNamespace(rows=rows, verdict=patient_verdict(rows), domain=None, warnings=[])
+
+
 @pytest.fixture
 def results(scene, phantom_series):
     """A CT node from the phantom plus a results table with known labels and p_pe (first 12 slices)."""
-    from types import SimpleNamespace
-
-    from PETriageLib.verdict import SliceRow, patient_verdict
+    from PETriageLib.verdict import SliceRow
     from PETriageSlicer.geometry import ijk_to_ras
     from PETriageSlicer.loading import load_dicom_folder
     from PETriageSlicer.results import add_results
@@ -25,7 +32,7 @@ def results(scene, phantom_series):
     z = ijk_to_ras(ct) @ np.array([[0, 0, k, 1] for k in range(n)]).T
     rows = [SliceRow(k, float(z[2, k]), f"uid{k}", True, True, 0.9 if labels[k] != "wnl" else 0.1, p_pe[k], labels[k])
             for k in range(n)]
-    result = SimpleNamespace(rows=rows, verdict=patient_verdict(rows))
+    result = _controlled(rows)
     return add_results(ct, result), ct
 
 
@@ -94,9 +101,7 @@ def test_next_positive_steps_and_wraps(results, scene):
 
 
 def test_no_pe_gives_none(scene, phantom_series):
-    from types import SimpleNamespace
-
-    from PETriageLib.verdict import SliceRow, patient_verdict
+    from PETriageLib.verdict import SliceRow
     from PETriageSlicer.loading import load_dicom_folder
     from PETriageSlicer.navigation import jump_to_max_pe, next_positive
     from PETriageSlicer.results import add_results
@@ -104,7 +109,7 @@ def test_no_pe_gives_none(scene, phantom_series):
     ct = load_dicom_folder(phantom_series)
     n = ct.GetImageData().GetDimensions()[2]
     rows = [SliceRow(k, float(k), "", True, True, 0.1, None, "wnl") for k in range(n)]
-    nodes = add_results(ct, SimpleNamespace(rows=rows, verdict=patient_verdict(rows)))
+    nodes = add_results(ct, _controlled(rows))
     assert jump_to_max_pe(nodes.table) is None
     assert next_positive(nodes.table, 0) is None
     assert not nodes.heatmaps
@@ -113,11 +118,9 @@ def test_no_pe_gives_none(scene, phantom_series):
 
 
 def test_a_new_run_replaces_the_previous_results(results, scene):
-    from types import SimpleNamespace
-
     import numpy as np
 
-    from PETriageLib.verdict import SliceRow, patient_verdict
+    from PETriageLib.verdict import SliceRow
     from PETriageSlicer.results import add_results, results_table
 
     first, ct = results
@@ -126,7 +129,7 @@ def test_a_new_run_replaces_the_previous_results(results, scene):
     maps = {"vascular": np.zeros((n, 128, 128), np.float32)}
     counts = {c: scene.GetNumberOfNodesByClass(c) for c in ("vtkMRMLTableNode", "vtkMRMLPlotChartNode",
                                                             "vtkMRMLPlotSeriesNode", "vtkMRMLScalarVolumeNode")}
-    second = add_results(ct, SimpleNamespace(rows=rows, verdict=patient_verdict(rows)), maps)
+    second = add_results(ct, _controlled(rows), maps)
     assert results_table(ct) is second.table
     assert not scene.IsNodePresent(first.table) and not scene.IsNodePresent(first.chart)
     assert scene.GetNumberOfNodesByClass("vtkMRMLTableNode") == counts["vtkMRMLTableNode"]
@@ -138,7 +141,7 @@ def test_a_new_run_replaces_the_previous_results(results, scene):
     item = sh.GetItemByDataNode(second.table)
     assert item and sh.GetItemParent(item) == second.folder_item
     displays = scene.GetNumberOfNodesByClass("vtkMRMLScalarVolumeDisplayNode")
-    third = add_results(ct, SimpleNamespace(rows=rows, verdict=patient_verdict(rows)), maps)
+    third = add_results(ct, _controlled(rows), maps)
     assert not scene.IsNodePresent(second.heatmaps["vascular"])
     assert scene.GetNumberOfNodesByClass("vtkMRMLScalarVolumeNode") == counts["vtkMRMLScalarVolumeNode"] + 1
     assert scene.GetNumberOfNodesByClass("vtkMRMLScalarVolumeDisplayNode") == displays

@@ -79,6 +79,7 @@ def test_shipped_models_triage_through_the_scene(scene, phantom_series):
     """The shipped demo models (Resources/models.json, SHA256-checked) run by name in the scene logic."""
     from PETriageSlicer.logic import PETriageLogic, TriageSettings
     from PETriageSlicer.model_list import available_models
+    from PETriageSlicer.navigation import table_column
 
     shipped = {stage: [e["name"] for e in available_models(stage) if not e["user"]] for stage in (1, 2)}
     if not shipped[1] or not shipped[2]:
@@ -87,5 +88,11 @@ def test_shipped_models_triage_through_the_scene(scene, phantom_series):
     ct = logic.load_dicom(str(phantom_series))
     nodes = logic.run(ct, TriageSettings(shipped[1][0], shipped[2][0], device="cpu", top_k=2))
     assert nodes.table.GetNumberOfRows() == ct.GetImageData().GetDimensions()[2]
+    # the 128 x 128 test phantom is coarser than any the demo models saw: refused by default, with
+    # the probabilities in the table; with 'warn' it gets a verdict and Grad-CAM maps
+    assert ct.GetAttribute("PETriage.verdict") == "not_analysable"
+    assert ct.GetAttribute("PETriage.reason").startswith("the series is unlike the data model")
+    assert not nodes.heatmaps and any(table_column(nodes.table, "p_disease"))
+    nodes = logic.run(ct, TriageSettings(shipped[1][0], shipped[2][0], device="cpu", top_k=2, domain_check="warn"))
     assert ct.GetAttribute("PETriage.verdict") in ("pe_suspected", "other_disease", "no_finding")
     assert len(nodes.heatmaps) == 2

@@ -1,0 +1,114 @@
+"""Fit a checkpoint's domain check (PETriageLib.domain_check) on its training data and store it.
+
+``petriage train`` does this for every CBAMDRN-family checkpoint it writes; ``petriage fit-domain``
+does it for an existing checkpoint (the shipped demo models were given theirs that way).
+"""
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from PETriageLib.domain_check import (DEFAULT_MARGIN, DEFAULT_QUANTILE, DomainModel, fit_domain_model,
+                                      has_pooled_features, pooled_features)
+from PETriageLib.models.checkpoint import load_checkpoint, read_checkpoint
+
+log = logging.getLogger(__name__)
+
+MAX_TRAIN_SLICES = 6000  # enough for a 512-feature covariance; more only costs time
+
+
+def _progress(items: list, desc: str, enabled: bool):
+    if not enabled:
+        return items
+    from tqdm import tqdm
+
+    return tqdm(items, desc=desc, unit="series")
+
+
+def _lung_slices(sources: Sequence) -> list[tuple[Any, np.ndarray]]:
+    return [(s, np.flatnonzero(s.has_lung)) for s in sources if np.any(s.has_lung)]
+
+
+def fit_from_sources(model: torch.nn.Module, train_sources: Sequence, val_sources: Sequence, *,
+                     max_train_slices: int = MAX_TRAIN_SLICES, seed: int = 0, quantile: float = DEFAULT_QUANTILE,
+                     margin: float = DEFAULT_MARGIN, batch_size: int = 32, device: Any = "cpu",
+                     progress: bool = False) -> DomainModel:
+    """Domain statistics from cached sources (training.cache.CachedSource): a seeded sample of at
+    most ``max_train_slices`` training slices with lung, and every validation series for the threshold."""
+    rng = np.random.default_rng(seed)
+    train = _lung_slices(train_sources)
+    total = sum(len(k) for _, k in train)
+    if total == 0:
+        raise ValueError("no training slice with lung to fit the domain statistics on")
+    keep = min(1.0, max_train_slices / total)
+    feats = []
+    for s, k in _progress(train, "domain statistics (train)", progress):
+        chosen = k[rng.random(len(k)) < keep] if keep < 1 else k
+        if len(chosen):
+            feats.append(pooled_features(model, np.asarray(s.images[chosen], np.float32), batch_size, device))
+    val = [pooled_features(model, np.asarray(s.images[k], np.float32), batch_size, device)
+           for s, k in _progress(_lung_slices(val_sources), "domain threshold (val)", progress)]
+    domain = fit_domain_model(np.concatenate(feats), val, quantile, margin)
+    domain.info["train_series"] = len(train)
+    return domain
+
+
+def attach_domain_model(checkpoint: "str | os.PathLike", domain: DomainModel,
+                        out: "str | os.PathLike | None" = None) -> Path:
+    """Write the checkpoint again (to ``out``, default in place, atomically) with the statistics."""
+    from PETriageLib.models.checkpoint import file_sha256
+
+    data = read_checkpoint(checkpoint)
+    tensors, meta = domain.to_payload()
+    # the weights do not change: series models trained on any earlier file of them still fit
+    meta["same_weights_as"] = list(data["meta"].get("domain", {}).get("same_weights_as", [])) + [
+        file_sha256(checkpoint)]
+    data["domain"] = tensors
+    data["meta"]["domain"] = meta
+    dest = Path(out) if out else Path(checkpoint)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(dest.name + ".tmp")
+    torch.save(data, tmp)
+    os.replace(tmp, dest)
+    log.info("domain check stored in %s: threshold %.1f", dest, domain.threshold)
+    return dest
+
+
+def fit_checkpoint_domain(checkpoint: "str | os.PathLike", manifest: "str | Path | Sequence",
+                          splits_file: "str | Path", cache_root: "str | Path", *,
+                          out: "str | os.PathLike | None" = None,
+                          max_train_series: "int | None" = None, seed: int = 0, **options: Any) -> DomainModel:
+    """The ``fit-domain`` command: the checkpoint's own preprocessing, the splits' train and val
+    patients (at most ``max_train_series`` training patients, seeded), the slice cache for speed."""
+    from PETriageLib.preprocess import PreprocessConfig
+    from PETriageLib.training.cache import cache_sources
+    from PETriageLib.training.data import make_splits
+    from PETriageLib.training.manifest import load_manifest
+
+    model, meta = load_checkpoint(checkpoint)
+    if not has_pooled_features(model):
+        raise ValueError(f"{checkpoint}: {meta['architecture']} has no pooled branch features; "
+                         "the domain check needs a window-fusion model (CBAMDRN family)")
+    sources = load_manifest(manifest)
+    if not Path(splits_file).is_file():
+        raise FileNotFoundError(f"splits file {splits_file} not found: use the one the checkpoint was trained with")
+    splits = make_splits(sources, splits_file)
+    train_ids = sorted(splits.get("train", []))
+    if max_train_series is not None and len(train_ids) > max_train_series:
+        train_ids = sorted(np.random.default_rng(seed).choice(train_ids, max_train_series, replace=False).tolist())
+    config = PreprocessConfig.from_dict(meta)
+    picked = {name: [s for s in sources if s.patient_id in set(ids)]
+              for name, ids in (("train", train_ids), ("val", splits.get("val", [])))}
+    for name, chosen in picked.items():
+        if not chosen:
+            raise ValueError(f"the splits file has no {name} patients in this manifest")
+        log.info("%s: %d sources", name, len(chosen))
+    cached = {name: cache_sources(chosen, config, cache_root) for name, chosen in picked.items()}
+    domain = fit_from_sources(model, cached["train"], cached["val"], seed=seed, **options)
+    attach_domain_model(checkpoint, domain, out)
+    return domain
