@@ -1,4 +1,5 @@
-"""Fit a checkpoint's domain check (PETriageLib.domain_check) on its training data and store it.
+"""Fit a checkpoint's domain check (PETriageLib.domain_check) on its training data and store it;
+score cached series against it (``petriage evaluate``).
 
 ``petriage train`` does this for every CBAMDRN-family checkpoint it writes; ``petriage fit-domain``
 does it for an existing checkpoint (the shipped demo models were given theirs that way).
@@ -14,7 +15,7 @@ import numpy as np
 import torch
 
 from PETriageLib.domain_check import (DEFAULT_MARGIN, DEFAULT_QUANTILE, DomainModel, fit_domain_model,
-                                      has_pooled_features, pooled_features)
+                                      has_pooled_features, pooled_features, spread)
 from PETriageLib.models.checkpoint import load_checkpoint, read_checkpoint
 
 log = logging.getLogger(__name__)
@@ -112,3 +113,14 @@ def fit_checkpoint_domain(checkpoint: "str | os.PathLike", manifest: "str | Path
     domain = fit_from_sources(model, cached["train"], cached["val"], seed=seed, **options)
     attach_domain_model(checkpoint, domain, out)
     return domain
+
+
+def score_sources(model: torch.nn.Module, domain: DomainModel, sources: Sequence) -> list[float | None]:
+    """Each cached source's series score as triage computes it (up to MAX_SLICES slices with lung
+    spread over the series); None for a source without lung."""
+    scores: list[float | None] = []
+    for s in sources:
+        idx = spread(np.flatnonzero(s.has_lung).tolist())
+        scores.append(domain.series_score(pooled_features(model, np.asarray(s.images[idx], np.float32)))
+                      if idx else None)
+    return scores

@@ -225,6 +225,36 @@ def save_roc(curves: Sequence["tuple[str, np.ndarray, np.ndarray]"], path: Path,
     plt.close(fig)
 
 
+def domain_summary(stage1: "str | Path", cached: Sequence[CachedSource], patients: list[dict]) -> dict | None:
+    """How many of the evaluated series triage's domain check would refuse (stage 1's statistics);
+    each patient row gets its ``domain_score``. None when the checkpoint has no statistics."""
+    from PETriageLib.cascade import load_stage
+    from PETriageLib.training.domain_fit import score_sources
+
+    stage = load_stage(1, stage1)
+    if stage.domain is None:
+        return None
+    scores = score_sources(stage.model, stage.domain, cached)
+    for row, c, score in zip(patients, cached, scores):
+        if row["patient_id"] != c.patient_id:
+            raise RuntimeError("patient rows and cached sources are out of step")
+        row["domain_score"] = None if score is None else round(score, 2)
+    known = [x for x in scores if x is not None]
+    return {"threshold": stage.domain.threshold, "series": len(known),
+            "refused": sum(x > stage.domain.threshold for x in known),
+            "min": min(known, default=None), "median": float(np.median(known)) if known else None,
+            "max": max(known, default=None)}
+
+
+def _domain_md(summary: dict | None) -> str:
+    if summary is None:
+        return "Domain check: stage 1's checkpoint has no feature statistics (`petriage fit-domain`)."
+    return (f"Domain check (stage 1's feature statistics, threshold {summary['threshold']:.0f}): triage would refuse "
+            f"{summary['refused']} of {summary['series']} series as unlike its training data "
+            f"(scores {summary['min']:.0f}-{summary['max']:.0f}, median {summary['median']:.0f}; "
+            "per patient in report.json).")
+
+
 def evaluate_cascade(stage1: "str | Path", stage2: "str | Path", manifest: "str | Path", out_dir: "str | Path",
                      cache_root: "str | Path", splits_file: "str | Path | None" = None, split: str = "test",
                      min_slices: int = 1, n_boot: int = 1000, label: Optional[str] = None, seed: int = 0,
@@ -276,6 +306,7 @@ def evaluate_cascade(stage1: "str | Path", stage2: "str | Path", manifest: "str 
               "patients": patients, "patient_tables": ptables, "patient_pe_auroc": patient_auroc,
               "by_lesion_area": by_area,
               "operating_points": points}
+    report["domain_check"] = domain_summary(stage1, cached1, patients)
     if patient_model is not None:
         from PETriageLib.patient.pipeline import patient_classifier_report
 
@@ -311,6 +342,7 @@ def evaluate_cascade(stage1: "str | Path", stage2: "str | Path", manifest: "str 
              _separation_table(by_area["stage2_other"], ("Stage 2: diseased slices", "Lesion area",
                                                          "Kept out of PE", "AUROC against PE slices")), ""]
             if by_area else []),
+          _domain_md(report["domain_check"]), "",
           f"Thresholds: stage 1 {t1:.4f}, stage 2 {t2:.4f} (chosen on the validation split). "
           f"Calibration (ECE): stage 1 {r1['calibration']['ece']:.3f}, stage 2 {r2['calibration']['ece']:.3f}.", ""]
     (out / "report.md").write_text("\n".join(md))

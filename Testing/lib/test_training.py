@@ -342,6 +342,20 @@ def test_evaluate_writes_paper_tables(tiny_run) -> None:
     lung = [r for r in rows if r["has_lung"] == "1"]
     right = sum((float(r["p_stage1"]) >= 0.5) == (r["label"] != "wnl") for r in lung)
     assert rep["operating_points"]["stage1"][1]["accuracy"].endswith(f"({right}/{len(lung)})")
+    # Domain check: each series scored as triage scores it (there from fp32 inputs, here from the
+    # fp16 cache), and the count triage would refuse
+    from PETriageLib.cascade import Cascade
+    from PETriageLib.dicom_series import load_series
+
+    dom = rep["domain_check"]
+    scores = [r["domain_score"] for r in rep["patients"]]
+    assert dom["series"] == len(scores) and dom["max"] == pytest.approx(max(scores), abs=0.01)
+    assert dom["refused"] == sum(x > dom["threshold"] for x in scores)
+    assert f"triage would refuse {dom['refused']} of {dom['series']} series" in md
+    first = rep["patients"][0]
+    triaged = Cascade.from_checkpoints(tiny_run["s1"].best_path, tiny_run["s2"].best_path, device="cpu",
+                                       domain_check="warn").run(load_series(sources[first["patient_id"]].paths[0]))
+    assert triaged.domain["score"] == pytest.approx(first["domain_score"], rel=0.02)
 
 
 def test_operating_point_known_case() -> None:
