@@ -40,7 +40,8 @@ def fit_from_sources(model: torch.nn.Module, train_sources: Sequence, val_source
                      margin: float = DEFAULT_MARGIN, batch_size: int = 32, device: Any = "cpu",
                      progress: bool = False) -> DomainModel:
     """Domain statistics from cached sources (training.cache.CachedSource): a seeded sample of at
-    most ``max_train_slices`` training slices with lung, and every validation series for the threshold."""
+    most ``max_train_slices`` training slices with lung, and every validation series for the
+    threshold (each scored on the slices triage would score)."""
     rng = np.random.default_rng(seed)
     train = _lung_slices(train_sources)
     total = sum(len(k) for _, k in train)
@@ -52,7 +53,8 @@ def fit_from_sources(model: torch.nn.Module, train_sources: Sequence, val_source
         chosen = k[rng.random(len(k)) < keep] if keep < 1 else k
         if len(chosen):
             feats.append(pooled_features(model, np.asarray(s.images[chosen], np.float32), batch_size, device))
-    val = [pooled_features(model, np.asarray(s.images[k], np.float32), batch_size, device)
+    # validation series scored as triage scores a series: up to MAX_SLICES slices spread over it
+    val = [pooled_features(model, np.asarray(s.images[spread(k.tolist())], np.float32), batch_size, device)
            for s, k in _progress(_lung_slices(val_sources), "domain threshold (val)", progress)]
     domain = fit_domain_model(np.concatenate(feats), val, quantile, margin)
     domain.info["train_series"] = len(train)

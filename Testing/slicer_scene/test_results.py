@@ -248,7 +248,7 @@ def test_panel_offers_the_shipped_refiner_by_name_and_it_runs_on_the_shipped_pai
     logic = PETriageLogic(scene)
     ct = logic.load_dicom(str(phantom_series))
     # the 128 x 128 test phantom is coarser than any the demo models saw: their domain check
-    # refuses it (score about 900, limit 278), so 'warn' here, where the scene mechanics are tested
+    # refuses it (score about 900, limit 277), so 'warn' here, where the scene mechanics are tested
     settings = TriageSettings(model_names(1)[0], model_names(2)[0], device="cpu", cam="none", refiner=refiners[0],
                               domain_check="warn")
     nodes = logic.run(ct, settings)
