@@ -38,12 +38,18 @@ def train_from_manifest(cfg: TrainConfig, manifest: "str | Path", out_dir: "str 
 
 
 def _fit_domain(best: Path, cached: dict, seed: int, device: str) -> None:
-    """Give the best checkpoint its domain check; a model or data it cannot be fitted on only logs why."""
+    """Give the best checkpoint its domain check; a model or data it cannot be fitted on only logs why.
+    A best.pt that has one already (a re-run that trained nothing new) is left as it is, so that its
+    SHA256, which series models are bound to, does not change."""
     from PETriageLib.domain_check import has_pooled_features
-    from PETriageLib.models.checkpoint import load_checkpoint
+    from PETriageLib.models.checkpoint import model_from_checkpoint, read_checkpoint
     from PETriageLib.training.domain_fit import attach_domain_model, fit_from_sources
 
-    model, meta = load_checkpoint(best, map_location=device)
+    data = read_checkpoint(best, map_location=device)
+    if "domain" in data:
+        log.info("%s already has its domain check", best)
+        return
+    model, meta = model_from_checkpoint(data, best, device), data["meta"]
     if not has_pooled_features(model):
         log.info("%s: %s has no pooled branch features; no domain check stored", best, meta["architecture"])
         return

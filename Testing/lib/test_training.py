@@ -34,7 +34,7 @@ def tiny_run(tiny_dataset, tmp_path_factory) -> dict:
                              out / "splits.json", ratios=(4, 2, 2))
     r2 = train_from_manifest(TrainConfig(stage=2, **common), tiny_dataset, out / "s2", out / "cache",
                              out / "splits.json", ratios=(4, 2, 2))
-    return {"out": out, "s1": r1, "s2": r2, "manifest": tiny_dataset}
+    return {"out": out, "s1": r1, "s2": r2, "manifest": tiny_dataset, "common": common}
 
 
 def test_phantom_manifest_and_labels(tiny_dataset) -> None:
@@ -123,6 +123,14 @@ def test_training_stores_the_domain_check(tiny_run) -> None:
         assert stage.domain.threshold == pytest.approx(1.5 * info["val_scores"]["max"], rel=1e-3)
         width = stage.model.fc.in_features
         assert stage.domain.mean.shape == (width,) and stage.domain.precision.shape == (width, width)
+    # the same command again trains nothing new and leaves best.pt, and so its SHA256, as it was
+    from PETriageLib.models.checkpoint import file_sha256
+
+    sha = file_sha256(tiny_run["s1"].best_path)
+    out = tiny_run["out"]
+    again = train_from_manifest(TrainConfig(stage=1, **tiny_run["common"]), tiny_run["manifest"], out / "s1",
+                                out / "cache", out / "splits.json", ratios=(4, 2, 2))
+    assert again.best_path == tiny_run["s1"].best_path and file_sha256(again.best_path) == sha
 
 
 def test_fit_domain_cli_gives_an_old_checkpoint_its_check(tiny_run, tmp_path, capsys) -> None:
