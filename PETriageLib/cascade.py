@@ -103,6 +103,7 @@ class Stage:
             "architecture": m.get("architecture"), "windows": m.get("windows"),
             "input_size": m.get("input_size"), "crop": m.get("crop"), "class_names": m.get("class_names"),
             "threshold": self.threshold, "version": m.get("version"),
+            "domain_threshold": None if self.domain is None else self.domain.threshold,
         }
 
 
@@ -161,7 +162,10 @@ def load_stage(number: int, spec: str | Path) -> Stage:
         raise CheckpointError(f"{path}: class names {classes} do not fit stage {number} "
                               f"(expected {STAGE_CLASSES[number]})")
     name = str(spec) if not Path(str(spec)).exists() else Path(path).stem
-    domain = DomainModel.from_payload(data.get("domain"), meta.get("domain"))
+    try:
+        domain = DomainModel.from_payload(data.get("domain"), meta.get("domain"))
+    except ValueError as exc:
+        raise CheckpointError(f"{path}: {exc}; fit it again with petriage fit-domain") from None
     width = getattr(getattr(model, "fc", None), "in_features", None)
     if domain is not None and len(domain.mean) != width:
         raise CheckpointError(f"{path}: its domain statistics describe {len(domain.mean)} features, the model "
@@ -261,19 +265,24 @@ class Cascade:
         return torch.sigmoid(stage.model(x).float()).reshape(-1).cpu().numpy()
 
     def _predict(self, stage: Stage, images: np.ndarray) -> np.ndarray:
-        """Sigmoid probabilities; on CUDA out-of-memory move both models to the CPU and retry."""
+        """Sigmoid probabilities."""
+        return self._on_device(lambda: self._forward(stage, images))
+
+    def _on_device(self, work: Callable[[], Any]) -> Any:
+        """work() under inference mode; on CUDA out-of-memory move both models to the CPU and retry
+        (work must read self.device when it runs)."""
         import torch
 
         with torch.inference_mode():
             try:
-                return self._forward(stage, images)
+                return work()
             except torch.OutOfMemoryError:
                 if self.device.type == "cpu":
                     raise
                 log.warning("out of GPU memory; continuing on the CPU")
                 torch.cuda.empty_cache()
                 self._to_device(torch.device("cpu"))
-                return self._forward(stage, images)
+                return work()
 
     def options(self) -> dict[str, Any]:
         return {"threshold_disease": self.threshold_disease, "threshold_pe": self.threshold_pe,
@@ -331,7 +340,7 @@ class Cascade:
             return None
         t = time.perf_counter()
         images = prepare_slices(volume, idx, self.config1, lungs=lungs).images
-        feats = pooled_features(self.stage1.model, images, self.batch_size, self.device)
+        feats = self._on_device(lambda: pooled_features(self.stage1.model, images, self.batch_size, self.device))
         timings["domain_check"] = time.perf_counter() - t
         return DomainCheck(stats.series_score(feats), stats.threshold, stats.quantile, len(idx), self.stage1.name)
 

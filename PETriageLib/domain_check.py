@@ -55,18 +55,20 @@ class DomainModel:
 
     @classmethod
     def from_payload(cls, tensors: Any, meta: Any) -> "DomainModel | None":
-        """None when the checkpoint has no (or an incomplete) domain entry."""
-        if not isinstance(tensors, dict) or not isinstance(meta, dict) or "threshold" not in meta:
+        """None when the checkpoint has no domain entry; ValueError when it has a damaged one (a
+        check that silently switched itself off would be worse than a refused checkpoint)."""
+        if tensors is None and meta is None:
             return None
         try:
             mean = tensors["mean"].double().numpy()
             precision = tensors["precision"].double().numpy()
-        except (KeyError, AttributeError):
-            return None
-        if precision.shape != (len(mean), len(mean)):
-            return None
+            threshold = float(meta["threshold"])
+        except (KeyError, AttributeError, TypeError, ValueError) as exc:
+            raise ValueError(f"its domain check entry is incomplete or damaged ({type(exc).__name__}: {exc})") from None
+        if mean.ndim != 1 or precision.shape != (len(mean), len(mean)):
+            raise ValueError(f"its domain statistics have inconsistent shapes {mean.shape} and {precision.shape}")
         info = {k: v for k, v in meta.items() if k not in ("threshold", "quantile")}
-        return cls(mean, precision, float(meta["threshold"]), float(meta.get("quantile", DEFAULT_QUANTILE)), info)
+        return cls(mean, precision, threshold, float(meta.get("quantile", DEFAULT_QUANTILE)), info)
 
 
 def fit_domain_model(train_features: np.ndarray, val_series: Sequence[np.ndarray],

@@ -140,9 +140,15 @@ def _ranges_text(ranges: Sequence[Sequence[int]], rows: Sequence[SliceRow]) -> s
     return ", ".join(f"{a}-{b} (z {rows[a].z:.1f} to {rows[b].z:.1f} mm)" for a, b in ranges)
 
 
-def _domain_text(domain: Mapping[str, Any] | None, mode: Any) -> str:
+def _domain_text(result: TriageResult) -> str:
+    domain, stage1 = result.domain, result.models[0] if result.models else {}
     if domain is None:
-        why = "off" if mode == "off" else "the stage 1 checkpoint has no feature statistics (petriage fit-domain)"
+        if result.options.get("domain_check") == "off":
+            why = "off"
+        elif stage1.get("domain_threshold") is None:
+            why = "the stage 1 checkpoint has no feature statistics (petriage fit-domain)"
+        else:
+            why = "no slice was analysed"
         return f"Domain check: not run ({why})"
     verdict = "like the training data" if domain["in_domain"] else "UNLIKE the training data"
     return (f"Domain check: {verdict} (feature distance {domain['score']:.0f}, limit {domain['threshold']:.0f}, "
@@ -173,7 +179,7 @@ def summary_markdown(result: TriageResult, files: Mapping[str, Any]) -> str:
     lines += ["", "## Models", ""]
     lines += [f"- stage {m['stage']}: {m['name']} ({m.get('architecture')}), sha256 {m.get('sha256')}"
               for m in result.models]
-    lines += [f"- {_domain_text(result.domain, result.options.get('domain_check'))}"]
+    lines += [f"- {_domain_text(result)}"]
     lines += ["", "## Timings (s)", "", ", ".join(f"{k} {t:.2f}" for k, t in result.timings.items())]
     lines += ["", "## Files", ""] + [f"- {Path(p).name}" for group in files.values()
                                      for p in (group if isinstance(group, list) else [group])]

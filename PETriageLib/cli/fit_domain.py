@@ -12,7 +12,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "and on its validation patients, fits their mean and shrunk covariance, sets the threshold "
                     "(the validation series' highest score times --margin) and writes them into the checkpoint. "
                     "petriage train does this itself; use this for checkpoints trained before it did.")
-    p.add_argument("checkpoint", help="checkpoint file to give a domain check (rewritten unless --out)")
+    p.add_argument("checkpoint", help="checkpoint file to give a domain check (rewritten unless --out; a "
+                                      "registered model needs --out)")
     p.add_argument("--manifest", required=True, nargs="+", help="data manifest CSV(s) the checkpoint was trained on")
     p.add_argument("--splits", required=True, help="the splits JSON the checkpoint was trained with")
     p.add_argument("--cache", required=True, help="slice cache folder (entries are reused and added)")

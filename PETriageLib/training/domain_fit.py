@@ -42,17 +42,21 @@ def fit_from_sources(model: torch.nn.Module, train_sources: Sequence, val_source
     """Domain statistics from cached sources (training.cache.CachedSource): a seeded sample of at
     most ``max_train_slices`` training slices with lung, and every validation series for the
     threshold (each scored on the slices triage would score)."""
-    rng = np.random.default_rng(seed)
+    if max_train_slices < 2:
+        raise ValueError(f"max_train_slices must be at least 2, got {max_train_slices}")
     train = _lung_slices(train_sources)
     total = sum(len(k) for _, k in train)
     if total == 0:
         raise ValueError("no training slice with lung to fit the domain statistics on")
-    keep = min(1.0, max_train_slices / total)
+    # exactly min(total, max_train_slices) slices, a seeded draw over all of them
+    chosen = np.zeros(total, bool)
+    chosen[np.random.default_rng(seed).choice(total, min(total, max_train_slices), replace=False)] = True
+    starts = np.cumsum([0] + [len(k) for _, k in train])
     feats = []
-    for s, k in _progress(train, "domain statistics (train)", progress):
-        chosen = k[rng.random(len(k)) < keep] if keep < 1 else k
-        if len(chosen):
-            feats.append(pooled_features(model, np.asarray(s.images[chosen], np.float32), batch_size, device))
+    for n, (s, k) in enumerate(_progress(train, "domain statistics (train)", progress)):
+        picked = k[chosen[starts[n]:starts[n + 1]]]
+        if len(picked):
+            feats.append(pooled_features(model, np.asarray(s.images[picked], np.float32), batch_size, device))
     # validation series scored as triage scores a series: up to MAX_SLICES slices spread over it
     val = [pooled_features(model, np.asarray(s.images[spread(k.tolist())], np.float32), batch_size, device)
            for s, k in _progress(_lung_slices(val_sources), "domain threshold (val)", progress)]
@@ -88,11 +92,15 @@ def fit_checkpoint_domain(checkpoint: "str | os.PathLike", manifest: "str | Path
                           max_train_series: "int | None" = None, seed: int = 0, **options: Any) -> DomainModel:
     """The ``fit-domain`` command: the checkpoint's own preprocessing, the splits' train and val
     patients (at most ``max_train_series`` training patients, seeded), the slice cache for speed."""
+    from PETriageLib.models.manifest import resources_dir
     from PETriageLib.preprocess import PreprocessConfig
     from PETriageLib.training.cache import cache_sources
     from PETriageLib.training.data import make_splits
     from PETriageLib.training.manifest import load_manifest
 
+    if out is None and Path(checkpoint).resolve().is_relative_to(Path(resources_dir()).resolve()):
+        raise ValueError(f"{checkpoint} is a registered model: rewriting it would change the SHA256 that "
+                         "Resources/models.json checks; write the result elsewhere with --out")
     model, meta = load_checkpoint(checkpoint)
     if not has_pooled_features(model):
         raise ValueError(f"{checkpoint}: {meta['architecture']} has no pooled branch features; "

@@ -249,6 +249,8 @@ def domain_summary(stage1: "str | Path", cached: Sequence[CachedSource], patient
 def _domain_md(summary: dict | None) -> str:
     if summary is None:
         return "Domain check: stage 1's checkpoint has no feature statistics (`petriage fit-domain`)."
+    if summary["series"] == 0:
+        return "Domain check: no evaluated series has a slice with lung to score."
     return (f"Domain check (stage 1's feature statistics, threshold {summary['threshold']:.0f}): triage would refuse "
             f"{summary['refused']} of {summary['series']} series as unlike its training data "
             f"(scores {summary['min']:.0f}-{summary['max']:.0f}, median {summary['median']:.0f}; "

@@ -79,12 +79,12 @@ def _real_ct(stage: int, real: dict) -> dict:
     return out
 
 
-def _limits(training: dict, meta: dict, real: "dict | None") -> str:
+def _limits(stage: int, training: dict, meta: dict, real: "dict | None") -> str:
     text = "Trained on synthetic phantoms only: " + (
         f"on real CT see metrics.real_ct ({len(real.get('patients', []))} series, far too few to judge)" if real
         else "behaviour on real CT is unknown and certainly worse")
     domain = meta.get("domain")
-    if domain:
+    if domain and stage == 1:  # triage checks stage 1's statistics only
         text += (f"; its domain check (threshold {domain['threshold']:.0f}, PETriageLib.domain_check) makes triage "
                  "refuse series unlike its training data by default")
     return (f"{text}. A small CPU model (see architecture): {training_recipe(training)}; "
@@ -111,7 +111,7 @@ def model_card(stage: int, meta: dict, test: "dict | None", real: "dict | None" 
         "intended_use": "Demonstration and software testing only. Trained on synthetic phantoms, "
                         "NOT for clinical use; never use it to make decisions about patients.",
         "training_data": _training_data(training),
-        "limits": _limits(training, meta, real),
+        "limits": _limits(stage, training, meta, real),
         "metrics": metrics,
         "architecture": f"{meta['architecture']} {meta['config']}, windows "
                         f"{'+'.join(w['name'] for w in meta['windows'])}, {meta['input_size']} px, {meta.get('crop')} crop",
@@ -119,7 +119,7 @@ def model_card(stage: int, meta: dict, test: "dict | None", real: "dict | None" 
         "threshold_rule": f"highest threshold with validation sensitivity >= {target}",
         "reproduce": f"bash {REPRODUCE}",
     }
-    if meta.get("domain"):
+    if meta.get("domain") and stage == 1:
         card["domain_check"] = {k: meta["domain"][k] for k in ("threshold", "quantile", "margin", "train_slices",
                                                                "val_series", "val_scores") if k in meta["domain"]}
     return card

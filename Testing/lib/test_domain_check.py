@@ -134,3 +134,57 @@ def test_statistics_of_another_width_are_refused(tmp_path) -> None:
     attach_domain_model(s1, fit_domain_model(draw(200), [draw(10)]))  # 12 features; the model pools more
     with pytest.raises(CheckpointError, match="describe 12 features, the model pools"):
         load_stage(1, s1)
+
+
+def test_a_damaged_entry_is_refused_not_ignored(tmp_path) -> None:
+    from PETriageLib.errors import CheckpointError
+    from PETriageLib.models.checkpoint import read_checkpoint
+
+    s1 = make_checkpoint(tmp_path / "s1.pt", 1)
+    model, _ = load_checkpoint(s1)
+    width = model.fc.in_features
+    rng = np.random.default_rng(0)
+    stats = fit_domain_model(rng.standard_normal((300, width)), [rng.standard_normal((10, width))])
+    attach_domain_model(s1, stats)
+    data = read_checkpoint(s1)
+    del data["domain"]["precision"]  # as a hand-edited or truncated file might be
+    torch.save(data, tmp_path / "damaged.pt")
+    with pytest.raises(CheckpointError, match="domain check entry is incomplete or damaged"):
+        load_stage(1, tmp_path / "damaged.pt")
+
+
+def test_report_says_why_the_check_did_not_run(tmp_path, phantom_study) -> None:
+    from dataclasses import replace
+
+    from PETriageLib.report import summary_markdown
+    from PETriageLib.training.evaluate import _domain_md
+
+    s1, s2 = make_checkpoint(tmp_path / "s1.pt", 1), make_checkpoint(tmp_path / "s2.pt", 2)
+    plain = Cascade(load_stage(1, s1), load_stage(2, s2), device="cpu")
+    assert "Domain check: not run (the stage 1 checkpoint has no feature statistics" in summary_markdown(
+        plain.run(phantom_study.volume), {})
+    rng = np.random.default_rng(0)
+    width = plain.stage1.model.fc.in_features
+    attach_domain_model(s1, fit_domain_model(rng.standard_normal((300, width)), [rng.standard_normal((10, width))]))
+    vol = phantom_study.volume
+    short = replace(vol, hu=vol.hu[:5], z_positions=vol.z_positions[:5], instance_uids=vol.instance_uids[:5])
+    checked = Cascade(load_stage(1, s1), load_stage(2, s2), device="cpu")
+    refused = checked.run(short)  # too few slices: refused before any model runs
+    assert refused.verdict.verdict == "not_analysable" and refused.domain is None
+    assert "Domain check: not run (no slice was analysed)" in summary_markdown(refused, {})
+    off = Cascade(load_stage(1, s1), load_stage(2, s2), device="cpu", domain_check="off").run(vol)
+    assert "Domain check: not run (off)" in summary_markdown(off, {})
+    ran = checked.run(vol)
+    assert f"(feature distance {ran.domain['score']:.0f}, limit {ran.domain['threshold']:.0f}" in summary_markdown(
+        ran, {})
+    assert _domain_md({"series": 0, "refused": 0, "threshold": 1.0, "min": None, "median": None, "max": None}) \
+        == "Domain check: no evaluated series has a slice with lung to score."
+
+
+def test_fit_domain_will_not_rewrite_a_registered_model(tmp_path, monkeypatch) -> None:
+    from PETriageLib.training.domain_fit import fit_checkpoint_domain
+
+    monkeypatch.setenv("PETRIAGE_RESOURCES", str(tmp_path))  # a scratch Resources/
+    registered = make_checkpoint(tmp_path / "models" / "s1.pt", 1)
+    with pytest.raises(ValueError, match="registered model: rewriting it would change the SHA256"):
+        fit_checkpoint_domain(registered, tmp_path / "manifest.csv", tmp_path / "splits.json", tmp_path / "cache")

@@ -123,6 +123,12 @@ def test_training_stores_the_domain_check(tiny_run) -> None:
         assert stage.domain.threshold == pytest.approx(1.5 * info["val_scores"]["max"], rel=1e-3)
         width = stage.model.fc.in_features
         assert stage.domain.mean.shape == (width,) and stage.domain.precision.shape == (width, width)
+    # a cap on the training slices is met exactly (a seeded draw over all of them)
+    from PETriageLib.training.domain_fit import fit_from_sources
+
+    capped = fit_from_sources(stage.model, [cached[p] for p in splits["train"]], [cached[p] for p in splits["val"]],
+                              max_train_slices=10)
+    assert capped.info["train_slices"] == 10 and capped.info["val_series"] == len(splits["val"])
     # the same command again trains nothing new and leaves best.pt, and so its SHA256, as it was
     from PETriageLib.models.checkpoint import file_sha256
 
