@@ -75,11 +75,18 @@ def save_checkpoint(path: "str | os.PathLike", model: SliceClassifier, meta: Map
     full_meta = build_meta(model, meta)
     state = {k: v.detach().to("cpu").contiguous().clone() for k, v in model.state_dict().items()}
     payload = {"format": FORMAT, "format_version": FORMAT_VERSION, "meta": full_meta, "state_dict": state}
+    write_checkpoint(path, payload)
+    log.info("saved checkpoint %s (%s, windows %s)", path, model.name, list(model.windows))
+    return path
+
+
+def write_checkpoint(path: "str | os.PathLike", data: dict) -> Path:
+    """Write a checkpoint dict (as ``read_checkpoint`` returns it) atomically: a reader never sees half a file."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    torch.save(payload, tmp)
+    torch.save(data, tmp)
     os.replace(tmp, path)
-    log.info("saved checkpoint %s (%s, windows %s)", path, model.name, list(model.windows))
     return path
 
 

@@ -29,7 +29,8 @@ class PatientSeries:
         return int(self.patient_label == "pe")
 
 
-def _progress(items, desc: str, enabled: bool):
+def series_progress(items, desc: str, enabled: bool):
+    """``items`` with a progress bar counted in series when enabled."""
     if not enabled:
         return items
     from tqdm import tqdm
@@ -54,7 +55,7 @@ def series_from_cache(models: Sequence, metas: Sequence[dict], manifest, cache_r
     if any(i != ids[0] for i in ids):
         raise RuntimeError("the two stages' caches hold different sources; the manifest changed meanwhile")
     out = []
-    for sources in _progress(list(zip(*cached)), f"features ({split})", progress):
+    for sources in series_progress(list(zip(*cached)), f"features ({split})", progress):
         lung = np.flatnonzero(sources[0].has_lung)
         if len(lung) == 0:  # triage calls such a series not analysable; there is nothing to learn from
             log.warning("%s: no slice with lung; left out of the patient classifier's data", sources[0].patient_id)

@@ -16,23 +16,22 @@ import torch
 
 from PETriageLib.domain_check import (DEFAULT_MARGIN, DEFAULT_QUANTILE, DomainModel, fit_domain_model,
                                       has_pooled_features, pooled_features, spread)
-from PETriageLib.models.checkpoint import load_checkpoint, read_checkpoint
+from PETriageLib.models.checkpoint import file_sha256, load_checkpoint, read_checkpoint, write_checkpoint
+from PETriageLib.patient.series import series_progress
 
 log = logging.getLogger(__name__)
 
 MAX_TRAIN_SLICES = 6000  # enough for a 512-feature covariance; more only costs time
 
 
-def _progress(items: list, desc: str, enabled: bool):
-    if not enabled:
-        return items
-    from tqdm import tqdm
-
-    return tqdm(items, desc=desc, unit="series")
-
-
 def _lung_slices(sources: Sequence) -> list[tuple[Any, np.ndarray]]:
     return [(s, np.flatnonzero(s.has_lung)) for s in sources if np.any(s.has_lung)]
+
+
+def _triage_features(model: torch.nn.Module, source: Any, lung: np.ndarray, batch_size: int = 32,
+                     device: Any = "cpu") -> np.ndarray:
+    """Pooled features of the slices triage scores in a series: up to MAX_SLICES of its lung slices, spread."""
+    return pooled_features(model, np.asarray(source.images[spread(lung.tolist())], np.float32), batch_size, device)
 
 
 def fit_from_sources(model: torch.nn.Module, train_sources: Sequence, val_sources: Sequence, *,
@@ -53,13 +52,13 @@ def fit_from_sources(model: torch.nn.Module, train_sources: Sequence, val_source
     chosen[np.random.default_rng(seed).choice(total, min(total, max_train_slices), replace=False)] = True
     starts = np.cumsum([0] + [len(k) for _, k in train])
     feats = []
-    for n, (s, k) in enumerate(_progress(train, "domain statistics (train)", progress)):
+    for n, (s, k) in enumerate(series_progress(train, "domain statistics (train)", progress)):
         picked = k[chosen[starts[n]:starts[n + 1]]]
         if len(picked):
             feats.append(pooled_features(model, np.asarray(s.images[picked], np.float32), batch_size, device))
-    # validation series scored as triage scores a series: up to MAX_SLICES slices spread over it
-    val = [pooled_features(model, np.asarray(s.images[spread(k.tolist())], np.float32), batch_size, device)
-           for s, k in _progress(_lung_slices(val_sources), "domain threshold (val)", progress)]
+    # validation series scored as triage scores a series
+    val = [_triage_features(model, s, k, batch_size, device)
+           for s, k in series_progress(_lung_slices(val_sources), "domain threshold (val)", progress)]
     domain = fit_domain_model(np.concatenate(feats), val, quantile, margin)
     domain.info["train_series"] = len(train)
     return domain
@@ -68,8 +67,6 @@ def fit_from_sources(model: torch.nn.Module, train_sources: Sequence, val_source
 def attach_domain_model(checkpoint: "str | os.PathLike", domain: DomainModel,
                         out: "str | os.PathLike | None" = None) -> Path:
     """Write the checkpoint again (to ``out``, default in place, atomically) with the statistics."""
-    from PETriageLib.models.checkpoint import file_sha256
-
     data = read_checkpoint(checkpoint)
     tensors, meta = domain.to_payload()
     # the weights do not change: series models trained on any earlier file of them still fit
@@ -77,11 +74,7 @@ def attach_domain_model(checkpoint: "str | os.PathLike", domain: DomainModel,
         file_sha256(checkpoint)]
     data["domain"] = tensors
     data["meta"]["domain"] = meta
-    dest = Path(out) if out else Path(checkpoint)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(dest.name + ".tmp")
-    torch.save(data, tmp)
-    os.replace(tmp, dest)
+    dest = write_checkpoint(out or checkpoint, data)
     log.info("domain check stored in %s: threshold %.1f", dest, domain.threshold)
     return dest
 
@@ -128,9 +121,5 @@ def fit_checkpoint_domain(checkpoint: "str | os.PathLike", manifest: "str | Path
 def score_sources(model: torch.nn.Module, domain: DomainModel, sources: Sequence) -> list[float | None]:
     """Each cached source's series score as triage computes it (up to MAX_SLICES slices with lung
     spread over the series); None for a source without lung."""
-    scores: list[float | None] = []
-    for s in sources:
-        idx = spread(np.flatnonzero(s.has_lung).tolist())
-        scores.append(domain.series_score(pooled_features(model, np.asarray(s.images[idx], np.float32)))
-                      if idx else None)
-    return scores
+    return [domain.series_score(_triage_features(model, s, np.flatnonzero(s.has_lung))) if np.any(s.has_lung)
+            else None for s in sources]

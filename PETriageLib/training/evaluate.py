@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Any, Optional, Sequence
 
 import numpy as np
 import torch
@@ -225,13 +225,12 @@ def save_roc(curves: Sequence["tuple[str, np.ndarray, np.ndarray]"], path: Path,
     plt.close(fig)
 
 
-def domain_summary(stage1: "str | Path", cached: Sequence[CachedSource], patients: list[dict]) -> dict | None:
-    """How many of the evaluated series triage's domain check would refuse (stage 1's statistics);
-    each patient row gets its ``domain_score``. None when the checkpoint has no statistics."""
-    from PETriageLib.cascade import load_stage
+def domain_summary(stage: Any, cached: Sequence[CachedSource], patients: list[dict]) -> dict | None:
+    """How many of the evaluated series triage's domain check would refuse (``stage``: stage 1 as
+    ``cascade.load_stage`` gives it); each patient row gets its ``domain_score``. None when the
+    checkpoint has no statistics."""
     from PETriageLib.training.domain_fit import score_sources
 
-    stage = load_stage(1, stage1)
     if stage.domain is None:
         return None
     scores = score_sources(stage.model, stage.domain, cached)
@@ -276,11 +275,10 @@ def evaluate_cascade(stage1: "str | Path", stage2: "str | Path", manifest: "str 
     if [c.patient_id for c in cached1] != [c.patient_id for c in cached2]:
         raise RuntimeError("stage 1 and stage 2 saw different sources; the manifest changed during evaluation")
     t1, t2 = float(m1["threshold"]), float(m2["threshold"])
-    stages = None  # the pair with its SHA256, for the series models that are bound to it
-    if refiner is not None or patient_model is not None:
-        from PETriageLib.cascade import load_stage
+    from PETriageLib.cascade import load_stage
 
-        stages = [load_stage(1, stage1), load_stage(2, stage2)]
+    # the pair with its SHA256 and stage 1's domain statistics (the series models are bound to the pair)
+    stages = [load_stage(1, stage1), load_stage(2, stage2)]
     if refiner is not None:
         p1, p2, t1, t2 = refined_probs(refiner, stages, manifest, cache_root, splits_file, split, cached1, seed)
     r1, y1, q1 = stage_report(cached1, p1, 1, t1, m1["class_names"], n_boot)
@@ -308,7 +306,7 @@ def evaluate_cascade(stage1: "str | Path", stage2: "str | Path", manifest: "str 
               "patients": patients, "patient_tables": ptables, "patient_pe_auroc": patient_auroc,
               "by_lesion_area": by_area,
               "operating_points": points}
-    report["domain_check"] = domain_summary(stage1, cached1, patients)
+    report["domain_check"] = domain_summary(stages[0], cached1, patients)
     if patient_model is not None:
         from PETriageLib.patient.pipeline import patient_classifier_report
 
