@@ -118,7 +118,7 @@ class PETriageLogic(ScriptedLoadableModuleLogic):
     def scene(self):
         if self._scene is None:
             ensureDependencies()
-            from PETriageSlicer.logic import PETriageLogic as SceneLogic
+            from PETriageSlicer.logic import PETriageSceneLogic as SceneLogic
 
             self._scene = SceneLogic(slicer.mrmlScene)
         return self._scene
@@ -486,7 +486,7 @@ class PETriageTest(ScriptedLoadableModuleTest):
         ensureDependencies()
         from PETriageLib.models import build_model, save_checkpoint
         from PETriageLib.phantom import generate_study, write_study
-        from PETriageSlicer.logic import PETriageLogic as SceneLogic, TriageSettings
+        from PETriageSlicer.logic import PETriageSceneLogic as SceneLogic, TriageSettings
 
         self.delayDisplay("Generating a small synthetic PE study and two tiny models")
         tmp = tempfile.mkdtemp(prefix="petriage-selftest-")

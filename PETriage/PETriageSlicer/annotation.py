@@ -139,7 +139,7 @@ def _patient_label(labels: list[str]) -> str:
 
 def _write_labels(path: Path, vol: Any, labels: list[str], files: list[Path], mask: np.ndarray | None) -> None:
     """Phantom-style labels; finding flags come from the painted mask (pe also from the label)."""
-    from PETriageLib.dicom_scan import read_instance
+    from PETriageLib.ingest.scan import read_instance
     from PETriageLib.phantom import FINDING_CODES
 
     # Files without SOPInstanceUID got surrogate ids built from their original names; the copies are

@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import slicer
 
-from PETriageLib.dicom_series import surrogate_instance_uid
-from PETriageLib.volume import LPS_TO_RAS, CTVolume
+from PETriageLib.ingest.load import surrogate_instance_uid
+from PETriageLib.ingest.volume import LPS_TO_RAS, CTVolume
 
 SH = slicer.vtkMRMLSubjectHierarchyConstants
 

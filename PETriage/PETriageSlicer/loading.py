@@ -30,7 +30,7 @@ def series_name(meta: dict[str, str]) -> str:
 def pick_series(path_or_files: "str | Path | Sequence[str]", series_uid: str | None = None,
                 progress: Callable[[int, int], None] | None = None):
     """The series to load: the one with ``series_uid``, else the CT series with most slices."""
-    from PETriageLib.dicom_series import scan_series
+    from PETriageLib.ingest.load import scan_series
 
     found = scan_series(path_or_files, progress=progress)
     if series_uid is not None:
@@ -53,7 +53,7 @@ def load_dicom_folder(path_or_files: "str | Path | Sequence[str]", series_uid: s
     import vtk
 
     scene = scene or slicer.mrmlScene
-    from PETriageLib.dicom_series import series_metadata
+    from PETriageLib.ingest.load import series_metadata
 
     info = pick_series(path_or_files, series_uid, progress)
     header = series_metadata(info.instances[0], info.uid, info.num_slices)

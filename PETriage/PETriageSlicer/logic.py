@@ -1,16 +1,18 @@
-"""PETriageLogic: the one object the widget and the Python console use.
+"""PETriageSceneLogic: the one object the widget and the Python console use.
 
 Triage is split for the GUI: ``prepare`` (main thread: copy voxels out of the node),
-``TriageTask.compute`` (any thread: cascade + Grad-CAM, no MRML access) and ``TriageTask.publish``
-(main thread: nodes). ``run`` does all three in a row for scripts.
+``TriageTask.compute`` (any thread: PETriageLib's screening loop, no MRML access) and
+``TriageTask.publish`` (main thread: nodes). ``run`` does all three in a row for scripts.
 """
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import slicer
+
+from PETriageLib.progress import Progress
 
 from PETriageSlicer import annotation, navigation, worklist
 from PETriageSlicer.geometry import volume_from_node
@@ -20,7 +22,6 @@ from PETriageSlicer.results import DisplayOptions, ResultNodes, add_results, upd
 
 log = logging.getLogger(__name__)
 
-Progress = Callable[[int, int, str], None]
 
 
 @dataclass
@@ -40,33 +41,29 @@ class TriageSettings:
 class TriageTask:
     """One triage of one volume node, runnable off the GUI thread between prepare and publish."""
 
-    def __init__(self, logic: "PETriageLogic", ct: Any, settings: TriageSettings) -> None:
+    def __init__(self, logic: "PETriageSceneLogic", ct: Any, settings: TriageSettings) -> None:
         self.logic, self.ct, self.settings = logic, ct, settings
         self.volume = volume_from_node(ct)  # a copy: the worker never touches MRML
-        self.result: Any = None
-        self.heatmaps: dict = {}
+        self.result: Any = None  # PETriageLib.triage.result.TriageResult, once computed
+        self.heatmaps: Any = None  # PETriageLib.explain.heatmaps.Heatmaps, when Grad-CAM ran
 
     def compute(self, progress: Progress | None = None, cancel: Any = None) -> None:
-        from PETriageLib.gradcam import select_cam_slices
+        from PETriageLib.screening.series import ScreenOptions, screen_volume
 
-        cascade = self.logic.cascade(self.settings)
-        self.result = cascade.run(self.volume, progress=progress, cancel=cancel)
-        if self.result.verdict.verdict == "not_analysable":
-            return
-        slices = select_cam_slices(self.result.rows, self.settings.cam, self.settings.top_k)
-        if slices:
-            if progress:
-                progress(0, len(slices), "Grad-CAM")
-            self.heatmaps = cascade.heatmaps(self.result, slices, stage=2, progress=progress, cancel=cancel)
+        options = ScreenOptions(cam=self.settings.cam, top_k=self.settings.top_k)
+        screened = screen_volume(self.logic.cascade(self.settings), self.volume, options,
+                                 progress=progress, cancel=cancel)
+        self.result, self.heatmaps = screened.result, screened.heatmaps
 
     def publish(self) -> ResultNodes:
         if self.result is None:
             raise RuntimeError("compute() has not finished")
         self.logic.last_tasks[self.ct.GetID()] = self  # kept for Grad-CAM on demand
-        return add_results(self.ct, self.result, self.heatmaps, self.settings.display)
+        maps = {} if self.heatmaps is None else self.heatmaps.volumes
+        return add_results(self.ct, self.result, maps, self.settings.display)
 
 
-class PETriageLogic:
+class PETriageSceneLogic:
     """Scene logic of the PETriage module; works on ``scene`` (default slicer.mrmlScene)."""
 
     def __init__(self, scene: Any = None) -> None:
@@ -85,19 +82,15 @@ class PETriageLogic:
     # triage
     def cascade(self, settings: TriageSettings) -> Any:
         """The Cascade for these models/device/threshold, built once and reused."""
-        from PETriageLib.cascade import Cascade
+        from PETriageLib.triage.cascade import build_cascade
 
         key = (settings.stage1, settings.stage2, settings.device, settings.threshold_pe, settings.patient_model,
                settings.refiner, settings.domain_check)
         if key != self._cascade_key:
             paths = [str(verified_path(name)) for name in (settings.stage1, settings.stage2)]
-            options: dict[str, Any] = {} if settings.threshold_pe is None else {"threshold_pe": settings.threshold_pe}
-            if settings.patient_model:
-                options["patient_model"] = settings.patient_model
-            if settings.refiner:
-                options["refiner"] = settings.refiner
-            self._cascade = Cascade.from_checkpoints(paths[0], paths[1], device=settings.device,
-                                                     domain_check=settings.domain_check, **options)
+            self._cascade = build_cascade(paths[0], paths[1], device=settings.device, threshold_pe=settings.threshold_pe,
+                                          patient_model=settings.patient_model or None,
+                                          refiner=settings.refiner or None, domain_check=settings.domain_check)
             self._cascade_key = key
         return self._cascade
 
@@ -116,8 +109,10 @@ class PETriageLogic:
         task = self.last_tasks.get(ct.GetID())
         if task is None:
             raise RuntimeError(f"{ct.GetName()} has not been triaged in this session: run it first")
-        maps = self.cascade(task.settings).heatmaps(task.result, list(slices), stage=2, progress=progress)
-        return update_heatmaps(ct, maps, list(slices), task.settings.display)
+        from PETriageLib.explain.heatmaps import explain
+
+        maps = explain(self.cascade(task.settings), task.result, list(slices), stage=2, progress=progress)
+        return update_heatmaps(ct, maps.volumes, list(slices), task.settings.display)
 
     # navigation
     jump_to_slice = staticmethod(navigation.jump_to_slice)

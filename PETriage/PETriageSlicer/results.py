@@ -136,7 +136,7 @@ def add_results(ct: Any, result: Any, heatmaps: dict[str, np.ndarray] | None = N
     maps = {b: add_heatmap(scene, ct, f"{name} Grad-CAM {b}", a, options) for b, a in (heatmaps or {}).items()}
     attrs = verdict_attributes(verdict)
     # the domain check (None: not run) and the run's warnings, where the panel and scripts can read them
-    attrs["PETriage.domainCheck"] = "" if result.domain is None else json.dumps(result.domain)
+    attrs["PETriage.domainCheck"] = "" if result.domain is None else json.dumps(result.domain.to_dict())
     attrs["PETriage.warnings"] = json.dumps(list(result.warnings))
     for node in [ct, table, chart, *maps.values()]:
         for key, value in attrs.items():

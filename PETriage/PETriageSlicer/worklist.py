@@ -1,18 +1,19 @@
 """Screen many series (a folder, or every CT series of Slicer's DICOM database) into a ranked worklist.
 
-Series are triaged straight from their files (no nodes are made), ranked by PE score with
-PETriageLib's worklist rule, and listed in a table node; any row can then be loaded.
+Series are triaged straight from their files (no nodes are made) by PETriageLib's screening
+loop, ranked in memory by its worklist rule, and listed in a table node; any row can then be loaded.
 """
 from __future__ import annotations
 
 import logging
-import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import slicer
 
+from PETriageLib.ingest.eligibility import modality_problem
+from PETriageLib.screening.many import SeriesSource
+from PETriageLib.triage.worklist import WorklistEntry
 from PETriageSlicer.results import add_column
 
 log = logging.getLogger(__name__)
@@ -23,23 +24,11 @@ COLUMNS = {"rank": "int", "verdict": "str", "pe_score": "float", "disease_score"
            "series_description": "str", "num_slices": "float", "reason": "str", "source": "str"}
 
 
-@dataclass
-class SeriesSource:
-    """Where a series comes from: its files, its UID, and how to load it again (folder or 'dicomdb')."""
-
-    files: list[str]
-    series_uid: str
-    source: str
-    description: str = ""
-
-
 def folder_sources(folder: "str | Path") -> list[SeriesSource]:
     """Every CT series under ``folder`` (searched recursively)."""
-    from PETriageLib.dicom_series import scan_series
+    from PETriageLib.screening.many import folder_sources as sources_in
 
-    found = scan_series(folder)
-    return [SeriesSource([str(f) for f in s.files], s.uid, str(folder), s.description)
-            for s in found if (s.modality or "CT").upper() == "CT"]
+    return [s for s in sources_in(folder) if modality_problem(s.modality) is None]
 
 
 def database_sources() -> list[SeriesSource]:
@@ -50,47 +39,27 @@ def database_sources() -> list[SeriesSource]:
         for study in db.studiesForPatient(patient):
             for series in db.seriesForStudy(study):
                 files = db.filesForSeries(series)
-                if files and db.fileValue(files[0], "0008,0060").upper() == "CT":
-                    out.append(SeriesSource(list(files), series, DATABASE))
+                if files and modality_problem(db.fileValue(files[0], "0008,0060")) is None:
+                    out.append(SeriesSource(list(files), series, modality="CT", source=DATABASE))
     return out
 
 
 def screen(sources: Sequence[SeriesSource], cascade: Any,
-           progress: Callable[[int, int, str], None] | None = None, cancel: Any = None) -> list[dict]:
-    """Triage each series; failures become rows with their reason. Returns rows ranked by PE score."""
-    from PETriageLib.cascade import Cancelled, is_cancelled
-    from PETriageLib.dicom_series import load_series
-    from PETriageLib.report import worklist_row, write_worklist
+           progress: Callable[[int, int, str], None] | None = None, cancel: Any = None) -> list[WorklistEntry]:
+    """Triage each series (no Grad-CAM, no report files); failures become entries with their
+    reason. Returns the entries ranked by PE score (PETriageLib's worklist rule, in memory)."""
+    from PETriageLib.screening.many import screen_sources
+    from PETriageLib.screening.series import ScreenOptions
 
-    entries = []
-    for n, src in enumerate(sources):
-        if is_cancelled(cancel):
-            raise Cancelled(f"screening cancelled after {n} of {len(sources)} series")
-        if progress:
-            progress(n, len(sources), f"series {n + 1}/{len(sources)}")
-        try:
-            result = cascade.run(load_series(src.files, series_uid=src.series_uid), cancel=cancel)
-            row = worklist_row(result, "")
-        except Cancelled:
-            raise
-        except Exception as exc:  # one bad series must not stop the worklist
-            log.warning("series %s: %s", src.series_uid, exc)
-            row = worklist_row(None, "", {"series_uid": src.series_uid, "num_slices": len(src.files),
-                                          "series_description": src.description}, reason=str(exc))
-        row["source"] = src.source
-        entries.append(row)
-    if progress:
-        progress(len(sources), len(sources), "done")
-    with tempfile.TemporaryDirectory() as tmp:  # reuse the library's ranking; the CSV is a by-product
-        return write_worklist(entries, Path(tmp) / "worklist.csv")
+    return screen_sources(sources, cascade, ScreenOptions(cam="none"), progress=progress, cancel=cancel)
 
 
-def worklist_table(rows: Sequence[dict], scene: Any = None, name: str = "PETriage worklist") -> Any:
+def worklist_table(rows: Sequence[WorklistEntry], scene: Any = None, name: str = "PETriage worklist") -> Any:
     """A table node with one ranked row per series."""
     scene = scene or slicer.mrmlScene
     node = scene.AddNewNodeByClass("vtkMRMLTableNode", name)
     for col, kind in COLUMNS.items():
-        add_column(node.GetTable(), col, [r.get(col) for r in rows], kind)
+        add_column(node.GetTable(), col, [getattr(r, col) for r in rows], kind)
     node.SetAttribute("PETriage.worklist", "1")
     node.Modified()
     return node

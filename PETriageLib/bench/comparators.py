@@ -94,9 +94,9 @@ def compare_models(images: np.ndarray, reference: tuple[str, dict], device: str 
     when known. Weights are random: speed does not depend on them."""
     import torch
 
-    from PETriageLib.fast_inference import FastPredictor, naive_predictor
+    from PETriageLib.models.fast import FastPredictor, naive_predictor
     from PETriageLib.models import DEFAULT_WINDOWS, build_model
-    from PETriageLib.preprocess import centre_channels
+    from PETriageLib.preprocess.slices import centre_channels
 
     accuracy = accuracy_table(accuracy_file)
     rows = []

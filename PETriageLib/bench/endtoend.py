@@ -21,39 +21,33 @@ STEPS = ("reading", "preprocessing", "stage1", "stage2", "domain_check", "gradca
 
 
 def build_cascade(stage1: str, stage2: str, device: str = "cpu", inference: str = "fast", **options: Any) -> Any:
-    """Cascade.from_checkpoints on the given inference path ("fast" or "eager"/"naive"). The domain
-    check only warns here: a benchmark times every step, also on series it would refuse (the
-    quick plan's 128 px phantoms are unlike the demo models' training data)."""
-    from PETriageLib.cascade import Cascade
+    """The cascade on the given inference path ("fast" or "eager"/"naive"). The domain check only
+    warns here: a benchmark times every step, also on series it would refuse (the quick plan's
+    128 px phantoms are unlike the demo models' training data)."""
+    from PETriageLib.triage.cascade import build_cascade as build
 
     options.setdefault("domain_check", "warn")
-    return Cascade.from_checkpoints(stage1, stage2, device=device, inference=inference, **options)
+    return build(stage1, stage2, device=device, inference=inference, **options)
 
 
 def triage_once(cascade: Any, series_dir: str | Path, out_dir: str | Path, top_k: int = 5) -> dict[str, Any]:
     """Read, triage, Grad-CAM on the top-k slices and write the report; seconds per step."""
-    from PETriageLib.dicom_series import load_series
-    from PETriageLib.gradcam import select_cam_slices
-    from PETriageLib.report import write_report
+    from PETriageLib.screening.series import ScreenOptions, screen_files
 
     t0 = time.perf_counter()
-    volume = load_series(series_dir)
-    reading = time.perf_counter() - t0
-    result = cascade.run(volume)
-    heatmaps = None
-    if result.verdict.verdict != "not_analysable" and top_k > 0:
-        heatmaps = cascade.heatmaps(result, select_cam_slices(result.rows, "top-k", top_k))
-    write_report(result, out_dir, heatmaps=heatmaps)
+    options = ScreenOptions(cam="top-k" if top_k > 0 else "none", top_k=max(top_k, 0))
+    screened = screen_files(cascade, series_dir, options=options, out_dir=out_dir)
     total = time.perf_counter() - t0
-    steps = {"reading": reading, **{k: float(v) for k, v in result.timings.items()}}
-    steps = {k: steps.get(k, 0.0) for k in STEPS}
+    result = screened.result
+    steps = {k: float(screened.files.timings.get(k, 0.0)) for k in STEPS}
     steps["other"] = max(0.0, total - sum(steps.values()))
     steps["total"] = total
     n2 = sum(1 for r in result.rows if r.p_pe is not None)
-    return {"steps": steps, "slices": volume.num_slices, "matrix": int(volume.shape[-1]),
-            "volume_mb": volume.hu.nbytes / 2 ** 20,
+    return {"steps": steps, "slices": result.volume.num_slices, "matrix": int(result.volume.shape[-1]),
+            "volume_mb": result.volume.hu.nbytes / 2 ** 20,
             "lung_slices": sum(1 for r in result.rows if r.has_lung), "stage2_slices": n2,
-            "verdict": result.verdict.verdict, "cam_slices": len(result.cam.get("slices", []))}
+            "verdict": result.verdict.verdict,
+            "cam_slices": 0 if screened.heatmaps is None else len(screened.heatmaps.slices)}
 
 
 def end_to_end(stage1: str, stage2: str, series_dir: str | Path, device: str = "cpu", inference: str = "fast",
@@ -71,4 +65,4 @@ def end_to_end(stage1: str, stage2: str, series_dir: str | Path, device: str = "
     info = {k: v for k, v in runs[-1].items() if k != "steps"}
     return {"inference": inference, "device": device, "repeats": repeats, "warmup": warmup, "top_k": top_k,
             "steps": steps, **info, "load_avg": load_average(),
-            "fast_paths": cascade.options().get("fast_paths")}
+            "fast_paths": cascade.runner.fast_paths()}

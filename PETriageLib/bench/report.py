@@ -14,7 +14,7 @@ def machine_info(device: str = "cpu") -> dict[str, Any]:
     """CPU model, cores, memory, torch version and threads; the GPU when ``device`` is CUDA."""
     import torch
 
-    from PETriageLib.fast_inference import bf16_supported, usable_cpus
+    from PETriageLib.models.fast import bf16_supported, usable_cpus
 
     info = {"cpu": _cpu_model(), "logical_cpus": os.cpu_count(), "usable_cpus": usable_cpus(),
             "memory_gb": _memory_gb(), "python": platform.python_version(), "platform": platform.platform(),

@@ -86,7 +86,7 @@ def _fixed_images(models: Any, series_dir: Path, count: int) -> Any:
     from PETriageLib.bench.throughput import fixed_slices
     from PETriageLib.models.checkpoint import load_checkpoint
     from PETriageLib.models.manifest import resolve_model
-    from PETriageLib.preprocess import PreprocessConfig
+    from PETriageLib.preprocess.slices import PreprocessConfig
 
     _, meta = load_checkpoint(*resolve_model(models.stage1))
     return fixed_slices(series_dir, PreprocessConfig.from_dict(meta), count)

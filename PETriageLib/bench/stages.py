@@ -16,7 +16,7 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class BenchModels:
-    stage1: str  # manifest name or checkpoint path (what Cascade.from_checkpoints takes)
+    stage1: str  # manifest name or checkpoint path (what triage.cascade.build_cascade takes)
     stage2: str
     source: str  # "shipped", "given" or "fresh"
     architecture: str
@@ -39,7 +39,7 @@ def given_models(stage1: str, stage2: str, source: str = "given") -> BenchModels
 
 def shipped_models() -> "BenchModels | None":
     """The default models of Resources/models.json, or None when none are registered yet."""
-    from PETriageLib.cascade import default_models
+    from PETriageLib.triage.stages import default_models
     from PETriageLib.errors import PETriageError
 
     try:

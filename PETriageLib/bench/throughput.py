@@ -17,9 +17,9 @@ log = logging.getLogger(__name__)
 
 def fixed_slices(series_dir: str | Path, config: Any, count: int) -> np.ndarray:
     """``count`` lung slices spread evenly over the series, preprocessed as the model sees them."""
-    from PETriageLib.dicom_series import load_series
-    from PETriageLib.lung_crop import analyse_lungs
-    from PETriageLib.preprocess import prepare_slices
+    from PETriageLib.ingest.load import load_series
+    from PETriageLib.preprocess.lungs import analyse_lungs
+    from PETriageLib.preprocess.slices import prepare_slices
 
     volume = load_series(series_dir)
     lungs = analyse_lungs(volume)
@@ -76,7 +76,7 @@ def paired_throughput(predictors: dict[str, Any], images: np.ndarray, batch_size
 def stage1_throughput(model: Any, images: np.ndarray, device: str = "cpu", batch_sizes: Sequence[int] = (1, 8, 32),
                       repeats: int = 5, min_time_s: float = 2.0) -> dict[str, Any]:
     """Naive vs fast stage-1 throughput and the fast path's check against fp32 on ``images``."""
-    from PETriageLib.fast_inference import FastPredictor, naive_predictor
+    from PETriageLib.models.fast import FastPredictor, naive_predictor
 
     naive = naive_predictor(model, device)
     fast = FastPredictor(model, device)
@@ -95,7 +95,7 @@ def compile_payoff(model: Any, images: np.ndarray, device: str = "cpu", batch_si
     """Does torch.compile pay for one series? Its one-off compile time vs the time it saves."""
     import torch
 
-    from PETriageLib.fast_inference import FastOptions, FastPredictor
+    from PETriageLib.models.fast import FastOptions, FastPredictor
 
     x = torch.from_numpy(batch_of(images, batch_size))
     eager = FastPredictor(model, device, batch_size=batch_size)

@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import argparse
 import logging
-import time
 from pathlib import Path
 from typing import Any
 
-from PETriageLib.cli.triage import add_cascade_options, build_cascade, triage_volume
+from PETriageLib.cli.triage import TqdmProgress, add_cascade_options, build_cascade, screen_options
 
 log = logging.getLogger("petriage.demo")
 
@@ -31,8 +30,8 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from PETriageLib.dicom_series import load_series
     from PETriageLib.phantom import generate_study, write_study
+    from PETriageLib.screening.series import screen_files
 
     quiet = logging.getLogger().level > logging.INFO
     cascade = build_cascade(args)  # first, so a missing model fails before the phantom is made
@@ -40,14 +39,17 @@ def run(args: argparse.Namespace) -> int:
     study = generate_study(args.seed, matrix=args.matrix, slices=args.slices or None, pe=not args.no_pe,
                            contrast=None if args.no_pe else "ctpa", difficulty="easy")
     paths = write_study(study, args.out / "study")
-    t = time.perf_counter()
-    volume = load_series(paths["series_dir"])
-    result, files = triage_volume(cascade, volume, args.out / "report", args, time.perf_counter() - t, quiet)
-    v = result.verdict
+    bar = TqdmProgress("triage", disable=quiet)
+    try:
+        screened = screen_files(cascade, paths["series_dir"], options=screen_options(args),
+                                out_dir=args.out / "report", progress=bar)
+    finally:
+        bar.close()
+    v, files = screened.result.verdict, screened.files
     truth = {lab: study.slice_labels.count(lab) for lab in ("wnl", "other", "pe")}
     print(f"verdict: {v.verdict} ({v.reason})")
     print(f"ground truth: {study.patient_label}; slices {truth}")
-    print(f"report: {files['summary']} and {files['report_json']}")
+    print(f"report: {files.summary} and {files.report_json}")
     print("note: the shipped demo models were trained briefly on synthetic phantoms; they are weak "
           "(see docs/training.md) and not for clinical use")
     return 0

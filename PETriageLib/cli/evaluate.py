@@ -31,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
     import json
     from pathlib import Path
 
-    from PETriageLib.fast_inference import set_threads
+    from PETriageLib.models.fast import set_threads
     from PETriageLib.models.checkpoint import read_checkpoint
     from PETriageLib.models.manifest import resolve_model
     from PETriageLib.training.evaluate import evaluate_cascade

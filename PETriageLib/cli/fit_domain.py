@@ -34,7 +34,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import json
 
-    from PETriageLib.fast_inference import set_threads
+    from PETriageLib.models.fast import set_threads
     from PETriageLib.training.domain_fit import fit_checkpoint_domain
 
     set_threads(args.threads)

@@ -8,6 +8,8 @@ from typing import Any, Callable
 
 import numpy as np
 
+from PETriageLib.ingest.eligibility import AXIAL_COSINE
+
 AXES = ("sagittal", "coronal", "axial")  # slice normal along L, P, S
 
 
@@ -27,15 +29,15 @@ def orientation_name(normal: "np.ndarray | None") -> str:
         return "unknown"
     n = np.abs(np.asarray(normal, float))
     axis = int(np.argmax(n))
-    return AXES[axis] if n[axis] > 0.985 else "oblique"
+    return AXES[axis] if n[axis] > AXIAL_COSINE else "oblique"
 
 
-def _bar(desc: str, quiet: bool) -> tuple[Any, Callable[[int, int], None]]:
+def _bar(desc: str, quiet: bool) -> tuple[Any, Callable[[int, int, str], None]]:
     from tqdm import tqdm
 
     bar = tqdm(desc=desc, unit="file", leave=False, disable=True if quiet else None)
 
-    def update(done: int, total: int) -> None:
+    def update(done: int, total: int, _message: str = "") -> None:
         bar.total = total
         bar.update(done - bar.n)
 
@@ -44,10 +46,11 @@ def _bar(desc: str, quiet: bool) -> tuple[Any, Callable[[int, int], None]]:
 
 def describe(info: Any, lungs: bool, quiet: bool) -> dict[str, Any]:
     """One series as a JSON-ready dict: header facts, then volume facts when it loads."""
-    from PETriageLib.dicom_checks import check_series
-    from PETriageLib.dicom_series import load_info
+    from PETriageLib.ingest.checks import check_series
+    from PETriageLib.ingest.load import load_info
     from PETriageLib.errors import SeriesError
-    from PETriageLib.lung_crop import analyse_lungs, check_chest, lung_slice_range
+    from PETriageLib.preprocess.lungs import analyse_lungs, lung_slice_range
+    from PETriageLib.triage.eligibility import chest_problem, triage_problem
 
     check = check_series(info.instances)
     first = info.instances[0]
@@ -61,6 +64,7 @@ def describe(info: Any, lungs: bool, quiet: bool) -> dict[str, Any]:
         "slice_normal": None if check.normal is None else [round(float(v), 6) for v in check.normal],
         "errors": check.errors, "warnings": [w for w in info.warnings if w not in check.errors],
         "loaded": False, "lung_slices": None, "lung_slice_count": None, "not_chest_reason": None,
+        "not_analysable_reason": None,
     }
     if not lungs or check.errors:
         return out
@@ -81,7 +85,7 @@ def describe(info: Any, lungs: bool, quiet: bool) -> dict[str, Any]:
                study_date=volume.metadata.get("study_date"), kernel=volume.metadata.get("kernel"),
                contrast_agent=volume.metadata.get("contrast_agent"),
                lung_slices=list(span) if span else None, lung_slice_count=sum(s.has_lung for s in found),
-               not_chest_reason=check_chest(volume, found))
+               not_chest_reason=chest_problem(volume, found), not_analysable_reason=triage_problem(volume, found))
     return out
 
 
@@ -95,6 +99,8 @@ def _print_text(paths: list[str], series: list[dict[str, Any]]) -> None:
             lungs = (f"slices {s['lung_slices'][0]}-{s['lung_slices'][1]} ({s['lung_slice_count']} with lung)"
                      if s["lung_slices"] else "none found")
             print(f"    lungs: {lungs}; chest CT: {'no, ' + s['not_chest_reason'] if s['not_chest_reason'] else 'yes'}")
+            refused = s["not_analysable_reason"]
+            print(f"    triage: {'refused, ' + refused if refused else 'accepted'}")
         for e in s["errors"]:
             print(f"    ERROR: {e}")
         for w in s["warnings"]:
@@ -102,7 +108,7 @@ def _print_text(paths: list[str], series: list[dict[str, Any]]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from PETriageLib.dicom_series import scan_series
+    from PETriageLib.ingest.load import scan_series
 
     quiet = bool(getattr(args, "quiet", False))
     source = args.path[0] if len(args.path) == 1 else args.path

@@ -55,9 +55,9 @@ def run(args: argparse.Namespace) -> int:
     import json
     from pathlib import Path
 
-    from PETriageLib.fast_inference import set_threads
-    from PETriageLib.patient.pipeline import train_patient_from_manifest
-    from PETriageLib.patient.config import PatientTrainConfig
+    from PETriageLib.models.fast import set_threads
+    from PETriageLib.training.series_models.from_manifest import train_patient_from_manifest
+    from PETriageLib.training.series_models.config import PatientTrainConfig
 
     set_threads(args.threads)
     features = args.features or ("scores" if args.head == "score" else "embeddings")

@@ -27,9 +27,9 @@ def run(args: argparse.Namespace) -> int:
     import json
     from pathlib import Path
 
-    from PETriageLib.fast_inference import set_threads
-    from PETriageLib.patient.pipeline import train_refiner_from_manifest
-    from PETriageLib.patient.config import RefinerTrainConfig
+    from PETriageLib.models.fast import set_threads
+    from PETriageLib.training.series_models.from_manifest import train_refiner_from_manifest
+    from PETriageLib.training.series_models.config import RefinerTrainConfig
 
     set_threads(args.threads)
     cfg = RefinerTrainConfig(features=args.features, hidden=args.hidden, epochs=args.epochs, lr=args.lr,

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import time
 from pathlib import Path
 from typing import Any
 
@@ -76,87 +75,52 @@ class TqdmProgress:
 
 
 def build_cascade(args: argparse.Namespace) -> Any:
-    from PETriageLib.cascade import Cascade, default_models
+    from PETriageLib.triage.cascade import build_cascade as build
+    from PETriageLib.triage.stages import default_models
 
     stage1, stage2 = args.models or default_models()
-    return Cascade.from_checkpoints(stage1, stage2, device=args.device, batch_size=args.batch_size,
-                                    all_slices=args.all_slices, threshold_disease=args.threshold_disease,
-                                    threshold_pe=args.threshold, min_run=args.min_run, inference=args.inference,
-                                    patient_model=args.patient_model, refiner=args.refiner,
-                                    domain_check=args.domain_check)
+    return build(stage1, stage2, device=args.device, batch_size=args.batch_size, all_slices=args.all_slices,
+                 threshold_disease=args.threshold_disease, threshold_pe=args.threshold, min_run=args.min_run,
+                 inference=args.inference, patient_model=args.patient_model, refiner=args.refiner,
+                 domain_check=args.domain_check)
 
 
-def triage_volume(cascade: Any, volume: Any, out_dir: Path, args: argparse.Namespace,
-                  reading_s: float = 0.0, quiet: bool = False) -> tuple[Any, dict]:
-    """Cascade + Grad-CAM + report for one loaded series; returns (TriageResult, files)."""
-    from PETriageLib.gradcam import select_cam_slices
-    from PETriageLib.report import write_report
+def screen_options(args: argparse.Namespace) -> Any:
+    from PETriageLib.screening.series import ScreenOptions
 
-    bar = TqdmProgress("triage", disable=quiet)
-    try:
-        result = cascade.run(volume, progress=bar)
-        heatmaps = None
-        if args.cam != "none" and result.verdict.verdict != "not_analysable":
-            slices = select_cam_slices(result.rows, args.cam, args.top_k)
-            heatmaps = cascade.heatmaps(result, slices, progress=bar)
-    finally:
-        bar.close()
-    result.timings = {"reading": reading_s, **result.timings}
-    files = write_report(result, out_dir, heatmaps=heatmaps, nifti=args.nifti, key_images=not args.no_images)
-    return result, files
-
-
-def series_dir_name(n: int, info: Any, many: bool) -> str:
-    """Readable and stable: series description + a short hash of the series UID."""
-    import hashlib
-
-    from PETriageLib.report import safe_name
-
-    tag = hashlib.sha1(str(info.uid).encode()).hexdigest()[:8]
-    name = safe_name(f"{info.description or 'series'}_{tag}")
-    return f"{n:03d}_{name}" if many else name
+    return ScreenOptions(cam=args.cam, top_k=args.top_k, nifti=args.nifti, key_images=not args.no_images)
 
 
 def run(args: argparse.Namespace) -> int:
-    from PETriageLib.dicom_series import load_series, scan_series
-    from PETriageLib.errors import PETriageError
-    from PETriageLib.report import worklist_row, write_worklist
+    from PETriageLib.reporting.worklist_csv import write_worklist_csv
+    from PETriageLib.screening.many import folder_sources, screen_sources
 
     quiet = logging.getLogger().level > logging.INFO
     bar = TqdmProgress("scanning", disable=quiet, unit="file")
     try:
-        series = scan_series(args.path, progress=bar)
+        sources = folder_sources(args.path, progress=bar)
     finally:
         bar.close()
-    if not series:
+    if not sources:
         log.error("no DICOM series found in %s", args.path)
         return 2
     cascade = build_cascade(args)
     args.out.mkdir(parents=True, exist_ok=True)
-    entries, failed = [], 0
-    for n, info in enumerate(series, 1):
-        out_dir = args.out / series_dir_name(n, info, len(series) > 1)
-        described = {"series_uid": info.uid, "num_slices": info.num_slices, "series_description": info.description}
-        if str(info.modality or "").upper() not in ("CT", ""):
-            entries.append(worklist_row(None, "", described, "not_analysable",
-                                        f"not a CT series (modality {info.modality})"))
-            continue
-        try:
-            t, bar = time.perf_counter(), TqdmProgress("reading", disable=quiet)
-            try:
-                volume = load_series(info.files, progress=bar)
-            finally:
-                bar.close()
-            result, files = triage_volume(cascade, volume, out_dir, args, time.perf_counter() - t, quiet)
-        except PETriageError as exc:
-            failed += 1
-            log.error("series %s: %s", info.uid, exc)
-            entries.append(worklist_row(None, "", described, "error", str(exc)))
-            continue
-        v = result.verdict
-        print(f"{v.verdict:15s} pe_score {v.pe_score if v.pe_score is not None else float('nan'):.3f}  "
-              f"{volume.num_slices:4d} slices  {out_dir}")
-        entries.append(worklist_row(result, out_dir))
-    write_worklist(entries, args.out / "worklist.csv")
-    print(f"worklist: {args.out / 'worklist.csv'} ({len(entries)} series, {failed} failed)")
+
+    def said(src: Any, entry: Any, screened: Any) -> None:
+        if screened is not None:
+            score = entry.pe_score if entry.pe_score is not None else float("nan")
+            print(f"{entry.verdict:15s} pe_score {score:.3f}  {entry.num_slices:4d} slices  {entry.report_dir}")
+
+    series_bar = TqdmProgress("series", disable=quiet or len(sources) == 1, unit="series")
+    step_bar = TqdmProgress("triage", disable=quiet)
+    try:
+        ranked = screen_sources(sources, cascade, screen_options(args), out_root=args.out, progress=series_bar,
+                                step_progress=step_bar, on_series=said)
+    finally:
+        step_bar.close()
+        series_bar.close()
+    write_worklist_csv(ranked, args.out / "worklist.csv")
+    failed = sum(e.verdict == "error" for e in ranked)
+    print(f"worklist: {args.out / 'worklist.csv'} ({len(ranked)} series, {failed} failed)")
     return 1 if failed else 0

@@ -1,7 +1,7 @@
 """Checkpoints: one torch.save file with weights and JSON-able metadata, loaded weights-only.
 
 File layout: {"format": "petriage-checkpoint", "format_version": 1, "meta": {...}, "state_dict": {...}},
-plus an optional "domain" entry (feature statistics of the training data, PETriageLib.domain_check).
+plus an optional "domain" entry (feature statistics of the training data, PETriageLib.models.domain_stats).
 ``load_checkpoint`` refuses, with a CheckpointError naming the file: a SHA256 that differs from
 the expected one, anything that needs pickle, another format or package major version, and
 metadata that does not rebuild the stored weights exactly (strict load).
@@ -23,7 +23,7 @@ from PETriageLib import __version__
 from PETriageLib.errors import CheckpointError
 from PETriageLib.models.base import SliceClassifier
 from PETriageLib.models.registry import build_model
-from PETriageLib.windows import get_window
+from PETriageLib.preprocess.windows import get_window
 
 FORMAT = "petriage-checkpoint"
 FORMAT_VERSION = 1

@@ -3,7 +3,7 @@
 Format: {"models": [{"name", "stage": 1|2, "file" (relative to Resources/), "sha256",
 "card": {"intended_use", "training_data", "limits", "metrics"}}], "series_models": [{"name",
 "type": "slice_refiner"|"patient_classifier", "file", "sha256", "card"}]} (``series_models``
-optional: models over a series' slice features, bound to a stage pair, PETriageLib.patient).
+optional: models over a series' slice features, bound to a stage pair, PETriageLib.training.series_models).
 """
 from __future__ import annotations
 

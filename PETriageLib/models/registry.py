@@ -11,7 +11,7 @@ from PETriageLib.models.base import SliceClassifier
 from PETriageLib.models.baselines import EfficientNetB5, MultiScaleResNet50, ResNet50
 from PETriageLib.models.drn import build_drn
 from PETriageLib.models.fusion import WindowFusionNet
-from PETriageLib.windows import Window
+from PETriageLib.preprocess.windows import Window
 
 DEFAULT_MODEL = "cbamdrn_d22"
 DEFAULT_WINDOWS = ("vascular", "lung")

@@ -6,7 +6,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ..windows import get_window
+from PETriageLib.preprocess.windows import get_window
 from .findings import FINDING_CODES
 from .study import Study
 

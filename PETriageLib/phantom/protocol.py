@@ -9,7 +9,7 @@ import uuid
 import numpy as np
 from pydicom.uid import UID
 
-from ..dicom_scan import name_based_uid
+from PETriageLib.ingest.scan import name_based_uid
 from .anatomy import Patient
 from .grid import Grid
 

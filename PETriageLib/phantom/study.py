@@ -7,7 +7,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ..volume import CTVolume
+from PETriageLib.ingest.volume import CTVolume
 from .anatomy import TISSUES, Patient, sample_patient
 from .disease import Lesion, plan_lesions
 from .findings import FINDING_CODES, OTHER_KINDS, Finding, plan_emboli

@@ -10,7 +10,7 @@ import SimpleITK as sitk
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian
 
-from .. import __version__
+from PETriageLib import __version__
 from .findings import FINDING_CODES
 from .protocol import seeded_uid
 from .study import FLAG_NAMES, Study

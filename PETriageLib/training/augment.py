@@ -13,7 +13,7 @@ from typing import Mapping, Sequence
 import torch
 import torch.nn.functional as F
 
-from PETriageLib.windows import Window, get_window
+from PETriageLib.preprocess.windows import Window, get_window
 
 
 @dataclass

@@ -70,8 +70,8 @@ def _being_built(dest: Path) -> bool:
 
 
 def _prepare(source: Source, config):
-    from PETriageLib.lung_crop import analyse_lungs
-    from PETriageLib.preprocess import prepare_slices
+    from PETriageLib.preprocess.lungs import analyse_lungs
+    from PETriageLib.preprocess.slices import prepare_slices
     from PETriageLib.training.loaders import load_source
 
     volume, labels = load_source(source)

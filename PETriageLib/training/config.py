@@ -47,7 +47,7 @@ class TrainConfig:
         return int(self.model_config.get("context", 0))
 
     def preprocess_dict(self) -> dict:
-        from PETriageLib.preprocess import PreprocessConfig
+        from PETriageLib.preprocess.slices import PreprocessConfig
 
         return PreprocessConfig(list(self.windows), int(self.input_size), self.crop, float(self.margin_mm),
                                 self.context).to_dict()

@@ -5,7 +5,7 @@ import logging
 from pathlib import Path
 from typing import Optional, Sequence
 
-from PETriageLib.preprocess import PreprocessConfig
+from PETriageLib.preprocess.slices import PreprocessConfig
 from PETriageLib.training.cache import CachedSource, cache_sources
 from PETriageLib.training.manifest import Source, load_manifest, manifest_paths
 from PETriageLib.training.splits import check_disjoint, load_splits, save_splits, split_patients

@@ -1,4 +1,4 @@
-"""Fit a checkpoint's domain check (PETriageLib.domain_check) on its training data and store it;
+"""Fit a checkpoint's domain check (PETriageLib.models.domain_stats, applied by PETriageLib.triage.domain) on its training data and store it;
 score cached series against it (``petriage evaluate``).
 
 ``petriage train`` does this for every CBAMDRN-family checkpoint it writes; ``petriage fit-domain``
@@ -14,14 +14,43 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from PETriageLib.domain_check import (DEFAULT_MARGIN, DEFAULT_QUANTILE, DomainModel, fit_domain_model,
-                                      has_pooled_features, pooled_features, spread)
+from PETriageLib.models.domain_stats import DEFAULT_QUANTILE, DomainModel, has_pooled_features, pooled_features
+from PETriageLib.triage.domain import spread
 from PETriageLib.models.checkpoint import file_sha256, load_checkpoint, read_checkpoint, write_checkpoint
-from PETriageLib.patient.series import series_progress
+from PETriageLib.training.series_models.feature_series import series_progress
 
 log = logging.getLogger(__name__)
 
 MAX_TRAIN_SLICES = 6000  # enough for a 512-feature covariance; more only costs time
+DEFAULT_MARGIN = 1.5
+
+
+def fit_domain_model(train_features: np.ndarray, val_series: Sequence[np.ndarray],
+                     quantile: float = DEFAULT_QUANTILE, margin: float = DEFAULT_MARGIN) -> DomainModel:
+    """Statistics of (N, D) training slice features; threshold = margin x the highest validation
+    series score (each of ``val_series`` is one series' (n, D) features)."""
+    from sklearn.covariance import LedoitWolf
+
+    train_features = np.asarray(train_features, np.float64)
+    if train_features.ndim != 2 or len(train_features) < 2:
+        raise ValueError(f"need at least 2 training slices of features, got shape {train_features.shape}")
+    val_series = [np.asarray(v, np.float64) for v in val_series if len(v)]
+    if not val_series:
+        raise ValueError("need at least one validation series with slices to set the threshold")
+    if not 0 < quantile <= 100 or margin < 1:
+        raise ValueError(f"quantile must lie in (0, 100] and margin be >= 1, got {quantile}, {margin}")
+    lw = LedoitWolf().fit(train_features)
+    model = DomainModel(lw.location_, lw.precision_, 0.0, float(quantile))
+    scores = np.array([model.series_score(v) for v in val_series])
+    model.threshold = float(margin * scores.max())
+    model.info = {"margin": float(margin), "train_slices": int(len(train_features)),
+                  "val_series": int(len(scores)), "shrinkage": round(float(lw.shrinkage_), 6),
+                  "val_scores": {"min": round(float(scores.min()), 2), "median": round(float(np.median(scores)), 2),
+                                 "max": round(float(scores.max()), 2)}}
+    log.info("domain statistics of %d training slices (%d features); validation series score %.1f-%.1f, "
+             "threshold %.1f", len(train_features), train_features.shape[1], scores.min(), scores.max(),
+             model.threshold)
+    return model
 
 
 def _lung_slices(sources: Sequence) -> list[tuple[Any, np.ndarray]]:
@@ -86,7 +115,7 @@ def fit_checkpoint_domain(checkpoint: "str | os.PathLike", manifest: "str | Path
     """The ``fit-domain`` command: the checkpoint's own preprocessing, the splits' train and val
     patients (at most ``max_train_series`` training patients, seeded), the slice cache for speed."""
     from PETriageLib.models.manifest import resources_dir
-    from PETriageLib.preprocess import PreprocessConfig
+    from PETriageLib.preprocess.slices import PreprocessConfig
     from PETriageLib.training.cache import cache_sources
     from PETriageLib.training.data import make_splits
     from PETriageLib.training.manifest import load_manifest

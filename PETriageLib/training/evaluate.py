@@ -15,7 +15,7 @@ from typing import Any, Optional, Sequence
 import numpy as np
 import torch
 
-from PETriageLib.preprocess import PreprocessConfig
+from PETriageLib.preprocess.slices import PreprocessConfig
 from PETriageLib.training.cache import CachedSource, stage_targets
 from PETriageLib.training.data import cached_splits
 from PETriageLib.training.manifest import load_manifest, manifest_paths
@@ -50,8 +50,9 @@ def refined_probs(refiner: "str | Path", stages: Sequence, manifest, cache_root,
                   ) -> "tuple[list[np.ndarray], list[np.ndarray], float, float]":
     """Per source: the slice refiner's p(disease) and p(PE) on its slices with lung (0 elsewhere),
     and the refiner's two thresholds. ``stages``: the pair as ``cascade.load_stage`` gives it."""
-    from PETriageLib.patient.pipeline import split_series
-    from PETriageLib.patient.refine import load_slice_refiner, refine_series
+    from PETriageLib.training.series_models.from_manifest import split_series
+    from PETriageLib.models.series_checkpoint import load_slice_refiner
+    from PETriageLib.training.series_models.refiner import refine_series
 
     model, meta = load_slice_refiner(refiner, [s.identities() for s in stages])
     series = iter(split_series(stages, manifest, cache_root, splits_file, split, meta["features"],
@@ -275,7 +276,7 @@ def evaluate_cascade(stage1: "str | Path", stage2: "str | Path", manifest: "str 
     if [c.patient_id for c in cached1] != [c.patient_id for c in cached2]:
         raise RuntimeError("stage 1 and stage 2 saw different sources; the manifest changed during evaluation")
     t1, t2 = float(m1["threshold"]), float(m2["threshold"])
-    from PETriageLib.cascade import load_stage
+    from PETriageLib.triage.stages import load_stage
 
     # the pair with its SHA256 and stage 1's domain statistics (the series models are bound to the pair)
     stages = [load_stage(1, stage1), load_stage(2, stage2)]
@@ -308,7 +309,7 @@ def evaluate_cascade(stage1: "str | Path", stage2: "str | Path", manifest: "str 
               "operating_points": points}
     report["domain_check"] = domain_summary(stages[0], cached1, patients)
     if patient_model is not None:
-        from PETriageLib.patient.pipeline import patient_classifier_report
+        from PETriageLib.training.series_models.from_manifest import patient_classifier_report
 
         report["patient_classifier"] = patient_classifier_report(patient_model, stages, manifest, cache_root,
                                                                  splits_file, split, n_boot, seed)

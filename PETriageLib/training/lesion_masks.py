@@ -12,8 +12,8 @@ from typing import Sequence
 
 import numpy as np
 
-from PETriageLib.preprocess import CropMap
-from PETriageLib.volume import CTVolume
+from PETriageLib.preprocess.slices import CropMap
+from PETriageLib.ingest.volume import CTVolume
 
 PE_CODE = 1
 CHANNELS = ("pe", "other")

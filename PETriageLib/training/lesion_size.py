@@ -19,7 +19,7 @@ AREA_BINS_MM2 = (0.0, 20.0, 100.0, 500.0, math.inf)
 
 def slice_lesion_areas(source) -> np.ndarray:
     """(slices, 2) lesion area in mm^2 on each slice: PE, other disease (``lesion_masks.CHANNELS``)."""
-    from PETriageLib.lung_crop import pixel_spacing_of
+    from PETriageLib.preprocess.lungs import pixel_spacing_of
     from PETriageLib.training.lesion_masks import PE_CODE, read_lesion_mask
     from PETriageLib.training.loaders import load_source
 

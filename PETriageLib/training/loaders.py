@@ -8,8 +8,8 @@ import numpy as np
 
 from PETriageLib.errors import SeriesError
 from PETriageLib.training.manifest import Source, read_slice_labels
-from PETriageLib.volume import CTVolume
-from PETriageLib.windows import Window
+from PETriageLib.ingest.volume import CTVolume
+from PETriageLib.preprocess.windows import Window
 
 log = logging.getLogger(__name__)
 # 8-bit slice images (e.g. COVIDx-CT) were saved through a display window; map grey back to HU through it.
@@ -66,7 +66,7 @@ def load_source(source: Source) -> "tuple[CTVolume, list[str]]":
     if source.kind == "volume":
         volume = _volume_from_file(source.paths[0])
     else:
-        from PETriageLib.dicom_series import load_series
+        from PETriageLib.ingest.load import load_series
 
         volume = load_series(source.paths[0])
     assert source.labels_csv is not None

@@ -41,7 +41,7 @@ def _fit_domain(best: Path, cached: dict, seed: int, device: str) -> None:
     """Give the best checkpoint its domain check; a model or data it cannot be fitted on only logs why.
     A best.pt that has one already (a re-run that trained nothing new) is left as it is, so that its
     SHA256, which series models are bound to, does not change."""
-    from PETriageLib.domain_check import has_pooled_features
+    from PETriageLib.models.domain_stats import has_pooled_features
     from PETriageLib.models.checkpoint import model_from_checkpoint, read_checkpoint
     from PETriageLib.training.domain_fit import attach_domain_model, fit_from_sources
 

@@ -85,7 +85,7 @@ def _limits(stage: int, training: dict, meta: dict, real: "dict | None") -> str:
         else "behaviour on real CT is unknown and certainly worse")
     domain = meta.get("domain")
     if domain and stage == 1:  # triage checks stage 1's statistics only
-        text += (f"; its domain check (threshold {domain['threshold']:.0f}, PETriageLib.domain_check) makes triage "
+        text += (f"; its domain check (threshold {domain['threshold']:.0f}, PETriageLib.triage.domain) makes triage "
                  "refuse series unlike its training data by default")
     return (f"{text}. A small CPU model (see architecture): {training_recipe(training)}; "
             "far below the paper's figures (see metrics).")

@@ -25,7 +25,7 @@ from PETriageLib.training.augment import AugmentConfig, augment_with_maps
 from PETriageLib.training.cache import STAGES, SliceDataset
 from PETriageLib.training.config import TrainConfig
 from PETriageLib.training.metrics import auroc_ci, threshold_for_sensitivity
-from PETriageLib.windows import get_window
+from PETriageLib.preprocess.windows import get_window
 
 log = logging.getLogger(__name__)
 LAST, BEST = "last.pt", "best.pt"

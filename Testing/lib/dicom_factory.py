@@ -50,7 +50,7 @@ def chest_hu(slices: int = 8, rows: int = 96, cols: int = 96, lung_slices: Seque
 
 def ct_volume(hu: np.ndarray, spacing: Sequence[float] = (0.8, 0.8, 2.0), **metadata) -> "CTVolume":
     """An axial CTVolume around an HU array, without DICOM files (for lung crop and preprocess tests)."""
-    from PETriageLib.volume import CTVolume
+    from PETriageLib.ingest.volume import CTVolume
 
     return CTVolume(hu=hu, spacing=tuple(spacing), origin=(0.0, 0.0, 0.0), direction=np.eye(3),
                     z_positions=np.arange(hu.shape[0]) * float(spacing[2]),

@@ -6,7 +6,7 @@ import pytest
 from dicom_factory import chest_hu, make_dataset, write_file, write_series
 from pydicom.uid import MPEG2MPML, JPEGLosslessSV1
 
-from PETriageLib.dicom_series import load_series, scan_series
+from PETriageLib.ingest.load import load_series, scan_series
 from PETriageLib.errors import SeriesError
 
 

@@ -133,7 +133,7 @@ def test_comparators_take_the_centre_slices_of_a_context_reference():
     import numpy as np
 
     from PETriageLib.bench.comparators import compare_models
-    from PETriageLib.preprocess import centre_channels
+    from PETriageLib.preprocess.slices import centre_channels
 
     rng = np.random.default_rng(0)
     images = rng.uniform(-1, 1, (2, 6, 64, 64)).astype(np.float32)  # 2 windows x slices k-1, k, k+1

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from PETriageLib.cli import main
-from PETriageLib.preprocess import PreprocessConfig
+from PETriageLib.preprocess.slices import PreprocessConfig
 from PETriageLib.training.cache import cache_sources, config_dir
 from PETriageLib.training.cache_admin import (
     FEATURES_DIR, choose_to_prune, parse_size, prune_cache, scan_cache)

@@ -8,27 +8,31 @@ import numpy as np
 import pytest
 from test_cascade_support import make_checkpoint, phantom_study, tiny_checkpoints  # noqa: F401 (fixtures)
 
-from PETriageLib.cascade import Cancelled, Cascade, select_device
+from PETriageLib.explain.heatmaps import explain
+from PETriageLib.progress import Cancelled
+from PETriageLib.triage.cascade import build_cascade
+from PETriageLib.triage.runner import select_device
 from PETriageLib.errors import CheckpointError
-from PETriageLib.lung_crop import analyse_lungs
-from PETriageLib.preprocess import prepare_slices
+from PETriageLib.preprocess.lungs import analyse_lungs
+from PETriageLib.preprocess.slices import prepare_slices
 
 
 @pytest.fixture(scope="module")
 def cascade(tiny_checkpoints, tmp_path_factory):
     # Stage 2 sees other windows at another size, so it needs its own preprocessing.
     stage2 = make_checkpoint(tmp_path_factory.mktemp("s2") / "stage2_pe.pt", 2, input_size=72, windows=("pe", "lung"))
-    return Cascade.from_checkpoints(tiny_checkpoints[0], stage2, device="cpu", batch_size=8, min_slices=10)
+    return build_cascade(tiny_checkpoints[0], stage2, device="cpu", batch_size=8, min_slices=10)
 
 
 @pytest.fixture(scope="module")
 def all_slices_run(cascade, phantom_study):
     calls = []
-    cascade.all_slices = True
+    options = cascade.options
+    cascade.options = dataclasses.replace(options, all_slices=True)
     try:
         result = cascade.run(phantom_study.volume, progress=lambda d, n, m: calls.append((d, n, m)))
     finally:
-        cascade.all_slices = False
+        cascade.options = options
     return result, calls
 
 
@@ -49,14 +53,14 @@ def test_rows_cover_every_slice_in_order(all_slices_run, phantom_study):
         else:
             assert r.p_disease is None and r.p_pe is None and r.label is None
     assert not cascade_shared(result)
-    assert result.models[0]["stage"] == 1 and result.models[1]["input_size"] == 72
-    assert len(result.models[0]["sha256"]) == 64
+    assert result.models[0].stage == 1 and result.models[1].input_size == 72
+    assert len(result.models[0].sha256) == 64
     assert set(result.timings) == {"preprocessing", "stage1", "stage2"}
     assert result.timings["stage1"] > 0 and result.timings["stage2"] > 0
 
 
 def cascade_shared(result) -> bool:
-    return result.options["shared_preprocessing"]
+    return result.run.shared_preprocessing
 
 
 def test_progress_reports_every_batch_up_to_the_total(all_slices_run):
@@ -74,12 +78,12 @@ def test_stage2_runs_only_on_slices_stage1_calls_diseased(cascade, all_slices_ru
     ref, _ = all_slices_run
     p1 = np.array([r.p_disease for r in ref.rows if r.analysable])
     t1 = float(np.median(p1))
-    old = cascade.threshold_disease
-    cascade.threshold_disease = t1
+    old = cascade.options
+    cascade.options = dataclasses.replace(old, threshold_disease=t1)
     try:
         result = cascade.run(phantom_study.volume)
     finally:
-        cascade.threshold_disease = old
+        cascade.options = old
     diseased = [r for r in result.rows if r.analysable and r.p_disease >= t1]
     normal = [r for r in result.rows if r.analysable and r.p_disease < t1]
     assert diseased and normal
@@ -104,7 +108,7 @@ def test_cancel_between_batches(cascade, phantom_study, all_slices_run):
     with pytest.raises(Cancelled, match="after 0 of"):
         cascade.run(phantom_study.volume, cancel=event)
     with pytest.raises(Cancelled, match="Grad-CAM cancelled after 0 of 1"):
-        cascade.heatmaps(all_slices_run[0], [5], cancel=event)
+        explain(cascade, all_slices_run[0], [5], cancel=event)
 
 
 def test_device_choice_and_cpu_fallback(tiny_checkpoints):
@@ -118,23 +122,23 @@ def test_device_choice_and_cpu_fallback(tiny_checkpoints):
     import torch
 
     if not torch.cuda.is_available():
-        c = Cascade.from_checkpoints(*tiny_checkpoints, device="cuda")
+        c = build_cascade(*tiny_checkpoints, device="cuda")
         assert c.device.type == "cpu"
         assert next(c.stage1.model.parameters()).device.type == "cpu"
 
 
 def test_checkpoints_must_fit_their_stage(tiny_checkpoints):
     with pytest.raises(CheckpointError, match="do not fit stage 1"):
-        Cascade.from_checkpoints(tiny_checkpoints[1], tiny_checkpoints[0], device="cpu")
+        build_cascade(tiny_checkpoints[1], tiny_checkpoints[0], device="cpu")
     with pytest.raises(CheckpointError, match="no checkpoint file or registered model"):
-        Cascade.from_checkpoints("no-such-model", tiny_checkpoints[1], device="cpu")
+        build_cascade("no-such-model", tiny_checkpoints[1], device="cpu")
 
 
 def test_heatmaps_on_chosen_slices_only(cascade, all_slices_run):
     result, _ = all_slices_run
-    result = dataclasses.replace(result, timings=dict(result.timings))
     chosen = [r.index for r in result.rows if r.analysable][1:3]
-    vols = cascade.heatmaps(result, chosen)
+    heatmaps = explain(cascade, result, chosen)
+    vols = heatmaps.volumes
     assert set(vols) == {"pe", "lung"}
     lungs = result.lungs
     for vol in vols.values():
@@ -147,22 +151,21 @@ def test_heatmaps_on_chosen_slices_only(cascade, all_slices_run):
             outside = vol[k].copy()
             outside[r0:r1, c0:c1] = 0
             assert not outside.any()  # nothing outside the crop box
-    assert result.cam == {"stage": 2, "model": "stage2_pe", "target": "pe", "slices": chosen,
-                          "branches": ["pe", "lung"]}
-    assert result.timings["gradcam"] > 0
+    assert heatmaps.info() == {"stage": 2, "model": "stage2_pe", "target": "pe", "slices": chosen,
+                               "branches": ["pe", "lung"]}
+    assert heatmaps.seconds > 0 and [w["name"] for w in heatmaps.windows] == ["pe", "lung"]
 
 
 def test_fast_inference_path_agrees_with_eager(cascade, all_slices_run):
     ref, _ = all_slices_run
     idx = [r.index for r in ref.rows if r.analysable][:4]
     images = prepare_slices(ref.volume, idx, cascade.config1, lungs=ref.lungs).images
-    fast = Cascade(cascade.stage1, cascade.stage2, device="cpu", batch_size=4, inference="fast")
-    got = fast._predict(fast.stage1, images)
+    fast = build_cascade(cascade.stage1, cascade.stage2, device="cpu", batch_size=4, inference="fast")
+    got = fast.runner.probabilities(fast.stage1, images)
     assert np.allclose(got, [ref.rows[k].p_disease for k in idx], atol=0.02)
-    opts = fast.options()
-    assert opts["inference"] == "fast" and opts["fast_paths"]["stage1"]["validation"]["n"] == 4
+    assert fast.options.inference == "fast" and fast.runner.fast_paths()["stage1"]["validation"]["n"] == 4
     with pytest.raises(ValueError, match="unknown inference path"):
-        Cascade(cascade.stage1, cascade.stage2, device="cpu", inference="onnx")
+        build_cascade(cascade.stage1, cascade.stage2, device="cpu", inference="onnx")
 
 
 def test_slice_context_model_through_the_cascade(tiny_checkpoints, phantom_study, tmp_path):
@@ -176,8 +179,7 @@ def test_slice_context_model_through_the_cascade(tiny_checkpoints, phantom_study
                                 {k: meta[k] for k in ("input_size", "class_names", "threshold", "training")})
     runs = {}
     for name, stage1 in (("plain", tiny_checkpoints[0]), ("wide", wide_path)):
-        c = Cascade.from_checkpoints(stage1, tiny_checkpoints[1], device="cpu", batch_size=8, min_slices=10)
-        c.all_slices = True
+        c = build_cascade(stage1, tiny_checkpoints[1], device="cpu", batch_size=8, min_slices=10, all_slices=True)
         runs[name] = (c, c.run(phantom_study.volume))
     wide, result = runs["wide"]
     # stage 2 (2D) takes the centre slices of stage 1's inputs instead of preparing its own
@@ -189,5 +191,5 @@ def test_slice_context_model_through_the_cascade(tiny_checkpoints, phantom_study
     pe_plain = [r.p_pe for r in runs["plain"][1].rows if r.analysable]
     assert [r.p_pe for r in result.rows if r.analysable] == pe_plain and None not in pe_plain
     chosen = [r.index for r in result.rows if r.analysable][:2]
-    vols = wide.heatmaps(result, chosen, stage=1)
+    vols = explain(wide, result, chosen, stage=1).volumes
     assert set(vols) == {"vascular", "lung"} and all(v[chosen].max() > 0 for v in vols.values())

@@ -7,14 +7,14 @@ import numpy as np
 import pytest
 from test_cascade_support import phantom_study, tiny_checkpoints  # noqa: F401 (fixtures)
 
-from PETriageLib.cascade import Cascade
-from PETriageLib.dicom_series import load_series
-from PETriageLib.volume import CTVolume
+from PETriageLib.triage.cascade import build_cascade
+from PETriageLib.ingest.load import load_series
+from PETriageLib.ingest.volume import CTVolume
 
 
 @pytest.fixture(scope="module")
 def cascade(tiny_checkpoints):
-    return Cascade.from_checkpoints(*tiny_checkpoints, device="cpu")
+    return build_cascade(*tiny_checkpoints, device="cpu")
 
 
 def subset(vol: CTVolume, keep) -> CTVolume:

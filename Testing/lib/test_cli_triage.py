@@ -114,7 +114,7 @@ def test_demo_with_models_registered_in_a_manifest(tiny_checkpoints, tmp_path, m
 
 
 def test_demo_with_the_shipped_models(tmp_path, capsys):
-    from PETriageLib.cascade import default_models
+    from PETriageLib.triage.stages import default_models
     from PETriageLib.errors import CheckpointError
 
     try:
@@ -137,8 +137,8 @@ def test_triage_with_a_patient_classifier(phantom_series_dir, tiny_checkpoints, 
     import torch
 
     from PETriageLib.models.checkpoint import file_sha256
-    from PETriageLib.patient.model import PatientClassifier
-    from PETriageLib.patient.train import PatientTrainConfig, save_patient_classifier
+    from PETriageLib.models.series_nets import PatientClassifier
+    from PETriageLib.training.series_models.patient import PatientTrainConfig, save_patient_classifier
 
     torch.manual_seed(0)
     stages = [{"sha256": file_sha256(p), "path": str(p)} for p in tiny_checkpoints]

@@ -9,7 +9,7 @@ import pytest
 import SimpleITK as sitk
 from dicom_factory import chest_hu, oblique_orientation, write_series
 
-from PETriageLib.dicom_series import load_series, scan_series
+from PETriageLib.ingest.load import load_series, scan_series
 from PETriageLib.errors import SeriesError
 
 
@@ -145,5 +145,5 @@ def test_scan_lists_series_largest_first(tmp_path):
     v = load_series(tmp_path, series_uid=infos[1].uid)
     assert v.num_slices == 3 and v.file_paths == infos[1].files
     ticks = []
-    load_series(tmp_path, series_uid=infos[0].uid, progress=lambda done, total: ticks.append((done, total)))
+    load_series(tmp_path, series_uid=infos[0].uid, progress=lambda done, total, _step: ticks.append((done, total)))
     assert ticks[-1] == (5, 5)

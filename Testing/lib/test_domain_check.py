@@ -9,8 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-from PETriageLib.cascade import Cascade, load_stage
-from PETriageLib.domain_check import DomainModel, fit_domain_model, spread
+from PETriageLib.triage.cascade import build_cascade
+from PETriageLib.triage.stages import load_stage
+from PETriageLib.models.domain_stats import DomainModel
+from PETriageLib.training.domain_fit import fit_domain_model
+from PETriageLib.triage.domain import spread
 from PETriageLib.models.checkpoint import file_sha256, load_checkpoint
 from PETriageLib.training.domain_fit import attach_domain_model
 
@@ -70,19 +73,19 @@ def test_spread_picks_evenly_and_keeps_short_lists() -> None:
 
 
 def _stats_for(model, images: np.ndarray, margin: float = 1.5) -> DomainModel:
-    from PETriageLib.domain_check import pooled_features
+    from PETriageLib.models.domain_stats import pooled_features
 
     feats = pooled_features(model, images)
     return fit_domain_model(feats, [feats[:8], feats[8:]], margin=margin)
 
 
 def test_checkpoint_carries_the_statistics_and_the_cascade_refuses_or_warns(tmp_path, phantom_study) -> None:
-    from PETriageLib.lung_crop import analyse_lungs
-    from PETriageLib.preprocess import prepare_slices
+    from PETriageLib.preprocess.lungs import analyse_lungs
+    from PETriageLib.preprocess.slices import prepare_slices
 
     s1 = make_checkpoint(tmp_path / "s1.pt", 1)
     s2 = make_checkpoint(tmp_path / "s2.pt", 2)
-    plain = Cascade(load_stage(1, s1), load_stage(2, s2), device="cpu")
+    plain = build_cascade(load_stage(1, s1), load_stage(2, s2), device="cpu")
     assert plain.stage1.domain is None
     result = plain.run(phantom_study.volume)
     assert result.domain is None and result.verdict.verdict != "not_analysable"
@@ -101,29 +104,29 @@ def test_checkpoint_carries_the_statistics_and_the_cascade_refuses_or_warns(tmp_
     stage1 = load_stage(1, s1)
     assert np.allclose(stage1.domain.precision, stats.precision, rtol=1e-5, atol=1e-6)
 
-    checked = Cascade(stage1, load_stage(2, s2), device="cpu")
+    checked = build_cascade(stage1, load_stage(2, s2), device="cpu")
     same = checked.run(vol)
-    assert same.domain["in_domain"] and same.domain["slices"] == min(24, len(idx))
+    assert same.domain.in_domain and same.domain.slices == min(24, len(idx))
     assert same.verdict.verdict == result.verdict.verdict
     assert [r.p_disease for r in same.rows] == [r.p_disease for r in result.rows]
-    assert "domain_check" in same.timings and same.to_dict()["domain_check"] == same.domain
+    assert "domain_check" in same.timings and same.to_dict()["domain_check"] == same.domain.to_dict()
 
     from dataclasses import replace
 
     odd = replace(vol, hu=(vol.hu.astype(np.int32) * 2 + 400).clip(-1024, 3071).astype(np.int16))
     refused = checked.run(odd)
-    assert not refused.domain["in_domain"] and refused.domain["score"] > refused.domain["threshold"]
+    assert not refused.domain.in_domain and refused.domain.score > refused.domain.threshold
     assert refused.verdict.verdict == "not_analysable"
     assert refused.verdict.reason.startswith("the series is unlike the data model")
     assert any(r.p_disease is not None for r in refused.rows)  # kept for inspection
-    warned = Cascade(stage1, load_stage(2, s2), device="cpu", domain_check="warn").run(odd)
+    warned = build_cascade(stage1, load_stage(2, s2), device="cpu", domain_check="warn").run(odd)
     assert warned.verdict.verdict != "not_analysable" and warned.verdict.reason != refused.verdict.reason
     assert refused.verdict.reason in warned.warnings
-    off = Cascade(stage1, load_stage(2, s2), device="cpu", domain_check="off").run(odd)
+    off = build_cascade(stage1, load_stage(2, s2), device="cpu", domain_check="off").run(odd)
     assert off.domain is None and off.verdict.verdict == warned.verdict.verdict
     assert json.loads(json.dumps(refused.to_dict()))["domain_check"]["in_domain"] is False
     with pytest.raises(ValueError, match="unknown domain check"):
-        Cascade(stage1, load_stage(2, s2), device="cpu", domain_check="ignore")
+        build_cascade(stage1, load_stage(2, s2), device="cpu", domain_check="ignore")
 
 
 def test_statistics_of_another_width_are_refused(tmp_path) -> None:
@@ -156,27 +159,27 @@ def test_a_damaged_entry_is_refused_not_ignored(tmp_path) -> None:
 def test_report_says_why_the_check_did_not_run(tmp_path, phantom_study) -> None:
     from dataclasses import replace
 
-    from PETriageLib.report import summary_markdown
+    from PETriageLib.reporting.summary import summary_markdown
     from PETriageLib.training.evaluate import _domain_md
 
     s1, s2 = make_checkpoint(tmp_path / "s1.pt", 1), make_checkpoint(tmp_path / "s2.pt", 2)
-    plain = Cascade(load_stage(1, s1), load_stage(2, s2), device="cpu")
+    plain = build_cascade(load_stage(1, s1), load_stage(2, s2), device="cpu")
     assert "Domain check: not run (the stage 1 checkpoint has no feature statistics" in summary_markdown(
-        plain.run(phantom_study.volume), {})
+        plain.run(phantom_study.volume))
     rng = np.random.default_rng(0)
     width = plain.stage1.model.fc.in_features
     attach_domain_model(s1, fit_domain_model(rng.standard_normal((300, width)), [rng.standard_normal((10, width))]))
     vol = phantom_study.volume
     short = replace(vol, hu=vol.hu[:5], z_positions=vol.z_positions[:5], instance_uids=vol.instance_uids[:5])
-    checked = Cascade(load_stage(1, s1), load_stage(2, s2), device="cpu")
+    checked = build_cascade(load_stage(1, s1), load_stage(2, s2), device="cpu")
     refused = checked.run(short)  # too few slices: refused before any model runs
     assert refused.verdict.verdict == "not_analysable" and refused.domain is None
-    assert "Domain check: not run (no slice was analysed)" in summary_markdown(refused, {})
-    off = Cascade(load_stage(1, s1), load_stage(2, s2), device="cpu", domain_check="off").run(vol)
-    assert "Domain check: not run (off)" in summary_markdown(off, {})
+    assert "Domain check: not run (no slice was analysed)" in summary_markdown(refused)
+    off = build_cascade(load_stage(1, s1), load_stage(2, s2), device="cpu", domain_check="off").run(vol)
+    assert "Domain check: not run (off)" in summary_markdown(off)
     ran = checked.run(vol)
-    assert f"(feature distance {ran.domain['score']:.0f}, limit {ran.domain['threshold']:.0f}" in summary_markdown(
-        ran, {})
+    assert f"(feature distance {ran.domain.score:.0f}, limit {ran.domain.threshold:.0f}" in summary_markdown(
+        ran)
     assert _domain_md({"series": 0, "refused": 0, "threshold": 1.0, "min": None, "median": None, "max": None}) \
         == "Domain check: no evaluated series has a slice with lung to score."
 

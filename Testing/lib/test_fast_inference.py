@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from PETriageLib.fast_inference import (
+from PETriageLib.models.fast import (
     DEFAULT_TOLERANCE,
     FastOptions,
     FastPredictor,
@@ -134,7 +134,7 @@ def test_naive_predictor_is_eager_fp32(tiny, images):
 
 
 def test_small_first_batches_are_topped_up_to_the_validation_size(tiny, images):
-    from PETriageLib.fast_inference import VALIDATE_SLICES
+    from PETriageLib.models.fast import VALIDATE_SLICES
 
     predictor = FastPredictor(tiny, "cpu", batch_size=4)
     predictor(images[:2])

@@ -7,11 +7,12 @@ import torch
 from test_cascade_support import phantom_study  # noqa: F401 (fixture)
 from torch import nn
 
-from PETriageLib.gradcam import branch_heatmaps, heatmap_volume, only_trainable, select_cam_slices
-from PETriageLib.lung_crop import analyse_lungs
-from PETriageLib.preprocess import PreprocessConfig
+from PETriageLib.explain.cam_slices import select_cam_slices
+from PETriageLib.explain.gradcam import branch_heatmaps, heatmap_volume, only_trainable
+from PETriageLib.preprocess.lungs import analyse_lungs
+from PETriageLib.preprocess.slices import PreprocessConfig
 from PETriageLib.models import build_model
-from PETriageLib.verdict import SliceRow
+from PETriageLib.triage.verdict import SliceRow
 
 S = 64
 

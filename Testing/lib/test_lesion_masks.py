@@ -9,9 +9,9 @@ import pytest
 import SimpleITK as sitk
 import torch
 
-from PETriageLib.dicom_series import load_series
-from PETriageLib.lung_crop import analyse_lungs, pixel_spacing_of
-from PETriageLib.preprocess import PreprocessConfig, prepare_slices
+from PETriageLib.ingest.load import load_series
+from PETriageLib.preprocess.lungs import analyse_lungs, pixel_spacing_of
+from PETriageLib.preprocess.slices import PreprocessConfig, prepare_slices
 from PETriageLib.training.augment import AugmentConfig, augment_batch, augment_with_maps
 from PETriageLib.training.cache import SliceDataset, cache_sources
 from PETriageLib.training.config import TrainConfig

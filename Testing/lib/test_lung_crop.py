@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 from dicom_factory import chest_hu, ct_volume
 
-from PETriageLib.dicom_series import load_series
-from PETriageLib.lung_crop import (MIN_LUNG_MM2, analyse_lungs, check_chest, find_lungs, fixed_box,
+from PETriageLib.ingest.load import load_series
+from PETriageLib.triage.eligibility import chest_problem, triage_problem
+from PETriageLib.preprocess.lungs import (MIN_LUNG_MM2, analyse_lungs, find_lungs, fixed_box,
                                    keep_main_air_3d, lung_slice_range)
 
 
@@ -51,17 +52,17 @@ def test_series_lung_range_and_chest_check():
     hu = chest_hu(10, 96, 96, lung_slices=range(2, 8))
     vol = ct_volume(hu, spacing=(3.0, 3.0, 5.0))
     ticks = []
-    lungs = analyse_lungs(vol, progress=lambda d, t: ticks.append((d, t)))
+    lungs = analyse_lungs(vol, progress=lambda d, t, m: ticks.append((d, t)))
     assert [s.has_lung for s in lungs] == [False] * 2 + [True] * 6 + [False] * 2
     assert lung_slice_range(lungs) == (2, 7) and ticks[-1] == (10, 10)
-    assert check_chest(vol, lungs) is None
+    assert chest_problem(vol, lungs) is None
     head = ct_volume(chest_hu(10, 96, 96, lung_slices=[]), spacing=(3.0, 3.0, 5.0), body_part="HEAD")
-    reason = check_chest(head, analyse_lungs(head))
+    reason = chest_problem(head, analyse_lungs(head))
     assert "no lung found on any of 10 slices" in reason and "HEAD" in reason
     few = ct_volume(chest_hu(20, 96, 96, lung_slices=[0]), spacing=(3.0, 3.0, 5.0))
-    assert "only 1 of 20 slices" in check_chest(few, analyse_lungs(few))
+    assert "only 1 of 20 slices" in chest_problem(few, analyse_lungs(few))
     mr = ct_volume(hu, modality="MR")
-    assert check_chest(mr, lungs) == "modality MR, not CT"
+    assert triage_problem(mr, lungs) == "not a CT series (modality MR)"
 
 
 def test_real_series_lungs(real_series_dir):
@@ -75,7 +76,7 @@ def test_real_series_lungs(real_series_dir):
     r0, r1, c0, c1 = mid.box
     assert 30 < r0 < 120 and 350 < r1 < 450 and 20 < c0 < 100 and 420 < c1 < 500
     assert (vol.hu[65][mid.full_mask((512, 512))] < -500).mean() > 0.95
-    assert check_chest(vol, lungs) is None
+    assert chest_problem(vol, lungs) is None
 
 
 def test_real_non_chest_ct_is_rejected():
@@ -84,7 +85,7 @@ def test_real_non_chest_ct_is_rejected():
 
     for name in ("693_J2KR.dcm", "bad_sequence.dcm"):  # head (JPEG 2000), neck (JPEG Lossless)
         vol = load_series(get_testdata_file(name))
-        reason = check_chest(vol, analyse_lungs(vol))
+        reason = chest_problem(vol, analyse_lungs(vol))
         assert reason is not None and "not a chest CT" in reason
 
 

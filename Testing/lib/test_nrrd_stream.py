@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from PETriageLib.nrrd_stream import write_nrrd_streamed
+from PETriageLib.reporting.nrrd_writer import write_nrrd_streamed
 
 
 def _rotation(deg_x: float, deg_z: float) -> np.ndarray:

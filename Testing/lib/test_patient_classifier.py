@@ -11,10 +11,11 @@ import pytest
 import torch
 
 from PETriageLib.errors import CheckpointError
-from PETriageLib.patient.model import PatientClassifier, pad_batch
-from PETriageLib.patient.series import PatientSeries, load_series, save_series
-from PETriageLib.patient.train import (
-    PatientTrainConfig, load_patient_classifier, predict_series, save_patient_classifier, train_patient_classifier)
+from PETriageLib.models.series_nets import PatientClassifier, pad_batch
+from PETriageLib.training.series_models.feature_series import PatientSeries, load_feature_series, save_feature_series
+from PETriageLib.models.series_checkpoint import load_patient_classifier
+from PETriageLib.training.series_models.patient import (
+    PatientTrainConfig, predict_series, save_patient_classifier, train_patient_classifier)
 from test_cascade_support import make_checkpoint
 
 FAST = dict(hidden=16, epochs=40, batch_size=16, lr=1e-2, noise=0.0, dropout=0.0, patience=40)
@@ -59,7 +60,7 @@ def test_bilstm_learns_the_slice_order_maxpool_cannot(run_data):
 
 
 def test_ensemble_averages_its_members_and_round_trips(run_data, tmp_path):
-    from PETriageLib.patient.model import PatientEnsemble
+    from PETriageLib.models.series_nets import PatientEnsemble
 
     train, val = run_data
     cfg = PatientTrainConfig(head="ensemble", **dict(FAST, epochs=6))
@@ -131,7 +132,7 @@ def test_checkpoint_round_trip_and_refusals(run_data, tmp_path):
 
 def test_feature_kinds_share_their_columns_and_the_logit_is_the_models(tmp_path):
     from PETriageLib.models.checkpoint import load_checkpoint
-    from PETriageLib.patient.features import stage_feature_size, stage_features
+    from PETriageLib.models.features import stage_feature_size, stage_features
 
     model, _ = load_checkpoint(make_checkpoint(tmp_path / "s1.pt", 1))
     x = np.random.default_rng(0).normal(0, 0.5, (5, 2, 64, 64)).astype(np.float32)
@@ -152,8 +153,8 @@ def test_feature_kinds_share_their_columns_and_the_logit_is_the_models(tmp_path)
 
 def test_series_file_round_trip(run_data, tmp_path):
     train, _ = run_data
-    save_series(train[:3], tmp_path / "f.npz")
-    back = load_series(tmp_path / "f.npz")
+    save_feature_series(train[:3], tmp_path / "f.npz")
+    back = load_feature_series(tmp_path / "f.npz")
     assert [s.patient_id for s in back] == [s.patient_id for s in train[:3]]
     assert all(np.array_equal(a.features, b.features) and a.patient_label == b.patient_label
                for a, b in zip(back, train[:3]))
@@ -184,7 +185,7 @@ def phantom_run(tmp_path_factory):
 
 
 def test_train_from_manifest_caches_features_and_evaluates(phantom_run, caplog):
-    from PETriageLib.patient.pipeline import train_patient_from_manifest
+    from PETriageLib.training.series_models.from_manifest import train_patient_from_manifest
     from PETriageLib.training.evaluate import evaluate_cascade
 
     r = phantom_run
@@ -193,13 +194,13 @@ def test_train_from_manifest_caches_features_and_evaluates(phantom_run, caplog):
                                       r["out"] / "cache", r["splits"], cfg)
     feature_files = sorted((r["out"] / "pc" / "features").glob("*.npz"))
     assert [f.name.split("-")[0] for f in feature_files] == ["train", "val"]
-    train_series = load_series(feature_files[0])
+    train_series = load_feature_series(feature_files[0])
     assert sorted(s.patient_id for s in train_series) == sorted(r["ids"]["train"])
     # logits and pooled avg+max features of two branches, for each stage
     model, _ = load_patient_classifier(res["path"])
     assert train_series[0].features.shape[1] == model.in_features > 2
     os.utime(feature_files[0], (1e9, 1e9))  # long unused, as `petriage cache prune` sees it
-    with caplog.at_level("INFO", logger="PETriageLib.patient.pipeline"):
+    with caplog.at_level("INFO", logger="PETriageLib.training.series_models.from_manifest"):
         again = train_patient_from_manifest(str(r["s1"]), str(r["s2"]), r["manifest"], r["out"] / "pc",
                                             r["out"] / "cache", r["splits"], cfg)
     assert "features of split train from" in caplog.text
@@ -218,8 +219,8 @@ def test_train_from_manifest_caches_features_and_evaluates(phantom_run, caplog):
 
 
 def test_feature_files_are_named_by_what_they_depend_on(phantom_run, tmp_path):
-    from PETriageLib.cascade import load_stage
-    from PETriageLib.patient.pipeline import features_path
+    from PETriageLib.triage.stages import load_stage
+    from PETriageLib.training.series_models.from_manifest import features_path
 
     r = phantom_run
     stages = [load_stage(1, r["s1"]), load_stage(2, r["s2"])]
@@ -240,8 +241,8 @@ def test_feature_files_are_named_by_what_they_depend_on(phantom_run, tmp_path):
 
 
 def test_cascade_verdict_follows_the_patient_classifier(phantom_run):
-    from PETriageLib.cascade import Cascade
-    from PETriageLib.patient.pipeline import train_patient_from_manifest
+    from PETriageLib.triage.cascade import build_cascade
+    from PETriageLib.training.series_models.from_manifest import train_patient_from_manifest
     from PETriageLib.training.loaders import load_source
 
     r = phantom_run
@@ -250,7 +251,7 @@ def test_cascade_verdict_follows_the_patient_classifier(phantom_run):
                                       r["out"] / "cache", r["splits"], cfg)
     patient = r["ids"]["test"][0]
     volume, _ = load_source(r["sources"][patient])
-    cascade = Cascade.from_checkpoints(r["s1"], r["s2"], device="cpu", batch_size=8, patient_model=res["path"])
+    cascade = build_cascade(r["s1"], r["s2"], device="cpu", batch_size=8, patient_model=res["path"])
     result = cascade.run(volume)
     v = result.verdict
     assert v.rule == "patient classifier" and v.patient_threshold == res["threshold"]
@@ -258,10 +259,10 @@ def test_cascade_verdict_follows_the_patient_classifier(phantom_run):
     # Stage 2 ran on every slice for the classifier, yet the rows keep the cascade's meaning.
     for row in result.rows:
         if row.analysable:
-            assert (row.p_pe is not None) == (row.p_disease >= cascade.threshold_disease)
+            assert (row.p_pe is not None) == (row.p_disease >= cascade.options.threshold_disease)
     # The same patient through the training path (cached float16 slices): the same probability.
-    from PETriageLib.cascade import load_stage
-    from PETriageLib.patient.pipeline import split_series
+    from PETriageLib.triage.stages import load_stage
+    from PETriageLib.training.series_models.from_manifest import split_series
 
     stages = [load_stage(1, r["s1"]), load_stage(2, r["s2"])]
     series = [s for s in split_series(stages, r["manifest"], r["out"] / "cache", r["splits"], "test", "scores")
@@ -269,7 +270,7 @@ def test_cascade_verdict_follows_the_patient_classifier(phantom_run):
     model, _ = load_patient_classifier(res["path"])
     assert float(predict_series(model, series)[0]) == pytest.approx(v.patient_probability, abs=1e-2)
     with pytest.raises(CheckpointError, match="other stage models"):
-        Cascade.from_checkpoints(r["s1"], make_checkpoint(r["out"] / "other2.pt", 2, seed=5), device="cpu",
+        build_cascade(r["s1"], make_checkpoint(r["out"] / "other2.pt", 2, seed=5), device="cpu",
                                  patient_model=res["path"])
 
 
@@ -295,7 +296,7 @@ def test_cli_train_patient(phantom_run, capsys, caplog):
 def test_score_head_is_the_cascade_score_with_a_validation_threshold(tmp_path):
     """Nothing trained: p = max over real slices of sigmoid(l1) x sigmoid(l2); padding ignored;
     threshold for 100% sensitivity on validation; the file round-trips."""
-    from PETriageLib.patient.model import CascadeScore
+    from PETriageLib.models.series_nets import CascadeScore
 
     rng = np.random.default_rng(4)
     val = [PatientSeries(f"V{i}", "pe" if i % 2 else "wnl", rng.normal(0, 2, (int(rng.integers(5, 30)), 2))
@@ -343,8 +344,8 @@ def test_score_head_from_the_cli_reads_only_validation_and_matches_the_evaluatio
 def test_cascade_verdict_with_the_score_head_is_its_own_best_slice(phantom_run):
     """Triage with the score head: p(PE) of the patient is the highest p(disease) x p(PE) among the
     rows (stage 2 on every lung slice), and the verdict follows its validation threshold."""
-    from PETriageLib.cascade import Cascade
-    from PETriageLib.patient.pipeline import train_patient_from_manifest
+    from PETriageLib.triage.cascade import build_cascade
+    from PETriageLib.training.series_models.from_manifest import train_patient_from_manifest
     from PETriageLib.training.loaders import load_source
 
     r = phantom_run
@@ -353,7 +354,7 @@ def test_cascade_verdict_with_the_score_head_is_its_own_best_slice(phantom_run):
                                       r["out"] / "cache", r["splits"], cfg)
     for patient in r["ids"]["test"][:2]:
         volume, _ = load_source(r["sources"][patient])
-        cascade = Cascade.from_checkpoints(r["s1"], r["s2"], device="cpu", batch_size=8, all_slices=True,
+        cascade = build_cascade(r["s1"], r["s2"], device="cpu", batch_size=8, all_slices=True,
                                            patient_model=res["path"])
         result = cascade.run(volume)
         v = result.verdict

@@ -128,8 +128,9 @@ def test_cli_phantom(tmp_path, capsys):
 
 def test_project_ingest_reads_phantom(written):
     """The project's own loader and chest check accept the phantom as a chest CT."""
-    from PETriageLib.dicom_series import load_series
-    from PETriageLib.lung_crop import analyse_lungs, check_chest
+    from PETriageLib.ingest.load import load_series
+    from PETriageLib.preprocess.lungs import analyse_lungs
+    from PETriageLib.triage.eligibility import triage_problem
 
     study, paths = written
     vol = load_series(paths["series_dir"])
@@ -137,5 +138,5 @@ def test_project_ingest_reads_phantom(written):
     assert np.allclose(vol.origin, study.volume.origin, atol=1e-4)
     assert vol.metadata["contrast_agent"]
     lungs = analyse_lungs(vol)
-    assert check_chest(vol, lungs) is None
+    assert triage_problem(vol, lungs) is None
     assert sum(s.has_lung for s in lungs) >= len(lungs) // 2

@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 from dicom_factory import chest_hu, ct_volume
 
-from PETriageLib.dicom_series import load_series
-from PETriageLib.lung_crop import analyse_lungs, fixed_box
-from PETriageLib.preprocess import CropMap, PreprocessConfig, prepare_slices
-from PETriageLib.windows import PRESETS, stack_windows
+from PETriageLib.ingest.load import load_series
+from PETriageLib.preprocess.lungs import analyse_lungs, fixed_box
+from PETriageLib.preprocess.slices import CropMap, PreprocessConfig, prepare_slices
+from PETriageLib.preprocess.windows import PRESETS, stack_windows
 
 
 def test_config_round_trip_and_validation():

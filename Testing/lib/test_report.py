@@ -10,10 +10,19 @@ import pytest
 import SimpleITK as sitk
 from test_cascade_support import phantom_series_dir, phantom_study  # noqa: F401 (fixtures)
 
-from PETriageLib.cascade import TriageResult
-from PETriageLib.dicom_series import load_series
-from PETriageLib.report import heatmap_image, write_report, write_slices_csv, write_worklist
-from PETriageLib.verdict import SliceRow, label_slice, patient_verdict
+from PETriageLib.explain.heatmaps import Heatmaps
+from PETriageLib.ingest.load import load_series
+from PETriageLib.reporting.heatmap_files import heatmap_image
+from PETriageLib.reporting.report import write_report
+from PETriageLib.reporting.slices_csv import write_slices_csv
+from PETriageLib.reporting.worklist_csv import write_worklist_csv
+from PETriageLib.triage.options import CascadeOptions
+from PETriageLib.triage.result import TriageResult
+from PETriageLib.triage.stages import ModelInfo
+from PETriageLib.triage.verdict import SliceRow, label_slice, patient_verdict
+from PETriageLib.triage.worklist import WorklistEntry, rank_worklist
+
+WINDOWS = [{"name": "vascular", "level": 300.0, "width": 2600.0}, {"name": "lung", "level": -400.0, "width": 1500.0}]
 
 
 @pytest.fixture(scope="module")
@@ -37,12 +46,20 @@ def controlled_result(volume) -> TriageResult:
         pd, pp = (float(p1[k]), float(p2[k]) if p1[k] >= 0.5 else None) if lung else (None, None)
         rows.append(SliceRow(k, float(volume.z_positions[k]), volume.instance_uids[k], lung, lung, pd, pp,
                              label_slice(pd, pp, 0.5, 0.5)))
-    models = [{"stage": s, "name": f"m{s}", "sha256": "0" * 64, "architecture": "cbamdrn_d22",
-               "windows": [{"name": "vascular", "level": 300.0, "width": 2600.0},
-                           {"name": "lung", "level": -400.0, "width": 1500.0}]} for s in (1, 2)]
+    models = [ModelInfo(stage=s, name=f"m{s}", path=None, sha256="0" * 64, architecture="cbamdrn_d22",
+                        windows=WINDOWS, input_size=160, crop="dynamic", class_names=None, threshold=0.5,
+                        version=None, domain_threshold=None) for s in (1, 2)]
     return TriageResult(rows=rows, verdict=patient_verdict(rows), volume=volume, models=models,
-                        options={"min_run": 1}, timings={"stage1": 1.0},
-                        cam={"stage": 2, "slices": [n // 2, n // 2 + 1], "branches": ["vascular", "lung"]})
+                        options=CascadeOptions(), timings={"stage1": 1.0})
+
+
+def controlled_heatmaps(volume) -> Heatmaps:
+    n = volume.num_slices
+    k = [n // 2, n // 2 + 1]
+    heat = {b: np.zeros(volume.shape, np.float32) for b in ("vascular", "lung")}
+    for b in heat:
+        heat[b][k, 40:60, 30:50] = 1.0
+    return Heatmaps(heat, stage=2, model="m2", target="pe", slices=k, windows=WINDOWS, seconds=0.5)
 
 
 @pytest.mark.parametrize("suffix", [".nrrd", ".nii.gz"])
@@ -78,22 +95,23 @@ def test_slices_csv_is_in_anatomical_order(volume, tmp_path):
 
 def test_write_report_files_and_json(volume, tmp_path):
     result = controlled_result(volume)
-    k = result.cam["slices"]
-    heat = {b: np.zeros(volume.shape, np.float32) for b in ("vascular", "lung")}
-    for b in heat:
-        heat[b][k, 40:60, 30:50] = 1.0
-    files = write_report(result, tmp_path, heatmaps=heat)
+    heatmaps = controlled_heatmaps(volume)
+    k, heat = heatmaps.slices, heatmaps.volumes
+    before = result.to_dict()
+    files = write_report(result, tmp_path, heatmaps=heatmaps)
+    assert result.to_dict() == before  # the report reads the result, never changes it
     data = json.loads((tmp_path / "report.json").read_text())
     assert data["patient"]["verdict"] == result.verdict.verdict
     assert len(data["slices"]) == volume.num_slices
     assert data["series"]["shape"] == list(volume.shape)
     assert data["timings_s"]["writing"] > 0 and data["timings_s"]["stage1"] == 1.0
+    assert data["timings_s"]["gradcam"] == 0.5 and "writing" not in result.timings
     assert data["files"]["heatmaps"] == ["heatmap_vascular.nrrd", "heatmap_lung.nrrd"]
     assert data["gradcam"]["slices"] == k
-    assert len(files["key_images"]) == 2
+    assert len(files.key_images) == 2
     import matplotlib.image
 
-    png = matplotlib.image.imread(files["key_images"][0])
+    png = matplotlib.image.imread(files.key_images[0])
     assert png.ndim == 3 and png.shape[0] > 100 and png.std() > 0.05
     summary = (tmp_path / "summary.md").read_text()
     assert result.verdict.verdict.replace("_", " ") in summary and "heatmap_lung.nrrd" in summary
@@ -105,21 +123,23 @@ def test_report_without_heatmaps_or_analysis(volume, tmp_path):
     result = controlled_result(volume)
     result.verdict = patient_verdict(result.rows, not_analysable_reason="too few slices")
     files = write_report(result, tmp_path)
-    assert "heatmaps" not in files and "key_images" not in files
-    data = json.loads(files["report_json"].read_text())
+    assert not files.heatmaps and not files.key_images
+    data = json.loads(files.report_json.read_text())
+    assert set(data["files"]) == {"slices_csv", "summary", "report_json"} and data["gradcam"] == {}
     assert data["patient"]["verdict"] == "not_analysable" and data["patient"]["reason"] == "too few slices"
 
 
 def test_worklist_ranks_by_pe_score_with_problems_last(tmp_path):
     entries = [
-        {"verdict": "no_finding", "pe_score": 0.1, "disease_score": 0.3, "series_uid": "a"},
-        {"verdict": "error", "pe_score": None, "series_uid": "b", "reason": "unreadable"},
-        {"verdict": "pe_suspected", "pe_score": 0.95, "disease_score": 0.9, "series_uid": "c"},
-        {"verdict": "other_disease", "pe_score": 0.4, "disease_score": 0.8, "series_uid": "d"},
-        {"verdict": "not_analysable", "pe_score": None, "series_uid": "e", "reason": "not CT"},
+        WorklistEntry("no_finding", None, pe_score=0.1, disease_score=0.3, series_uid="a"),
+        WorklistEntry("error", "unreadable", series_uid="b"),
+        WorklistEntry("pe_suspected", None, pe_score=0.95, disease_score=0.9, series_uid="c"),
+        WorklistEntry("other_disease", None, pe_score=0.4, disease_score=0.8, series_uid="d"),
+        WorklistEntry("not_analysable", "not CT", series_uid="e"),
     ]
-    ranked = write_worklist(entries, tmp_path / "w.csv")
-    assert [e["series_uid"] for e in ranked] == ["c", "d", "a", "b", "e"]
+    ranked = rank_worklist(entries)
+    write_worklist_csv(ranked, tmp_path / "w.csv")
+    assert [e.series_uid for e in ranked] == ["c", "d", "a", "b", "e"] and [e.rank for e in ranked] == [1, 2, 3, 4, 5]
     with open(tmp_path / "w.csv") as f:
         rows = list(csv.DictReader(f))
     assert [r["rank"] for r in rows] == ["1", "2", "3", "4", "5"]
@@ -128,12 +148,13 @@ def test_worklist_ranks_by_pe_score_with_problems_last(tmp_path):
 
 def test_worklist_ranks_by_the_patient_classifier_where_it_ran(tmp_path):
     entries = [
-        {"verdict": "pe_suspected", "pe_score": 0.9, "patient_probability": 0.4, "series_uid": "a"},
-        {"verdict": "pe_suspected", "pe_score": 0.2, "patient_probability": 0.8, "series_uid": "b"},
-        {"verdict": "not_analysable", "pe_score": None, "patient_probability": None, "series_uid": "c"},
+        WorklistEntry("pe_suspected", None, pe_score=0.9, patient_probability=0.4, series_uid="a"),
+        WorklistEntry("pe_suspected", None, pe_score=0.2, patient_probability=0.8, series_uid="b"),
+        WorklistEntry("not_analysable", None, series_uid="c"),
     ]
-    ranked = write_worklist(entries, tmp_path / "w.csv")
-    assert [e["series_uid"] for e in ranked] == ["b", "a", "c"]
+    ranked = rank_worklist(entries)
+    write_worklist_csv(ranked, tmp_path / "w.csv")
+    assert [e.series_uid for e in ranked] == ["b", "a", "c"]
     with open(tmp_path / "w.csv") as f:
         rows = list(csv.DictReader(f))
     assert [r["patient_probability"] for r in rows] == ["0.800000", "0.400000", ""]

@@ -20,7 +20,8 @@ CASES = [(71, True, False), (72, False, True), (73, False, False), (74, True, Tr
 
 @pytest.fixture(scope="module")
 def shipped_cascade():
-    from PETriageLib.cascade import Cascade, default_models
+    from PETriageLib.triage.cascade import build_cascade
+    from PETriageLib.triage.stages import default_models
     from PETriageLib.errors import CheckpointError
 
     try:
@@ -29,7 +30,7 @@ def shipped_cascade():
         pytest.skip(f"no shipped stage 1/2 models: {exc}")
     before = torch.get_num_threads()
     torch.set_num_threads(1)
-    yield Cascade.from_checkpoints(stage1, stage2, device="cpu")
+    yield build_cascade(stage1, stage2, device="cpu")
     torch.set_num_threads(before)
 
 
@@ -41,7 +42,7 @@ def _slice_scores(cascade) -> "tuple[list, list, list, list]":
         study = generate_study(seed, matrix=256, slices=40, pe=pe, other=other, contrast="ctpa")
         result = cascade.run(study.volume)
         assert len(result.rows) == len(study.slice_labels) == 40
-        assert result.domain["in_domain"], (seed, result.domain)  # phantoms unseen in training are in its domain
+        assert result.domain.in_domain, (seed, result.domain)  # phantoms unseen in training are in its domain
         for row, truth in zip(result.rows, study.slice_labels):
             if row.has_lung and row.p_disease is not None:
                 y1.append(truth != "wnl")
@@ -69,12 +70,12 @@ def test_shipped_models_beat_chance_on_unseen_phantoms(shipped_cascade) -> None:
 def test_shipped_refiner_with_the_shipped_pair(shipped_cascade) -> None:
     """The registered slice refiner loads by name for exactly the shipped pair and re-scores
     unseen phantoms at least as well as a floor (it scores 0.942 / 0.988 on the 40 test patients)."""
-    from PETriageLib.cascade import Cascade
+    from PETriageLib.triage.cascade import build_cascade
 
-    refined = Cascade(shipped_cascade.stage1, shipped_cascade.stage2, device="cpu",
+    refined = build_cascade(shipped_cascade.stage1, shipped_cascade.stage2, device="cpu",
                       refiner="cbamdrn_d22_demo_refiner")
-    assert refined.threshold_disease == refined.refiner[1]["threshold_disease"] != shipped_cascade.threshold_disease
-    assert refined.options()["refiner"] == "cbamdrn_d22_demo_refiner"
+    assert refined.options.threshold_disease == refined.series_models.refiner.thresholds[0] != shipped_cascade.options.threshold_disease
+    assert refined.run_info().refiner == "cbamdrn_d22_demo_refiner"
     y1, p1, y2, p2 = _slice_scores(refined)
     assert len(y1) > 150 and len(y2) > 30
     # the refiner shipped on 2026-11-29 scores 0.995 (stage 1, 201 slices) and 0.888 (stage 2, 57 slices)
@@ -85,16 +86,16 @@ def test_shipped_stage1_refuses_a_real_ct(shipped_cascade, real_series_dir) -> N
     """Trained on phantoms, stage 1 calls 107 of the 109 normal slices of this real pneumonia CT
     diseased (AUROC 0.568 against its radiologists' labels; docs/training.md). Its domain check
     says so instead of giving a verdict; with 'warn' the verdict comes with the same reason."""
-    from PETriageLib.cascade import Cascade
-    from PETriageLib.dicom_series import load_series
+    from PETriageLib.triage.cascade import build_cascade
+    from PETriageLib.ingest.load import load_series
 
     volume = load_series(real_series_dir)
     result = shipped_cascade.run(volume)
     assert result.verdict.verdict == "not_analysable"
     assert result.verdict.reason.startswith("the series is unlike the data model cbamdrn_d22_demo_stage1")
     # on 2026-11-29: 829 against the limit 277 (its 40 validation phantoms: 79-184)
-    assert result.domain["score"] > 2 * result.domain["threshold"] and result.domain["slices"] == 24
+    assert result.domain.score > 2 * result.domain.threshold and result.domain.slices == 24
     p = [r.p_disease for r in result.rows if r.analysable]
     assert len(p) > 100 and np.median(p) > 0.9  # the probabilities stay for inspection, and show why
-    warned = Cascade(shipped_cascade.stage1, shipped_cascade.stage2, device="cpu", domain_check="warn").run(volume)
+    warned = build_cascade(shipped_cascade.stage1, shipped_cascade.stage2, device="cpu", domain_check="warn").run(volume)
     assert warned.verdict.verdict == "other_disease" and result.verdict.reason in warned.warnings

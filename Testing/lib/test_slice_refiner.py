@@ -9,9 +9,10 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from PETriageLib.errors import CheckpointError
-from PETriageLib.patient.refine import (
-    RefinerTrainConfig, load_slice_refiner, refine_series, save_slice_refiner, stage_scores, train_slice_refiner)
-from PETriageLib.patient.series import PatientSeries
+from PETriageLib.models.series_checkpoint import load_slice_refiner
+from PETriageLib.training.series_models.refiner import (
+    RefinerTrainConfig, refine_series, save_slice_refiner, stage_scores, train_slice_refiner)
+from PETriageLib.training.series_models.feature_series import PatientSeries
 from test_patient_classifier import phantom_run  # noqa: F401 (fixture)
 
 FAST = dict(hidden=16, epochs=30, batch_size=16, lr=1e-2, noise=0.0, dropout=0.0, patience=30)
@@ -56,8 +57,8 @@ def test_refiner_scores_slices_from_their_neighbours(lesion_data):
 
 
 def test_refiner_file_round_trip_and_refusals(lesion_data, tmp_path):
-    from PETriageLib.patient.model import PatientClassifier
-    from PETriageLib.patient.train import PatientTrainConfig, save_patient_classifier
+    from PETriageLib.models.series_nets import PatientClassifier
+    from PETriageLib.training.series_models.patient import PatientTrainConfig, save_patient_classifier
 
     train, val = lesion_data
     cfg = RefinerTrainConfig(**dict(FAST, epochs=2))
@@ -107,7 +108,7 @@ def test_training_needs_every_slice_label(lesion_data):
 
 @pytest.fixture(scope="module")
 def trained_refiner(phantom_run):
-    from PETriageLib.patient.pipeline import train_refiner_from_manifest
+    from PETriageLib.training.series_models.from_manifest import train_refiner_from_manifest
 
     r = phantom_run
     res = train_refiner_from_manifest(str(r["s1"]), str(r["s2"]), r["manifest"], r["out"] / "refiner",
@@ -131,15 +132,16 @@ def test_evaluation_scores_the_refined_slices(phantom_run, trained_refiner):
 
 
 def test_cascade_with_the_refiner(phantom_run, trained_refiner):
-    from PETriageLib.cascade import Cascade, load_stage
-    from PETriageLib.patient.pipeline import split_series
+    from PETriageLib.triage.cascade import build_cascade
+    from PETriageLib.triage.stages import load_stage
+    from PETriageLib.training.series_models.from_manifest import split_series
     from PETriageLib.training.loaders import load_source
 
     r = phantom_run
     patient = r["ids"]["test"][0]
     volume, _ = load_source(r["sources"][patient])
-    cascade = Cascade.from_checkpoints(r["s1"], r["s2"], device="cpu", batch_size=8, refiner=trained_refiner["path"])
-    assert cascade.threshold_disease == trained_refiner["threshold_disease"]
+    cascade = build_cascade(r["s1"], r["s2"], device="cpu", batch_size=8, refiner=trained_refiner["path"])
+    assert cascade.options.threshold_disease == trained_refiner["threshold_disease"]
     result = cascade.run(volume)
     done = [row for row in result.rows if row.analysable]
     # The training path's features of the same patient (cached float16 slices) give the same scores.
@@ -151,27 +153,27 @@ def test_cascade_with_the_refiner(phantom_run, trained_refiner):
     assert np.allclose([row.p_disease for row in done], expected[:, 0], atol=1e-2)
     for row, q in zip(done, expected):
         if row.p_pe is not None:
-            assert row.p_disease >= cascade.threshold_disease and row.p_pe == pytest.approx(q[1], abs=1e-2)
-    assert result.options["refiner"] == trained_refiner["path"]
+            assert row.p_disease >= cascade.options.threshold_disease and row.p_pe == pytest.approx(q[1], abs=1e-2)
+    assert result.run.refiner == trained_refiner["path"]
     # logits through the fast path (the default) or the eager models: the same refined scores
-    eager = Cascade.from_checkpoints(r["s1"], r["s2"], device="cpu", batch_size=8, inference="eager",
+    eager = build_cascade(r["s1"], r["s2"], device="cpu", batch_size=8, inference="eager",
                                      refiner=trained_refiner["path"]).run(volume)
     assert np.allclose([row.p_disease for row in eager.rows if row.analysable], expected[:, 0], atol=1e-4)
     assert (result.verdict.verdict == "pe_suspected") == any(row.label == "pe" for row in done)
 
 
 def test_refiner_and_patient_classifier_must_read_the_same_features(phantom_run, trained_refiner, tmp_path):
-    from PETriageLib.cascade import Cascade
+    from PETriageLib.triage.cascade import build_cascade
     from PETriageLib.models.checkpoint import file_sha256
-    from PETriageLib.patient.model import PatientClassifier
-    from PETriageLib.patient.train import PatientTrainConfig, save_patient_classifier
+    from PETriageLib.models.series_nets import PatientClassifier
+    from PETriageLib.training.series_models.patient import PatientTrainConfig, save_patient_classifier
 
     r = phantom_run
     stages = [{"sha256": file_sha256(p), "path": str(p)} for p in (r["s1"], r["s2"])]
     emb = save_patient_classifier(tmp_path / "p.pt", PatientClassifier(10, "maxpool", 4),
                                   PatientTrainConfig(features="embeddings"), {"threshold": 0.5}, stages)
     with pytest.raises(ValueError, match="read different features"):
-        Cascade.from_checkpoints(r["s1"], r["s2"], device="cpu", refiner=trained_refiner["path"], patient_model=emb)
+        build_cascade(r["s1"], r["s2"], device="cpu", refiner=trained_refiner["path"], patient_model=emb)
 
 
 def test_cli_train_refiner(phantom_run, capsys):

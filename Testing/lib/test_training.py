@@ -56,7 +56,7 @@ def test_own_manifest_errors_name_file_and_row(tmp_path) -> None:
 
 
 def test_cache_is_reused_and_keyed_by_config(tiny_dataset, tmp_path) -> None:
-    from PETriageLib.preprocess import PreprocessConfig
+    from PETriageLib.preprocess.slices import PreprocessConfig
 
     sources = load_manifest(tiny_dataset)[:2]
     cfg = PreprocessConfig(["vascular", "lung"], input_size=64)
@@ -75,7 +75,7 @@ def test_cache_is_reused_and_keyed_by_config(tiny_dataset, tmp_path) -> None:
 
 
 def test_stage_datasets_follow_the_labels(tiny_run) -> None:
-    from PETriageLib.preprocess import PreprocessConfig
+    from PETriageLib.preprocess.slices import PreprocessConfig
 
     cached = cache_sources(load_manifest(tiny_run["manifest"]), PreprocessConfig(["vascular", "lung"], 64),
                            tiny_run["out"] / "cache")
@@ -107,8 +107,8 @@ def test_training_loss_falls_and_best_checkpoint_has_threshold(tiny_run) -> None
 def test_training_stores_the_domain_check(tiny_run) -> None:
     """Each best.pt carries the feature statistics of every training slice with lung (fewer than the
     6000 sampled at most) and a threshold from the validation series."""
-    from PETriageLib.cascade import load_stage
-    from PETriageLib.preprocess import PreprocessConfig
+    from PETriageLib.triage.stages import load_stage
+    from PETriageLib.preprocess.slices import PreprocessConfig
 
     splits = json.loads((tiny_run["out"] / "splits.json").read_text())
     sources = cache_sources(load_manifest(tiny_run["manifest"]), PreprocessConfig(["vascular", "lung"], 64),
@@ -144,10 +144,10 @@ def test_fit_domain_cli_gives_an_old_checkpoint_its_check(tiny_run, tmp_path, ca
     series models trained on the old file still accept the new one (same weights)."""
     import shutil
 
-    from PETriageLib.cascade import load_stage
+    from PETriageLib.triage.stages import load_stage
     from PETriageLib.cli import main
     from PETriageLib.models.checkpoint import file_sha256, read_checkpoint
-    from PETriageLib.patient.checkpoint import load_series_model, save_series_model
+    from PETriageLib.models.series_checkpoint import load_series_model, save_series_model
 
     old = tmp_path / "old.pt"
     data = read_checkpoint(tiny_run["s1"].best_path)
@@ -164,7 +164,7 @@ def test_fit_domain_cli_gives_an_old_checkpoint_its_check(tiny_run, tmp_path, ca
     assert stage.domain.threshold == pytest.approx(2 * printed["val_scores"]["max"], rel=1e-3)
     assert stage.identities() == [file_sha256(new), file_sha256(old)]
     from PETriageLib.errors import CheckpointError
-    from PETriageLib.patient.model import SliceRefiner
+    from PETriageLib.models.series_nets import SliceRefiner
 
     s2 = load_stage(2, tiny_run["s2"].best_path)
     save_series_model(tmp_path / "r.pt", SliceRefiner(2, 4, 0.0), {
@@ -358,8 +358,8 @@ def test_evaluate_writes_paper_tables(tiny_run) -> None:
     assert rep["operating_points"]["stage1"][1]["accuracy"].endswith(f"({right}/{len(lung)})")
     # Domain check: each series scored as triage scores it (there from fp32 inputs, here from the
     # fp16 cache), and the count triage would refuse
-    from PETriageLib.cascade import Cascade
-    from PETriageLib.dicom_series import load_series
+    from PETriageLib.triage.cascade import build_cascade
+    from PETriageLib.ingest.load import load_series
 
     dom = rep["domain_check"]
     scores = [r["domain_score"] for r in rep["patients"]]
@@ -367,9 +367,9 @@ def test_evaluate_writes_paper_tables(tiny_run) -> None:
     assert dom["refused"] == sum(x > dom["threshold"] for x in scores)
     assert f"triage would refuse {dom['refused']} of {dom['series']} series" in md
     first = rep["patients"][0]
-    triaged = Cascade.from_checkpoints(tiny_run["s1"].best_path, tiny_run["s2"].best_path, device="cpu",
+    triaged = build_cascade(tiny_run["s1"].best_path, tiny_run["s2"].best_path, device="cpu",
                                        domain_check="warn").run(load_series(sources[first["patient_id"]].paths[0]))
-    assert triaged.domain["score"] == pytest.approx(first["domain_score"], rel=0.02)
+    assert triaged.domain.score == pytest.approx(first["domain_score"], rel=0.02)
 
 
 def test_operating_point_known_case() -> None:
@@ -426,7 +426,7 @@ def test_rspect_import(tiny_dataset, tmp_path) -> None:
 
 def test_augment_identity_determinism_and_air_fill() -> None:
     from PETriageLib.training.augment import AugmentConfig, augment_batch
-    from PETriageLib.windows import get_window
+    from PETriageLib.preprocess.windows import get_window
 
     x = torch.rand(3, 2, 32, 32) * 2 - 1
     wins = ["vascular", "lung"]

@@ -4,15 +4,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from PETriageLib.verdict import (
+from PETriageLib.triage.verdict import (
     SliceRow,
     label_slice,
     patient_verdict,
     run_score,
     runs,
-    series_problem,
 )
-from PETriageLib.volume import CTVolume
+from PETriageLib.ingest.volume import CTVolume
+from PETriageLib.triage.eligibility import series_problem
 
 
 def make_rows(p_disease, p_pe, t1=0.5, t2=0.5):

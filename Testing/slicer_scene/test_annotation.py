@@ -9,7 +9,7 @@ import pytest
 
 
 def add_model_results(ct, labels):
-    from PETriageLib.verdict import SliceRow, patient_verdict
+    from PETriageLib.triage.verdict import SliceRow, patient_verdict
     from PETriageSlicer.results import add_results
 
     rows = [SliceRow(k, float(k), "", True, True, 0.1 if lab == "wnl" else 0.9,
@@ -53,7 +53,7 @@ def read_csv(path):
 def test_export_gives_a_manifest_the_trainer_loads(scene, phantom_series, tmp_path):
     import SimpleITK as sitk
 
-    from PETriageLib.dicom_series import load_series
+    from PETriageLib.ingest.load import load_series
     from PETriageLib.phantom import FINDING_CODES
     from PETriageLib.training.loaders import load_source
     from PETriageLib.training.manifest import load_manifest

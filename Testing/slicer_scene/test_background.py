@@ -5,9 +5,9 @@ from __future__ import annotations
 
 def test_triage_on_a_worker_thread_then_publish(scene, phantom_series, tiny_models):
     from PETriageSlicer.background import BackgroundWork
-    from PETriageSlicer.logic import PETriageLogic, TriageSettings
+    from PETriageSlicer.logic import PETriageSceneLogic, TriageSettings
 
-    logic = PETriageLogic(scene)
+    logic = PETriageSceneLogic(scene)
     ct = logic.load_dicom(str(phantom_series))
     task = logic.prepare(ct, TriageSettings(*tiny_models, device="cpu", top_k=1))
     nodes_before = scene.GetNumberOfNodes()
@@ -24,9 +24,9 @@ def test_triage_on_a_worker_thread_then_publish(scene, phantom_series, tiny_mode
 
 def test_cancel_is_reported_not_raised(scene, phantom_series, tiny_models):
     from PETriageSlicer.background import BackgroundWork
-    from PETriageSlicer.logic import PETriageLogic, TriageSettings
+    from PETriageSlicer.logic import PETriageSceneLogic, TriageSettings
 
-    logic = PETriageLogic(scene)
+    logic = PETriageSceneLogic(scene)
     task = logic.prepare(logic.load_dicom(str(phantom_series)), TriageSettings(*tiny_models, device="cpu"))
     work = BackgroundWork(lambda report, cancel: task.compute(report, cancel), "triage")
     work.cancel.set()  # pressed before the first batch
@@ -52,19 +52,21 @@ def test_grad_cam_on_demand_for_chosen_slices(scene, phantom_series, tiny_models
     import numpy as np
     import slicer
 
-    from PETriageLib.cascade import Cascade
-    from PETriageLib.dicom_series import load_series
+    from PETriageLib.triage.cascade import build_cascade
+    from PETriageLib.ingest.load import load_series
     from PETriageSlicer.geometry import ijk_to_ras
-    from PETriageSlicer.logic import PETriageLogic, TriageSettings
+    from PETriageSlicer.logic import PETriageSceneLogic, TriageSettings
 
-    logic = PETriageLogic(scene)
+    logic = PETriageSceneLogic(scene)
     ct = logic.load_dicom(str(phantom_series))
     nodes = logic.run(ct, TriageSettings(*tiny_models, device="cpu", cam="none"))
     assert not nodes.heatmaps
     maps = logic.heatmaps_for_slices(ct, [9])
     assert set(maps) == {"vascular", "lung"}
-    cascade = Cascade.from_checkpoints(*tiny_models, device="cpu")
-    reference = cascade.heatmaps(cascade.run(load_series(phantom_series)), [9])
+    cascade = build_cascade(*tiny_models, device="cpu")
+    from PETriageLib.explain.heatmaps import explain
+
+    reference = explain(cascade, cascade.run(load_series(phantom_series)), [9]).volumes
     for branch, node in maps.items():
         arr = slicer.util.arrayFromVolume(node)
         np.testing.assert_allclose(arr, reference[branch], atol=1e-4)

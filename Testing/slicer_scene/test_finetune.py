@@ -48,10 +48,10 @@ def exported(tmp_path_factory):
 
 def test_fine_tune_registers_a_new_model_that_triages(scene, exported, tiny_models, user_models, tmp_path,
                                                       phantom_series):
-    from PETriageSlicer.logic import PETriageLogic, TriageSettings
+    from PETriageSlicer.logic import PETriageSceneLogic, TriageSettings
     from PETriageSlicer.model_list import available_models, model_names, resolve
 
-    logic = PETriageLogic(scene)
+    logic = PETriageSceneLogic(scene)
     job = logic.fine_tune(str(exported), 1, tiny_models[0], str(tmp_path / "ft1"), epochs=1,
                           extra_args=("--steps-per-epoch", "2", "--batch-size", "4", "--threads", "1",
                                       "--no-augment"))

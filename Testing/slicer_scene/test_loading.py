@@ -8,7 +8,7 @@ import pydicom
 import pytest
 import SimpleITK as sitk
 
-from PETriageLib.volume import LPS_TO_RAS
+from PETriageLib.ingest.volume import LPS_TO_RAS
 
 
 def sitk_reference(folder: Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
@@ -48,7 +48,7 @@ def test_generated_series_geometry_equals_simpleitk(scene, phantom_series):
 def test_real_series_geometry_equals_simpleitk_and_triages(scene, real_series_dir, tiny_models):
     from PETriageSlicer.geometry import ijk_to_ras
     from PETriageSlicer.loading import load_dicom_folder
-    from PETriageSlicer.logic import PETriageLogic, TriageSettings
+    from PETriageSlicer.logic import PETriageSceneLogic, TriageSettings
     from PETriageSlicer.navigation import table_column
 
     node = load_dicom_folder(real_series_dir)
@@ -59,7 +59,7 @@ def test_real_series_geometry_equals_simpleitk_and_triages(scene, real_series_di
     assert ijk_to_ras(node)[2, 2] > 0  # feet -> head
 
     # Real scanner output through the whole scene path: 131 rows, ascending z, a verdict.
-    nodes = PETriageLogic(scene).run(node, TriageSettings(*tiny_models, device="cpu", cam="none"))
+    nodes = PETriageSceneLogic(scene).run(node, TriageSettings(*tiny_models, device="cpu", cam="none"))
     z = np.array(table_column(nodes.table, "z"))
     assert len(z) == 131 and np.allclose(np.diff(z), 2.0, atol=1e-3)
     assert z[0] == pytest.approx(-322.1, abs=1e-3)
@@ -98,7 +98,7 @@ def test_subject_hierarchy_and_dicom_uids(scene, phantom_series):
 
 
 def test_volume_from_node_equals_library_loader(scene, phantom_series):
-    from PETriageLib.dicom_series import load_series
+    from PETriageLib.ingest.load import load_series
     from PETriageSlicer.geometry import volume_from_node
     from PETriageSlicer.loading import load_dicom_folder
 
@@ -125,8 +125,8 @@ def test_missing_folder_is_a_clear_error(scene, tmp_path):
 def test_volume_without_dicom_gets_the_library_surrogate_uids(scene):
     import slicer
 
-    from PETriageLib.dicom_scan import is_valid_uid
-    from PETriageLib.dicom_series import surrogate_instance_uid
+    from PETriageLib.ingest.scan import is_valid_uid
+    from PETriageLib.ingest.load import surrogate_instance_uid
     from PETriageSlicer.geometry import volume_from_node
 
     node = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "not from DICOM")

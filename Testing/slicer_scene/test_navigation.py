@@ -12,7 +12,7 @@ def _controlled(rows):
     """What add_results reads of a TriageResult, for hand-made rows (no domain check, no warnings)."""
     from types import SimpleNamespace
 
-    from PETriageLib.verdict import patient_verdict
+    from PETriageLib.triage.verdict import patient_verdict
 
     return SimpleNamespace(rows=rows, verdict=patient_verdict(rows), domain=None, warnings=[])
 
@@ -20,7 +20,7 @@ def _controlled(rows):
 @pytest.fixture
 def results(scene, phantom_series):
     """A CT node from the phantom plus a results table with known labels and p_pe (first 12 slices)."""
-    from PETriageLib.verdict import SliceRow
+    from PETriageLib.triage.verdict import SliceRow
     from PETriageSlicer.geometry import ijk_to_ras
     from PETriageSlicer.loading import load_dicom_folder
     from PETriageSlicer.results import add_results
@@ -101,7 +101,7 @@ def test_next_positive_steps_and_wraps(results, scene):
 
 
 def test_no_pe_gives_none(scene, phantom_series):
-    from PETriageLib.verdict import SliceRow
+    from PETriageLib.triage.verdict import SliceRow
     from PETriageSlicer.loading import load_dicom_folder
     from PETriageSlicer.navigation import jump_to_max_pe, next_positive
     from PETriageSlicer.results import add_results
@@ -120,7 +120,7 @@ def test_no_pe_gives_none(scene, phantom_series):
 def test_a_new_run_replaces_the_previous_results(results, scene):
     import numpy as np
 
-    from PETriageLib.verdict import SliceRow
+    from PETriageLib.triage.verdict import SliceRow
     from PETriageSlicer.results import add_results, results_table
 
     first, ct = results

@@ -11,25 +11,27 @@ import pytest
 @pytest.fixture(scope="module")
 def run(tiny_models, phantom_series):
     """Load the phantom study, triage it through the logic, and the same with PETriageLib directly."""
-    from PETriageLib.cascade import Cascade
-    from PETriageLib.dicom_series import load_series
-    from PETriageLib.gradcam import select_cam_slices
-    from PETriageSlicer.logic import PETriageLogic, TriageSettings
+    from PETriageLib.triage.cascade import build_cascade
+    from PETriageLib.ingest.load import load_series
+    from PETriageLib.explain.cam_slices import select_cam_slices
+    from PETriageSlicer.logic import PETriageSceneLogic, TriageSettings
     from PETriageSlicer.results import DisplayOptions
     from PETriageSlicer.scene import new_scene
 
     scene = new_scene()
-    logic = PETriageLogic(scene)
+    logic = PETriageSceneLogic(scene)
     ct = logic.load_dicom(str(phantom_series))
     display = DisplayOptions(color="PET-Heat", threshold=0.3, opacity=0.6, foreground_branch="lung")
     settings = TriageSettings(*tiny_models, device="cpu", cam="top-k", top_k=3, display=display)
     calls = []
     nodes = logic.run(ct, settings, progress=lambda done, total, msg: calls.append((done, total, msg)))
 
-    cascade = Cascade.from_checkpoints(*tiny_models, device="cpu")
+    cascade = build_cascade(*tiny_models, device="cpu")
     reference = cascade.run(load_series(phantom_series))
     cam_slices = select_cam_slices(reference.rows, "top-k", 3)
-    ref_maps = cascade.heatmaps(reference, cam_slices)
+    from PETriageLib.explain.heatmaps import explain
+
+    ref_maps = explain(cascade, reference, cam_slices).volumes
     return SimpleNamespace(scene=scene, ct=ct, nodes=nodes, reference=reference, ref_maps=ref_maps,
                            cam_slices=cam_slices, display=display, progress=calls)
 
@@ -188,9 +190,9 @@ def test_patient_classifier_setting_decides_the_verdict(scene, phantom_series, t
     import torch
 
     from PETriageLib.models.checkpoint import file_sha256
-    from PETriageLib.patient.model import PatientClassifier
-    from PETriageLib.patient.train import PatientTrainConfig, save_patient_classifier
-    from PETriageSlicer.logic import PETriageLogic, TriageSettings
+    from PETriageLib.models.series_nets import PatientClassifier
+    from PETriageLib.training.series_models.patient import PatientTrainConfig, save_patient_classifier
+    from PETriageSlicer.logic import PETriageSceneLogic, TriageSettings
 
     torch.manual_seed(0)
     stages = [{"sha256": file_sha256(p), "path": p} for p in tiny_models]
@@ -198,7 +200,7 @@ def test_patient_classifier_setting_decides_the_verdict(scene, phantom_series, t
     for threshold in (0.0, 1.0):  # every p(PE) passes 0, none reaches 1
         path = save_patient_classifier(tmp_path / f"patient-{threshold}.pt", PatientClassifier(2, "bilstm", 8),
                                        PatientTrainConfig(features="scores"), {"threshold": threshold}, stages)
-        logic = PETriageLogic(scene)
+        logic = PETriageSceneLogic(scene)
         ct = logic.load_dicom(str(phantom_series))
         logic.run(ct, TriageSettings(*tiny_models, device="cpu", cam="none", patient_model=str(path)))
         assert ct.GetAttribute("PETriage.rule") == "patient classifier"
@@ -213,21 +215,21 @@ def test_refiner_setting_rescores_the_table(scene, phantom_series, tiny_models, 
     import torch
 
     from PETriageLib.models.checkpoint import file_sha256
-    from PETriageLib.patient.config import RefinerTrainConfig
-    from PETriageLib.patient.model import SliceRefiner
-    from PETriageLib.patient.refine import save_slice_refiner
-    from PETriageSlicer.logic import PETriageLogic, TriageSettings
+    from PETriageLib.training.series_models.config import RefinerTrainConfig
+    from PETriageLib.models.series_nets import SliceRefiner
+    from PETriageLib.training.series_models.refiner import save_slice_refiner
+    from PETriageSlicer.logic import PETriageSceneLogic, TriageSettings
     from PETriageSlicer.navigation import table_column
 
     torch.manual_seed(0)
     stages = [{"sha256": file_sha256(p), "path": p} for p in tiny_models]
     path = save_slice_refiner(tmp_path / "refiner.pt", SliceRefiner(2, 8), RefinerTrainConfig(),
                               {"threshold_disease": 0.0, "threshold_pe": 1.0}, stages)
-    logic = PETriageLogic(scene)
+    logic = PETriageSceneLogic(scene)
     ct = logic.load_dicom(str(phantom_series))
     nodes = logic.run(ct, TriageSettings(*tiny_models, device="cpu", cam="none", refiner=str(path)))
     task = logic.last_tasks[ct.GetID()]
-    assert task.result.options["refiner"] == str(path)
+    assert task.result.run.refiner == str(path)
     labels = table_column(nodes.table, "label")
     # threshold 0 passes every analysed slice to stage 2; no refined p(PE) reaches 1: all "other"
     assert set(labels) - {""} == {"other"}
@@ -237,22 +239,22 @@ def test_refiner_setting_rescores_the_table(scene, phantom_series, tiny_models, 
 def test_panel_offers_the_shipped_refiner_by_name_and_it_runs_on_the_shipped_pair(scene, phantom_series):
     """The panel's refiner list is what models.json registers; the first entry of each model list
     (what the panel selects by default) with the offered refiner triages a study."""
-    from PETriageLib.patient.refine import load_slice_refiner
-    from PETriageSlicer.logic import PETriageLogic, TriageSettings
+    from PETriageLib.models.series_checkpoint import load_slice_refiner
+    from PETriageSlicer.logic import PETriageSceneLogic, TriageSettings
     from PETriageSlicer.model_list import model_names, series_model_names
     from PETriageSlicer.navigation import table_column
 
     refiners = series_model_names("slice_refiner")
     assert refiners == ["cbamdrn_d22_demo_refiner"]
     assert series_model_names("patient_classifier") == []  # none shipped: the list holds only "(none)"
-    logic = PETriageLogic(scene)
+    logic = PETriageSceneLogic(scene)
     ct = logic.load_dicom(str(phantom_series))
     # the 128 x 128 test phantom is coarser than any the demo models saw: their domain check
     # refuses it (score about 900, limit 277), so 'warn' here, where the scene mechanics are tested
     settings = TriageSettings(model_names(1)[0], model_names(2)[0], device="cpu", cam="none", refiner=refiners[0],
                               domain_check="warn")
     nodes = logic.run(ct, settings)
-    assert logic.last_tasks[ct.GetID()].result.options["refiner"] == refiners[0]
+    assert logic.last_tasks[ct.GetID()].result.run.refiner == refiners[0]
     _, meta = load_slice_refiner(refiners[0])
     rows = [(label, float(d), float(p)) for label, d, p in zip(table_column(nodes.table, "label"),
             table_column(nodes.table, "p_disease"), table_column(nodes.table, "p_pe")) if label]
@@ -270,10 +272,10 @@ def test_panel_offers_the_shipped_refiner_by_name_and_it_runs_on_the_shipped_pai
 def test_shipped_models_on_a_real_ct_warn_in_the_scene(scene, real_series_dir):
     """With domain check 'warn', the phantom-trained pair triages the real pneumonia CT and the
     scene carries the check (out of domain) and its reason as a warning, where the panel shows it."""
-    from PETriageSlicer.logic import PETriageLogic, TriageSettings
+    from PETriageSlicer.logic import PETriageSceneLogic, TriageSettings
     from PETriageSlicer.model_list import model_names
 
-    logic = PETriageLogic(scene)
+    logic = PETriageSceneLogic(scene)
     ct = logic.load_dicom(str(real_series_dir))
     logic.run(ct, TriageSettings(model_names(1)[0], model_names(2)[0], device="cpu", cam="none",
                                  domain_check="warn"))
@@ -282,4 +284,4 @@ def test_shipped_models_on_a_real_ct_warn_in_the_scene(scene, real_series_dir):
     warnings = json.loads(ct.GetAttribute("PETriage.warnings"))
     assert any(w.startswith("the series is unlike the data model") for w in warnings)
     assert ct.GetAttribute("PETriage.verdict") == "other_disease"
-    assert logic.last_tasks[ct.GetID()].result.options["domain_check"] == "warn"
+    assert logic.last_tasks[ct.GetID()].result.options.domain_check == "warn"

@@ -23,13 +23,13 @@ def folder(tmp_path_factory):
 
 
 def test_folder_worklist_is_ranked_by_pe_score(scene, folder, tiny_models):
-    from PETriageLib.cascade import Cascade
-    from PETriageLib.dicom_series import load_series
-    from PETriageSlicer.logic import PETriageLogic, TriageSettings
+    from PETriageLib.triage.cascade import build_cascade
+    from PETriageLib.ingest.load import load_series
+    from PETriageSlicer.logic import PETriageSceneLogic, TriageSettings
     from PETriageSlicer.navigation import table_column
     from PETriageSlicer.worklist import load_row
 
-    logic = PETriageLogic(scene)
+    logic = PETriageSceneLogic(scene)
     calls = []
     table = logic.screen_folder(str(folder), TriageSettings(*tiny_models, device="cpu"),
                                 progress=lambda d, t, m: calls.append((d, t)))
@@ -37,7 +37,7 @@ def test_folder_worklist_is_ranked_by_pe_score(scene, folder, tiny_models):
     assert calls[-1] == (4, 4)
 
     # Independent reference: the library's cascade on each study folder.
-    cascade = Cascade.from_checkpoints(*tiny_models, device="cpu")
+    cascade = build_cascade(*tiny_models, device="cpu")
     scores = {}
     for name in "abc":
         result = cascade.run(load_series(folder / name / "series"))
@@ -64,27 +64,27 @@ def test_folder_worklist_is_ranked_by_pe_score(scene, folder, tiny_models):
 def test_screening_can_be_cancelled(scene, folder, tiny_models):
     import threading
 
-    from PETriageLib.cascade import Cancelled
-    from PETriageSlicer.logic import PETriageLogic, TriageSettings
+    from PETriageLib.progress import Cancelled
+    from PETriageSlicer.logic import PETriageSceneLogic, TriageSettings
 
     cancel = threading.Event()
     cancel.set()
     with pytest.raises(Cancelled):
-        PETriageLogic(scene).screen_folder(str(folder), TriageSettings(*tiny_models, device="cpu"), cancel=cancel)
+        PETriageSceneLogic(scene).screen_folder(str(folder), TriageSettings(*tiny_models, device="cpu"), cancel=cancel)
     assert scene.GetNumberOfNodesByClass("vtkMRMLTableNode") == 0
 
 
 
 def test_shipped_models_triage_through_the_scene(scene, phantom_series):
     """The shipped demo models (Resources/models.json, SHA256-checked) run by name in the scene logic."""
-    from PETriageSlicer.logic import PETriageLogic, TriageSettings
+    from PETriageSlicer.logic import PETriageSceneLogic, TriageSettings
     from PETriageSlicer.model_list import available_models
     from PETriageSlicer.navigation import table_column
 
     shipped = {stage: [e["name"] for e in available_models(stage) if not e["user"]] for stage in (1, 2)}
     if not shipped[1] or not shipped[2]:
         pytest.skip("no shipped stage 1 and stage 2 models in Resources/models.json yet")
-    logic = PETriageLogic(scene)
+    logic = PETriageSceneLogic(scene)
     ct = logic.load_dicom(str(phantom_series))
     nodes = logic.run(ct, TriageSettings(shipped[1][0], shipped[2][0], device="cpu", top_k=2))
     assert nodes.table.GetNumberOfRows() == ct.GetImageData().GetDimensions()[2]

@@ -1,0 +1,1 @@
+"""Grad-CAM: where each window branch looked, as heatmap volumes in the series geometry."""

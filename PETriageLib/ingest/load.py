@@ -1,0 +1,268 @@
+"""DICOM CT series -> CTVolume: scan, group, sort along the slice normal, check, decode, rescale to HU.
+
+Public API: ``scan_series`` (what series a folder holds, headers only) and ``load_series`` (one
+series as a ``CTVolume``). Geometry follows SimpleITK's ImageSeriesReader (LPS). Problems that
+would give a wrong volume raise ``SeriesError`` naming the file; the rest become warnings.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import pydicom
+
+from PETriageLib.ingest.checks import SeriesCheck, check_series
+from PETriageLib.progress import Progress
+from PETriageLib.ingest.scan import Instance, name_based_uid, quiet_dicom, ScanResult, SeriesInfo, group_series, scan_files, sort_instances
+from PETriageLib.errors import SeriesError
+from PETriageLib.ingest.volume import AIR_HU, CTVolume
+
+log = logging.getLogger(__name__)
+
+PathOrFiles = "str | os.PathLike | Sequence[str | os.PathLike]"
+
+__all__ = ["SeriesInfo", "scan_series", "load_series", "load_info"]
+
+
+def _scan_summary(scan: ScanResult) -> list[str]:
+    notes = []
+    if scan.skipped_non_dicom:
+        notes.append(f"skipped {len(scan.skipped_non_dicom)} non-DICOM (or non-image DICOM) file(s), e.g. {scan.skipped_non_dicom[0]}")
+    for path, reason in scan.unreadable[:5]:
+        notes.append(f"{path}: unreadable DICOM file (truncated or corrupt): {reason}")
+    if len(scan.unreadable) > 5:
+        notes.append(f"{len(scan.unreadable) - 5} more unreadable file(s)")
+    return notes
+
+
+def _require_instances(path_or_files, scan: ScanResult) -> None:
+    if scan.instances:
+        return
+    where = path_or_files if isinstance(path_or_files, (str, os.PathLike)) else f"{len(scan.skipped_non_dicom)} given files"
+    if scan.total_files == 0:
+        raise SeriesError(f"{where}: empty, no files found")
+    detail = "; ".join(_scan_summary(scan))
+    raise SeriesError(f"{where}: no readable DICOM image files among {scan.total_files} file(s) ({detail})")
+
+
+def _info(uid: str, insts: list[Instance], check: SeriesCheck, scan_notes: list[str]) -> SeriesInfo:
+    header = insts[0].header
+    return SeriesInfo(
+        uid=uid, files=[i.path for i in insts], modality=insts[0].modality or "",
+        num_slices=len(insts), rows=insts[0].rows, cols=insts[0].cols,
+        warnings=[*check.errors, *check.warnings, *scan_notes], instances=insts,
+        description=str(header.get("SeriesDescription", "") or ""),
+    )
+
+
+def scan_series(path_or_files: PathOrFiles, progress: Progress | None = None) -> list[SeriesInfo]:
+    """Group the DICOM files under a folder (or in a list) into series, largest first.
+
+    Headers only (no pixel decoding). ``warnings`` of each series holds its errors and warnings;
+    notes about skipped or unreadable files go to every series. ``progress(done, total, "scanning")`` per file.
+    """
+    scan = scan_files(path_or_files, progress)
+    _require_instances(path_or_files, scan)
+    notes = _scan_summary(scan)
+    infos = []
+    for uid, insts in group_series(scan.instances).items():
+        insts = sort_instances(insts)
+        infos.append(_info(uid, insts, check_series(insts), notes))
+    return sorted(infos, key=lambda s: (-s.num_slices, s.uid))
+
+
+def _choose(path_or_files, groups: dict[str, list[Instance]], series_uid: str | None) -> tuple[str, list[Instance]]:
+    if series_uid is not None:
+        if series_uid not in groups:
+            raise SeriesError(f"{path_or_files}: series {series_uid} not found; found {', '.join(groups)}")
+        return series_uid, groups[series_uid]
+    if len(groups) > 1:
+        listing = "; ".join(f"{uid} ({len(v)} files, {v[0].modality or '?'}, e.g. {v[0].path})" for uid, v in groups.items())
+        raise SeriesError(f"{path_or_files}: {len(groups)} series mixed in one input, choose one with series_uid: {listing}")
+    return next(iter(groups.items()))
+
+
+def _rescale(inst: Instance) -> tuple[float, float]:
+    h = inst.header
+    slope = float(h.get("RescaleSlope", 1) or 1)
+    intercept = float(h.get("RescaleIntercept", 0) or 0)
+    return slope, intercept
+
+
+def _decode(inst: Instance) -> np.ndarray:
+    """Stored pixel values of one file, decoded through pydicom's handlers (pylibjpeg, ...)."""
+    try:
+        with quiet_dicom():
+            ds = pydicom.dcmread(inst.path)
+            arr = ds.pixel_array
+    except Exception as exc:
+        ts = getattr(getattr(inst.header, "file_meta", None), "TransferSyntaxUID", None)
+        ts_name = f"{ts.name} ({ts})" if ts is not None else "unknown transfer syntax"
+        raise SeriesError(f"{inst.path}: cannot decode pixel data ({ts_name}): {type(exc).__name__}: {exc}") from exc
+    if arr.shape != (inst.rows, inst.cols):
+        raise SeriesError(f"{inst.path}: decoded pixel array has shape {arr.shape}, header says {(inst.rows, inst.cols)}")
+    return arr
+
+
+def _to_hu(inst: Instance, raw: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """Rescale to HU; PixelPaddingValue and anything below air (e.g. -2048, -3024 padding) -> -1024."""
+    slope, intercept = _rescale(inst)
+    if dtype == np.int16:
+        hu = raw.astype(np.int32) * int(slope) + int(intercept)
+    else:
+        hu = raw.astype(np.float32) * np.float32(slope) + np.float32(intercept)
+    pad = inst.header.get("PixelPaddingValue")
+    if pad is not None and not isinstance(pad, (list, tuple)):
+        limit = inst.header.get("PixelPaddingRangeLimit", pad)
+        lo, hi = sorted((int(pad), int(limit)))
+        hu[(raw >= lo) & (raw <= hi)] = AIR_HU
+    hi_clip = 32767 if dtype == np.int16 else None
+    return np.clip(hu, AIR_HU, hi_clip).astype(dtype, copy=False)
+
+
+def surrogate_instance_uid(series_key: str, name: str, position: float) -> str:
+    """A valid, stable UID for a slice without SOPInstanceUID: same series, name and position -> same id.
+
+    The library uses (SeriesInstanceUID, file name, slice position); the Slicer module uses the same
+    function for volumes that did not come from DICOM, so reports and exports share one scheme.
+    """
+    return name_based_uid(f"{series_key}|{name}|{position:.3f}")
+
+
+def _text(header: pydicom.Dataset, keyword: str) -> str:
+    value = header.get(keyword, "")
+    if isinstance(value, (list, tuple, pydicom.multival.MultiValue)):
+        return "\\".join(str(v) for v in value)
+    return str(value or "").strip()
+
+
+def series_metadata(inst: Instance, uid: str, num_slices: int) -> dict[str, Any]:
+    """The identifiers and acquisition facts a report needs, from the first slice's header."""
+    with quiet_dicom():
+        return _metadata(inst, uid, num_slices)
+
+
+def _metadata(inst: Instance, uid: str, num_slices: int) -> dict[str, Any]:
+    h = inst.header
+    thickness = h.get("SliceThickness")
+    ts = getattr(getattr(h, "file_meta", None), "TransferSyntaxUID", None)
+    meta: dict[str, Any] = {
+        key: _text(h, kw) for key, kw in (
+            ("patient_id", "PatientID"), ("patient_name", "PatientName"), ("study_uid", "StudyInstanceUID"),
+            ("study_date", "StudyDate"), ("study_time", "StudyTime"), ("series_date", "SeriesDate"),
+            ("series_description", "SeriesDescription"), ("study_description", "StudyDescription"),
+            ("accession_number", "AccessionNumber"), ("manufacturer", "Manufacturer"),
+            ("manufacturer_model", "ManufacturerModelName"), ("kernel", "ConvolutionKernel"),
+            ("body_part", "BodyPartExamined"), ("patient_position", "PatientPosition"),
+            ("image_type", "ImageType"), ("series_number", "SeriesNumber"))
+    }
+    agent = _text(h, "ContrastBolusAgent")
+    meta.update(
+        series_uid=uid, modality=inst.modality or "CT", num_slices=num_slices,
+        contrast_agent=agent or None,
+        slice_thickness=float(thickness) if thickness not in (None, "") else None,
+        rows=inst.rows, cols=inst.cols,
+        transfer_syntax=str(ts) if ts is not None else None,
+        transfer_syntax_name=ts.name if ts is not None else None,
+    )
+    return meta
+
+
+def _output_dtype(insts: list[Instance]) -> np.dtype:
+    """int16 when every slice's rescale is an exact integer map, float32 otherwise."""
+    for inst in insts:
+        slope, intercept = _rescale(inst)
+        if slope != 1.0 or intercept != int(intercept):
+            return np.dtype(np.float32)
+    return np.dtype(np.int16)
+
+
+def _decode_all(insts: list[Instance], progress: Progress | None) -> np.ndarray:
+    dtype = _output_dtype(insts)
+    hu = np.empty((len(insts), insts[0].rows, insts[0].cols), dtype=dtype)
+    for k, inst in enumerate(insts):
+        hu[k] = _to_hu(inst, _decode(inst), dtype)
+        if progress:
+            progress(k + 1, len(insts), "reading")
+    return hu
+
+
+def _drop_duplicates(insts: list[Instance], hu: np.ndarray, check: SeriesCheck) -> np.ndarray:
+    """Keep one of each pair of slices at the same position when their pixels are identical."""
+    keep = np.ones(len(insts), bool)
+    for a, b in check.duplicates:
+        if np.array_equal(hu[a], hu[b]):
+            keep[b] = False
+        else:
+            raise SeriesError(f"{insts[a].path} and {insts[b].path} are at the same position "
+                              f"({check.positions[a]:.2f} mm) with different pixels: two acquisitions mixed in one series")
+    if not keep.all():
+        check.warnings.append(f"dropped {int((~keep).sum())} duplicate slice(s) with identical pixels")
+    same = [k for k in range(len(insts) - 1) if keep[k] and keep[k + 1] and np.array_equal(hu[k], hu[k + 1])]
+    for k in same[:5]:
+        check.warnings.append(f"{insts[k].path} and {insts[k + 1].path} have identical pixels at different "
+                              f"positions ({check.positions[k]:.2f} and {check.positions[k + 1]:.2f} mm): "
+                              "the same image stored twice?")
+    return keep
+
+
+def _slice_spacing(insts: list[Instance], positions: np.ndarray) -> float:
+    steps = np.diff(positions)
+    if steps.size:
+        return float(np.median(steps))
+    thickness = insts[0].header.get("SliceThickness")
+    return float(thickness) if thickness not in (None, "", 0) else 1.0
+
+
+def load_series(path_or_files: PathOrFiles, series_uid: str | None = None,
+                progress: Progress | None = None) -> CTVolume:
+    """Load one CT series as a ``CTVolume`` (HU, LPS geometry equal to SimpleITK's, ids, metadata).
+
+    ``path_or_files``: a folder (searched recursively), one file, or a list of files. With several
+    series present, ``series_uid`` must choose one. ``progress(done, total, "reading")`` is called per
+    decoded slice. Raises ``SeriesError`` with the file and the problem when no trustworthy volume
+    can be built (not CT, missing positions, mixed sizes/orientations, undecodable pixels, ...).
+    """
+    scan = scan_files(path_or_files)
+    _require_instances(path_or_files, scan)
+    uid, insts = _choose(path_or_files, group_series(scan.instances), series_uid)
+    return _load(uid, sort_instances(insts), _scan_summary(scan), progress)
+
+
+def load_info(info: SeriesInfo, progress: Progress | None = None) -> CTVolume:
+    """Load a series found by ``scan_series`` without reading its headers again."""
+    notes = [w for w in info.warnings if "non-DICOM" in w or "unreadable DICOM file" in w]
+    return _load(info.uid, info.instances, notes, progress)
+
+
+def _load(uid: str, insts: list[Instance], scan_notes: list[str], progress: Progress | None) -> CTVolume:
+    check = check_series(insts)
+    if check.errors:
+        raise SeriesError("; ".join(check.errors))
+    hu = _decode_all(insts, progress)
+    keep = _drop_duplicates(insts, hu, check)
+    if not keep.all():
+        hu = hu[keep]
+    kept = [inst for inst, k in zip(insts, keep) if k]
+    positions = check.positions[keep]
+    first = kept[0]
+    row_dir, col_dir = np.asarray(first.orientation[:3]), np.asarray(first.orientation[3:])
+    row_mm, col_mm = first.pixel_spacing or (1.0, 1.0)
+    volume = CTVolume(
+        hu=hu,
+        spacing=(float(col_mm), float(row_mm), _slice_spacing(kept, positions)),
+        origin=tuple(float(v) for v in first.position),
+        direction=np.column_stack([row_dir, col_dir, check.normal]),
+        z_positions=positions.astype(float),
+        instance_uids=[i.sop_uid or surrogate_instance_uid(uid, Path(i.path).name, p)
+                       for i, p in zip(kept, positions)],
+        file_paths=[i.path for i in kept],
+        metadata=series_metadata(first, uid, len(kept)),
+        warnings=[*check.warnings, *scan_notes],
+    )
+    for w in volume.warnings:  # returned to the caller too; logged for the record
+        log.info("%s", w)
+    return volume

@@ -1,0 +1,40 @@
+"""How a cascade decides: operating points, the verdict rule, which slices stage 2 sees, batch
+size, inference path and domain check. One typed object, carried into every result."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from PETriageLib.ingest.eligibility import MIN_SLICES
+
+# fast (default): models.fast.FastPredictor (BN folded, channels_last, bf16 where the hardware
+# has it), validated against fp32 on the first batch, fp32 if it differs by more than its tolerance.
+# eager: the model as loaded, fp32 (the naive baseline). naive = eager.
+INFERENCE = ("eager", "naive", "fast")
+DOMAIN_CHECK_MODES = ("refuse", "warn", "off")
+
+
+@dataclass(frozen=True)
+class CascadeOptions:
+    threshold_disease: float = 0.5  # stage 1 operating point (the checkpoint's, or the refiner's)
+    threshold_pe: float = 0.5  # stage 2 operating point
+    min_run: int = 1  # consecutive positive slices for a positive patient (1: any slice)
+    min_slices: int = MIN_SLICES
+    all_slices: bool = False  # stage 2 on every lung slice, not only the diseased ones
+    batch_size: int = 32
+    inference: str = "fast"
+    # refuse: a series unlike stage 1's training data is not analysable; warn: only say so
+    domain_check: str = "refuse"
+
+    def __post_init__(self) -> None:
+        if self.inference not in INFERENCE:
+            raise ValueError(f"unknown inference path {self.inference!r}; use one of {', '.join(INFERENCE)}")
+        if self.domain_check not in DOMAIN_CHECK_MODES:
+            raise ValueError(f"unknown domain check {self.domain_check!r}; use one of {', '.join(DOMAIN_CHECK_MODES)}")
+        if int(self.batch_size) < 1:
+            raise ValueError(f"batch size must be at least 1, got {self.batch_size}")
+        if int(self.min_run) < 1:
+            raise ValueError(f"min_run must be >= 1, got {self.min_run}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)

@@ -1,0 +1,111 @@
+"""Where the two stage models run: device choice, the inference path (fast or eager), pooled
+features for the series models and the domain check, and the fall-back to the CPU when the GPU
+runs out of memory. The cascade asks it for numbers and never touches a device itself."""
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any, Callable
+
+import numpy as np
+
+from PETriageLib.triage.stages import Stage
+
+if TYPE_CHECKING:
+    import torch
+
+log = logging.getLogger(__name__)
+
+
+def select_device(requested: str = "auto", cuda_available: bool | None = None) -> "torch.device":
+    """'auto' -> cuda when available else cpu; 'cuda' without CUDA falls back to cpu with a warning."""
+    import torch
+
+    if cuda_available is None:
+        cuda_available = torch.cuda.is_available()
+    req = (requested or "auto").lower()
+    if req not in ("auto", "cpu") and not req.startswith("cuda"):
+        raise ValueError(f"unknown device {requested!r}; use auto, cpu or cuda[:N]")
+    if req == "cpu" or (req == "auto" and not cuda_available):
+        return torch.device("cpu")
+    if not cuda_available:
+        log.warning("device %s requested but CUDA is not available; using the CPU", requested)
+        return torch.device("cpu")
+    return torch.device("cuda" if req == "auto" else req)
+
+
+class StageRunner:
+    """Stage 1 and stage 2 on one device, on one inference path."""
+
+    def __init__(self, stage1: Stage, stage2: Stage, device: str = "auto", inference: str = "fast",
+                 batch_size: int = 32) -> None:
+        for st, n in ((stage1, 1), (stage2, 2)):
+            if st.number != n:
+                raise ValueError(f"stage {n} given a stage {st.number} model")
+        self.stage1, self.stage2 = stage1, stage2
+        self.inference = inference
+        self.batch_size = int(batch_size)
+        self._fast: dict[int, Any] = {}  # stage number -> FastPredictor, built on first use
+        self.to_device(select_device(device))
+
+    def to_device(self, device: Any) -> None:
+        for st in (self.stage1, self.stage2):
+            st.model.to(device).eval()
+        self.device = device
+        self._fast.clear()  # fast copies live on the old device
+
+    def fast_paths(self) -> dict[str, Any]:
+        """What each stage's fast path turned out to be (after its first batch)."""
+        return {f"stage{n}": p.describe() for n, p in self._fast.items()}
+
+    def probabilities(self, stage: Stage, images: np.ndarray) -> np.ndarray:
+        """Sigmoid probabilities (N,) of preprocessed slices."""
+        return self.on_device(lambda: self._forward(stage, images))
+
+    def logits(self, stage: Stage, images: np.ndarray) -> np.ndarray:
+        """(N, 1) logits from the chosen path's probabilities, clipped so that they stay finite
+        where bf16 rounds p to 1."""
+        p = np.clip(self.probabilities(stage, images).astype(np.float64), 1e-7, 1 - 1e-7)
+        return np.log(p / (1 - p))[:, None].astype(np.float32)
+
+    def features(self, stage: Stage, images: np.ndarray, kind: str) -> np.ndarray:
+        """(N, F) slice features of ``kind`` (models.features), the logit first; ``scores`` come
+        from the chosen inference path, pooled features need the eager model."""
+        if kind == "scores":
+            return self.logits(stage, images)
+        from PETriageLib.models.features import stage_features
+
+        return self.on_device(lambda: stage_features(stage.model, images, kind, self.batch_size, self.device))
+
+    def pooled(self, stage: Stage, images: np.ndarray) -> np.ndarray:
+        """(N, D) pooled branch features (what the domain statistics describe)."""
+        from PETriageLib.models.domain_stats import pooled_features
+
+        return self.on_device(lambda: pooled_features(stage.model, images, self.batch_size, self.device))
+
+    def _forward(self, stage: Stage, images: np.ndarray) -> np.ndarray:
+        import torch
+
+        if self.inference == "fast":
+            if stage.number not in self._fast:
+                from PETriageLib.models.fast import FastPredictor
+
+                self._fast[stage.number] = FastPredictor(stage.model, self.device, batch_size=self.batch_size)
+            return self._fast[stage.number](images)
+        x = torch.from_numpy(images).to(self.device)
+        return torch.sigmoid(stage.model(x).float()).reshape(-1).cpu().numpy()
+
+    def on_device(self, work: Callable[[], Any]) -> Any:
+        """work() under inference mode; on CUDA out-of-memory move both models to the CPU and retry
+        (work must read self.device when it runs)."""
+        import torch
+
+        with torch.inference_mode():
+            try:
+                return work()
+            except torch.OutOfMemoryError:
+                if self.device.type == "cpu":
+                    raise
+                log.warning("out of GPU memory; continuing on the CPU")
+                torch.cuda.empty_cache()
+                self.to_device(torch.device("cpu"))
+                return work()
