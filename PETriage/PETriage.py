@@ -22,6 +22,8 @@ from slicer.ScriptedLoadableModule import (
 )
 from slicer.util import VTKObservationMixin
 
+from PETriageLib.vocabulary import CAM_MODES, DOMAIN_CHECK_MODES, SLICE_LABELS, STAGE_CLASSES
+
 README_URL = "https://github.com/PETriage/PETriage#readme"
 
 
@@ -90,13 +92,13 @@ class PETriageParameterNode:
     threshold: Annotated[float, WithinRange(0.0, 1.0)] = 0.5
     patientModel: str = ""  # a patient classifier file; empty: a patient is flagged when a slice is
     refinerModel: str = ""  # a slice refiner file; empty: the stages' own slice probabilities
-    domainCheck: Annotated[str, Choice(["refuse", "warn", "off"])] = "refuse"  # series unlike the training data
-    camMode: Annotated[str, Choice(["top-k", "pe", "none"])] = "top-k"
+    domainCheck: Annotated[str, Choice(list(DOMAIN_CHECK_MODES))] = "refuse"  # series unlike the training data
+    camMode: Annotated[str, Choice(list(CAM_MODES))] = "top-k"
     topK: Annotated[int, WithinRange(1, 100)] = 5
     opacity: Annotated[float, WithinRange(0.0, 1.0)] = 0.5
     heatmapThreshold: Annotated[float, WithinRange(0.0, 1.0)] = 0.2
     foregroundBranch: Annotated[str, Choice(["vascular", "lung"])] = "vascular"
-    annotationLabel: Annotated[str, Choice(["wnl", "other", "pe"])] = "pe"
+    annotationLabel: Annotated[str, Choice(list(SLICE_LABELS))] = "pe"
     labelFrom: int = 0
     labelTo: int = 0
     epochs: Annotated[int, WithinRange(1, 100)] = 3
@@ -390,7 +392,7 @@ class PETriageWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if not folder:
             return
         # Screening reads files only; the table node is made in the GUI thread at the end.
-        from PETriageSlicer import worklist
+        from PETriageSlicer import worklist_table as worklist
 
         self.finish = lambda rows: self.ui.worklistTableView.setMRMLTableNode(worklist.worklist_table(rows))
         self.startWork("Screening", lambda s, st: (
@@ -493,7 +495,7 @@ class PETriageTest(ScriptedLoadableModuleTest):
         study = generate_study(7, matrix=128, slices=24, pe=True, contrast="ctpa")
         write_study(study, os.path.join(tmp, "study"))
         paths = []
-        for stage, classes in ((1, ["wnl", "disease"]), (2, ["other", "pe"])):
+        for stage, classes in ((1, list(STAGE_CLASSES[1])), (2, list(STAGE_CLASSES[2]))):
             model = build_model("cbamdrn_d22", ("vascular", "lung"), width=0.25)
             meta = {"class_names": classes, "input_size": 64, "threshold": 0.0 if stage == 1 else 0.5}
             paths.append(str(save_checkpoint(os.path.join(tmp, f"stage{stage}.pt"), model, meta)))

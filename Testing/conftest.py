@@ -1,10 +1,14 @@
-"""Shared pytest fixtures: paths to the real CT data in ../shared/data (skipped when absent)."""
+"""Shared pytest fixtures: paths to the real CT data in ../shared/data (skipped when absent), tiny
+untrained checkpoints and a small phantom study (CBAMDRN-D-22 at width 0.25, 64 px: every cascade
+run takes seconds; tests check structure and logic, not accuracy)."""
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
 import pytest
+
+from support.checkpoints import make_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("PETRIAGE_SHARED_DATA", REPO.parent / "shared" / "data"))
@@ -32,3 +36,23 @@ def lidc_slice_dir() -> Path:
     if not LIDC_SLICE.is_dir():
         pytest.skip(f"LIDC slice not available at {LIDC_SLICE}")
     return LIDC_SLICE
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoints(tmp_path_factory) -> tuple[Path, Path]:
+    d = tmp_path_factory.mktemp("ckpt")
+    return make_checkpoint(d / "stage1.pt", 1), make_checkpoint(d / "stage2.pt", 2)
+
+
+@pytest.fixture(scope="session")
+def phantom_study():
+    from PETriageLib.phantom import generate_study
+
+    return generate_study(3, matrix=128, slices=16, pe=True)
+
+
+@pytest.fixture(scope="session")
+def phantom_series_dir(phantom_study, tmp_path_factory) -> Path:
+    from PETriageLib.phantom import write_study
+
+    return write_study(phantom_study, tmp_path_factory.mktemp("phantom"))["series_dir"]

@@ -13,7 +13,7 @@ import pytest
 LIB = Path(__file__).resolve().parents[1] / "PETriageLib"
 # Each step may import the steps before it (and the shared base), never one after it.
 STEPS = ["ingest", "preprocess", "models", "triage", "explain", "reporting", "screening"]
-BASE = {"errors", "progress", ""}  # "" = the package root (its __version__ and lazy public API)
+BASE = {"errors", "progress", "atomic", "vocabulary", ""}  # "" = the package root (__version__, lazy public API)
 # Consumers of the steps, each allowed the steps and the consumers listed with it.
 CONSUMERS = {"phantom": set(), "training": {"phantom"}, "bench": {"phantom", "training"},
              "cli": {"phantom", "training", "bench"}}
@@ -75,6 +75,15 @@ def test_every_folder_is_a_known_step_or_consumer():
     assert files == BASE - {""}
 
 
+def test_module_names_say_one_thing():
+    """Outside cli/ (one file per subcommand, named after it) no two modules share a name."""
+    names: dict[str, list[str]] = {}
+    for p in LIB.rglob("*.py"):
+        if p.name != "__init__.py" and "cli" not in p.relative_to(LIB).parts:
+            names.setdefault(p.stem, []).append(str(p.relative_to(LIB)))
+    assert not {n: ps for n, ps in names.items() if len(ps) > 1}
+
+
 def test_imports_run_only_from_later_steps_to_earlier_ones():
     backward = sorted(f"{src} imports {dst}" for src, deps in graph().items() for dst in deps
                       if not allowed(src, dst))
@@ -118,7 +127,7 @@ def test_the_rules_catch_a_backward_import():
     assert not allowed("PETriageLib.triage.cascade", "PETriageLib.training.series_models.patient")
     assert not allowed("PETriageLib.errors", "PETriageLib.ingest.volume")
     assert allowed("PETriageLib.reporting.report", "PETriageLib.explain.heatmaps")
-    assert allowed("PETriageLib.cli.triage", "PETriageLib.screening.many")
+    assert allowed("PETriageLib.cli.triage", "PETriageLib.screening.many_series")
     assert not allowed("PETriageLib.phantom.study", "PETriageLib.training.data")
     src = "def f():\n    from PETriageLib.training.data import cached_splits\n"
     tmp = LIB / "triage" / "_layering_probe.py"
@@ -129,7 +138,18 @@ def test_the_rules_catch_a_backward_import():
         tmp.unlink()
 
 
-@pytest.mark.parametrize("module", ["PETriageLib", "PETriageLib.screening.many", "PETriageLib.triage.cascade",
+def test_public_api_resolves_and_names_no_folder():
+    import PETriageLib
+
+    folders = {p.name for p in LIB.iterdir() if p.is_dir()} | {p.stem for p in LIB.glob("*.py")}
+    assert not folders & set(PETriageLib.__all__)  # a submodule import would overwrite such a name
+    for name in PETriageLib.__all__:
+        assert getattr(PETriageLib, name) is not None
+    with pytest.raises(AttributeError, match="no attribute 'cascade_run'"):
+        PETriageLib.cascade_run
+
+
+@pytest.mark.parametrize("module", ["PETriageLib", "PETriageLib.screening.many_series", "PETriageLib.triage.cascade",
                                     "PETriageLib.reporting.report"])
 def test_importing_the_library_loads_no_torch(module):
     code = f"import sys, {module}; print('torch' in sys.modules)"

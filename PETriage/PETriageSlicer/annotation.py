@@ -18,13 +18,14 @@ from typing import Any, Iterable
 import numpy as np
 import slicer
 
+from PETriageLib.vocabulary import SLICE_LABELS
 from PETriageSlicer.geometry import ijk_to_ras, set_ijk_to_ras
 from PETriageSlicer.loading import SOURCE_FILES_ATTRIBUTE
 from PETriageSlicer.results import INPUT_ROLE, add_column, results_table
 
 log = logging.getLogger(__name__)
 
-LABELS = ("wnl", "other", "pe")
+LABELS = SLICE_LABELS
 LABELS_ROLE = "PETriageLabels"
 LABEL_COLUMNS = ["slice_index", "instance_uid", "z", "label", "pe", "consolidation", "ggo", "nodule",
                  "effusion", "emphysema", "file"]

@@ -5,7 +5,7 @@ import numpy as np
 import slicer
 
 from PETriageLib.ingest.load import surrogate_instance_uid
-from PETriageLib.ingest.volume import LPS_TO_RAS, CTVolume
+from PETriageLib.ingest.volume import AIR_HU, LPS_TO_RAS, CTVolume
 
 SH = slicer.vtkMRMLSubjectHierarchyConstants
 
@@ -64,7 +64,7 @@ def volume_from_node(node: "slicer.vtkMRMLScalarVolumeNode") -> CTVolume:
         raise ValueError("the input volume node has no image data")
     hu = slicer.util.arrayFromVolume(node)
     fits_int16 = np.issubdtype(hu.dtype, np.integer) and hu.size and int(hu.max()) <= 32767
-    hu = np.maximum(hu, -1024).astype(np.int16 if fits_int16 else np.float32)
+    hu = np.maximum(hu, AIR_HU).astype(np.int16 if fits_int16 else np.float32)
     lps = ijk_to_ras(node)
     lps[:3, :] = LPS_TO_RAS @ lps[:3, :]  # the flip is its own inverse
     spacing = np.linalg.norm(lps[:3, :3], axis=0)

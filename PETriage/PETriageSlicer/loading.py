@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Sequence
 
 import slicer
 
 from PETriageLib.errors import SeriesError
+from PETriageLib.progress import Progress
 
 log = logging.getLogger(__name__)
 
@@ -28,8 +29,9 @@ def series_name(meta: dict[str, str]) -> str:
 
 
 def pick_series(path_or_files: "str | Path | Sequence[str]", series_uid: str | None = None,
-                progress: Callable[[int, int], None] | None = None):
+                progress: Progress | None = None):
     """The series to load: the one with ``series_uid``, else the CT series with most slices."""
+    from PETriageLib.ingest.limits import modality_problem
     from PETriageLib.ingest.load import scan_series
 
     found = scan_series(path_or_files, progress=progress)
@@ -38,7 +40,7 @@ def pick_series(path_or_files: "str | Path | Sequence[str]", series_uid: str | N
         if not match:
             raise SeriesError(f"{path_or_files}: no series with UID {series_uid} (found {[s.uid for s in found]})")
         return match[0]
-    cts = [s for s in found if (s.modality or "CT").upper() == "CT"]
+    cts = [s for s in found if modality_problem(s.modality) is None]
     if not cts:
         raise SeriesError(f"{path_or_files}: no CT series found ({len(found)} other series)")
     if len(cts) > 1:
@@ -48,7 +50,7 @@ def pick_series(path_or_files: "str | Path | Sequence[str]", series_uid: str | N
 
 def load_dicom_folder(path_or_files: "str | Path | Sequence[str]", series_uid: str | None = None,
                       scene: "slicer.vtkMRMLScene | None" = None,
-                      progress: Callable[[int, int], None] | None = None) -> "slicer.vtkMRMLScalarVolumeNode":
+                      progress: Progress | None = None) -> "slicer.vtkMRMLScalarVolumeNode":
     """Load one CT series from a folder (or file list) into ``scene`` (default slicer.mrmlScene)."""
     import vtk
 

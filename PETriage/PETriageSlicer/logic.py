@@ -14,7 +14,7 @@ import slicer
 
 from PETriageLib.progress import Progress
 
-from PETriageSlicer import annotation, navigation, worklist
+from PETriageSlicer import annotation, navigation, worklist_table
 from PETriageSlicer.geometry import volume_from_node
 from PETriageSlicer.loading import load_dicom_folder, load_from_dicom_database
 from PETriageSlicer.model_list import resolve, verified_path
@@ -48,7 +48,7 @@ class TriageTask:
         self.heatmaps: Any = None  # PETriageLib.explain.heatmaps.Heatmaps, when Grad-CAM ran
 
     def compute(self, progress: Progress | None = None, cancel: Any = None) -> None:
-        from PETriageLib.screening.series import ScreenOptions, screen_volume
+        from PETriageLib.screening.one_series import ScreenOptions, screen_volume
 
         options = ScreenOptions(cam=self.settings.cam, top_k=self.settings.top_k)
         screened = screen_volume(self.logic.cascade(self.settings), self.volume, options,
@@ -88,7 +88,8 @@ class PETriageSceneLogic:
                settings.refiner, settings.domain_check)
         if key != self._cascade_key:
             paths = [str(verified_path(name)) for name in (settings.stage1, settings.stage2)]
-            self._cascade = build_cascade(paths[0], paths[1], device=settings.device, threshold_pe=settings.threshold_pe,
+            self._cascade = build_cascade(paths[0], paths[1], device=settings.device,
+                                          threshold_pe=settings.threshold_pe,
                                           patient_model=settings.patient_model or None,
                                           refiner=settings.refiner or None, domain_check=settings.domain_check)
             self._cascade_key = key
@@ -109,9 +110,9 @@ class PETriageSceneLogic:
         task = self.last_tasks.get(ct.GetID())
         if task is None:
             raise RuntimeError(f"{ct.GetName()} has not been triaged in this session: run it first")
-        from PETriageLib.explain.heatmaps import explain
+        from PETriageLib.explain.heatmaps import compute_heatmaps
 
-        maps = explain(self.cascade(task.settings), task.result, list(slices), stage=2, progress=progress)
+        maps = compute_heatmaps(self.cascade(task.settings), task.result, list(slices), stage=2, progress=progress)
         return update_heatmaps(ct, maps.volumes, list(slices), task.settings.display)
 
     # navigation
@@ -123,12 +124,12 @@ class PETriageSceneLogic:
     # worklist
     def screen_folder(self, folder: str, settings: TriageSettings, progress: Progress | None = None,
                       cancel: Any = None) -> Any:
-        return worklist.screen_folder(folder, self.cascade(settings), self.scene, progress, cancel)
+        return worklist_table.screen_folder(folder, self.cascade(settings), self.scene, progress, cancel)
 
     def screen_database(self, settings: TriageSettings, progress: Progress | None = None, cancel: Any = None) -> Any:
-        return worklist.screen_database(self.cascade(settings), progress, cancel)
+        return worklist_table.screen_database(self.cascade(settings), progress, cancel)
 
-    load_worklist_row = staticmethod(worklist.load_row)
+    load_worklist_row = staticmethod(worklist_table.load_row)
 
     # annotation and retraining
     create_annotations = staticmethod(annotation.create_annotations)

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Any, Mapping
 
-from PETriageLib.models.manifest import (
+from PETriageLib.models.zoo import (
     read_manifest, read_series_models, register_model, resolve_model, resources_dir)
 from PETriageLib.errors import CheckpointError
 

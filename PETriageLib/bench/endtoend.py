@@ -32,7 +32,7 @@ def build_cascade(stage1: str, stage2: str, device: str = "cpu", inference: str 
 
 def triage_once(cascade: Any, series_dir: str | Path, out_dir: str | Path, top_k: int = 5) -> dict[str, Any]:
     """Read, triage, Grad-CAM on the top-k slices and write the report; seconds per step."""
-    from PETriageLib.screening.series import ScreenOptions, screen_files
+    from PETriageLib.screening.one_series import ScreenOptions, screen_files
 
     t0 = time.perf_counter()
     options = ScreenOptions(cam="top-k" if top_k > 0 else "none", top_k=max(top_k, 0))

@@ -42,8 +42,8 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from PETriageLib.bench.report import markdown, write_results
-    from PETriageLib.bench.runner import BenchPlan, run_bench
+    from PETriageLib.bench.results import markdown, write_results
+    from PETriageLib.bench.run_all import BenchPlan, run_bench
 
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise RuntimeError(f"--device {args.device} asked for, but CUDA is not available on this machine")

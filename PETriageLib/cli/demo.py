@@ -11,6 +11,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from PETriageLib.vocabulary import SLICE_LABELS
 from PETriageLib.cli.triage import TqdmProgress, add_cascade_options, build_cascade, screen_options
 
 log = logging.getLogger("petriage.demo")
@@ -31,7 +32,7 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from PETriageLib.phantom import generate_study, write_study
-    from PETriageLib.screening.series import screen_files
+    from PETriageLib.screening.one_series import screen_files
 
     quiet = logging.getLogger().level > logging.INFO
     cascade = build_cascade(args)  # first, so a missing model fails before the phantom is made
@@ -46,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
     finally:
         bar.close()
     v, files = screened.result.verdict, screened.files
-    truth = {lab: study.slice_labels.count(lab) for lab in ("wnl", "other", "pe")}
+    truth = {lab: study.slice_labels.count(lab) for lab in SLICE_LABELS}
     print(f"verdict: {v.verdict} ({v.reason})")
     print(f"ground truth: {study.patient_label}; slices {truth}")
     print(f"report: {files.summary} and {files.report_json}")

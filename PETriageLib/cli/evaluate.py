@@ -33,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
 
     from PETriageLib.models.fast import set_threads
     from PETriageLib.models.checkpoint import read_checkpoint
-    from PETriageLib.models.manifest import resolve_model
+    from PETriageLib.models.zoo import resolve_model
     from PETriageLib.training.evaluate import evaluate_cascade
     from PETriageLib.training.manifest import load_manifest
 

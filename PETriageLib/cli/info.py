@@ -8,7 +8,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from PETriageLib.ingest.eligibility import AXIAL_COSINE
+from PETriageLib.ingest.limits import AXIAL_COSINE
 
 AXES = ("sagittal", "coronal", "axial")  # slice normal along L, P, S
 
@@ -80,7 +80,8 @@ def describe(info: Any, lungs: bool, quiet: bool) -> dict[str, Any]:
     found = analyse_lungs(volume, progress=update)
     bar.close()
     span = lung_slice_range(found)
-    out.update(loaded=True, modality=volume.metadata.get("modality"), spacing=[round(float(s), 6) for s in volume.spacing], origin=list(volume.origin),
+    out.update(loaded=True, modality=volume.metadata.get("modality"),
+               spacing=[round(float(s), 6) for s in volume.spacing], origin=list(volume.origin),
                warnings=volume.warnings, patient_id=volume.metadata.get("patient_id"),
                study_date=volume.metadata.get("study_date"), kernel=volume.metadata.get("kernel"),
                contrast_agent=volume.metadata.get("contrast_agent"),

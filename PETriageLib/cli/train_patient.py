@@ -57,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
 
     from PETriageLib.models.fast import set_threads
     from PETriageLib.training.series_models.from_manifest import train_patient_from_manifest
-    from PETriageLib.training.series_models.config import PatientTrainConfig
+    from PETriageLib.training.series_models.train_config import PatientTrainConfig
 
     set_threads(args.threads)
     features = args.features or ("scores" if args.head == "score" else "embeddings")

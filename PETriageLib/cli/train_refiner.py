@@ -29,7 +29,7 @@ def run(args: argparse.Namespace) -> int:
 
     from PETriageLib.models.fast import set_threads
     from PETriageLib.training.series_models.from_manifest import train_refiner_from_manifest
-    from PETriageLib.training.series_models.config import RefinerTrainConfig
+    from PETriageLib.training.series_models.train_config import RefinerTrainConfig
 
     set_threads(args.threads)
     cfg = RefinerTrainConfig(features=args.features, hidden=args.hidden, epochs=args.epochs, lr=args.lr,

@@ -11,6 +11,8 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from PETriageLib.vocabulary import CAM_MODES, DOMAIN_CHECK_MODES, INFERENCE_PATHS
+
 log = logging.getLogger("petriage.triage")
 
 
@@ -40,16 +42,16 @@ def add_cascade_options(p: argparse.ArgumentParser) -> None:
                    help="a slice refiner (petriage train-refiner) for these models: every slice re-scored with its "
                         "neighbours in view, at the refiner's thresholds; stage 2 then runs on every lung slice "
                         "(a registered name such as cbamdrn_d22_demo_refiner, or a file)")
-    p.add_argument("--domain-check", choices=["refuse", "warn", "off"], default="refuse",
+    p.add_argument("--domain-check", choices=DOMAIN_CHECK_MODES, default="refuse",
                    help="a series unlike stage 1's training data (its checkpoint's feature statistics, see "
                         "petriage fit-domain) is not analysable (refuse, the default), gets a warning with its "
                         "verdict (warn), or is not checked (off)")
     p.add_argument("--all-slices", action="store_true", help="run stage 2 on every lung slice, not only diseased")
-    p.add_argument("--cam", choices=["top-k", "pe", "none"], default="top-k",
+    p.add_argument("--cam", choices=CAM_MODES, default="top-k",
                    help="Grad-CAM on the top-k slices by p_pe, on every pe slice, or none (default top-k)")
     p.add_argument("--top-k", type=int, default=5, help="slices for --cam top-k (default 5)")
     p.add_argument("--batch-size", type=int, default=32, help="slices per model batch (default 32)")
-    p.add_argument("--inference", choices=["eager", "fast"], default="fast",
+    p.add_argument("--inference", choices=[p for p in INFERENCE_PATHS if p != "naive"], default="fast",
                    help="eager fp32, or fast (BN folded, channels_last, bf16 where supported; checked "
                         "against fp32 on the first slices; the default)")
     p.add_argument("--nifti", action="store_true", help="write heatmaps as NIfTI (.nii.gz) instead of NRRD")
@@ -86,14 +88,14 @@ def build_cascade(args: argparse.Namespace) -> Any:
 
 
 def screen_options(args: argparse.Namespace) -> Any:
-    from PETriageLib.screening.series import ScreenOptions
+    from PETriageLib.screening.one_series import ScreenOptions
 
     return ScreenOptions(cam=args.cam, top_k=args.top_k, nifti=args.nifti, key_images=not args.no_images)
 
 
 def run(args: argparse.Namespace) -> int:
     from PETriageLib.reporting.worklist_csv import write_worklist_csv
-    from PETriageLib.screening.many import folder_sources, screen_sources
+    from PETriageLib.screening.many_series import folder_sources, screen_sources
 
     quiet = logging.getLogger().level > logging.INFO
     bar = TqdmProgress("scanning", disable=quiet, unit="file")

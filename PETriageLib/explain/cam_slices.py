@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Sequence
 
 from PETriageLib.triage.verdict import SliceRow
+from PETriageLib.vocabulary import CAM_MODES
 
-CAM_MODES = ("top-k", "pe", "none")
 
 
 def select_cam_slices(rows: Sequence[SliceRow], mode: str = "top-k", top_k: int = 5) -> list[int]:

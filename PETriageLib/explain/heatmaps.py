@@ -32,8 +32,8 @@ class Heatmaps:
                 "branches": list(self.volumes)}
 
 
-def explain(cascade: Cascade, result: TriageResult, slices: Sequence[int], stage: int = 2, batch_size: int = 4,
-            progress: Progress | None = None, cancel: Any = None) -> Heatmaps:
+def compute_heatmaps(cascade: Cascade, result: TriageResult, slices: Sequence[int], stage: int = 2,
+                     batch_size: int = 4, progress: Progress | None = None, cancel: Any = None) -> Heatmaps:
     """Grad-CAM volumes (one per branch) of ``stage``'s positive class on the chosen slices."""
     st, cfg = cascade.stage(stage), cascade.config(stage)
     t = time.perf_counter()

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from PETriageLib.ingest.eligibility import DUPLICATE_MM, is_axial, spacing_gaps
+from PETriageLib.ingest.limits import DUPLICATE_MM, is_axial, spacing_gaps
 from PETriageLib.ingest.scan import CT_SOP_CLASSES, SECONDARY_CAPTURE_PREFIX, Instance, is_valid_uid, reference_normal
 
 

@@ -15,9 +15,10 @@ import numpy as np
 import pydicom
 
 from PETriageLib.ingest.checks import SeriesCheck, check_series
-from PETriageLib.progress import Progress
-from PETriageLib.ingest.scan import Instance, name_based_uid, quiet_dicom, ScanResult, SeriesInfo, group_series, scan_files, sort_instances
 from PETriageLib.errors import SeriesError
+from PETriageLib.ingest.scan import (Instance, ScanResult, SeriesInfo, group_series, name_based_uid, quiet_dicom,
+                                     scan_files, sort_instances)
+from PETriageLib.progress import Progress
 from PETriageLib.ingest.volume import AIR_HU, CTVolume
 
 log = logging.getLogger(__name__)

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from PETriageLib.ingest.eligibility import is_axial
+from PETriageLib.ingest.limits import is_axial
 
 # DICOM/ITK use LPS patient coordinates; Slicer uses RAS. Flip x and y to convert.
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0])

@@ -1,7 +1,7 @@
 """PETriage models: DRN backbones with CBAM/FUSA attention, multi-window fusion, torchvision
 baselines, a registry by name, safe checkpoints and the shipped-model manifest."""
 from PETriageLib.models.checkpoint import load_checkpoint, save_checkpoint
-from PETriageLib.models.manifest import register_model, resolve_model, resources_dir
+from PETriageLib.models.zoo import register_model, resolve_model, resources_dir
 from PETriageLib.models.registry import (
     DEFAULT_MODEL,
     DEFAULT_WINDOWS,

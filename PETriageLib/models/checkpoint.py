@@ -20,6 +20,7 @@ from typing import Any, Mapping
 import torch
 
 from PETriageLib import __version__
+from PETriageLib.atomic import atomic_write
 from PETriageLib.errors import CheckpointError
 from PETriageLib.models.base import SliceClassifier
 from PETriageLib.models.registry import build_model
@@ -82,12 +83,7 @@ def save_checkpoint(path: "str | os.PathLike", model: SliceClassifier, meta: Map
 
 def write_checkpoint(path: "str | os.PathLike", data: dict) -> Path:
     """Write a checkpoint dict (as ``read_checkpoint`` returns it) atomically: a reader never sees half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(data, tmp)
-    os.replace(tmp, path)
-    return path
+    return atomic_write(path, lambda tmp: torch.save(data, tmp))
 
 
 def read_checkpoint(path: "str | os.PathLike", expected_sha256: "str | None" = None,

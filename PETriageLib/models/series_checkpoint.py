@@ -43,13 +43,10 @@ def save_series_model(path: "str | Path", model: torch.nn.Module, meta: dict) ->
 
     if meta.get("type") not in TYPES or len(meta.get("stages", [])) != 2:
         raise ValueError(f"series model meta needs a type in {TYPES} and two stages, got {meta!r}")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save({"format": FORMAT, "format_version": FORMAT_VERSION, "meta": {**meta, "version": __version__},
-                "state_dict": model.state_dict()}, tmp)
-    tmp.replace(path)
-    return path
+    from PETriageLib.models.checkpoint import write_checkpoint
+
+    return write_checkpoint(path, {"format": FORMAT, "format_version": FORMAT_VERSION,
+                                   "meta": {**meta, "version": __version__}, "state_dict": model.state_dict()})
 
 
 def _build(meta: dict) -> torch.nn.Module:
@@ -67,7 +64,7 @@ def load_series_model(path: "str | Path", kind: str, stage_sha256: "Sequence[str
     model must have been trained on the features of exactly those stage models: per stage one
     SHA256, or several (the files of the same weights, as ``Stage.identities`` lists them)."""
     from PETriageLib.models.checkpoint import file_sha256
-    from PETriageLib.models.manifest import resolve_series_model
+    from PETriageLib.models.zoo import resolve_series_model
 
     what = kind.replace("_", " ")
     if not Path(path).is_file() and Path(path).suffix:  # a file name that is not there

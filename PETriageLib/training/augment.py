@@ -13,6 +13,7 @@ from typing import Mapping, Sequence
 import torch
 import torch.nn.functional as F
 
+from PETriageLib.ingest.volume import AIR_HU
 from PETriageLib.preprocess.windows import Window, get_window
 
 
@@ -57,7 +58,7 @@ def augment_with_maps(x: torch.Tensor, maps: "torch.Tensor | None", windows: Seq
     if len(wins) != c:
         raise ValueError(f"{c} channels but {len(wins)} windows")
     width = torch.tensor([w.width for w in wins], dtype=x.dtype).view(1, c, 1, 1)
-    air = torch.tensor([float(w.apply(-1024.0)) for w in wins], dtype=x.dtype).view(1, c, 1, 1)
+    air = torch.tensor([float(w.apply(float(AIR_HU))) for w in wins], dtype=x.dtype).view(1, c, 1, 1)
 
     angle = _uniform(n, -cfg.rotation_deg, cfg.rotation_deg, generator) * math.pi / 180.0
     scale = 1.0 / _uniform(n, cfg.zoom_min, cfg.zoom_max, generator)  # grid scale is inverse zoom

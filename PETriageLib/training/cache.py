@@ -21,6 +21,8 @@ from typing import Callable, Optional, Sequence
 
 import numpy as np
 
+from PETriageLib.atomic import atomic_write
+from PETriageLib.vocabulary import STAGE_CLASSES
 from PETriageLib.training.cache_admin import pid_alive, temp_writer, touch, warn_if_disk_low
 from PETriageLib.training.manifest import Source
 
@@ -89,9 +91,7 @@ def _save_masks(source: Source, volume, prepared, path: Path) -> None:
 def _add_masks(source: Source, config, dest: Path) -> None:
     """masks.npy for an entry cached before masks were asked for (re-reads the series for its crops)."""
     volume, _, prepared = _prepare(source, config)
-    tmp = dest / f"masks.tmp{os.getpid()}.npy"
-    _save_masks(source, volume, prepared, tmp)
-    os.replace(tmp, dest / "masks.npy")
+    atomic_write(dest / "masks.npy", lambda tmp: _save_masks(source, volume, prepared, tmp), suffix=".npy")
 
 
 def _build(source: Source, config, dest: Path, with_masks: bool = False) -> None:
@@ -164,7 +164,7 @@ def cache_sources(sources: Sequence[Source], config, root: "str | Path",
     return out
 
 
-STAGES = {1: ("wnl", "disease"), 2: ("other", "pe")}
+STAGES = STAGE_CLASSES
 
 
 def stage_targets(labels: Sequence[str], has_lung: np.ndarray, stage: int) -> "tuple[np.ndarray, np.ndarray]":

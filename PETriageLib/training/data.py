@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Sequence
 
 from PETriageLib.preprocess.slices import PreprocessConfig
 from PETriageLib.training.cache import CachedSource, cache_sources

@@ -1,5 +1,6 @@
-"""Fit a checkpoint's domain check (PETriageLib.models.domain_stats, applied by PETriageLib.triage.domain) on its training data and store it;
-score cached series against it (``petriage evaluate``).
+"""Fit a checkpoint's domain check (the statistics of ``models.domain_stats``, applied at triage by
+``triage.domain``) on its training data and store it; score cached series against it
+(``petriage evaluate``).
 
 ``petriage train`` does this for every CBAMDRN-family checkpoint it writes; ``petriage fit-domain``
 does it for an existing checkpoint (the shipped demo models were given theirs that way).
@@ -114,7 +115,7 @@ def fit_checkpoint_domain(checkpoint: "str | os.PathLike", manifest: "str | Path
                           max_train_series: "int | None" = None, seed: int = 0, **options: Any) -> DomainModel:
     """The ``fit-domain`` command: the checkpoint's own preprocessing, the splits' train and val
     patients (at most ``max_train_series`` training patients, seeded), the slice cache for speed."""
-    from PETriageLib.models.manifest import resources_dir
+    from PETriageLib.models.zoo import resources_dir
     from PETriageLib.preprocess.slices import PreprocessConfig
     from PETriageLib.training.cache import cache_sources
     from PETriageLib.training.data import make_splits

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from PETriageLib.training.config import TrainConfig
+from PETriageLib.vocabulary import STAGE_CLASSES
 from PETriageLib.training.evaluate import stage_probs, stage_report
 from PETriageLib.training.pipeline import train_from_manifest
 from PETriageLib.training.tables import slice_table
@@ -119,7 +120,7 @@ def run_experiment(out_dir: "str | Path", size: str = "tiny", seed: int = 0, sta
 
 def results_markdown(results: dict, size: str) -> str:
     lines = [f"# Model comparison on synthetic phantoms (size {size}, test split)", ""]
-    for stage, classes in ((1, ["wnl", "disease"]), (2, ["other", "pe"])):
+    for stage, classes in ((1, list(STAGE_CLASSES[1])), (2, list(STAGE_CLASSES[2]))):
         for table, title in (("backbone", "backbones, fixed vs dynamic crop"), ("windows", "window sets")):
             rows = [(r["label"], r["report"]) for r in results.values() if r["stage"] == stage and r["table"] == table]
             if table == "windows":  # the DWL reference row comes from the backbone table

@@ -8,7 +8,7 @@ import numpy as np
 
 from PETriageLib.errors import SeriesError
 from PETriageLib.training.manifest import Source, read_slice_labels
-from PETriageLib.ingest.volume import CTVolume
+from PETriageLib.ingest.volume import AIR_HU, CTVolume
 from PETriageLib.preprocess.windows import Window
 
 log = logging.getLogger(__name__)
@@ -27,7 +27,7 @@ def _volume_from_file(path: Path) -> CTVolume:
     hu = sitk.GetArrayFromImage(img)
     if hu.ndim != 3:
         raise SeriesError(f"{path}: expected a 3D scalar volume, got array shape {hu.shape}")
-    hu = np.maximum(hu, -1024).astype(np.int16 if np.issubdtype(hu.dtype, np.integer) else np.float32)
+    hu = np.maximum(hu, AIR_HU).astype(np.int16 if np.issubdtype(hu.dtype, np.integer) else np.float32)
     direction = np.asarray(img.GetDirection(), float).reshape(3, 3)
     origin = np.asarray(img.GetOrigin(), float)
     normal_step = direction[:, 2] * img.GetSpacing()[2]
@@ -52,7 +52,7 @@ def _volume_from_images(paths: list[Path], window: Window, spacing_mm: float) ->
         slices.append(grey)
     hu = (window.low + np.stack(slices) / 255.0 * window.width).astype(np.float32)
     n = len(paths)
-    return CTVolume(hu=np.maximum(hu, -1024), spacing=(spacing_mm, spacing_mm, 1.0), origin=(0.0, 0.0, 0.0),
+    return CTVolume(hu=np.maximum(hu, AIR_HU), spacing=(spacing_mm, spacing_mm, 1.0), origin=(0.0, 0.0, 0.0),
                     direction=np.eye(3), z_positions=np.arange(n, dtype=float),
                     instance_uids=[p.name for p in paths], file_paths=[str(p) for p in paths],
                     metadata={"modality": "CT"})

@@ -23,10 +23,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Sequence
 
+from PETriageLib.vocabulary import SLICE_LABELS
 from PETriageLib.errors import PETriageError
 
 log = logging.getLogger(__name__)
-LABELS = ("wnl", "other", "pe")
+LABELS = SLICE_LABELS
 ALIASES = {"normal": "wnl", "negative": "wnl", "healthy": "wnl", "disease": "other", "pneumonia": "other",
            "covid": "other", "covid-19": "other", "cap": "other", "embolism": "pe"}
 KINDS = ("dicom", "volume", "image")

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from PETriageLib.errors import CheckpointError
 from PETriageLib.models.checkpoint import load_checkpoint, read_checkpoint
-from PETriageLib.models.manifest import register_model, resources_dir
+from PETriageLib.models.zoo import register_model, resources_dir
 
 log = logging.getLogger(__name__)
 NAMES = {1: "cbamdrn_d22_demo_stage1", 2: "cbamdrn_d22_demo_stage2"}

@@ -3,12 +3,12 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from pathlib import Path
 from typing import Mapping, Sequence
 
 import numpy as np
 
+from PETriageLib.atomic import atomic_write
 from PETriageLib.errors import PETriageError
 
 log = logging.getLogger(__name__)
@@ -65,10 +65,8 @@ def check_disjoint(splits: Mapping[str, Sequence[str]]) -> None:
 
 def save_splits(splits: Mapping[str, Sequence[str]], path: "str | Path") -> None:
     check_disjoint(splits)
-    path = Path(path)
-    tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps({k: list(v) for k, v in splits.items()}, indent=1))
-    os.replace(tmp, path)  # atomic: parallel runs sharing a splits file never read half of it
+    text = json.dumps({k: list(v) for k, v in splits.items()}, indent=1)
+    atomic_write(path, lambda tmp: tmp.write_text(text))  # parallel runs sharing a splits file never read half of it
 
 
 def load_splits(path: "str | Path") -> dict[str, list[str]]:

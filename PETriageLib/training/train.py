@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from PETriageLib import __version__
+from PETriageLib.models.checkpoint import write_checkpoint
 from PETriageLib.errors import CheckpointError
 from PETriageLib.training.augment import AugmentConfig, augment_with_maps
 from PETriageLib.training.cache import STAGES, SliceDataset
@@ -189,9 +189,7 @@ def checkpoint_meta(model, cfg: TrainConfig, threshold: float, summary: dict) ->
 
 
 def _save_state(path: Path, state: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)  # atomic: a kill never leaves a half-written last.pt
+    write_checkpoint(path, state)  # atomic: a kill never leaves a half-written last.pt
 
 
 def train(cfg: TrainConfig, train_set: SliceDataset, val_set: SliceDataset, out_dir: "str | Path",

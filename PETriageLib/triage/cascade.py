@@ -24,7 +24,7 @@ from PETriageLib.triage.domain import DomainCheck, spread
 from PETriageLib.triage.eligibility import triage_problem
 from PETriageLib.triage.options import CascadeOptions
 from PETriageLib.triage.result import RunInfo, TriageResult
-from PETriageLib.triage.runner import StageRunner
+from PETriageLib.triage.stage_runner import StageRunner
 from PETriageLib.triage.series_models import SeriesModels, stack_features
 from PETriageLib.triage.stages import Stage, load_stage
 from PETriageLib.triage.verdict import SliceRow, label_slice, patient_verdict

@@ -1,7 +1,7 @@
 """The one gate: can this series be triaged? Modality, orientation, slice count, gaps, enough lung.
 
 Every front end (the cascade, ``petriage triage`` and ``info``, the Slicer module) asks here, with
-the numbers of ``ingest.eligibility``; a series that fails gets ``not_analysable`` with the reason
+the numbers of ``ingest.limits``; a series that fails gets ``not_analysable`` with the reason
 and never a verdict.
 """
 from __future__ import annotations
@@ -10,7 +10,7 @@ from typing import Sequence
 
 import numpy as np
 
-from PETriageLib.ingest.eligibility import (MIN_LUNG_SLICE_FRACTION, MIN_SLICES, is_axial, modality_problem,
+from PETriageLib.ingest.limits import (MIN_LUNG_SLICE_FRACTION, MIN_SLICES, is_axial, modality_problem,
                                             spacing_gaps)
 from PETriageLib.ingest.volume import CTVolume
 from PETriageLib.preprocess.lungs import SliceLung

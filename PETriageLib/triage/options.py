@@ -5,13 +5,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from PETriageLib.ingest.eligibility import MIN_SLICES
+from PETriageLib.ingest.limits import MIN_SLICES
+from PETriageLib.vocabulary import DOMAIN_CHECK_MODES, INFERENCE_PATHS
 
-# fast (default): models.fast.FastPredictor (BN folded, channels_last, bf16 where the hardware
-# has it), validated against fp32 on the first batch, fp32 if it differs by more than its tolerance.
-# eager: the model as loaded, fp32 (the naive baseline). naive = eager.
-INFERENCE = ("eager", "naive", "fast")
-DOMAIN_CHECK_MODES = ("refuse", "warn", "off")
 
 
 @dataclass(frozen=True)
@@ -22,13 +18,13 @@ class CascadeOptions:
     min_slices: int = MIN_SLICES
     all_slices: bool = False  # stage 2 on every lung slice, not only the diseased ones
     batch_size: int = 32
-    inference: str = "fast"
+    inference: str = "fast"  # models.fast.FastPredictor, validated against fp32; or eager fp32
     # refuse: a series unlike stage 1's training data is not analysable; warn: only say so
     domain_check: str = "refuse"
 
     def __post_init__(self) -> None:
-        if self.inference not in INFERENCE:
-            raise ValueError(f"unknown inference path {self.inference!r}; use one of {', '.join(INFERENCE)}")
+        if self.inference not in INFERENCE_PATHS:
+            raise ValueError(f"unknown inference path {self.inference!r}; use one of {', '.join(INFERENCE_PATHS)}")
         if self.domain_check not in DOMAIN_CHECK_MODES:
             raise ValueError(f"unknown domain check {self.domain_check!r}; use one of {', '.join(DOMAIN_CHECK_MODES)}")
         if int(self.batch_size) < 1:

@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from PETriageLib.errors import CheckpointError
+from PETriageLib.vocabulary import STAGE_CLASSES
 
-STAGE_CLASSES = {1: ["wnl", "disease"], 2: ["other", "pe"]}
 
 
 @dataclass(frozen=True)
@@ -66,15 +66,15 @@ def load_stage(number: int, spec: str | Path) -> Stage:
     """A stage from a registered model name or a checkpoint path (SHA256 and class names checked)."""
     from PETriageLib.models.checkpoint import file_sha256, model_from_checkpoint, read_checkpoint
     from PETriageLib.models.domain_stats import DomainModel
-    from PETriageLib.models.manifest import resolve_model
+    from PETriageLib.models.zoo import resolve_model
 
     path, expected = resolve_model(str(spec))
     data = read_checkpoint(path, expected_sha256=expected)
     model, meta = model_from_checkpoint(data, path), data["meta"]
     classes = list(meta.get("class_names") or [])
-    if classes and classes != STAGE_CLASSES[number]:
+    if classes and classes != list(STAGE_CLASSES[number]):
         raise CheckpointError(f"{path}: class names {classes} do not fit stage {number} "
-                              f"(expected {STAGE_CLASSES[number]})")
+                              f"(expected {list(STAGE_CLASSES[number])})")
     name = str(spec) if not Path(str(spec)).exists() else Path(path).stem
     try:
         domain = DomainModel.from_payload(data.get("domain"), meta.get("domain"))
@@ -89,7 +89,7 @@ def load_stage(number: int, spec: str | Path) -> Stage:
 
 def default_models() -> tuple[str, str]:
     """Names of the first stage 1 and stage 2 models in Resources/models.json."""
-    from PETriageLib.models.manifest import manifest_path, read_manifest
+    from PETriageLib.models.zoo import manifest_path, read_manifest
 
     entries = read_manifest()["models"]
     names = [next((e["name"] for e in entries if e["stage"] == n), None) for n in (1, 2)]

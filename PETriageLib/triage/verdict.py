@@ -13,9 +13,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from PETriageLib.vocabulary import SLICE_LABELS
 
-VERDICTS = ("pe_suspected", "other_disease", "no_finding", "not_analysable")
-SLICE_LABELS = ("wnl", "other", "pe")
+
 
 
 @dataclass

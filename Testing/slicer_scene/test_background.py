@@ -64,9 +64,9 @@ def test_grad_cam_on_demand_for_chosen_slices(scene, phantom_series, tiny_models
     maps = logic.heatmaps_for_slices(ct, [9])
     assert set(maps) == {"vascular", "lung"}
     cascade = build_cascade(*tiny_models, device="cpu")
-    from PETriageLib.explain.heatmaps import explain
+    from PETriageLib.explain.heatmaps import compute_heatmaps
 
-    reference = explain(cascade, cascade.run(load_series(phantom_series)), [9]).volumes
+    reference = compute_heatmaps(cascade, cascade.run(load_series(phantom_series)), [9]).volumes
     for branch, node in maps.items():
         arr = slicer.util.arrayFromVolume(node)
         np.testing.assert_allclose(arr, reference[branch], atol=1e-4)

@@ -29,9 +29,9 @@ def run(tiny_models, phantom_series):
     cascade = build_cascade(*tiny_models, device="cpu")
     reference = cascade.run(load_series(phantom_series))
     cam_slices = select_cam_slices(reference.rows, "top-k", 3)
-    from PETriageLib.explain.heatmaps import explain
+    from PETriageLib.explain.heatmaps import compute_heatmaps
 
-    ref_maps = explain(cascade, reference, cam_slices).volumes
+    ref_maps = compute_heatmaps(cascade, reference, cam_slices).volumes
     return SimpleNamespace(scene=scene, ct=ct, nodes=nodes, reference=reference, ref_maps=ref_maps,
                            cam_slices=cam_slices, display=display, progress=calls)
 
@@ -215,7 +215,7 @@ def test_refiner_setting_rescores_the_table(scene, phantom_series, tiny_models, 
     import torch
 
     from PETriageLib.models.checkpoint import file_sha256
-    from PETriageLib.training.series_models.config import RefinerTrainConfig
+    from PETriageLib.training.series_models.train_config import RefinerTrainConfig
     from PETriageLib.models.series_nets import SliceRefiner
     from PETriageLib.training.series_models.refiner import save_slice_refiner
     from PETriageSlicer.logic import PETriageSceneLogic, TriageSettings

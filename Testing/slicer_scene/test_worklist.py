@@ -27,7 +27,7 @@ def test_folder_worklist_is_ranked_by_pe_score(scene, folder, tiny_models):
     from PETriageLib.ingest.load import load_series
     from PETriageSlicer.logic import PETriageSceneLogic, TriageSettings
     from PETriageSlicer.navigation import table_column
-    from PETriageSlicer.worklist import load_row
+    from PETriageSlicer.worklist_table import load_row
 
     logic = PETriageSceneLogic(scene)
     calls = []

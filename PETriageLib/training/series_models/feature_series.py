@@ -10,6 +10,7 @@ from typing import Sequence
 
 import numpy as np
 
+from PETriageLib.atomic import atomic_write
 from PETriageLib.models.features import slice_features
 
 log = logging.getLogger(__name__)
@@ -74,14 +75,10 @@ def features_key(metas: Sequence[dict], shas: Sequence[str], kind: str, split: s
 
 
 def save_feature_series(series: Sequence[PatientSeries], path: "str | Path") -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp.npz")
     arrays = {f"f{i}": s.features for i, s in enumerate(series)}
     info = [{"patient_id": s.patient_id, "patient_label": s.patient_label, "slice_labels": s.slice_labels}
             for s in series]
-    np.savez(tmp, info=np.array(json.dumps(info)), **arrays)
-    tmp.replace(path)
+    atomic_write(path, lambda tmp: np.savez(tmp, info=np.array(json.dumps(info)), **arrays), suffix=".npz")
 
 
 def load_feature_series(path: "str | Path") -> list[PatientSeries]:

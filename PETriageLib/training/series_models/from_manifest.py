@@ -10,7 +10,7 @@ from typing import Sequence
 
 import numpy as np
 
-from PETriageLib.training.series_models.config import PatientTrainConfig, RefinerTrainConfig
+from PETriageLib.training.series_models.train_config import PatientTrainConfig, RefinerTrainConfig
 from PETriageLib.training.series_models.feature_series import PatientSeries, load_feature_series, save_feature_series, series_from_cache
 from PETriageLib.models.series_checkpoint import load_patient_classifier
 from PETriageLib.training.series_models.patient import predict_series, save_patient_classifier, train_patient_classifier

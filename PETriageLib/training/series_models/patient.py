@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from PETriageLib.training.series_models.config import PatientTrainConfig
+from PETriageLib.training.series_models.train_config import PatientTrainConfig
 from PETriageLib.training.series_models.fit import fit_series_model
 from PETriageLib.models.series_nets import (ENSEMBLE_HEADS, CascadeScore, PatientClassifier, PatientEnsemble,
                                             predict_patients)

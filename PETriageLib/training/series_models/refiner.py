@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from PETriageLib.training.series_models.config import RefinerTrainConfig
+from PETriageLib.training.series_models.train_config import RefinerTrainConfig
 from PETriageLib.training.series_models.fit import fit_series_model
 from PETriageLib.models.series_nets import SliceRefiner, pad_batch, refine_slices
 from PETriageLib.training.series_models.feature_series import PatientSeries

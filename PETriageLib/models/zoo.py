@@ -1,0 +1,155 @@
+"""The shipped-model manifest, Resources/models.json: read, verify, resolve, register.
+
+Format: {"models": [{"name", "stage": 1|2, "file" (relative to Resources/), "sha256",
+"card": {"intended_use", "training_data", "limits", "metrics"}}], "series_models": [{"name",
+"type": "slice_refiner"|"patient_classifier", "file", "sha256", "card"}]} (``series_models``
+optional: models over a series' slice features, bound to a stage pair, PETriageLib.training.series_models).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+from pathlib import Path
+from typing import Any, Mapping
+
+from PETriageLib.atomic import atomic_write
+from PETriageLib.errors import CheckpointError
+from PETriageLib.models.checkpoint import file_sha256
+
+MANIFEST_NAME = "models.json"
+CARD_KEYS = ("intended_use", "training_data", "limits", "metrics")
+ENTRY_KEYS = ("name", "stage", "file", "sha256", "card")
+
+log = logging.getLogger(__name__)
+
+
+def resources_dir() -> Path:
+    """$PETRIAGE_RESOURCES, else the repository's Resources/ next to the package."""
+    env = os.environ.get("PETRIAGE_RESOURCES")
+    return Path(env) if env else Path(__file__).resolve().parents[2] / "Resources"
+
+
+def manifest_path(resources: "str | os.PathLike | None" = None) -> Path:
+    return Path(resources or resources_dir()) / MANIFEST_NAME
+
+
+def _check_entry(entry: Any, where: Path) -> None:
+    if not isinstance(entry, dict) or any(k not in entry for k in ENTRY_KEYS):
+        raise CheckpointError(f"{where}: model entry {entry!r} needs the keys {list(ENTRY_KEYS)}")
+    if entry["stage"] not in (1, 2):
+        raise CheckpointError(f"{where}: model {entry['name']!r} has stage {entry['stage']!r}, expected 1 or 2")
+    missing = [k for k in CARD_KEYS if k not in entry["card"]]
+    if missing:
+        raise CheckpointError(f"{where}: model card of {entry['name']!r} lacks {missing}")
+
+
+def read_manifest(resources: "str | os.PathLike | None" = None) -> dict:
+    """The manifest dict (``{"models": []}`` when the file does not exist), structure-checked."""
+    path = manifest_path(resources)
+    if not path.is_file():
+        return {"models": []}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise CheckpointError(f"model manifest {path} is not valid JSON: {exc}") from None
+    if not isinstance(data, dict) or not isinstance(data.get("models"), list):
+        raise CheckpointError(f"model manifest {path} must be an object with a 'models' list")
+    for entry in data["models"]:
+        _check_entry(entry, path)
+    return data
+
+
+def read_series_models(resources: "str | os.PathLike | None" = None) -> list[dict]:
+    """The manifest's optional ``series_models`` entries (refiners, patient classifiers)."""
+    path = manifest_path(resources)
+    return json.loads(path.read_text(encoding="utf-8")).get("series_models", []) if path.is_file() else []
+
+
+def verify_manifest(resources: "str | os.PathLike | None" = None) -> list[str]:
+    """Problems found (missing files, SHA256 mismatches); an empty list means all is well."""
+    root = Path(resources or resources_dir())
+    problems = []
+    for entry in read_manifest(root)["models"] + read_series_models(root):
+        file = root / entry["file"]
+        if not file.is_file():
+            problems.append(f"{entry['name']}: file {file} is missing")
+        elif file_sha256(file) != entry["sha256"]:
+            problems.append(f"{entry['name']}: {file} does not match its SHA256 {entry['sha256']}")
+    return problems
+
+
+def resolve_series_model(name_or_path: "str | os.PathLike", resources: "str | os.PathLike | None" = None
+                         ) -> tuple[Path, "str | None"]:
+    """(file, expected SHA256 or None) of a series model: a file path, or a ``series_models`` name."""
+    candidate = Path(name_or_path)
+    if candidate.is_file():
+        return candidate, None
+    root = Path(resources or resources_dir())
+    entries = read_series_models(root)
+    for e in entries:
+        if e.get("name") == str(name_or_path):
+            return root / e["file"], e["sha256"]
+    known = ", ".join(e.get("name", "?") for e in entries) or "none registered"
+    raise CheckpointError(f"no file or registered series model named {str(name_or_path)!r} "
+                          f"({manifest_path(root)}: {known})")
+
+
+def find_entry(name: str, resources: "str | os.PathLike | None" = None) -> "dict | None":
+    return next((e for e in read_manifest(resources)["models"] if e["name"] == name), None)
+
+
+def resolve_model(name_or_path: "str | os.PathLike", resources: "str | os.PathLike | None" = None
+                  ) -> tuple[Path, "str | None"]:
+    """(checkpoint path, expected SHA256 or None) for a manifest name or a file path.
+
+    A path that is a manifest entry's file gets that entry's SHA256; any other file gets None.
+    """
+    root = Path(resources or resources_dir())
+    entries = read_manifest(root)["models"]
+    candidate = Path(name_or_path)
+    if candidate.is_file():
+        target = candidate.resolve()
+        for e in entries:
+            if (root / e["file"]).resolve() == target:
+                return candidate, e["sha256"]
+        return candidate, None
+    for e in entries:
+        if e["name"] == str(name_or_path):
+            return root / e["file"], e["sha256"]
+    known = ", ".join(e["name"] for e in entries) or "none registered"
+    raise CheckpointError(f"no checkpoint file or registered model named {str(name_or_path)!r} "
+                          f"(manifest {root / MANIFEST_NAME}: {known})")
+
+
+def register_model(name: str, stage: int, checkpoint: "str | os.PathLike", card: Mapping[str, Any],
+                   resources: "str | os.PathLike | None" = None) -> dict:
+    """Add or replace the manifest entry ``name``; returns it.
+
+    A checkpoint outside Resources/ is copied to Resources/models/<file name> first. The file
+    must load (weights-only) so that a broken model is never registered.
+    """
+    from PETriageLib.models.checkpoint import load_checkpoint
+
+    root = Path(resources or resources_dir())
+    src = Path(checkpoint).resolve()
+    load_checkpoint(src)  # raises CheckpointError for a file that would be refused later
+    if not src.is_relative_to(root.resolve()):
+        dest = root / "models" / src.name
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(src, dest)
+        src = dest.resolve()
+    entry = {"name": name, "stage": int(stage), "file": src.relative_to(root.resolve()).as_posix(),
+             "sha256": file_sha256(src), "card": dict(card)}
+    _check_entry(entry, manifest_path(root))
+    data = read_manifest(root)
+    models = [e for e in data["models"] if e["name"] != name]
+    index = next((i for i, e in enumerate(data["models"]) if e["name"] == name), len(models))
+    models.insert(index, entry)
+    data["models"] = models
+    path = manifest_path(root)
+    text = json.dumps(data, indent=2) + "\n"
+    atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    log.info("registered model %s (stage %d) -> %s", name, stage, entry["file"])
+    return entry

@@ -1,0 +1,12 @@
+"""The words PETriage's results are made of, in one place: every step, front end and file format
+spells them from here. Plain constants, no imports, so even the Slicer module file can read them
+before its dependencies are installed."""
+
+SLICE_LABELS = ("wnl", "other", "pe")  # within normal limits, other lung disease, pulmonary embolism
+STAGE_CLASSES = {1: ("wnl", "disease"), 2: ("other", "pe")}  # each stage's negative and positive class
+VERDICTS = ("pe_suspected", "other_disease", "no_finding", "not_analysable")
+CAM_MODES = ("top-k", "pe", "none")  # which slices get Grad-CAM
+DOMAIN_CHECK_MODES = ("refuse", "warn", "off")  # a series unlike the training data: refused, warned, not checked
+# fast: BN folded, channels_last, bf16 where the hardware has it, checked against fp32; eager: the
+# model as loaded, fp32 (naive is its old name)
+INFERENCE_PATHS = ("eager", "naive", "fast")

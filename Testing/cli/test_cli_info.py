@@ -1,0 +1,61 @@
+"""`petriage info`: series listing as JSON and text."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from support.dicom_factory import chest_hu, oblique_orientation, write_series
+
+from PETriageLib.cli import main
+
+
+def info_json(capsys, *args: str) -> dict:
+    assert main(["info", *args, "--json"]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_real_series_json(capsys, real_series_dir):
+    out = info_json(capsys, str(real_series_dir))
+    assert len(out["series"]) == 1
+    s = out["series"][0]
+    assert (s["num_slices"], s["rows"], s["cols"], s["size"], s["modality"]) == (131, 512, 512, "512x512", "CT")
+    assert s["spacing"] == pytest.approx([0.63, 0.63, 2.0], abs=0.01)
+    assert s["orientation"] == "axial" and s["loaded"] and s["errors"] == []
+    assert s["lung_slices"][0] <= 5 and s["lung_slices"][1] >= 115 and s["not_chest_reason"] is None
+    assert any("SOPInstanceUID" in w for w in s["warnings"])
+
+
+def test_folder_with_several_series_and_problems(tmp_path, capsys):
+    write_series(tmp_path / "chest", chest_hu(6, 64, 64), spacing=(4.0, 4.0, 5.0), series_uid="1.2.3.1")
+    write_series(tmp_path / "tilt", chest_hu(3, 48, 48), orientation=oblique_orientation(30), series_uid="1.2.3.2")
+    write_series(tmp_path / "mr", chest_hu(2, 32, 32), modality="MR", series_uid="1.2.3.3")
+    (tmp_path / "notes.txt").write_text("x")
+    out = info_json(capsys, str(tmp_path))
+    by_uid = {s["uid"]: s for s in out["series"]}
+    assert [s["uid"] for s in out["series"]] == ["1.2.3.1", "1.2.3.2", "1.2.3.3"]  # largest first
+    chest, tilt, mr = by_uid["1.2.3.1"], by_uid["1.2.3.2"], by_uid["1.2.3.3"]
+    assert chest["spacing"] == [4.0, 4.0, 5.0] and chest["lung_slices"] == [0, 5] and chest["lung_slice_count"] == 6
+    assert tilt["orientation"] == "oblique" and any("triage needs axial" in w for w in tilt["warnings"])
+    assert not mr["loaded"] and any("modality MR, not CT" in e for e in mr["errors"])
+    assert all(any("skipped 1 non-DICOM" in w for w in s["warnings"]) for s in out["series"])
+
+
+def test_text_output_and_headers_only(tmp_path, capsys):
+    write_series(tmp_path, chest_hu(3, 64, 64), spacing=(4.0, 4.0, 5.0), series_uid="1.2.3.9")
+    assert main(["info", str(tmp_path)]) == 0
+    text = capsys.readouterr().out
+    assert "1 series in" in text and "[1] 1.2.3.9  CT" in text
+    assert "3 slices, 64x64 px, spacing 4.000 x 4.000 x 5.000 mm, axial" in text and "lungs: slices 0-2" in text
+    fast = info_json(capsys, str(tmp_path), "--no-lungs")["series"][0]
+    assert not fast["loaded"] and fast["lung_slices"] is None and fast["spacing"] == [4.0, 4.0, 5.0]
+
+
+def test_console_script_runs(tmp_path):
+    write_series(tmp_path, chest_hu(2, 32, 32))
+    entry = "import sys; from PETriageLib.cli import main; sys.exit(main())"  # what the `petriage` script runs
+    done = subprocess.run([sys.executable, "-c", entry, "-q", "info", str(tmp_path), "--json"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["series"][0]["num_slices"] == 2

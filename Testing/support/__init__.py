@@ -1,0 +1,1 @@
+"""Helpers the test suites share: synthetic DICOM, tiny checkpoints, tiny training sets."""
