@@ -34,7 +34,7 @@ def raise_if_cancelled(cancel: Any, what: str, done: int, total: int, unit: str 
         raise Cancelled(f"{what} cancelled after {done} of {total} {unit}")
 
 
-def report(progress: Optional[Progress], done: int, total: int, message: str) -> None:
+def report_progress(progress: Optional[Progress], done: int, total: int, message: str) -> None:
     """Call ``progress`` when there is one."""
     if progress is not None:
         progress(done, total, message)

@@ -24,13 +24,12 @@ def module_name(path: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-def imports_of(path: Path) -> set[str]:
-    """Every PETriageLib module ``path`` imports, at any depth of its code."""
-    tree = ast.parse(path.read_text(), str(path))
-    here = module_name(path).split(".")
-    package = here if path.name == "__init__.py" else here[:-1]
+def imports_in(source: str, module: str, is_package: bool = False) -> set[str]:
+    """Every PETriageLib module the code of ``module`` imports, at any depth of its code."""
+    here = module.split(".")
+    package = here if is_package else here[:-1]
     found = set()
-    for node in ast.walk(tree):
+    for node in ast.walk(ast.parse(source)):
         if isinstance(node, ast.Import):
             found |= {a.name for a in node.names if a.name.split(".")[0] == "PETriageLib"}
         elif isinstance(node, ast.ImportFrom):
@@ -43,6 +42,21 @@ def imports_of(path: Path) -> set[str]:
                 found |= {f"{base}.{a.name}" for a in node.names
                           if (LIB.parent / f"{base}.{a.name}".replace(".", "/")).with_suffix(".py").exists()}
     return found
+
+
+def imports_of(path: Path) -> set[str]:
+    return imports_in(path.read_text(), module_name(path), path.name == "__init__.py")
+
+
+def foreign_imports_of(path: Path) -> set[str]:
+    """Top-level names of what ``path`` imports that PETriageLib must never need (Slicer, Qt, VTK)."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names |= {a.name.split(".")[0] for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            names.add(node.module.split(".")[0])
+    return names & {"slicer", "PETriageSlicer", "qt", "ctk", "vtk", "PythonQt"}
 
 
 def graph() -> dict[str, set[str]]:
@@ -129,13 +143,17 @@ def test_the_rules_catch_a_backward_import():
     assert allowed("PETriageLib.reporting.report", "PETriageLib.explain.heatmaps")
     assert allowed("PETriageLib.cli.triage", "PETriageLib.screening.many_series")
     assert not allowed("PETriageLib.phantom.study", "PETriageLib.training.data")
-    src = "def f():\n    from PETriageLib.training.data import cached_splits\n"
-    tmp = LIB / "triage" / "_layering_probe.py"
-    tmp.write_text(src)
-    try:
-        assert "PETriageLib.training.data" in imports_of(tmp)
-    finally:
-        tmp.unlink()
+    src = "def f():\n    from PETriageLib.training.data import cached_splits\n    from ..explain import heatmaps\n"
+    found = imports_in(src, "PETriageLib.triage.probe")
+    assert {"PETriageLib.training.data", "PETriageLib.explain", "PETriageLib.explain.heatmaps"} <= found
+    assert not all(allowed("PETriageLib.triage.probe", d) for d in found)
+
+
+def test_the_library_never_imports_slicer():
+    """PETriageLib runs without Slicer; the Slicer module imports it, never the other way round."""
+    offenders = {str(p.relative_to(LIB)): sorted(foreign_imports_of(p)) for p in LIB.rglob("*.py")
+                 if foreign_imports_of(p)}
+    assert not offenders
 
 
 def test_public_api_resolves_and_names_no_folder():

@@ -20,14 +20,14 @@ log = logging.getLogger(__name__)
 STEPS = ("reading", "preprocessing", "stage1", "stage2", "domain_check", "gradcam", "writing")
 
 
-def build_cascade(stage1: str, stage2: str, device: str = "cpu", inference: str = "fast", **options: Any) -> Any:
+def bench_cascade(stage1: str, stage2: str, device: str = "cpu", inference: str = "fast", **options: Any) -> Any:
     """The cascade on the given inference path ("fast" or "eager"/"naive"). The domain check only
     warns here: a benchmark times every step, also on series it would refuse (the quick plan's
     128 px phantoms are unlike the demo models' training data)."""
-    from PETriageLib.triage.cascade import build_cascade as build
+    from PETriageLib.triage.cascade import build_cascade
 
     options.setdefault("domain_check", "warn")
-    return build(stage1, stage2, device=device, inference=inference, **options)
+    return build_cascade(stage1, stage2, device=device, inference=inference, **options)
 
 
 def triage_once(cascade: Any, series_dir: str | Path, out_dir: str | Path, top_k: int = 5) -> dict[str, Any]:
@@ -53,7 +53,7 @@ def triage_once(cascade: Any, series_dir: str | Path, out_dir: str | Path, top_k
 def end_to_end(stage1: str, stage2: str, series_dir: str | Path, device: str = "cpu", inference: str = "fast",
                repeats: int = 3, warmup: int = 1, top_k: int = 5) -> dict[str, Any]:
     """Median and range per step over ``repeats`` triages after ``warmup`` untimed ones."""
-    cascade = build_cascade(stage1, stage2, device, inference)
+    cascade = bench_cascade(stage1, stage2, device, inference)
     out = Path(tempfile.mkdtemp(prefix="petriage-bench-"))
     try:
         runs = [triage_once(cascade, series_dir, out / f"run{i}", top_k) for i in range(warmup + repeats)][warmup:]

@@ -70,9 +70,9 @@ def _child(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--top-k", type=int, default=5)
     args = p.parse_args(argv)
 
-    from PETriageLib.bench.endtoend import build_cascade, triage_once
+    from PETriageLib.bench.endtoend import bench_cascade, triage_once
 
-    cascade = build_cascade(args.stage1, args.stage2, args.device, args.inference)
+    cascade = bench_cascade(args.stage1, args.stage2, args.device, args.inference)
     baseline = peak_rss_mb()
     with tempfile.TemporaryDirectory(prefix="petriage-mem-") as out:
         run = triage_once(cascade, args.series_dir, out, args.top_k)

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from PETriageLib.vocabulary import SLICE_LABELS
-from PETriageLib.cli.triage import TqdmProgress, add_cascade_options, build_cascade, screen_options
+from PETriageLib.cli.triage import TqdmProgress, add_cascade_options, cascade_from_args, screen_options
 
 log = logging.getLogger("petriage.demo")
 
@@ -35,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
     from PETriageLib.screening.one_series import screen_files
 
     quiet = logging.getLogger().level > logging.INFO
-    cascade = build_cascade(args)  # first, so a missing model fails before the phantom is made
+    cascade = cascade_from_args(args)  # first, so a missing model fails before the phantom is made
     log.info("generating synthetic study (seed %d)", args.seed)
     study = generate_study(args.seed, matrix=args.matrix, slices=args.slices or None, pe=not args.no_pe,
                            contrast=None if args.no_pe else "ctpa", difficulty="easy")

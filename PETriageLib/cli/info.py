@@ -64,7 +64,7 @@ def describe(info: Any, lungs: bool, quiet: bool) -> dict[str, Any]:
         "slice_normal": None if check.normal is None else [round(float(v), 6) for v in check.normal],
         "errors": check.errors, "warnings": [w for w in info.warnings if w not in check.errors],
         "loaded": False, "lung_slices": None, "lung_slice_count": None, "not_chest_reason": None,
-        "not_analysable_reason": None,
+        "gate_checked": False, "not_analysable_reason": None,  # the eligibility gate needs the decoded volume
     }
     if not lungs or check.errors:
         return out
@@ -86,7 +86,8 @@ def describe(info: Any, lungs: bool, quiet: bool) -> dict[str, Any]:
                study_date=volume.metadata.get("study_date"), kernel=volume.metadata.get("kernel"),
                contrast_agent=volume.metadata.get("contrast_agent"),
                lung_slices=list(span) if span else None, lung_slice_count=sum(s.has_lung for s in found),
-               not_chest_reason=chest_problem(volume, found), not_analysable_reason=triage_problem(volume, found))
+               not_chest_reason=chest_problem(volume, found), gate_checked=True,
+               not_analysable_reason=triage_problem(volume, found))
     return out
 
 

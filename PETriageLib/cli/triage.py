@@ -76,12 +76,12 @@ class TqdmProgress:
         self.bar.close()
 
 
-def build_cascade(args: argparse.Namespace) -> Any:
-    from PETriageLib.triage.cascade import build_cascade as build
+def cascade_from_args(args: argparse.Namespace) -> Any:
+    from PETriageLib.triage.cascade import build_cascade
     from PETriageLib.triage.stages import default_models
 
     stage1, stage2 = args.models or default_models()
-    return build(stage1, stage2, device=args.device, batch_size=args.batch_size, all_slices=args.all_slices,
+    return build_cascade(stage1, stage2, device=args.device, batch_size=args.batch_size, all_slices=args.all_slices,
                  threshold_disease=args.threshold_disease, threshold_pe=args.threshold, min_run=args.min_run,
                  inference=args.inference, patient_model=args.patient_model, refiner=args.refiner,
                  domain_check=args.domain_check)
@@ -106,13 +106,15 @@ def run(args: argparse.Namespace) -> int:
     if not sources:
         log.error("no DICOM series found in %s", args.path)
         return 2
-    cascade = build_cascade(args)
+    cascade = cascade_from_args(args)
     args.out.mkdir(parents=True, exist_ok=True)
 
     def said(src: Any, entry: Any, screened: Any) -> None:
-        if screened is not None:
+        from tqdm import tqdm
+
+        if screened is not None:  # tqdm.write: above the open progress bars, not into them
             score = entry.pe_score if entry.pe_score is not None else float("nan")
-            print(f"{entry.verdict:15s} pe_score {score:.3f}  {entry.num_slices:4d} slices  {entry.report_dir}")
+            tqdm.write(f"{entry.verdict:15s} pe_score {score:.3f}  {entry.num_slices:4d} slices  {entry.report_dir}")
 
     series_bar = TqdmProgress("series", disable=quiet or len(sources) == 1, unit="series")
     step_bar = TqdmProgress("triage", disable=quiet)

@@ -8,7 +8,6 @@ from PETriageLib.triage.verdict import SliceRow
 from PETriageLib.vocabulary import CAM_MODES
 
 
-
 def select_cam_slices(rows: Sequence[SliceRow], mode: str = "top-k", top_k: int = 5) -> list[int]:
     """Slice indices that deserve a heatmap, in ascending index order.
 

@@ -36,6 +36,8 @@ def compute_heatmaps(cascade: Cascade, result: TriageResult, slices: Sequence[in
                      batch_size: int = 4, progress: Progress | None = None, cancel: Any = None) -> Heatmaps:
     """Grad-CAM volumes (one per branch) of ``stage``'s positive class on the chosen slices."""
     st, cfg = cascade.stage(stage), cascade.config(stage)
+    if progress is not None and slices:
+        progress(0, len(slices), "Grad-CAM")
     t = time.perf_counter()
     vols = heatmap_volume(st.model, result.volume, list(slices), cfg, lungs=result.lungs,
                           batch_size=batch_size, progress=progress, cancel=cancel)

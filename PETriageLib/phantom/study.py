@@ -19,7 +19,6 @@ from .vessels import Tubes, Vasculature, build_vasculature, paint_tubes, tube_fr
 
 log = logging.getLogger(__name__)
 
-LABELS = ("wnl", "other", "pe")
 FLAG_NAMES = ("pe", "consolidation", "ggo", "nodule", "effusion", "emphysema")
 DIFFICULTIES = ("mixed", "easy", "hard")
 

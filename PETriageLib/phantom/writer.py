@@ -11,6 +11,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian
 
 from PETriageLib import __version__
+from PETriageLib.vocabulary import SLICE_LABELS
 from .findings import FINDING_CODES
 from .protocol import seeded_uid
 from .study import FLAG_NAMES, Study
@@ -138,7 +139,7 @@ def write_study(study: Study, out_dir: "str | Path") -> dict[str, Path]:
         "seed": study.seed, "patient_id": study.volume.metadata["patient_id"],
         "patient_label": study.patient_label, "contrast": "ctpa" if study.volume.metadata["contrast_agent"] else "none",
         "findings": [{"kind": f.kind, **f.detail} for f in study.findings],
-        "slice_counts": {lab: study.slice_labels.count(lab) for lab in ("wnl", "other", "pe")},
+        "slice_counts": {lab: study.slice_labels.count(lab) for lab in SLICE_LABELS},
         "mask_codes": FINDING_CODES, "options": study.options,
         "shape": list(study.volume.hu.shape), "spacing": list(study.volume.spacing),
     }

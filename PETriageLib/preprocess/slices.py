@@ -18,10 +18,9 @@ import numpy as np
 from scipy import ndimage
 
 from PETriageLib.preprocess.lungs import SliceLung, find_lungs, fixed_box, pixel_spacing_of
-from PETriageLib.ingest.volume import AIR_HU as VOLUME_AIR_HU, CTVolume
+from PETriageLib.ingest.volume import AIR_HU, CTVolume
 from PETriageLib.preprocess.windows import get_window, stack_windows
 
-AIR_HU = float(VOLUME_AIR_HU)
 CROPS = ("dynamic", "fixed")
 
 
@@ -93,7 +92,7 @@ class CropMap:
         pad = ((size - h_mm * per_mm) / 2.0, (size - w_mm * per_mm) / 2.0)
         return cls((r0, r1, c0, c1), (int(slice_shape[0]), int(slice_shape[1])), int(size), scale, pad)
 
-    def to_model(self, hu_slice: np.ndarray, fill: float = AIR_HU) -> np.ndarray:
+    def to_model(self, hu_slice: np.ndarray, fill: float = float(AIR_HU)) -> np.ndarray:
         """Crop + resample one HU slice to size x size float32; ``fill`` (air) outside the crop.
 
         Any other per-pixel map (a lesion fraction, fill 0) goes through the same way.

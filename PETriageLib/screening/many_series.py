@@ -9,9 +9,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from PETriageLib.errors import PETriageError
 from PETriageLib.ingest.limits import modality_problem
 from PETriageLib.ingest.load import scan_series
-from PETriageLib.progress import Cancelled, Progress, raise_if_cancelled, report
+from PETriageLib.progress import Cancelled, Progress, raise_if_cancelled, report_progress
 from PETriageLib.reporting.names import safe_name
 from PETriageLib.screening.one_series import ScreenedSeries, ScreenOptions, screen_files
 from PETriageLib.triage.cascade import Cascade
@@ -44,6 +45,14 @@ def report_dir_name(n: int, source: SeriesSource, many: bool) -> str:
     return f"{n:03d}_{name}" if many else name
 
 
+def failure_reason(exc: BaseException) -> str:
+    """A worklist reason: PETriage's own errors speak for themselves; anything else is a defect
+    of PETriage, named by its type (and logged with its traceback)."""
+    if isinstance(exc, PETriageError):
+        return str(exc)
+    return f"internal error ({type(exc).__name__}: {exc}); please report it"
+
+
 def screen_sources(sources: Sequence[SeriesSource], cascade: Cascade, options: ScreenOptions = ScreenOptions(),
                    out_root: "str | Path | None" = None, progress: Progress | None = None,
                    step_progress: Progress | None = None, cancel: Any = None,
@@ -58,7 +67,7 @@ def screen_sources(sources: Sequence[SeriesSource], cascade: Cascade, options: S
     many = len(sources) > 1
     for n, src in enumerate(sources):
         raise_if_cancelled(cancel, "screening", n, len(sources), "series")
-        report(progress, n, len(sources), f"series {n + 1}/{len(sources)}")
+        report_progress(progress, n, len(sources), f"series {n + 1}/{len(sources)}")
         screened = None
         refused = modality_problem(src.modality)
         if refused:
@@ -73,11 +82,12 @@ def screen_sources(sources: Sequence[SeriesSource], cascade: Cascade, options: S
             except Cancelled:
                 raise
             except Exception as exc:  # one bad series must not stop the worklist
-                log.error("series %s: %s", src.series_uid, exc)
-                entry = WorklistEntry.not_triaged("error", str(exc), src.series_uid, len(src.files),
+                entry = WorklistEntry.not_triaged("error", failure_reason(exc), src.series_uid, len(src.files),
                                                   src.description, src.source)
+                log.error("series %s: %s", src.series_uid, entry.reason,
+                          exc_info=not isinstance(exc, PETriageError) or log.isEnabledFor(logging.DEBUG))
         entries.append(entry)
         if on_series is not None:
             on_series(src, entry, screened)
-    report(progress, len(sources), len(sources), "done")
+    report_progress(progress, len(sources), len(sources), "done")
     return rank_worklist(entries)

@@ -22,7 +22,6 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 
 from PETriageLib.atomic import atomic_write
-from PETriageLib.vocabulary import STAGE_CLASSES
 from PETriageLib.training.cache_admin import pid_alive, temp_writer, touch, warn_if_disk_low
 from PETriageLib.training.manifest import Source
 
@@ -164,7 +163,6 @@ def cache_sources(sources: Sequence[Source], config, root: "str | Path",
     return out
 
 
-STAGES = STAGE_CLASSES
 
 
 def stage_targets(labels: Sequence[str], has_lung: np.ndarray, stage: int) -> "tuple[np.ndarray, np.ndarray]":

@@ -49,7 +49,7 @@ def refined_probs(refiner: "str | Path", stages: Sequence, manifest, cache_root,
                   cached: Sequence[CachedSource], seed: int = 0
                   ) -> "tuple[list[np.ndarray], list[np.ndarray], float, float]":
     """Per source: the slice refiner's p(disease) and p(PE) on its slices with lung (0 elsewhere),
-    and the refiner's two thresholds. ``stages``: the pair as ``cascade.load_stage`` gives it."""
+    and the refiner's two thresholds. ``stages``: the pair as ``triage.stages.load_stage`` gives it."""
     from PETriageLib.training.series_models.from_manifest import split_series
     from PETriageLib.models.series_checkpoint import load_slice_refiner
     from PETriageLib.training.series_models.refiner import refine_series
@@ -228,7 +228,7 @@ def save_roc(curves: Sequence["tuple[str, np.ndarray, np.ndarray]"], path: Path,
 
 def domain_summary(stage: Any, cached: Sequence[CachedSource], patients: list[dict]) -> dict | None:
     """How many of the evaluated series triage's domain check would refuse (``stage``: stage 1 as
-    ``cascade.load_stage`` gives it); each patient row gets its ``domain_score``. None when the
+    ``triage.stages.load_stage`` gives it); each patient row gets its ``domain_score``. None when the
     checkpoint has no statistics."""
     from PETriageLib.training.domain_fit import score_sources
 

@@ -27,7 +27,6 @@ from PETriageLib.vocabulary import SLICE_LABELS
 from PETriageLib.errors import PETriageError
 
 log = logging.getLogger(__name__)
-LABELS = SLICE_LABELS
 ALIASES = {"normal": "wnl", "negative": "wnl", "healthy": "wnl", "disease": "other", "pneumonia": "other",
            "covid": "other", "covid-19": "other", "cap": "other", "embolism": "pe"}
 KINDS = ("dicom", "volume", "image")
@@ -58,8 +57,8 @@ class Source:
 def normalize_label(value: str, where: str = "") -> str:
     word = str(value).strip().lower()
     word = ALIASES.get(word, word)
-    if word not in LABELS:
-        raise ManifestError(f"{where}unknown label {value!r}; use one of {', '.join(LABELS)} "
+    if word not in SLICE_LABELS:
+        raise ManifestError(f"{where}unknown label {value!r}; use one of {', '.join(SLICE_LABELS)} "
                             f"(or {', '.join(ALIASES)})")
     return word
 

@@ -22,7 +22,8 @@ from PETriageLib import __version__
 from PETriageLib.models.checkpoint import write_checkpoint
 from PETriageLib.errors import CheckpointError
 from PETriageLib.training.augment import AugmentConfig, augment_with_maps
-from PETriageLib.training.cache import STAGES, SliceDataset
+from PETriageLib.training.cache import SliceDataset
+from PETriageLib.vocabulary import STAGE_CLASSES
 from PETriageLib.training.config import TrainConfig
 from PETriageLib.training.metrics import auroc_ci, threshold_for_sensitivity
 from PETriageLib.preprocess.windows import get_window
@@ -161,7 +162,7 @@ def fine_tune_config(checkpoint: "str | Path", context: Optional[int] = None, **
     from PETriageLib.models.checkpoint import load_checkpoint
 
     _, meta = load_checkpoint(checkpoint)
-    stage = 1 if list(meta.get("class_names", [])) == list(STAGES[1]) else 2
+    stage = 1 if list(meta.get("class_names", [])) == list(STAGE_CLASSES[1]) else 2
     model_config = dict(meta.get("config", {}))
     if context is not None:
         model_config["context"] = int(context)
@@ -180,7 +181,7 @@ def checkpoint_meta(model, cfg: TrainConfig, threshold: float, summary: dict) ->
         "windows": [get_window(w).to_dict() for w in cfg.windows],
         "input_size": int(cfg.input_size),
         "crop": cfg.crop,
-        "class_names": list(STAGES[cfg.stage]),
+        "class_names": list(STAGE_CLASSES[cfg.stage]),
         "threshold": float(threshold),
         "training": summary,
         "version": __version__,

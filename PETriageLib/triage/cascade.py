@@ -19,7 +19,7 @@ import numpy as np
 from PETriageLib.ingest.volume import CTVolume
 from PETriageLib.preprocess.lungs import analyse_lungs
 from PETriageLib.preprocess.slices import PreprocessConfig, centre_channels, prepare_slices
-from PETriageLib.progress import Progress, raise_if_cancelled, report
+from PETriageLib.progress import Progress, raise_if_cancelled, report_progress
 from PETriageLib.triage.domain import DomainCheck, spread
 from PETriageLib.triage.eligibility import triage_problem
 from PETriageLib.triage.options import CascadeOptions
@@ -48,10 +48,15 @@ class _Timer:
 class Cascade:
     """Stage 1 + stage 2 on a runner, their preprocessing, the options and the batch loop."""
 
-    def __init__(self, runner: StageRunner, options: CascadeOptions, series_models: SeriesModels | None = None) -> None:
+    def __init__(self, runner: StageRunner, options: CascadeOptions = CascadeOptions(),
+                 series_models: SeriesModels | None = None) -> None:
         self.runner = runner
-        self.options = options
         self.series_models = series_models or SeriesModels()
+        sm = self.series_models
+        own = sm.refiner.thresholds if sm.refiner is not None else (runner.stage1.threshold, runner.stage2.threshold)
+        self.options = replace(options, threshold_disease=own[0] if options.threshold_disease is None
+                               else options.threshold_disease,
+                               threshold_pe=own[1] if options.threshold_pe is None else options.threshold_pe)
         # the preprocessing each checkpoint was trained with (windows, input size, crop, margin)
         self.config1 = PreprocessConfig.from_dict(runner.stage1.meta)
         self.config2 = PreprocessConfig.from_dict(runner.stage2.meta)
@@ -177,7 +182,7 @@ class Cascade:
         opts = self.options
         todo = [r.index for r in rows if r.has_lung]
         total, step = len(todo), opts.batch_size
-        report(progress, 0, total, "stage 1")
+        report_progress(progress, 0, total, "stage 1")
         for start in range(0, total, step):
             raise_if_cancelled(cancel, "triage", start, total)
             idx = todo[start:start + step]
@@ -189,7 +194,7 @@ class Cascade:
                 r.p_disease = float(p1[i])
                 r.p_pe = None if np.isnan(p2[i]) else float(p2[i])
                 r.label = label_slice(r.p_disease, r.p_pe, opts.threshold_disease, opts.threshold_pe)
-            report(progress, min(start + step, total), total, "stage 1 + stage 2")
+            report_progress(progress, min(start + step, total), total, "stage 1 + stage 2")
 
 
 def build_cascade(stage1: "Stage | str | Path", stage2: "Stage | str | Path", device: str = "auto",
@@ -202,12 +207,9 @@ def build_cascade(stage1: "Stage | str | Path", stage2: "Stage | str | Path", de
     Thresholds default to the refiner's when there is one, else to each checkpoint's own.
     Other keywords are ``CascadeOptions`` fields (min_run, all_slices, batch_size, inference, ...).
     """
+    opts = CascadeOptions(threshold_disease=threshold_disease, threshold_pe=threshold_pe, **options)  # checked first
     s1 = stage1 if isinstance(stage1, Stage) else load_stage(1, stage1)
     s2 = stage2 if isinstance(stage2, Stage) else load_stage(2, stage2)
-    opts = CascadeOptions(**options)  # checked before any model moves
     series = SeriesModels.load(refiner, patient_model, s1, s2)
-    own = series.refiner.thresholds if series.refiner is not None else (s1.threshold, s2.threshold)
-    opts = replace(opts, threshold_disease=own[0] if threshold_disease is None else float(threshold_disease),
-                   threshold_pe=own[1] if threshold_pe is None else float(threshold_pe))
     runner = StageRunner(s1, s2, device=device, inference=opts.inference, batch_size=opts.batch_size)
     return Cascade(runner, opts, series)

@@ -10,7 +10,6 @@ from PETriageLib.errors import CheckpointError
 from PETriageLib.vocabulary import STAGE_CLASSES
 
 
-
 @dataclass(frozen=True)
 class ModelInfo:
     """Where one stage's model came from and how it is fed: a line of every report."""

@@ -1,10 +1,11 @@
-"""Per-slice cascade results -> one patient verdict, and the checks that make a series unfit.
+"""Per-slice cascade results -> one patient verdict (whether a series may be triaged at all is
+``triage.eligibility``'s question).
 
 Verdicts: ``pe_suspected``, ``other_disease``, ``no_finding``, ``not_analysable``.
 Rule (the seed paper's): a patient is positive when any slice is positive; optionally a run
 of ``min_run`` consecutive positive slices is required, which suppresses single-slice noise.
-With a patient classifier (``PETriageLib.training.series_models``), its probability decides PE instead; the
-slice labels still decide "other disease" and show where.
+With a patient classifier (``triage.series_models``; trained by ``training.series_models``), its
+probability decides PE instead; the slice labels still decide "other disease" and show where.
 """
 from __future__ import annotations
 
@@ -14,8 +15,6 @@ from typing import Any, Sequence
 import numpy as np
 
 from PETriageLib.vocabulary import SLICE_LABELS
-
-
 
 
 @dataclass

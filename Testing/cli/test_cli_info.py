@@ -25,6 +25,18 @@ def test_real_series_json(capsys, real_series_dir):
     assert s["orientation"] == "axial" and s["loaded"] and s["errors"] == []
     assert s["lung_slices"][0] <= 5 and s["lung_slices"][1] >= 115 and s["not_chest_reason"] is None
     assert any("SOPInstanceUID" in w for w in s["warnings"])
+    assert s["gate_checked"] and s["not_analysable_reason"] is None  # triage would accept it
+
+
+def test_info_reports_the_gate_and_says_when_it_did_not_check(tmp_path, capsys):
+    n = 12
+    write_series(tmp_path, chest_hu(n, 96, 96, lung_slices=range(n)), orientation=oblique_orientation(15))
+    s = info_json(capsys, str(tmp_path))["series"][0]
+    assert s["gate_checked"] and "not an axial series" in s["not_analysable_reason"]
+    headers_only = info_json(capsys, str(tmp_path), "--no-lungs")["series"][0]
+    assert not headers_only["gate_checked"] and headers_only["not_analysable_reason"] is None
+    assert main(["info", str(tmp_path)]) == 0
+    assert "triage: refused, not an axial series" in capsys.readouterr().out
 
 
 def test_folder_with_several_series_and_problems(tmp_path, capsys):

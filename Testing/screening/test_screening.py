@@ -97,3 +97,27 @@ def test_screening_stops_between_series_when_cancelled(cascade, phantom_series_d
     event.set()
     with pytest.raises(Cancelled, match="screening cancelled after 0 of 2 series"):
         screen_sources([source, source], cascade, cancel=event)
+
+
+def test_no_chosen_slice_means_no_heatmap_files(cascade, phantom_series_dir, tmp_path):
+    """No slice chosen (top-k 0, or --cam pe without a pe slice): no Grad-CAM and no all-zero
+    heatmap files that would read as "looked nowhere"."""
+    screened = screen_files(cascade, phantom_series_dir, options=ScreenOptions(cam="top-k", top_k=0),
+                            out_dir=tmp_path)
+    assert screened.heatmaps is None and not list(tmp_path.glob("heatmap_*"))
+    data = json.loads(screened.files.report_json.read_text())
+    assert data["gradcam"] == {} and "gradcam" not in data["timings_s"]
+
+
+def test_an_internal_error_is_named_by_its_type(cascade, phantom_series_dir, monkeypatch):
+    """A defect inside PETriage (not a PETriage error; injected here, since none is known) still
+    becomes a worklist row, named as one, and the rest of the worklist goes on."""
+    from PETriageLib.screening import many_series
+
+    def broken(*args, **kwargs):
+        raise ZeroDivisionError("division by zero")
+
+    monkeypatch.setattr(many_series, "screen_files", broken)
+    source = SeriesSource([str(p) for p in sorted(phantom_series_dir.glob("*.dcm"))], "x", modality="CT")
+    entry = screen_sources([source], cascade)[0]
+    assert entry.verdict == "error" and entry.reason.startswith("internal error (ZeroDivisionError")

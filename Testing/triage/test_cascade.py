@@ -193,3 +193,22 @@ def test_slice_context_model_through_the_cascade(tiny_checkpoints, phantom_study
     chosen = [r.index for r in result.rows if r.analysable][:2]
     vols = compute_heatmaps(wide, result, chosen, stage=1).volumes
     assert set(vols) == {"vascular", "lung"} and all(v[chosen].max() > 0 for v in vols.values())
+
+
+def test_options_default_to_the_checkpoints_operating_points(tmp_path):
+    from PETriageLib.triage.cascade import Cascade
+    from PETriageLib.triage.options import CascadeOptions
+    from PETriageLib.triage.stage_runner import StageRunner
+    from PETriageLib.triage.stages import load_stage
+
+    s1 = load_stage(1, make_checkpoint(tmp_path / "s1.pt", 1, threshold=0.3))
+    s2 = load_stage(2, make_checkpoint(tmp_path / "s2.pt", 2, threshold=0.7))
+    plain = Cascade(StageRunner(s1, s2, device="cpu"))
+    assert (plain.options.threshold_disease, plain.options.threshold_pe) == (0.3, 0.7)
+    given = Cascade(StageRunner(s1, s2, device="cpu"), CascadeOptions(threshold_pe=0.9))
+    assert (given.options.threshold_disease, given.options.threshold_pe) == (0.3, 0.9)
+    typed = CascadeOptions(batch_size=8.0, min_run="2", threshold_pe=1)
+    assert (typed.batch_size, typed.min_run, typed.threshold_pe) == (8, 2, 1.0)
+    assert isinstance(typed.batch_size, int) and isinstance(typed.threshold_pe, float)
+    with pytest.raises(ValueError, match="batch size must be at least 1"):
+        CascadeOptions(batch_size=0)

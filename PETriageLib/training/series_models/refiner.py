@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from PETriageLib.training.series_models.train_config import RefinerTrainConfig
+from PETriageLib.vocabulary import SLICE_LABELS
 from PETriageLib.training.series_models.fit import fit_series_model
 from PETriageLib.models.series_nets import SliceRefiner, pad_batch, refine_slices
 from PETriageLib.training.series_models.feature_series import PatientSeries
@@ -53,7 +54,7 @@ def _aurocs(series: Sequence[PatientSeries], probs: Sequence[np.ndarray]) -> "tu
 def _check(train: Sequence[PatientSeries], val: Sequence[PatientSeries]) -> None:
     for name, items in (("training", train), ("validation", val)):
         labels = {lab for s in items for lab in s.slice_labels}
-        if not {"wnl", "other", "pe"} <= labels:
+        if not set(SLICE_LABELS) <= labels:
             raise ValueError(f"the {name} split needs WNL, PE and other-disease slices; it has {sorted(labels)}")
     shared = {s.patient_id for s in train} & {s.patient_id for s in val}
     if shared:
