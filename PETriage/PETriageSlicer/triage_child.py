@@ -32,6 +32,10 @@ def run(job_dir: Path) -> object:
 
     job = pickle.loads((job_dir / JOB_FILE).read_bytes())
     settings = job["settings"]
+    if job.get("torch_threads"):
+        import torch
+
+        torch.set_num_threads(int(job["torch_threads"]))
     report(0, 0, "loading the models")
     cascade = build_cascade_for(settings)
     if job["kind"] == "triage":

@@ -11,6 +11,7 @@ import dataclasses
 import logging
 import pickle
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any, Optional, Sequence
@@ -28,6 +29,8 @@ class ChildJob:
     def __init__(self, job: dict, label: str, job_dir: "str | Path | None" = None) -> None:
         self.dir = Path(job_dir) if job_dir else Path(tempfile.mkdtemp(prefix="petriage-job-"))
         self.dir.mkdir(parents=True, exist_ok=True)
+        torch = sys.modules.get("torch")  # the child uses this process's thread budget when it has one
+        job = dict(job, torch_threads=torch.get_num_threads() if torch is not None else None)
         (self.dir / JOB_FILE).write_bytes(pickle.dumps(job, protocol=pickle.HIGHEST_PROTOCOL))
         command = [python_executable(), "-m", "PETriageSlicer.triage_child", str(self.dir)]
         self.process = ChildProcess(command, self.dir / "log.txt", label)
