@@ -1,5 +1,4 @@
 """The module's typed parameter node (slicer.parameterNodeWrapper): what the panel's widgets edit."""
-from __future__ import annotations
 
 from typing import Annotated
 
@@ -9,6 +8,9 @@ from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrappe
 from PETriageLib.vocabulary import CAM_MODES, DOMAIN_CHECK_MODES, SLICE_LABELS
 
 NO_MODEL = "(none)"  # the optional series-model combos' entry for "not used"
+# model combos (filled at run time, so bound by hand in both directions): widget name -> parameter
+MODEL_COMBOS = {"stage1ModelComboBox": "stage1Model", "stage2ModelComboBox": "stage2Model",
+                "refinerModelComboBox": "refinerModel", "patientModelComboBox": "patientModel"}
 
 
 @parameterNodeWrapper
@@ -26,10 +28,11 @@ class PETriageParameterNode:
     topK: Annotated[int, WithinRange(1, 100)] = 5
     opacity: Annotated[float, WithinRange(0.0, 1.0)] = 0.5
     heatmapThreshold: Annotated[float, WithinRange(0.0, 1.0)] = 0.2
-    foregroundBranch: Annotated[str, Choice(["vascular", "lung"])] = "vascular"
+    foregroundBranch: str = ""  # a branch of the models that ran (the shipped ones: pe, lung); empty: the first
     annotationLabel: Annotated[str, Choice(list(SLICE_LABELS))] = "pe"
-    labelFrom: int = 0
-    labelTo: int = 0
+    # a bound plain int would get the connector's default range: keep the slice indices' own range
+    labelFrom: Annotated[int, WithinRange(0, 9999)] = 0
+    labelTo: Annotated[int, WithinRange(0, 9999)] = 0
     epochs: Annotated[int, WithinRange(1, 100)] = 3
     learnFromLesions: bool = True
     newModelName: str = ""
@@ -44,5 +47,5 @@ def settings_from(p: PETriageParameterNode):
         stage1=p.stage1Model, stage2=p.stage2Model, device=p.device,
         threshold_pe=None if p.useModelThreshold else p.threshold, patient_model=p.patientModel or None,
         refiner=p.refinerModel or None, domain_check=p.domainCheck, cam=p.camMode, top_k=p.topK,
-        display=DisplayOptions(threshold=p.heatmapThreshold, opacity=p.opacity, foreground_branch=p.foregroundBranch),
+        display=DisplayOptions(threshold=p.heatmapThreshold, opacity=p.opacity, foreground_branch=p.foregroundBranch or None),
     )

@@ -14,9 +14,10 @@ import os
 
 import qt
 import slicer
+import vtk
 from slicer.util import VTKObservationMixin
 
-from PETriagePanel.panel_parameters import NO_MODEL, PETriageParameterNode, settings_from
+from PETriagePanel.panel_parameters import MODEL_COMBOS, NO_MODEL, PETriageParameterNode, settings_from
 
 # Buttons that must not start a second job (or run Grad-CAM on the GUI thread) while one runs.
 BUSY_DISABLED = ("screenFolderButton", "screenDatabaseButton", "heatmapSliceButton", "retrainButton",
@@ -53,8 +54,8 @@ class PETriagePanel(VTKObservationMixin):
     # set-up
     def connect(self) -> None:
         u = self.ui
-        for combo, name in ((u.stage1ModelComboBox, "stage1Model"), (u.stage2ModelComboBox, "stage2Model"),
-                            (u.refinerModelComboBox, "refinerModel"), (u.patientModelComboBox, "patientModel")):
+        for widget, name in MODEL_COMBOS.items():
+            combo = getattr(u, widget)
             combo.setEditable(True)  # a checkpoint path may be typed in
             combo.currentTextChanged.connect(lambda text, name=name: self.setModelParameter(name, text))
         for view in (u.resultsTableView, u.worklistTableView):
@@ -72,6 +73,7 @@ class PETriagePanel(VTKObservationMixin):
             lambda: self.call(lambda s: s.jump_to_next_positive(self.table(), step=-1)))
         u.resultsTableView.connect("selectionChanged()", self.onResultRowSelected)
         u.showChartButton.clicked.connect(self.onShowChart)
+        u.branchComboBox.currentTextChanged.connect(self.onBranchChanged)
         u.heatmapSliceButton.clicked.connect(self.onHeatmapCurrentSlice)
         u.screenFolderButton.clicked.connect(self.onScreenFolder)
         u.screenDatabaseButton.clicked.connect(self.onScreenDatabase)
@@ -108,9 +110,22 @@ class PETriagePanel(VTKObservationMixin):
     def setParameterNode(self, node) -> None:
         if self._parameterNode:
             self._parameterNode.disconnectGui(self._guiTag)
+            self.removeObserver(self._parameterNode.parameterNode, vtk.vtkCommand.ModifiedEvent, self.onParameterNodeModified)
         self._parameterNode = node
         if node:
             self._guiTag = node.connectGui(self.ui)
+            self.addObserver(node.parameterNode, vtk.vtkCommand.ModifiedEvent, self.onParameterNodeModified)
+
+    def onParameterNodeModified(self, caller=None, event=None) -> None:
+        """Parameter -> model combo (the other direction is currentTextChanged): a model set from the
+        console or a loaded scene shows in the panel."""
+        for widget, name in MODEL_COMBOS.items():
+            combo = getattr(self.ui, widget)
+            value = getattr(self._parameterNode, name) or (NO_MODEL if name in ("refinerModel", "patientModel") else "")
+            if value and combo.currentText != value:
+                wasBlocked = combo.blockSignals(True)
+                combo.setCurrentText(value)
+                combo.blockSignals(wasBlocked)
 
     def disconnectGui(self) -> None:
         if self._parameterNode:
@@ -277,8 +292,29 @@ class PETriagePanel(VTKObservationMixin):
             f"<br>Warning: {w}" for w in warnings)
         self.ui.resultsTableView.setMRMLTableNode(nodes.table)
         self.ui.labelToSpinBox.maximum = self.ui.labelFromSpinBox.maximum = nodes.table.GetNumberOfRows() - 1
+        self.fillBranches(list(nodes.heatmaps))
         self.logic.scene.jump_to_max_pe(nodes.table)
         return nodes
+
+    def fillBranches(self, branches) -> None:
+        """The branch combo lists the branches of the models that ran (shipped models: pe, lung)."""
+        combo, wanted = self.ui.branchComboBox, self._parameterNode.foregroundBranch
+        wasBlocked = combo.blockSignals(True)
+        combo.clear()
+        combo.addItems(branches)
+        combo.blockSignals(wasBlocked)
+        if wanted in branches:
+            combo.setCurrentText(wanted)
+
+    def onBranchChanged(self, branch: str) -> None:
+        p = self._parameterNode
+        if not p or not branch:
+            return
+        p.foregroundBranch = branch
+        if p.inputVolume is not None:
+            from PETriageSlicer.results import show_branch
+
+            self.call(lambda s: show_branch(p.inputVolume, branch, p.opacity))
 
     def onResultRowSelected(self):
         row = selected_table_row(self.ui.resultsTableView)

@@ -76,6 +76,7 @@ def add_chart(scene: Any, name: str, table: Any) -> Any:
     chart.SetTitle(f"PETriage: {name}")
     chart.SetXAxisTitle("z (mm)")
     chart.SetYAxisTitle("probability")
+    chart.SetYAxisRangeAuto(False)  # else vtkMRMLPlotChartNode ignores the range (YAxisRangeAuto is on by default)
     chart.SetYAxisRange(0.0, 1.0)
     for column, color in (("p_disease", (0.2, 0.4, 0.9)), ("p_pe", (0.9, 0.2, 0.1))):
         series = scene.AddNewNodeByClass("vtkMRMLPlotSeriesNode", f"{name} {column}")
@@ -226,6 +227,15 @@ def update_heatmaps(ct: Any, maps: dict[str, np.ndarray], slices: list[int],
     shown = nodes.get(options.foreground_branch or "") or next(iter(nodes.values()), None)
     show_in_slice_views(ct.GetScene(), ct, shown, options.opacity)
     return nodes
+
+
+def show_branch(ct: Any, branch: str, opacity: float = 0.5) -> Any:
+    """Show the heatmap of ``branch`` (a branch of the models that ran) over the CT in every slice view."""
+    nodes = heatmap_nodes(ct)
+    if branch not in nodes:
+        raise KeyError(f"{ct.GetName()} has no {branch!r} heatmap (its branches: {', '.join(sorted(nodes)) or 'none'})")
+    show_in_slice_views(ct.GetScene(), ct, nodes[branch], opacity)
+    return nodes[branch]
 
 
 def results_table(ct: Any) -> Any | None:

@@ -65,6 +65,7 @@ CHECKED_ATTRIBUTES = {
     "defaultScenePath": "Slicer Base/QTCore/qSlicerCoreApplication.h (Q_PROPERTY defaultScenePath)",
     "browserWidget": "Slicer Modules/Scripted/DICOM/DICOM.py (DICOMWidget.browserWidget)",
     "dicomBrowser": "Slicer Modules/Scripted/DICOM/DICOMLib/DICOMBrowser.py (SlicerDICOMBrowser.dicomBrowser)",
+    "parameterNode": "Slicer Base/Python/slicer/parameterNodeWrapper/wrapper.py (_initMethod sets it)",
     "isEntered": "Slicer Base/QTGUI/qSlicerAbstractModuleWidget.h (Q_PROPERTY isEntered)",
 }
 NEVER = {"selectedSeriesUIDs": "exists in neither CTK nor Slicer (issue #20, defect 4)"}
@@ -92,6 +93,13 @@ def _own_names() -> set[str]:
 def _called() -> set[str]:
     return {n.func.attr for t in _trees() for n in ast.walk(t)
             if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute)}
+
+
+def test_the_parameter_node_class_has_no_postponed_annotations() -> None:
+    """parameterNodeWrapper reads the class with typing.get_type_hints (wrapper.py, _processClass):
+    keep its annotations real objects, not strings to evaluate later."""
+    text = (MODULE / "PETriagePanel" / "panel_parameters.py").read_text()
+    assert "from __future__ import annotations" not in text and "@parameterNodeWrapper" in text
 
 
 def test_every_widget_name_used_is_in_the_ui() -> None:
