@@ -53,6 +53,12 @@ class PETriageLogic(ScriptedLoadableModuleLogic):
         ScriptedLoadableModuleLogic.__init__(self)
         self._scene = None
 
+    def getParameterNode(self):
+        """The typed parameter node (PETriagePanel.panel_parameters.PETriageParameterNode)."""
+        from PETriagePanel.panel_parameters import PETriageParameterNode
+
+        return PETriageParameterNode(super().getParameterNode())
+
     @property
     def scene(self):
         if self._scene is None:

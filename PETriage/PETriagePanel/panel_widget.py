@@ -17,7 +17,7 @@ import slicer
 import vtk
 from slicer.util import VTKObservationMixin
 
-from PETriagePanel.panel_parameters import MODEL_COMBOS, NO_MODEL, PETriageParameterNode, settings_from
+from PETriagePanel.panel_parameters import MODEL_COMBOS, NO_MODEL, settings_from
 
 # Buttons that must not start a second job (or run Grad-CAM on the GUI thread) while one runs.
 BUSY_DISABLED = ("screenFolderButton", "screenDatabaseButton", "heatmapSliceButton", "retrainButton",
@@ -96,7 +96,7 @@ class PETriagePanel(VTKObservationMixin):
 
     # parameter node
     def initializeParameterNode(self) -> None:
-        self.setParameterNode(PETriageParameterNode(self.logic.getParameterNode()))
+        self.setParameterNode(self.logic.getParameterNode())  # typed: PETriageParameterNode
         p = self._parameterNode
         if not p.inputVolume:
             first = slicer.mrmlScene.GetFirstNodeByClass("vtkMRMLScalarVolumeNode")

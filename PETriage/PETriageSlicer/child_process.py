@@ -28,7 +28,8 @@ _PERCENT = re.compile(r"(\d{1,3})%\|")  # tqdm: ' 40%|####      | 4/10'
 
 
 def python_executable() -> str:
-    """Slicer's own interpreter inside Slicer (PythonSlicer sets up Slicer's environment), else this one."""
+    """Slicer's own interpreter inside Slicer, else this one. Slicer puts PythonSlicer on PATH, and
+    slicer.util.executePythonModule (Base/Python/slicer/util.py) finds it the same way."""
     return shutil.which("PythonSlicer") or sys.executable
 
 

@@ -68,7 +68,7 @@ def test_missing_is_absent_or_older_than_the_bound() -> None:
     assert missing_packages(["tqdm>=4.0", "numpy>=1.0"]) == []
     old = missing_packages(["tqdm>=999", "petriage-no-such-dist>=1"])
     assert old == [MissingPackage("tqdm>=999", version("tqdm")), MissingPackage("petriage-no-such-dist>=1", None)]
-    import tqdm  # noqa: F401  (imported: an upgrade needs a restart)
+    __import__("tqdm")  # imported: an upgrade needs a restart
 
     assert needs_restart(old) == ["tqdm"]
     args = pip_arguments(old + [MissingPackage("grad-cam>=1.5", None, no_deps=True)])
