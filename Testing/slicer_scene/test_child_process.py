@@ -156,3 +156,21 @@ def test_grad_cam_on_demand_for_chosen_slices(scene, phantom_series, tiny_models
     again = logic.heatmaps_for_slices(ct, [10])  # adds to the same volumes
     assert again["lung"] is maps["lung"]
     assert slicer.util.arrayFromVolume(maps["lung"])[[9, 10]].reshape(2, -1).max(axis=1).min() > 0
+
+
+def test_cancel_kills_a_child_that_ignores_terminate(tmp_path):
+    import signal
+
+    from PETriageSlicer.child_process import ChildProcess
+
+    script = ("import signal, sys, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+              "print('PETRIAGE-PROGRESS 0 1 waiting', flush=True); time.sleep(120)")
+    child = ChildProcess([sys.executable, "-c", script], tmp_path / "log.txt", "stubborn").start()
+    deadline = time.monotonic() + 60
+    while child.progress.message != "waiting" and time.monotonic() < deadline:
+        child.poll()
+        time.sleep(0.05)
+    started = time.monotonic()
+    child.cancel(timeout=1.0)
+    assert time.monotonic() - started < 10
+    assert not child.running and child.returncode == -signal.SIGKILL and child.cancelled
