@@ -22,6 +22,7 @@ from PETriageLib.vocabulary import SLICE_LABELS
 from PETriageSlicer.geometry import ijk_to_ras, set_ijk_to_ras
 from PETriageSlicer.loading import SOURCE_FILES_ATTRIBUTE
 from PETriageSlicer.results import INPUT_ROLE, add_column, results_table
+from PETriageSlicer.table_rows import show_as_panel_table
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +57,7 @@ def create_annotations(ct: Any, start_from_results: bool = True) -> Any:
     add_column(node.GetTable(), "instance_uid", list(vol.instance_uids), "str")
     add_column(node.GetTable(), "label", labels, "str")
     add_column(node.GetTable(), "source", source, "str")
+    show_as_panel_table(node)  # labels change through set_labels, never by typing into the view
     node.SetNodeReferenceID(INPUT_ROLE, ct.GetID())
     ct.SetNodeReferenceID(LABELS_ROLE, node.GetID())
     return node

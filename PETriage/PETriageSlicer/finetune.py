@@ -4,25 +4,12 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import re
-import shutil
-import subprocess
-import sys
-import threading
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Optional, Sequence
 
-import PETriageLib
+from PETriageSlicer.child_process import ChildProcess, python_executable
 
 log = logging.getLogger(__name__)
-
-_PERCENT = re.compile(r"(\d{1,3})%\|")  # tqdm: ' 40%|####      | 4/10'
-
-
-def python_executable() -> str:
-    """Slicer's own interpreter inside Slicer (PythonSlicer), else this one."""
-    return shutil.which("PythonSlicer") or sys.executable
 
 
 def painted_lesions(manifest: "str | Path") -> int:
@@ -46,71 +33,43 @@ class FineTuneJob:
         self.command = [python_executable(), "-c", "import sys; from PETriageLib.cli import main; sys.exit(main())",
                         "train", "--manifest", str(manifest), "--stage", str(self.stage), "--out", str(out_dir),
                         "--init-from", str(init_from), "--epochs", str(int(epochs)), *map(str, extra_args)]
-        self.lines: list[str] = []
-        self.progress: float | None = None
-        self._process: subprocess.Popen | None = None
-        self._reader: threading.Thread | None = None
-        self.cancelled = False
+        self.process = ChildProcess(self.command, self.out_dir / "finetune.log", f"fine-tuning stage {self.stage}")
 
     def start(self) -> "FineTuneJob":
-        env = dict(os.environ)
-        package_root = str(Path(PETriageLib.__file__).resolve().parents[1])
-        env["PYTHONPATH"] = os.pathsep.join([package_root, env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        log.info("fine-tuning stage %d: %s", self.stage, " ".join(self.command[3:]))
-        self._process = subprocess.Popen(self.command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                         env=env, text=True, bufsize=1)
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
+        self.process.start()
         return self
 
-    def _read(self) -> None:
-        assert self._process is not None and self._process.stdout is not None
-        buf = ""
-        while True:
-            ch = self._process.stdout.read(1)
-            if not ch:
-                break
-            if ch in "\r\n":  # tqdm redraws with '\r'
-                if buf.strip():
-                    self._line(buf)
-                buf = ""
-            else:
-                buf += ch
-        if buf.strip():
-            self._line(buf)
+    @property
+    def lines(self) -> list[str]:
+        self.process.poll()
+        return self.process.lines
 
-    def _line(self, line: str) -> None:
-        self.lines.append(line)
-        m = _PERCENT.search(line)
-        if m:
-            self.progress = min(100, int(m.group(1))) / 100.0
+    @property
+    def progress(self) -> Optional[float]:
+        """0..1 from the trainer's tqdm bar; None before the first bar (read on the caller's thread)."""
+        self.process.poll()
+        step = self.process.progress
+        return step.done / 100.0 if step.total == 100 else None
 
     @property
     def running(self) -> bool:
-        return self._process is not None and self._process.poll() is None
+        return self.process.running
 
     @property
-    def returncode(self) -> int | None:
-        return None if self._process is None else self._process.poll()
+    def returncode(self) -> Optional[int]:
+        return self.process.returncode
+
+    @property
+    def cancelled(self) -> bool:
+        return self.process.cancelled
 
     def cancel(self, timeout: float = 10.0) -> None:
         """Stop the child (terminate, then kill); its last resumable checkpoint stays in out_dir."""
-        if self.running:
-            self.cancelled = True
-            self._process.terminate()
-            try:
-                self._process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait()
+        self.process.cancel(timeout)
 
-    def wait(self, timeout: float | None = None) -> int:
-        assert self._process is not None, "start() the job first"
-        code = self._process.wait(timeout)
-        if self._reader is not None:
-            self._reader.join(5)
-        return code
+    def wait(self, timeout: Optional[float] = None) -> int:
+        return self.process.wait(timeout)
 
     def result(self) -> dict[str, Any]:
         """The trainer's final JSON ({'best': path, 'threshold': ...}); raises if the run failed."""

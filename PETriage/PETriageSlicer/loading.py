@@ -123,6 +123,11 @@ def load_from_dicom_database(series_uid: str) -> "slicer.vtkMRMLScalarVolumeNode
     volumes = [n for n in nodes if n is not None and n.IsA("vtkMRMLScalarVolumeNode")]
     if not volumes:
         raise SeriesError(f"DICOM database: series {series_uid} did not load as a scalar volume")
-    files = slicer.dicomDatabase.filesForSeries(series_uid)
-    volumes[0].SetAttribute(SOURCE_FILES_ATTRIBUTE, "|".join(files))
+    files = slicer.dicomDatabase.filesForSeries(series_uid)  # database order, not slice order
+    volumes[0].SetAttribute(SOURCE_FILES_ATTRIBUTE, "|".join(files_in_slice_order(files, series_uid)))
     return volumes[0]
+
+
+def files_in_slice_order(files: Sequence[str], series_uid: "str | None" = None) -> list[str]:
+    """A series' files in PETriageLib's position order (the order the node's slices have)."""
+    return [str(f) for f in pick_series(list(files), series_uid).files]

@@ -1,41 +1,35 @@
 """PETriageSceneLogic: the one object the widget and the Python console use.
 
 Triage is split for the GUI: ``prepare`` (main thread: copy voxels out of the node),
-``TriageTask.compute`` (any thread: PETriageLib's screening loop, no MRML access) and
-``TriageTask.publish`` (main thread: nodes). ``run`` does all three in a row for scripts.
+``TriageTask.compute`` (PETriageLib's screening loop, no MRML access) and ``TriageTask.publish``
+(main thread: nodes). ``run`` does all three in a row for scripts; the panel runs the compute step
+in a child process instead (``start_triage`` / ``start_screening``, see triage_jobs.py).
+
+Importing this module raises install.DependenciesMissing (an ImportError saying what to run) when
+torch or PETriage's packages are not installed yet.
 """
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
 from typing import Any
 
 import slicer
 
-from PETriageLib.progress import Progress
+from PETriageSlicer.install import require
 
-from PETriageSlicer import annotation, navigation, worklist_table
-from PETriageSlicer.geometry import volume_from_node
-from PETriageSlicer.loading import load_dicom_folder, load_from_dicom_database
-from PETriageSlicer.model_list import resolve, verified_path
-from PETriageSlicer.results import DisplayOptions, ResultNodes, add_results, update_heatmaps
+require()  # a clear instruction instead of a ModuleNotFoundError deep inside the first triage
+
+from PETriageLib.progress import Progress  # noqa: E402
+
+from PETriageSlicer import annotation, navigation, worklist_table  # noqa: E402
+from PETriageSlicer.geometry import volume_from_node  # noqa: E402
+from PETriageSlicer.loading import load_dicom_folder, load_from_dicom_database  # noqa: E402
+from PETriageSlicer.model_list import resolve  # noqa: E402
+from PETriageSlicer.results import ResultNodes, add_results, update_heatmaps  # noqa: E402
+from PETriageSlicer.settings import TriageSettings, build_cascade_for  # noqa: E402
 
 log = logging.getLogger(__name__)
 
-
-
-@dataclass
-class TriageSettings:
-    stage1: str
-    stage2: str
-    device: str = "auto"
-    threshold_pe: float | None = None  # None: the checkpoint's operating point
-    patient_model: str | None = None  # a patient classifier file (petriage train-patient); None: any-slice rule
-    refiner: str | None = None  # a slice refiner file (petriage train-refiner); None: the stages' own scores
-    domain_check: str = "refuse"  # refuse | warn | off: series unlike stage 1's training data (domain_check)
-    cam: str = "top-k"  # top-k | pe | none
-    top_k: int = 5
-    display: DisplayOptions = field(default_factory=DisplayOptions)
 
 
 class TriageTask:
@@ -71,6 +65,15 @@ class PETriageSceneLogic:
         self._cascade_key: tuple | None = None
         self._cascade: Any = None
         self.last_tasks: dict[str, TriageTask] = {}  # CT node ID -> its latest published triage
+        # Node IDs are reused after a scene close: a new CT must never get the old CT's run.
+        self._close_observer = self.scene.AddObserver(slicer.vtkMRMLScene.EndCloseEvent, self._on_scene_closed)
+
+    def _on_scene_closed(self, caller: Any = None, event: Any = None) -> None:
+        self.clear_caches()
+
+    def clear_caches(self) -> None:
+        """Forget every per-CT run (called on scene close)."""
+        self.last_tasks.clear()
 
     # loading
     def load_dicom(self, path: str, series_uid: str | None = None) -> Any:
@@ -82,16 +85,9 @@ class PETriageSceneLogic:
     # triage
     def cascade(self, settings: TriageSettings) -> Any:
         """The Cascade for these models/device/threshold, built once and reused."""
-        from PETriageLib.triage.cascade import build_cascade
-
-        key = (settings.stage1, settings.stage2, settings.device, settings.threshold_pe, settings.patient_model,
-               settings.refiner, settings.domain_check)
+        key = settings.cascade_key()
         if key != self._cascade_key:
-            paths = [str(verified_path(name)) for name in (settings.stage1, settings.stage2)]
-            self._cascade = build_cascade(paths[0], paths[1], device=settings.device,
-                                          threshold_pe=settings.threshold_pe,
-                                          patient_model=settings.patient_model or None,
-                                          refiner=settings.refiner or None, domain_check=settings.domain_check)
+            self._cascade = build_cascade_for(settings)
             self._cascade_key = key
         return self._cascade
 
@@ -108,7 +104,7 @@ class PETriageSceneLogic:
     def heatmaps_for_slices(self, ct: Any, slices: list[int], progress: Progress | None = None) -> dict:
         """Grad-CAM on demand for any slices of the CT's latest run, written into its heatmap volumes."""
         task = self.last_tasks.get(ct.GetID())
-        if task is None:
+        if task is None or task.ct is not ct:
             raise RuntimeError(f"{ct.GetName()} has not been triaged in this session: run it first")
         from PETriageLib.explain.heatmaps import compute_heatmaps
 
@@ -127,7 +123,20 @@ class PETriageSceneLogic:
         return worklist_table.screen_folder(folder, self.cascade(settings), self.scene, progress, cancel)
 
     def screen_database(self, settings: TriageSettings, progress: Progress | None = None, cancel: Any = None) -> Any:
+        """Inside Slicer, blocking, on the GUI thread (the DICOM database is a Qt SQL connection)."""
         return worklist_table.screen_database(self.cascade(settings), progress, cancel)
+
+    # the same in a child process (what the panel uses): the GUI thread polls and publishes
+    def start_triage(self, ct: Any, settings: TriageSettings) -> Any:
+        from PETriageSlicer.triage_jobs import TriageJob
+
+        return TriageJob(self, ct, settings).start()
+
+    def start_screening(self, sources: list, settings: TriageSettings, label: str = "Screening") -> Any:
+        """``sources``: worklist_table.folder_sources(folder) or database_sources() (GUI thread)."""
+        from PETriageSlicer.triage_jobs import ScreenJob
+
+        return ScreenJob(sources, settings, label=label).start()
 
     load_worklist_row = staticmethod(worklist_table.load_row)
 

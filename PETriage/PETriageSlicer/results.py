@@ -16,6 +16,8 @@ import slicer
 
 from PETriageSlicer.geometry import ijk_to_ras, set_ijk_to_ras
 from PETriageSlicer.scene import color_node_id, nodes_by_class
+from PETriageSlicer.settings import DisplayOptions
+from PETriageSlicer.table_rows import show_as_panel_table
 
 log = logging.getLogger(__name__)
 
@@ -23,16 +25,6 @@ INPUT_ROLE = "PETriageInput"  # node reference from every result node to the CT 
 TABLE_ROLE = "PETriageTable"  # from the CT to its latest results table
 VERDICT_KEYS = ("verdict", "reason", "pe_score", "disease_score", "max_pe_slice", "rule", "patient_probability")
 COLUMNS = ("index", "z", "instance_uid", "has_lung", "analysable", "p_disease", "p_pe", "label")
-
-
-@dataclass
-class DisplayOptions:
-    """How heatmaps are shown: warm colour map, transparent below ``threshold``, at ``opacity``."""
-
-    color: str = "PET-Heat"
-    threshold: float = 0.2
-    opacity: float = 0.5
-    foreground_branch: str | None = None  # None: the first branch
 
 
 @dataclass
@@ -73,6 +65,7 @@ def add_table(scene: Any, name: str, rows: list) -> Any:
              "p_disease": "float", "p_pe": "float", "label": "str"}
     for col in COLUMNS:
         add_column(table, col, [getattr(r, col) for r in rows], kinds[col])
+    show_as_panel_table(node)
     node.Modified()
     return node
 
@@ -83,6 +76,7 @@ def add_chart(scene: Any, name: str, table: Any) -> Any:
     chart.SetTitle(f"PETriage: {name}")
     chart.SetXAxisTitle("z (mm)")
     chart.SetYAxisTitle("probability")
+    chart.SetYAxisRangeAuto(False)  # else vtkMRMLPlotChartNode ignores the range (YAxisRangeAuto is on by default)
     chart.SetYAxisRange(0.0, 1.0)
     for column, color in (("p_disease", (0.2, 0.4, 0.9)), ("p_pe", (0.9, 0.2, 0.1))):
         series = scene.AddNewNodeByClass("vtkMRMLPlotSeriesNode", f"{name} {column}")
@@ -233,6 +227,15 @@ def update_heatmaps(ct: Any, maps: dict[str, np.ndarray], slices: list[int],
     shown = nodes.get(options.foreground_branch or "") or next(iter(nodes.values()), None)
     show_in_slice_views(ct.GetScene(), ct, shown, options.opacity)
     return nodes
+
+
+def show_branch(ct: Any, branch: str, opacity: float = 0.5) -> Any:
+    """Show the heatmap of ``branch`` (a branch of the models that ran) over the CT in every slice view."""
+    nodes = heatmap_nodes(ct)
+    if branch not in nodes:
+        raise KeyError(f"{ct.GetName()} has no {branch!r} heatmap (its branches: {', '.join(sorted(nodes)) or 'none'})")
+    show_in_slice_views(ct.GetScene(), ct, nodes[branch], opacity)
+    return nodes[branch]
 
 
 def results_table(ct: Any) -> Any | None:

@@ -15,6 +15,7 @@ from PETriageLib.ingest.limits import modality_problem
 from PETriageLib.screening.many_series import SeriesSource
 from PETriageLib.triage.worklist import WorklistEntry
 from PETriageSlicer.results import add_column
+from PETriageSlicer.table_rows import show_as_panel_table
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +62,7 @@ def worklist_table(rows: Sequence[WorklistEntry], scene: Any = None, name: str =
     for col, kind in COLUMNS.items():
         add_column(node.GetTable(), col, [getattr(r, col) for r in rows], kind)
     node.SetAttribute("PETriage.worklist", "1")
+    show_as_panel_table(node)
     node.Modified()
     return node
 

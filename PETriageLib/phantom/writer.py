@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
+import pydicom
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian
 
@@ -101,9 +102,17 @@ def write_series(study: Study, series_dir: Path) -> list[Path]:
         ds.file_meta = meta
         ds.preamble = b"\0" * 128
         path = series_dir / f"IM{k + 1:04d}.dcm"
-        ds.save_as(path, enforce_file_format=True)
+        save_as_file_format(ds, path)
         paths.append(path)
     return paths
+
+
+def save_as_file_format(ds: Dataset, path: Path) -> None:
+    """Write a DICOM Part 10 file (preamble, meta header) with pydicom 3 or 2.4 (Slicer 5.10 bundles 2.4.4)."""
+    if int(pydicom.__version__.split(".")[0]) >= 3:
+        ds.save_as(path, enforce_file_format=True)
+    else:  # pydicom 2: the same file through the argument 3.0 renamed
+        ds.save_as(path, write_like_original=False)
 
 
 def write_labels(study: Study, path: Path) -> None:

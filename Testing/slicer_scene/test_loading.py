@@ -137,3 +137,18 @@ def test_volume_without_dicom_gets_the_library_surrogate_uids(scene):
     key = f"{node.GetName()}|{node.GetID()}"
     assert vol.instance_uids[3] == surrogate_instance_uid(key, "slice0003", vol.z_positions[3])
     assert volume_from_node(node).instance_uids == vol.instance_uids  # stable across calls
+
+
+def test_database_file_lists_are_put_in_slice_order(phantom_series):
+    """slicer.dicomDatabase lists a series' files in database order; the node's slices are in
+    position order, and so must be the file list kept for export (PETriage.sourceFiles)."""
+    import random
+
+    from PETriageLib.ingest.load import scan_series
+    from PETriageSlicer.loading import files_in_slice_order
+
+    ordered = [str(f) for f in scan_series(phantom_series)[0].files]
+    shuffled = ordered[:]
+    random.Random(4).shuffle(shuffled)
+    assert shuffled != ordered
+    assert files_in_slice_order(shuffled) == ordered

@@ -65,9 +65,25 @@ def test_chart_plots_both_probabilities_along_z(run):
     assert chart.GetNumberOfPlotSeriesNodes() == 2
     series = [chart.GetNthPlotSeriesNode(i) for i in range(2)]
     assert {s.GetYColumnName() for s in series} == {"p_disease", "p_pe"}
+    assert not chart.GetYAxisRangeAuto() and list(chart.GetYAxisRange()) == [0.0, 1.0]  # probabilities: fixed 0..1
     for s in series:
         assert s.GetXColumnName() == "z"
         assert s.GetTableNodeID() == table.GetID()
+
+
+def test_any_branch_of_the_models_that_ran_can_be_shown(run):
+    """Branch names come from the run (the checkpoint's windows), never from a fixed list."""
+    from PETriageSlicer.results import show_branch
+
+    red = run.scene.GetNodeByID("vtkMRMLSliceCompositeNodeRed")
+    try:
+        assert show_branch(run.ct, "vascular", 0.4) is run.nodes.heatmaps["vascular"]
+        assert red.GetForegroundVolumeID() == run.nodes.heatmaps["vascular"].GetID()
+        assert red.GetForegroundOpacity() == pytest.approx(0.4)
+        with pytest.raises(KeyError, match="its branches: lung, vascular"):
+            show_branch(run.ct, "pe")  # the shipped models' branch, not these tiny models'
+    finally:
+        show_branch(run.ct, "lung", run.display.opacity)  # as the run left it, for the other tests
 
 
 def test_heatmaps_share_the_ct_geometry_and_values(run):
