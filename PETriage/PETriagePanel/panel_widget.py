@@ -372,9 +372,9 @@ class PETriagePanel(AnnotationSection, VTKObservationMixin):
     def onScreenFolder(self):
         folder = qt.QFileDialog.getExistingDirectory(None, "Folder of CT series")
         if folder:
-            from PETriageSlicer.worklist_table import folder_sources
+            from PETriageSlicer.worklist_table import ct_folder_sources
 
-            sources = self.call(lambda s: folder_sources(folder))
+            sources = self.call(lambda s: ct_folder_sources(folder))
             if sources is not None:
                 self.startScreening(sources, f"Screening {folder}")
 

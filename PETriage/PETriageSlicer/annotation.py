@@ -26,7 +26,6 @@ from PETriageSlicer.table_rows import show_as_panel_table
 
 log = logging.getLogger(__name__)
 
-LABELS = SLICE_LABELS
 LABELS_ROLE = "PETriageLabels"
 LABEL_COLUMNS = ["slice_index", "instance_uid", "z", "label", "pe", "consolidation", "ggo", "nodule",
                  "effusion", "emphysema", "file"]
@@ -48,7 +47,7 @@ def create_annotations(ct: Any, start_from_results: bool = True) -> Any:
         t = results.GetTable()
         for r in range(t.GetNumberOfRows()):
             k, lab = t.GetValueByName(r, "index").ToInt(), t.GetValueByName(r, "label").ToString()
-            if lab in LABELS:
+            if lab in SLICE_LABELS:
                 labels[k], source[k] = lab, "model"
     vol = volume_from_node(ct)
     node = scene.AddNewNodeByClass("vtkMRMLTableNode", f"{ct.GetName()} PETriage labels")
@@ -65,8 +64,8 @@ def create_annotations(ct: Any, start_from_results: bool = True) -> Any:
 
 def set_labels(table: Any, slices: "int | Iterable[int]", label: str) -> None:
     """Set (or correct) the label of one slice index or several; marks them as the user's."""
-    if label not in LABELS:
-        raise ValueError(f"label must be one of {LABELS}, got {label!r}")
+    if label not in SLICE_LABELS:
+        raise ValueError(f"label must be one of {SLICE_LABELS}, got {label!r}")
     idx = [slices] if isinstance(slices, (int, np.integer)) else list(slices)
     t = table.GetTable()
     for k in idx:

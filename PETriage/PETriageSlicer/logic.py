@@ -133,7 +133,7 @@ class PETriageSceneLogic:
         return TriageJob(self, ct, settings).start()
 
     def start_screening(self, sources: list, settings: TriageSettings, label: str = "Screening") -> Any:
-        """``sources``: worklist_table.folder_sources(folder) or database_sources() (GUI thread)."""
+        """``sources``: worklist_table.ct_folder_sources(folder) or database_sources() (GUI thread)."""
         from PETriageSlicer.triage_jobs import ScreenJob
 
         return ScreenJob(sources, settings, label=label).start()

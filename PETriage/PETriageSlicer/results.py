@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import slicer
 
+from PETriageLib.reporting.slices_csv import SLICE_COLUMNS
 from PETriageSlicer.geometry import ijk_to_ras, set_ijk_to_ras
 from PETriageSlicer.scene import color_node_id, nodes_by_class
 from PETriageSlicer.settings import DisplayOptions
@@ -24,7 +25,7 @@ log = logging.getLogger(__name__)
 INPUT_ROLE = "PETriageInput"  # node reference from every result node to the CT it belongs to
 TABLE_ROLE = "PETriageTable"  # from the CT to its latest results table
 VERDICT_KEYS = ("verdict", "reason", "pe_score", "disease_score", "max_pe_slice", "rule", "patient_probability")
-COLUMNS = ("index", "z", "instance_uid", "has_lung", "analysable", "p_disease", "p_pe", "label")
+COLUMNS = tuple(SLICE_COLUMNS)  # the slice table's columns are slices.csv's
 
 
 @dataclass

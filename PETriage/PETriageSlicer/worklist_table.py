@@ -25,11 +25,11 @@ COLUMNS = {"rank": "int", "verdict": "str", "pe_score": "float", "disease_score"
            "series_description": "str", "num_slices": "float", "reason": "str", "source": "str"}
 
 
-def folder_sources(folder: "str | Path") -> list[SeriesSource]:
+def ct_folder_sources(folder: "str | Path") -> list[SeriesSource]:
     """Every CT series under ``folder`` (searched recursively)."""
-    from PETriageLib.screening.many_series import folder_sources as sources_in
+    from PETriageLib.screening.many_series import folder_sources
 
-    return [s for s in sources_in(folder) if modality_problem(s.modality) is None]
+    return [s for s in folder_sources(folder) if modality_problem(s.modality) is None]
 
 
 def database_sources() -> list[SeriesSource]:
@@ -70,7 +70,7 @@ def worklist_table(rows: Sequence[WorklistEntry], scene: Any = None, name: str =
 def screen_folder(folder: "str | Path", cascade: Any, scene: Any = None,
                   progress: Callable[[int, int, str], None] | None = None, cancel: Any = None) -> Any:
     """Screen every CT series under ``folder``; return the worklist table node."""
-    return worklist_table(screen(folder_sources(folder), cascade, progress, cancel), scene)
+    return worklist_table(screen(ct_folder_sources(folder), cascade, progress, cancel), scene)
 
 
 def screen_database(cascade: Any, progress: Callable[[int, int, str], None] | None = None,

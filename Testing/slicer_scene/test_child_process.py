@@ -96,7 +96,7 @@ def test_a_failing_child_names_the_reason(scene, phantom_series, tiny_models, tm
 def test_screening_in_a_child_process_gives_the_in_process_worklist(scene, tiny_models, tmp_path):
     from PETriageSlicer.logic import PETriageSceneLogic, TriageSettings
     from PETriageSlicer.navigation import table_column
-    from PETriageSlicer.worklist_table import folder_sources
+    from PETriageSlicer.worklist_table import ct_folder_sources
 
     for name, seed, pe in (("a", 31, True), ("b", 32, False)):
         write_phantom(tmp_path / name, seed, pe, slices=12)
