@@ -76,13 +76,14 @@ def start_listener(tiny_checkpoints, orthanc):
     """start(spool) -> a running `petriage listen` that Orthanc knows as modality 'petriage'."""
     started: list[ListenerProcess] = []
 
-    def start(spool: Path, port: int | None = None, settle_s: float = 1.5) -> ListenerProcess:
+    def start(spool: Path, port: int | None = None, settle_s: float = 1.5,
+              destination: str | None = None) -> ListenerProcess:
         port = port or free_port()
         spool.mkdir(parents=True, exist_ok=True)
         log_path = spool.parent / f"{spool.name}-listener-{len(started)}.log"
         cmd = [sys.executable, "-c", "import sys; from PETriageLib.cli import main; sys.exit(main())",
                "listen", "--spool", str(spool), "--port", str(port), "--ae-title", LISTENER_AET,
-               "--allow-ae", "ORTHANC", "--destination", orthanc.destination, "--settle", str(settle_s),
+               "--allow-ae", "ORTHANC", "--destination", destination or orthanc.destination, "--settle", str(settle_s),
                "--retry-base", "0.5", "--models", *map(str, tiny_checkpoints), "--device", "cpu",
                "--top-k", "2", "--domain-check", "off"]
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}

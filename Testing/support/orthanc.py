@@ -82,11 +82,11 @@ class Orthanc:
             self.process.wait()
 
 
-def start_orthanc(work: Path, timeout_s: float = 60) -> Orthanc:
+def start_orthanc(work: Path, timeout_s: float = 60, dicom_port: int | None = None) -> Orthanc:
     exe = shutil.which("Orthanc") or "/usr/sbin/Orthanc"
     if not Path(exe).exists():
         raise RuntimeError("Orthanc not installed: scripts/setup.sh installs Debian's orthanc")
-    http_port, dicom_port = free_port(), free_port()
+    http_port, dicom_port = free_port(), dicom_port or free_port()
     config = {"Name": "petriage-test", "StorageDirectory": str(work / "storage"), "IndexDirectory": str(work / "index"),
               "HttpPort": http_port, "DicomPort": dicom_port, "DicomAet": ORTHANC_AET, "HttpServerEnabled": True,
               "RemoteAccessAllowed": False, "AuthenticationEnabled": False, "DicomAlwaysAllowStore": True,
