@@ -11,7 +11,8 @@ from pynetdicom.sop_class import Verification
 
 from PETriageLib.cli import main
 from PETriageLib.reporting.dicom_sr import read_verdict
-from pacs.conftest import LISTENER_AET, mixed_study
+from support.listener import LISTENER_AET
+from support.mixed_study import mixed_study
 
 SR, SC, PM = "1.2.840.10008.5.1.4.1.1.88.33", "1.2.840.10008.5.1.4.1.1.7", "1.2.840.10008.5.1.4.1.1.30"
 
