@@ -4,6 +4,7 @@ their SHA256, the domain check and the research-software statement."""
 from __future__ import annotations
 
 import highdicom as hd
+from pydicom.dataset import Dataset
 from highdicom.sr import (CodedConcept, CodeContentItem, ContainerContentItem, ImageContentItem,
                           NumContentItem, RelationshipTypeValues, TextContentItem)
 
@@ -94,10 +95,15 @@ def build_sr(result: TriageResult, source: SourceSeries) -> hd.sr.ComprehensiveS
         TextContentItem(DOMAIN_CHECK, _domain_text(result)[:1024] or "not run", relationship_type=CONTAINS),
         TextContentItem(STATEMENT, DISCLAIMER, relationship_type=CONTAINS),
     ]
-    return hd.sr.ComprehensiveSR(
+    sr = hd.sr.ComprehensiveSR(
         evidence=source.datasets, content=root, series_instance_uid=hd.UID(),
         series_number=SERIES_NUMBERS["sr"], sop_instance_uid=hd.UID(), instance_number=1,
         manufacturer=MANUFACTURER, is_complete=True, series_description="PETriage PE triage report")
+    scheme = Dataset()  # says what the private scheme is, for a reader that meets it
+    scheme.CodingSchemeDesignator, scheme.CodingSchemeName = SCHEME, "PETriage triage concepts"
+    scheme.CodingSchemeResponsibleOrganization = "PETriage project"
+    sr.CodingSchemeIdentificationSequence = [scheme]
+    return sr
 
 
 def read_verdict(sr) -> str:

@@ -53,10 +53,11 @@ class Orthanc:
     def add_modality(self, name: str, ae_title: str, port: int) -> None:
         self.request("PUT", f"/modalities/{name}", {"AET": ae_title, "Host": "127.0.0.1", "Port": port})
 
-    def store_to(self, modality: str, resources: list[str], timeout: float = 120) -> Any:
-        """C-STORE the resources (study, series or instance ids) to a modality, waiting for the end."""
+    def store_to(self, modality: str, resources: list[str], timeout: float = 120, wait: bool = True) -> Any:
+        """C-STORE the resources (study, series or instance ids) to a modality: waiting for the end,
+        or (``wait=False``) as an Orthanc job; the job's id then."""
         return self.request("POST", f"/modalities/{modality}/store",
-                            {"Resources": resources, "Synchronous": True}, timeout=timeout)
+                            {"Resources": resources, "Synchronous": wait, "Asynchronous": not wait}, timeout=timeout)
 
     def echo(self, modality: str) -> bool:
         try:
@@ -82,7 +83,8 @@ class Orthanc:
             self.process.wait()
 
 
-def start_orthanc(work: Path, timeout_s: float = 60, dicom_port: int | None = None) -> Orthanc:
+def start_orthanc(work: Path, timeout_s: float = 60, dicom_port: int | None = None, jobs: int = 2) -> Orthanc:
+    """``jobs``: Orthanc jobs run at once (each C-STORE job is one association)."""
     exe = shutil.which("Orthanc") or "/usr/sbin/Orthanc"
     if not Path(exe).exists():
         raise RuntimeError("Orthanc not installed: scripts/setup.sh installs Debian's orthanc")
@@ -90,7 +92,7 @@ def start_orthanc(work: Path, timeout_s: float = 60, dicom_port: int | None = No
     config = {"Name": "petriage-test", "StorageDirectory": str(work / "storage"), "IndexDirectory": str(work / "index"),
               "HttpPort": http_port, "DicomPort": dicom_port, "DicomAet": ORTHANC_AET, "HttpServerEnabled": True,
               "RemoteAccessAllowed": False, "AuthenticationEnabled": False, "DicomAlwaysAllowStore": True,
-              "DicomCheckModalityHost": False, "Plugins": [], "ConcurrentJobs": 2, "StableAge": 1,
+              "DicomCheckModalityHost": False, "Plugins": [], "ConcurrentJobs": jobs, "StableAge": 1,
               "DicomScuTimeout": 30, "DicomModalities": {}, "DicomModalitiesInDatabase": True,
               "HttpTimeout": 120, "SaveJobs": False}
     work.mkdir(parents=True, exist_ok=True)
