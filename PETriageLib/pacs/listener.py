@@ -38,11 +38,13 @@ class Listener:
         self.server: Any = None
 
     def start(self) -> None:
+        """Load the models (a bad model file stops here, before anything is accepted), recover, serve."""
         c = self.config
+        cascades = [self.make_cascade() for _ in range(max(1, c.workers))]
         self.queue.recover()
         send = c.destination is not None
-        self.threads = [Worker(self.queue, self.make_cascade, self.options, c.spool, send, self.stop,
-                               name=f"triage-worker-{n}") for n in range(max(1, c.workers))]
+        self.threads = [Worker(self.queue, cascade, self.options, c.spool, send, self.stop,
+                               name=f"triage-worker-{n}") for n, cascade in enumerate(cascades)]
         if send:
             self.threads.append(Sender(self.queue, c.destination, c.scp.ae_title, self.stop,
                                        c.retry_base_s, c.retry_max_s))

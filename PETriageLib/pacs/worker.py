@@ -9,7 +9,7 @@ import shutil
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from PETriageLib.errors import PETriageError
 from PETriageLib.ingest.limits import modality_problem
@@ -64,14 +64,15 @@ def triage_series(queue: SeriesQueue, cascade: Any, options: ScreenOptions, spoo
 class Worker(threading.Thread):
     """One triage at a time from the queue until ``stop`` is set (``--workers N`` starts N)."""
 
-    def __init__(self, queue: SeriesQueue, make_cascade: Callable[[], Any], options: ScreenOptions, spool: Path,
+    def __init__(self, queue: SeriesQueue, cascade: Any, options: ScreenOptions, spool: Path,
                  send: bool, stop: threading.Event, poll_s: float = 0.5, name: str = "triage-worker") -> None:
         super().__init__(name=name, daemon=True)
-        self.queue, self.make_cascade, self.options, self.spool = queue, make_cascade, options, Path(spool)
+        # a cascade of its own: Grad-CAM hooks the model, so workers cannot share one
+        self.queue, self.cascade, self.options, self.spool = queue, cascade, options, Path(spool)
         self.send, self.stop, self.poll_s = send, stop, poll_s
 
     def run(self) -> None:
-        cascade = self.make_cascade()  # one per worker: Grad-CAM hooks the model, so no sharing
+        cascade = self.cascade
         while not self.stop.is_set():
             job = self.queue.claim()
             if job is None:
