@@ -6,13 +6,14 @@ import io
 
 import pydicom
 import pytest
+from pydicom.uid import ExplicitVRLittleEndian
 from pynetdicom import AE
 from pynetdicom.sop_class import Verification
 
 from PETriageLib.cli import main
 from PETriageLib.reporting.dicom_sr import read_verdict
 from support.listener import LISTENER_AET
-from support.mixed_study import mixed_study
+from support.mixed_study import COMPRESSED, mixed_study
 
 SR, SC, PM = "1.2.840.10008.5.1.4.1.1.88.33", "1.2.840.10008.5.1.4.1.1.7", "1.2.840.10008.5.1.4.1.1.30"
 
@@ -37,7 +38,7 @@ def results_in_orthanc(orthanc, study_uid) -> dict[str, list[pydicom.Dataset]]:
 def sent_study(orthanc, start_listener, tmp_path_factory):
     """The mixed study uploaded to Orthanc and C-STOREd by Orthanc to a running listener, triaged and sent back."""
     work = tmp_path_factory.mktemp("e2e")
-    study = mixed_study(11, work / "study")
+    study = mixed_study(11, work / "study", compress=True)
     orthanc.upload(study.files)
     listener = start_listener(work / "spool")
     study_id = orthanc.request("POST", "/tools/lookup", raw=study.study_uid.encode())[0]["ID"]
@@ -79,6 +80,15 @@ def test_mr_localizer_and_corrupt_file_are_skipped_with_reasons(sent_study):
     assert skipped.startswith("pixel data cannot be decoded")
     assert listener.query("SELECT COUNT(*) FROM instances WHERE series_uid=? AND skipped IS NULL",
                           (ct_series,))[0][0] == 16
+
+
+def test_compressed_transfer_syntaxes_are_received_as_sent(sent_study):
+    study, listener, ct_series = sent_study
+    paths = [p for (p,) in listener.query("SELECT path FROM instances WHERE series_uid=? AND skipped IS NULL",
+                                          (ct_series,))]
+    syntaxes = [pydicom.dcmread(p, stop_before_pixels=True).file_meta.TransferSyntaxUID for p in paths]
+    assert sorted(map(str, set(syntaxes))) == sorted(map(str, {*COMPRESSED, ExplicitVRLittleEndian}))
+    assert all(syntaxes.count(ts) == 3 for ts in COMPRESSED)
 
 
 def test_queue_command_lists_states_reasons_and_the_worklist(sent_study, capsys):
