@@ -10,9 +10,12 @@ from support.listener import start_listener as run_listener
 from support.orthanc import free_port, start_orthanc
 
 
+ORTHANC_JOBS = 4  # C-STORE jobs Orthanc runs at once: four concurrent associations to the listener
+
+
 @pytest.fixture(scope="module")
 def orthanc(tmp_path_factory):
-    server = start_orthanc(tmp_path_factory.mktemp("orthanc"))
+    server = start_orthanc(tmp_path_factory.mktemp("orthanc"), jobs=ORTHANC_JOBS)
     yield server
     server.stop()
 
