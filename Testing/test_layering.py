@@ -15,8 +15,8 @@ LIB = Path(__file__).resolve().parents[1] / "PETriageLib"
 STEPS = ["ingest", "preprocess", "models", "triage", "explain", "reporting", "screening"]
 BASE = {"errors", "progress", "atomic", "vocabulary", ""}  # "" = the package root (__version__, lazy public API)
 # Consumers of the steps, each allowed the steps and the consumers listed with it.
-CONSUMERS = {"phantom": set(), "training": {"phantom"}, "bench": {"phantom", "training"},
-             "cli": {"phantom", "training", "bench"}}
+CONSUMERS = {"phantom": set(), "training": {"phantom"}, "bench": {"phantom", "training"}, "pacs": set(),
+             "cli": {"phantom", "training", "bench", "pacs"}}
 
 
 def module_name(path: Path) -> str:

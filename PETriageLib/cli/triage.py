@@ -21,6 +21,8 @@ def register(subparsers: Any) -> None:
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("path", type=Path, help="a DICOM series folder, a folder of many series, or a file")
     p.add_argument("--out", type=Path, required=True, help="output folder for reports and worklist.csv")
+    p.add_argument("--dicom-out", type=Path, metavar="DIR",
+                   help="also write each series' DICOM results (SR, key images, heatmap maps) under DIR")
     add_cascade_options(p)
     p.set_defaults(func=run)
 
@@ -113,6 +115,10 @@ def run(args: argparse.Namespace) -> int:
         from tqdm import tqdm
 
         if screened is not None:  # tqdm.write: above the open progress bars, not into them
+            if args.dicom_out is not None:
+                from PETriageLib.reporting.dicom_results import write_dicom_results
+
+                write_dicom_results(screened.result, screened.heatmaps, args.dicom_out / Path(entry.report_dir).name)
             score = entry.pe_score if entry.pe_score is not None else float("nan")
             tqdm.write(f"{entry.verdict:15s} pe_score {score:.3f}  {entry.num_slices:4d} slices  {entry.report_dir}")
 
