@@ -15,3 +15,10 @@ fi
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q "torch==2.14.1" "torchvision==0.29.1"
 .venv/bin/python -m pip install -q -e ".[test]"
+# --- Debian packages (DICOMweb tests): a real DICOMweb server (Orthanc + its DICOMweb plugin) for
+# Testing/cluster; installed only when missing and only as root (elsewhere the tests skip).
+if [ ! -e /usr/share/orthanc/plugins/libOrthancDicomWeb.so ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q orthanc orthanc-dicomweb >/dev/null \
+        || { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q orthanc orthanc-dicomweb >/dev/null; }
+fi
+# --- end Debian packages (DICOMweb tests)
