@@ -3,5 +3,5 @@ server) screened by workers (Ray actors, or this process), results kept in a res
 
 sources.py lists the series; dicomweb.py talks QIDO-RS/WADO-RS; worker.py screens one series;
 actors.py runs workers on Ray; store.py is the results table and the report folders; run.py is
-the driver; summary.py what a run did.
+the driver; archive_summary.py what a run did.
 """

@@ -15,7 +15,7 @@ from typing import Callable, Sequence
 from PETriageLib.atomic import atomic_write
 from PETriageLib.cluster.actors import RayWorkerPool, WorkerLost
 from PETriageLib.cluster.store import ResultStore, SeriesOutcome, publish_report, status_of
-from PETriageLib.cluster.summary import ArchiveSummary
+from PETriageLib.cluster.archive_summary import ArchiveSummary
 from PETriageLib.cluster.task import SeriesTask
 from PETriageLib.cluster.worker import CascadeSpec, models_key, models_of
 from PETriageLib.reporting.worklist_csv import write_worklist_csv

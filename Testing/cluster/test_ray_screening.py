@@ -1,0 +1,93 @@
+"""Archive screening on a real local Ray cluster (2 CPUs): the same worklist as the in-process
+loop, every series accounted for when a worker is killed, and a rerun that does no work."""
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+from conftest import OPTIONS, PHANTOMS, REFUSED
+
+from PETriageLib.cluster.actors import RayWorkerPool
+from PETriageLib.cluster.run import screen_on_ray, write_worklist
+from PETriageLib.cluster.sources import open_source
+from PETriageLib.cluster.store import ResultStore
+from PETriageLib.screening.many_series import folder_sources, screen_sources
+
+pytest.importorskip("ray")
+
+
+@pytest.fixture(scope="module")
+def reference(archive, spec):
+    """The in-process loop every front end calls, over the same folder."""
+    return {e.series_uid: e for e in screen_sources(folder_sources(archive), spec.build(), OPTIONS)}
+
+
+def assert_same_worklist(entries, reference):
+    assert {e.series_uid for e in entries} == set(reference)
+    for e in entries:
+        ref = reference[e.series_uid]
+        assert (e.verdict, e.reason) == (ref.verdict, ref.reason)
+        for name in ("pe_score", "patient_probability", "disease_score"):
+            got, want = getattr(e, name), getattr(ref, name)
+            assert (got is None) == (want is None) and (got is None or abs(got - want) <= 1e-5), (name, e, ref)
+    scored = [e.series_uid for e in sorted(entries, key=lambda e: e.rank) if e.pe_score is not None]
+    assert scored == [e.series_uid for e in sorted(reference.values(), key=lambda e: e.rank)
+                      if e.pe_score is not None]
+
+
+def test_ray_screen_equals_in_process_and_a_rerun_does_no_work(ray_cluster, archive, spec, reference, tmp_path):
+    tasks = open_source(str(archive))
+    assert len(tasks) == PHANTOMS + REFUSED
+    store = ResultStore(tmp_path / "out")
+    pool = RayWorkerPool(2, spec, OPTIONS, store.reports)
+    try:
+        key, summary = screen_on_ray(tasks, pool, store)
+        assert (summary.counts["done"], summary.counts["skipped"], summary.counts["failed"]) == (PHANTOMS, REFUSED, 0)
+        assert summary.retried == 0 and summary.step_seconds["stage1"] > 0
+        entries = store.worklist(key)
+        assert_same_worklist(entries, reference)
+        workers = {o.worker for o in store.outcomes(key) if o.status == "done"}
+        assert len(workers) == 2  # both actors screened
+        for e in entries:
+            if e.verdict != "not_analysable" or e.num_slices == 4:  # the gate's refusal has a report too
+                report = json.loads((Path(e.report_dir) / "report.json").read_text())
+                assert report["series"]["series_uid"] == e.series_uid
+        assert not list(store.reports.glob(".staging-*"))
+        rows = list(csv.DictReader(write_worklist(store, key, tasks).open()))
+        assert [r["series_uid"] for r in rows] == [e.series_uid for e in entries]
+        stamps = {p: p.stat().st_mtime_ns for p in store.reports.rglob("report.json")}
+
+        again_key, again = screen_on_ray(tasks, pool, ResultStore(tmp_path / "out"))
+        assert again_key == key and again.screened == 0 and again.already_finished == PHANTOMS + REFUSED
+        assert stamps == {p: p.stat().st_mtime_ns for p in store.reports.rglob("report.json")}
+    finally:
+        pool.shutdown()
+
+
+def test_a_killed_worker_loses_only_its_series_and_they_are_retried(ray_cluster, archive, spec, reference,
+                                                                    tmp_path):
+    tasks = open_source(str(archive))
+    store = ResultStore(tmp_path / "out")
+    pool = RayWorkerPool(2, spec, OPTIONS, store.reports)
+    killed = []
+
+    def kill_once(outcome):
+        if not killed:
+            victim = pool.busy_actor()
+            assert victim is not None  # more series than calls in flight: someone is working
+            ray_cluster.kill(victim)
+            killed.append(victim)
+
+    try:
+        key, summary = screen_on_ray(tasks, pool, store, on_outcome=kill_once)
+    finally:
+        pool.shutdown()
+    assert killed and summary.retried >= 1
+    outcomes = store.outcomes(key)
+    assert len(outcomes) == PHANTOMS + REFUSED
+    assert {o.status for o in outcomes} <= {"done", "skipped"}
+    retried = [o for o in outcomes if o.attempts > 1]
+    assert 1 <= len(retried) <= 2  # the calls in flight on the killed actor, no more
+    assert_same_worklist(store.worklist(key), reference)
