@@ -41,11 +41,33 @@ def spec(tiny_checkpoints) -> CascadeSpec:
 
 
 @pytest.fixture(scope="session")
+def reference(archive, spec) -> dict:
+    """The in-process loop every front end calls, over the archive folder: entries by series UID."""
+    from PETriageLib.screening.many_series import folder_sources, screen_sources
+
+    return {e.series_uid: e for e in screen_sources(folder_sources(archive), spec.build(), OPTIONS)}
+
+
+@pytest.fixture(scope="session")
 def ray_cluster():
     ray = pytest.importorskip("ray")
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
     yield ray
     ray.shutdown()
+
+
+def assert_same_worklist(entries, reference) -> None:
+    """Same series, verdicts and reasons, probabilities within 1e-5, scored series in the same order."""
+    assert {e.series_uid for e in entries} == set(reference)
+    for e in entries:
+        ref = reference[e.series_uid]
+        assert (e.verdict, e.reason) == (ref.verdict, ref.reason)
+        for name in ("pe_score", "patient_probability", "disease_score"):
+            got, want = getattr(e, name), getattr(ref, name)
+            assert (got is None) == (want is None) and (got is None or abs(got - want) <= 1e-5), (name, e, ref)
+    scored = [e.series_uid for e in sorted(entries, key=lambda e: e.rank) if e.pe_score is not None]
+    assert scored == [e.series_uid for e in sorted(reference.values(), key=lambda e: e.rank)
+                      if e.pe_score is not None]
 
 
 ORTHANC = Path("/usr/sbin/Orthanc")

@@ -7,34 +7,14 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import OPTIONS, PHANTOMS, REFUSED
+from conftest import OPTIONS, PHANTOMS, REFUSED, assert_same_worklist
 
 from PETriageLib.cluster.actors import RayWorkerPool
 from PETriageLib.cluster.run import screen_on_ray, write_worklist
 from PETriageLib.cluster.sources import open_source
 from PETriageLib.cluster.store import ResultStore
-from PETriageLib.screening.many_series import folder_sources, screen_sources
 
 pytest.importorskip("ray")
-
-
-@pytest.fixture(scope="module")
-def reference(archive, spec):
-    """The in-process loop every front end calls, over the same folder."""
-    return {e.series_uid: e for e in screen_sources(folder_sources(archive), spec.build(), OPTIONS)}
-
-
-def assert_same_worklist(entries, reference):
-    assert {e.series_uid for e in entries} == set(reference)
-    for e in entries:
-        ref = reference[e.series_uid]
-        assert (e.verdict, e.reason) == (ref.verdict, ref.reason)
-        for name in ("pe_score", "patient_probability", "disease_score"):
-            got, want = getattr(e, name), getattr(ref, name)
-            assert (got is None) == (want is None) and (got is None or abs(got - want) <= 1e-5), (name, e, ref)
-    scored = [e.series_uid for e in sorted(entries, key=lambda e: e.rank) if e.pe_score is not None]
-    assert scored == [e.series_uid for e in sorted(reference.values(), key=lambda e: e.rank)
-                      if e.pe_score is not None]
 
 
 def test_ray_screen_equals_in_process_and_a_rerun_does_no_work(ray_cluster, archive, spec, reference, tmp_path):
