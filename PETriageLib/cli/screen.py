@@ -88,11 +88,15 @@ def run(args: argparse.Namespace) -> int:
     from PETriageLib.cluster.run import pending_tasks, screen_in_process, write_worklist
     from PETriageLib.cluster.sources import open_source
     from PETriageLib.cluster.store import ResultStore
+    from PETriageLib.errors import SeriesError
 
     quiet = logging.getLogger().level > logging.INFO
     scan_bar = TqdmProgress("scanning", disable=quiet, unit="file")
     try:
         tasks = open_source(args.source, progress=scan_bar)
+    except SeriesError as exc:  # a folder without DICOM images
+        log.error("no DICOM series found in %s: %s", args.source, exc)
+        return 2
     finally:
         scan_bar.close()
     if not tasks:
