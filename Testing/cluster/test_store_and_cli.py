@@ -84,3 +84,18 @@ def test_a_source_without_series_exits_2_and_a_missing_one_1(tmp_path, caplog):
     assert main(["screen", str(tmp_path / "notes"), "--out", str(tmp_path / "out"), "--no-ray"]) == 2
     assert main(["screen", str(tmp_path / "nowhere"), "--out", str(tmp_path / "out"), "--no-ray"]) == 1
     assert "nowhere is neither a DICOMweb URL nor an existing path" in caplog.text
+
+
+def test_the_python_example_of_docs_scale_runs(ray_cluster, archive, tiny_checkpoints, tmp_path, monkeypatch,
+                                               capsys):
+    from pathlib import Path
+
+    from test_readme_examples import python_block
+
+    code = python_block(Path(__file__).resolve().parents[2] / "docs" / "scale.md", "From Python")
+    code = code.replace('"stage1-name-or.pt"', repr(str(tiny_checkpoints[0]))).replace(
+        '"stage2-name-or.pt"', repr(str(tiny_checkpoints[1]))).replace('"path/to/archive"', repr(str(archive / "study3")))
+    monkeypatch.chdir(tmp_path)
+    exec(compile(code, "docs/scale.md example", "exec"), {})
+    assert "1 series: 1 done, 0 skipped, 0 failed" in capsys.readouterr().out
+    assert (tmp_path / "screened" / "worklist.csv").is_file()
