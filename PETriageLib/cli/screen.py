@@ -38,11 +38,9 @@ def register(subparsers: Any) -> None:
 
 
 def ray_available() -> bool:
-    try:
-        import ray  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    import importlib.util
+
+    return importlib.util.find_spec("ray") is not None
 
 
 def cascade_spec(args: argparse.Namespace) -> Any:

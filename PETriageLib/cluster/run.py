@@ -34,15 +34,33 @@ def pending_tasks(tasks: Sequence[SeriesTask], store: ResultStore, key: str) -> 
     return [t for t in tasks if t.series_uid not in finished]
 
 
+class _Bookkeeping:
+    """What both paths share: the model set registered, the tasks left, each outcome stored as it ends."""
+
+    def __init__(self, tasks: Sequence[SeriesTask], store: ResultStore, models: dict, workers: int,
+                 on_outcome: OnOutcome | None, t0: float) -> None:
+        self.store, self.on_outcome, self.t0 = store, on_outcome, t0
+        self.key = models_key(models)
+        store.register_models(self.key, models)
+        self.todo = pending_tasks(tasks, store, self.key)
+        self.summary = ArchiveSummary(len(tasks), len(tasks) - len(self.todo), workers)
+
+    def finish(self, outcome: SeriesOutcome) -> None:
+        self.store.record(self.key, outcome)
+        self.summary.add(outcome)
+        if self.on_outcome is not None:
+            self.on_outcome(outcome)
+
+    def result(self) -> tuple[str, ArchiveSummary]:
+        self.summary.seconds = time.perf_counter() - self.t0
+        return self.key, self.summary
+
+
 def screen_on_ray(tasks: Sequence[SeriesTask], pool: RayWorkerPool, store: ResultStore, max_attempts: int = 3,
                   on_outcome: OnOutcome | None = None) -> tuple[str, ArchiveSummary]:
     """Screen ``tasks`` with the pool's actors into ``store``: (models key, summary)."""
-    t0 = time.perf_counter()
-    models = pool.models()
-    key = models_key(models)
-    store.register_models(key, models)
-    todo = deque(pending_tasks(tasks, store, key))
-    summary = ArchiveSummary(len(tasks), len(tasks) - len(todo), len(pool.actors))
+    run = _Bookkeeping(tasks, store, pool.models(), len(pool.actors), on_outcome, time.perf_counter())
+    todo = deque(run.todo)
     tries: dict[str, int] = {}
     while todo or pool.in_flight:
         while todo and pool.in_flight < pool.capacity:  # back-pressure: a bounded number in flight
@@ -57,14 +75,8 @@ def screen_on_ray(tasks: Sequence[SeriesTask], pool: RayWorkerPool, store: Resul
                 entry = WorklistEntry.not_triaged("error", f"worker lost {tries[uid]} times: {answer.error}", uid,
                                                   task.num_instances, task.description, task.source)
                 answer = SeriesOutcome(uid, "failed", entry)
-            outcome = SeriesOutcome(answer.series_uid, answer.status, answer.entry, tries[uid], answer.timings,
-                                    answer.seconds, answer.worker)
-            store.record(key, outcome)
-            summary.add(outcome)
-            if on_outcome is not None:
-                on_outcome(outcome)
-    summary.seconds = time.perf_counter() - t0
-    return key, summary
+            run.finish(replace(answer, attempts=tries[uid]))
+    return run.result()
 
 
 def screen_in_process(tasks: Sequence[SeriesTask], spec: CascadeSpec, options: ScreenOptions, store: ResultStore,
@@ -72,19 +84,10 @@ def screen_in_process(tasks: Sequence[SeriesTask], spec: CascadeSpec, options: S
     """The same store and outcomes without Ray: one series at a time through ``screen_sources``."""
     t0 = time.perf_counter()
     cascade = spec.build()
-    models = models_of(cascade)
-    key = models_key(models)
-    store.register_models(key, models)
-    todo = pending_tasks(tasks, store, key)
-    summary = ArchiveSummary(len(tasks), len(tasks) - len(todo), 0)
-    for task in todo:
-        outcome = _screen_here(task, cascade, options, store.reports)
-        store.record(key, outcome)
-        summary.add(outcome)
-        if on_outcome is not None:
-            on_outcome(outcome)
-    summary.seconds = time.perf_counter() - t0
-    return key, summary
+    run = _Bookkeeping(tasks, store, models_of(cascade), 0, on_outcome, t0)
+    for task in run.todo:
+        run.finish(_screen_here(task, cascade, options, store.reports))
+    return run.result()
 
 
 def _screen_here(task: SeriesTask, cascade: object, options: ScreenOptions, reports: Path) -> SeriesOutcome:

@@ -36,8 +36,9 @@ def archive(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def spec(tiny_checkpoints) -> CascadeSpec:
+    # eager fp32: the fast path's check against fp32 at every cascade build would only add time here
     return CascadeSpec(str(tiny_checkpoints[0]), str(tiny_checkpoints[1]), device="cpu",
-                       options={"batch_size": 8, "all_slices": True})
+                       options={"batch_size": 8, "all_slices": True, "inference": "eager"})
 
 
 @pytest.fixture(scope="session")

@@ -7,10 +7,10 @@ import shutil
 import sqlite3
 
 import pytest
-from conftest import OPTIONS, PHANTOMS, REFUSED
+from conftest import OPTIONS
 
 from PETriageLib.cli import main
-from PETriageLib.cluster.run import screen_in_process, write_worklist
+from PETriageLib.cluster.run import screen_in_process
 from PETriageLib.cluster.sources import manifest_tasks, open_source
 from PETriageLib.cluster.store import ResultStore
 
@@ -66,14 +66,19 @@ def test_a_manifest_lists_the_series_of_its_folders(archive, tmp_path):
 def test_petriage_screen(where, archive, tiny_checkpoints, reference, tmp_path, capsys, request):
     if where == "ray":
         request.getfixturevalue("ray_cluster")  # the CLI joins the cluster this process started
-    args = ["screen", str(archive), "--out", str(tmp_path / "out"), "--models", *map(str, tiny_checkpoints),
-            "--all-slices", "--batch-size", "8", "--top-k", "2", "--no-images", "--workers", "2"]
+    manifest = tmp_path / "two.csv"
+    manifest.write_text(f"path\n{archive / 'study0'}\n{archive / 'mr'}\n")
+    args = ["screen", str(manifest), "--out", str(tmp_path / "out"), "--models", *map(str, tiny_checkpoints),
+            "--all-slices", "--batch-size", "8", "--inference", "eager", "--top-k", "2", "--no-images",
+            "--workers", "2"]
     assert main(args + (["--no-ray"] if where == "--no-ray" else [])) == 0
     said = capsys.readouterr().out
-    assert f"{PHANTOMS + REFUSED} series: {PHANTOMS} done, {REFUSED} skipped, 0 failed" in said
+    assert "2 series: 1 done, 1 skipped, 0 failed, 0 finished earlier" in said
     assert ("in-process" if where == "--no-ray" else "2 Ray worker(s)") in said
     rows = list(csv.DictReader((tmp_path / "out" / "worklist.csv").open()))
-    assert {r["series_uid"]: r["verdict"] for r in rows} == {u: e.verdict for u, e in reference.items()}
+    assert [(r["rank"], r["verdict"]) for r in rows] == [("1", reference[rows[0]["series_uid"]].verdict),
+                                                         ("2", "not_analysable")]
+    assert float(rows[0]["pe_score"]) == pytest.approx(reference[rows[0]["series_uid"]].pe_score, abs=1e-5)
     assert main(args + ["--no-ray"]) == 0  # the other path, same store: nothing left to do
     assert "0 screened" in capsys.readouterr().out
 
