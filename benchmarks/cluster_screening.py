@@ -51,26 +51,20 @@ def write_archive(root: Path, series: int, slices: int, matrix: int) -> Path:
 
 
 def time_in_process(tasks: list, spec: CascadeSpec, options: ScreenOptions, out: Path) -> Timed:
-    t = time.perf_counter()
-    spec.build()  # the models loaded once, as the run does, timed apart
-    startup = time.perf_counter() - t
     _, summary = screen_in_process(tasks, spec, options, ResultStore(out))
-    return Timed("in-process", summary.screened, startup, summary.seconds - startup, outcomes(summary))
+    return Timed("in-process", summary.screened, summary.startup_s, summary.seconds, outcomes(summary))
 
 
 def time_ray(tasks: list, spec: CascadeSpec, options: ScreenOptions, out: Path, workers: int, threads: int,
              gpus: float) -> Timed:
     store = ResultStore(out)
-    t = time.perf_counter()
     pool = RayWorkerPool(workers, spec, options, store.reports, threads=threads, gpus=gpus)
     try:
-        pool.models()  # every actor up with its models
-        startup = time.perf_counter() - t
         _, summary = screen_on_ray(tasks, pool, store)
     finally:
         pool.shutdown()
-    return Timed(f"Ray, {workers} worker(s) x {threads} thread(s)", summary.screened, startup, summary.seconds,
-                 outcomes(summary))
+    return Timed(f"Ray, {workers} worker(s) x {threads} thread(s)", summary.screened, summary.startup_s,
+                 summary.seconds, outcomes(summary))
 
 
 def outcomes(summary: ArchiveSummary) -> str:

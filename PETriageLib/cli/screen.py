@@ -29,7 +29,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--address", help="join this Ray cluster (e.g. auto, or HOST:6379); default: start a local one")
     p.add_argument("--workers", type=int, default=None,
                    help="Ray actors (default: the cluster's CPUs / --threads, or its GPUs with --gpus)")
-    p.add_argument("--threads", type=int, default=1, help="CPUs (torch threads) per worker (default 1)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="CPUs (torch threads) per worker (default 1 per Ray worker; in-process, torch's default)")
     p.add_argument("--gpus", type=float, default=0.0, help="GPUs per worker (e.g. 1, or 0.5 to share; default 0)")
     p.add_argument("--max-attempts", type=int, default=3, help="tries of a series whose worker died (default 3)")
     p.add_argument("--no-ray", action="store_true", help="screen in this process (also the path without Ray)")
@@ -56,12 +57,18 @@ def cascade_spec(args: argparse.Namespace) -> Any:
 
 
 class SeriesBar:
-    """Series done out of those to do, series per minute and the time left (tqdm)."""
+    """Series done out of those left to do, series per minute and the time left (tqdm); shown once
+    the workers are up, so that their start-up does not count in the rate."""
 
-    def __init__(self, total: int, disable: bool) -> None:
+    def __init__(self, disable: bool) -> None:
+        self.disable, self.bar, self.t0 = disable, None, time.perf_counter()
+
+    def start(self, summary: Any) -> None:
         from tqdm import tqdm
 
-        self.bar = tqdm(total=total, desc="series", unit="series", disable=disable)
+        earlier = f" ({summary.already_finished} finished earlier)" if summary.already_finished else ""
+        self.bar = tqdm(total=summary.total - summary.already_finished, desc=f"series{earlier}", unit="series",
+                        disable=self.disable)
         self.t0 = time.perf_counter()
 
     def __call__(self, outcome: Any) -> None:
@@ -70,7 +77,8 @@ class SeriesBar:
         self.bar.set_postfix_str(f"{per_min:.1f}/min, last {outcome.status}")
 
     def close(self) -> None:
-        self.bar.close()
+        if self.bar is not None:
+            self.bar.close()
 
 
 def worker_count(args: argparse.Namespace, ray: Any) -> int:
@@ -79,7 +87,7 @@ def worker_count(args: argparse.Namespace, ray: Any) -> int:
     resources = ray.cluster_resources()
     if args.gpus:
         return max(1, int(resources.get("GPU", 0) / args.gpus))
-    return max(1, int(resources.get("CPU", 1) // max(args.threads, 1)))
+    return max(1, int(resources.get("CPU", 1) // (args.threads or 1)))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -104,10 +112,14 @@ def run(args: argparse.Namespace) -> int:
     in_process = args.no_ray or not ray_available()
     if not args.no_ray and in_process:
         log.warning("Ray is not installed (pip install 'petriage[cluster]'): screening in this process")
-    bar = SeriesBar(len(tasks), quiet)
+    bar = SeriesBar(quiet)
     try:
         if in_process:
-            key, summary = screen_in_process(tasks, spec, options, store, on_outcome=bar)
+            if args.threads:
+                import torch
+
+                torch.set_num_threads(args.threads)
+            key, summary = screen_in_process(tasks, spec, options, store, on_outcome=bar, on_start=bar.start)
         else:
             key, summary = _on_ray(args, tasks, spec, options, store, bar)
     finally:
@@ -133,10 +145,10 @@ def _on_ray(args: argparse.Namespace, tasks: list, spec: Any, options: Any, stor
         ray.init(address=args.address, include_dashboard=False, configure_logging=False,
                  log_to_driver=args.verbose > 0)
     try:
-        pool = RayWorkerPool(worker_count(args, ray), spec, options, store.reports.resolve(), threads=args.threads,
-                             gpus=args.gpus)
+        pool = RayWorkerPool(worker_count(args, ray), spec, options, store.reports.resolve(),
+                             threads=args.threads or 1, gpus=args.gpus)
         try:
-            return screen_on_ray(tasks, pool, store, args.max_attempts, on_outcome=bar)
+            return screen_on_ray(tasks, pool, store, args.max_attempts, on_outcome=bar, on_start=bar.start)
         finally:
             pool.shutdown()
     finally:

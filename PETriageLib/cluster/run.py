@@ -26,6 +26,7 @@ from PETriageLib.triage.worklist import WorklistEntry
 log = logging.getLogger(__name__)
 
 OnOutcome = Callable[[SeriesOutcome], None]
+OnStart = Callable[[ArchiveSummary], None]  # once the workers are up: what is left to do
 
 
 def pending_tasks(tasks: Sequence[SeriesTask], store: ResultStore, key: str) -> list[SeriesTask]:
@@ -38,12 +39,15 @@ class _Bookkeeping:
     """What both paths share: the model set registered, the tasks left, each outcome stored as it ends."""
 
     def __init__(self, tasks: Sequence[SeriesTask], store: ResultStore, models: dict, workers: int,
-                 on_outcome: OnOutcome | None, t0: float) -> None:
-        self.store, self.on_outcome, self.t0 = store, on_outcome, t0
+                 on_outcome: OnOutcome | None, on_start: OnStart | None, started: float) -> None:
+        self.store, self.on_outcome, self.started = store, on_outcome, started
         self.key = models_key(models)
         store.register_models(self.key, models)
         self.todo = pending_tasks(tasks, store, self.key)
         self.summary = ArchiveSummary(len(tasks), len(tasks) - len(self.todo), workers)
+        if on_start is not None:
+            on_start(self.summary)
+        self.t0 = time.perf_counter()  # the models are loaded: screening starts
 
     def finish(self, outcome: SeriesOutcome) -> None:
         self.store.record(self.key, outcome)
@@ -53,13 +57,17 @@ class _Bookkeeping:
 
     def result(self) -> tuple[str, ArchiveSummary]:
         self.summary.seconds = time.perf_counter() - self.t0
+        self.summary.startup_s = self.t0 - self.started
         return self.key, self.summary
 
 
 def screen_on_ray(tasks: Sequence[SeriesTask], pool: RayWorkerPool, store: ResultStore, max_attempts: int = 3,
-                  on_outcome: OnOutcome | None = None) -> tuple[str, ArchiveSummary]:
+                  on_outcome: OnOutcome | None = None, on_start: OnStart | None = None
+                  ) -> tuple[str, ArchiveSummary]:
     """Screen ``tasks`` with the pool's actors into ``store``: (models key, summary)."""
-    run = _Bookkeeping(tasks, store, pool.models(), len(pool.actors), on_outcome, time.perf_counter())
+    t0 = time.perf_counter()
+    models = pool.models()  # waits until every actor has loaded them
+    run = _Bookkeeping(tasks, store, models, len(pool.actors), on_outcome, on_start, t0)
     todo = deque(run.todo)
     tries: dict[str, int] = {}
     while todo or pool.in_flight:
@@ -80,11 +88,12 @@ def screen_on_ray(tasks: Sequence[SeriesTask], pool: RayWorkerPool, store: Resul
 
 
 def screen_in_process(tasks: Sequence[SeriesTask], spec: CascadeSpec, options: ScreenOptions, store: ResultStore,
-                      on_outcome: OnOutcome | None = None) -> tuple[str, ArchiveSummary]:
+                      on_outcome: OnOutcome | None = None, on_start: OnStart | None = None
+                      ) -> tuple[str, ArchiveSummary]:
     """The same store and outcomes without Ray: one series at a time through ``screen_sources``."""
     t0 = time.perf_counter()
     cascade = spec.build()
-    run = _Bookkeeping(tasks, store, models_of(cascade), 0, on_outcome, t0)
+    run = _Bookkeeping(tasks, store, models_of(cascade), 0, on_outcome, on_start, t0)
     for task in run.todo:
         run.finish(_screen_here(task, cascade, options, store.reports))
     return run.result()

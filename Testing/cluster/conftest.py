@@ -43,10 +43,11 @@ def spec(tiny_checkpoints) -> CascadeSpec:
 
 @pytest.fixture(scope="session")
 def reference(archive, spec) -> dict:
-    """The in-process loop every front end calls, over the archive folder: entries by series UID."""
+    """The in-process loop every front end calls, over the archive folder: entries by series UID
+    (without Grad-CAM, which changes no verdict and would only add time)."""
     from PETriageLib.screening.many_series import folder_sources, screen_sources
 
-    return {e.series_uid: e for e in screen_sources(folder_sources(archive), spec.build(), OPTIONS)}
+    return {e.series_uid: e for e in screen_sources(folder_sources(archive), spec.build(), ScreenOptions(cam="none"))}
 
 
 @pytest.fixture(scope="session")
