@@ -40,6 +40,8 @@ class SeriesOutcome:
     timings: dict[str, float] = field(default_factory=dict)  # seconds per step (reading, lungs, stages, ...)
     seconds: float = 0.0
     worker: str = ""
+    # wall clock (time.time) when reading began, reading ended and triage ended; not stored
+    timeline: tuple[float, float, float] | None = None
 
     @property
     def reason(self) -> str | None:

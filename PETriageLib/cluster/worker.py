@@ -12,7 +12,7 @@ import socket
 import tempfile
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -94,13 +94,16 @@ class SeriesScreener:
             return self._outcome(task, entry, {}, t0)
         staged = Path(tempfile.mkdtemp(prefix=".staging-", dir=self._staging_root()))
         try:
+            began = time.time()
             volume, reading_s = self._read(task, staged)
+            read = time.time()
             with self._lock:
                 screened = screen_volume(self.cascade, volume, self.options, staged / "report", reading_s)
             final = self.reports_root / report_dir_name(0, task.as_source(task.files), many=False)
             publish_report(staged / "report", final)
             entry = WorklistEntry.from_result(screened.result, str(final), task.source)
-            return self._outcome(task, entry, dict(screened.result.timings), t0)
+            return replace(self._outcome(task, entry, dict(screened.result.timings), t0),
+                           timeline=(began, read, time.time()))
         except Exception as exc:  # one bad series never stops the worker
             log.error("series %s (%s): %s", task.series_uid, task.source, exc)
             entry = WorklistEntry.not_triaged("error", f"{type(exc).__name__}: {exc}", task.series_uid,

@@ -17,13 +17,24 @@ from PETriageLib.cluster.store import ResultStore
 pytest.importorskip("ray")
 
 
+def assert_reading_overlapped_triage(outcomes) -> None:
+    """On some worker, a series was read while another one was being triaged."""
+    timed = [o for o in outcomes if o.timeline is not None]
+    assert len(timed) == PHANTOMS + 1  # the 4-slice CT is read and refused by the gate; the MR is not read
+    overlaps = [(a, b) for a in timed for b in timed if a is not b and a.worker == b.worker
+                and b.timeline[0] < a.timeline[2] and b.timeline[1] > a.timeline[1]]
+    assert overlaps
+
+
 def test_ray_screen_equals_in_process_and_a_rerun_does_no_work(ray_cluster, archive, spec, reference, tmp_path):
     tasks = open_source(str(archive))
     assert len(tasks) == PHANTOMS + REFUSED
     store = ResultStore(tmp_path / "out")
     pool = RayWorkerPool(2, spec, OPTIONS, store.reports)
+    seen = []
     try:
-        key, summary = screen_on_ray(tasks, pool, store)
+        key, summary = screen_on_ray(tasks, pool, store, on_outcome=seen.append)
+        assert_reading_overlapped_triage(seen)
         assert (summary.counts["done"], summary.counts["skipped"], summary.counts["failed"]) == (PHANTOMS, REFUSED, 0)
         assert summary.retried == 0 and summary.step_seconds["stage1"] > 0
         entries = store.worklist(key)
