@@ -145,7 +145,7 @@ def _on_ray(args: argparse.Namespace, tasks: list, spec: Any, options: Any, stor
         ray.init(address=args.address, include_dashboard=False, configure_logging=False,
                  log_to_driver=args.verbose > 0)
     try:
-        pool = RayWorkerPool(worker_count(args, ray), spec, options, store.reports.resolve(),
+        pool = RayWorkerPool(worker_count(args, ray), spec, options, store.reports,
                              threads=args.threads or 1, gpus=args.gpus)
         try:
             return screen_on_ray(tasks, pool, store, args.max_attempts, on_outcome=bar, on_start=bar.start)

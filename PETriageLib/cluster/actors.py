@@ -37,7 +37,8 @@ class RayWorkerPool:
         self._ray = ray
         self._actor_class = ray.remote(SeriesScreener).options(num_cpus=threads, num_gpus=gpus,
                                                                 max_concurrency=CALLS_PER_ACTOR)
-        self._args = (spec, options, str(reports_root), threads)
+        # absolute: an actor has its own working folder (and maybe its own machine)
+        self._args = (spec, options, str(Path(reports_root).resolve()), threads)
         self.actors = [self._start() for _ in range(workers)]
         self._running: dict[Any, tuple[SeriesTask, Any]] = {}  # object ref -> (task, actor)
 

@@ -16,8 +16,9 @@ log = logging.getLogger(__name__)
 
 
 def folder_tasks(path: "str | Path", progress: Progress | None = None) -> list[SeriesTask]:
-    """Every DICOM series under ``path`` (headers only)."""
-    return [SeriesTask.from_source(s) for s in folder_sources(path, progress)]
+    """Every DICOM series under ``path`` (headers only), with absolute file paths: a worker has its
+    own working folder."""
+    return [SeriesTask.from_source(s) for s in folder_sources(Path(path).resolve(), progress)]
 
 
 def manifest_tasks(path: "str | Path", progress: Progress | None = None) -> list[SeriesTask]:

@@ -66,7 +66,7 @@ class ResultStore:
     """OUT/results.sqlite and OUT/reports/ of one output folder."""
 
     def __init__(self, out_dir: "str | Path") -> None:
-        self.out_dir = Path(out_dir)
+        self.out_dir = Path(out_dir).resolve()  # workers (other processes, other nodes) get absolute paths
         self.reports = self.out_dir / "reports"
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self.path = self.out_dir / "results.sqlite"

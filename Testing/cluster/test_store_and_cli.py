@@ -99,8 +99,11 @@ def test_the_python_example_of_docs_scale_runs(ray_cluster, archive, tiny_checkp
 
     code = python_block(Path(__file__).resolve().parents[2] / "docs" / "scale.md", "From Python")
     code = code.replace('"stage1-name-or.pt"', repr(str(tiny_checkpoints[0]))).replace(
-        '"stage2-name-or.pt"', repr(str(tiny_checkpoints[1]))).replace('"path/to/archive"', repr(str(archive / "study3")))
-    monkeypatch.chdir(tmp_path)
+        '"stage2-name-or.pt"', repr(str(tiny_checkpoints[1])))
+    shutil.copytree(archive / "study3", tmp_path / "path" / "to" / "archive")
+    monkeypatch.chdir(tmp_path)  # relative paths, as written: the actors, elsewhere, still find them
     exec(compile(code, "docs/scale.md example", "exec"), {})
     assert "1 series: 1 done, 0 skipped, 0 failed" in capsys.readouterr().out
     assert (tmp_path / "screened" / "worklist.csv").is_file()
+    [report] = (tmp_path / "screened" / "reports").iterdir()
+    assert (report / "report.json").is_file()
