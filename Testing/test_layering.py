@@ -16,7 +16,7 @@ STEPS = ["ingest", "preprocess", "models", "triage", "explain", "reporting", "sc
 BASE = {"errors", "progress", "atomic", "vocabulary", ""}  # "" = the package root (__version__, lazy public API)
 # Consumers of the steps, each allowed the steps and the consumers listed with it.
 CONSUMERS = {"phantom": set(), "training": {"phantom"}, "bench": {"phantom", "training"}, "pacs": set(),
-             "cli": {"phantom", "training", "bench", "pacs"}}
+             "cluster": set(), "cli": {"phantom", "training", "bench", "pacs", "cluster"}}
 
 
 def module_name(path: Path) -> str:

@@ -11,21 +11,23 @@ if [ ! -x .venv/bin/petriage ] && [ "$free_gb" -lt 8 ]; then
     echo "setup: warning: ${free_gb} GB free here; .venv needs about 7 GB (torch). Slice caches of" \
          "training runs can be pruned with 'petriage cache prune DIR --max-size ...'." >&2
 fi
-# --- Debian packages (PACS tests): dciodvfy (dicom3tools) checks the DICOM results; Orthanc is the
-# real PACS of Testing/pacs. Installed only when missing, and only as root (else: say what is missing).
+# --- Debian packages the tests need: dciodvfy (dicom3tools) checks the DICOM results; Orthanc is the
+# real PACS of Testing/pacs and, with its DICOMweb plugin, the real DICOMweb server of
+# Testing/cluster. Installed only when missing, and only as root (else: say what is missing).
 missing=()
 command -v dciodvfy >/dev/null 2>&1 || missing+=(dicom3tools)
 command -v Orthanc >/dev/null 2>&1 || [ -x /usr/sbin/Orthanc ] || missing+=(orthanc)
+[ -e /usr/share/orthanc/plugins/libOrthancDicomWeb.so ] || missing+=(orthanc-dicomweb)
 if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
         DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}" >/dev/null \
             || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
                  "${missing[@]}" >/dev/null; }
     else
-        echo "setup: warning: ${missing[*]} missing (Debian packages; the PACS tests need them): install as root" >&2
+        echo "setup: warning: ${missing[*]} missing (Debian packages; the PACS and DICOMweb tests need them): install as root" >&2
     fi
 fi
-# --- end of Debian packages (PACS tests)
+# --- end of Debian packages
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q "torch==2.14.1" "torchvision==0.29.1"
