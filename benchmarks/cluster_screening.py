@@ -18,7 +18,7 @@ from PETriageLib.cluster.archive_summary import ArchiveSummary
 from PETriageLib.cluster.run import screen_in_process, screen_on_ray
 from PETriageLib.cluster.sources import open_source
 from PETriageLib.cluster.store import STATUSES, ResultStore
-from PETriageLib.cluster.worker import CascadeSpec
+from PETriageLib.cluster.screener import CascadeSpec
 from PETriageLib.screening.one_series import ScreenOptions
 from PETriageLib.triage.stages import default_models
 

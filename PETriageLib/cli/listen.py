@@ -38,7 +38,7 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from PETriageLib.cli.triage import build_cascade, screen_options
+    from PETriageLib.cli.triage import cascade_from_args, screen_options
     from PETriageLib.pacs.listener import Listener, ListenConfig
     from PETriageLib.pacs.scp import ScpConfig
     from PETriageLib.pacs.send import Destination
@@ -52,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
     done = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: done.set())
-    listener = Listener(config, lambda: build_cascade(args), screen_options(args))
+    listener = Listener(config, lambda: cascade_from_args(args), screen_options(args))
     listener.start()
     print(f"petriage listening as {args.ae_title} on {args.bind}:{args.port}; spool {args.spool}", flush=True)
     done.wait()

@@ -45,7 +45,7 @@ def ray_available() -> bool:
 
 
 def cascade_spec(args: argparse.Namespace) -> Any:
-    from PETriageLib.cluster.worker import CascadeSpec
+    from PETriageLib.cluster.screener import CascadeSpec
     from PETriageLib.triage.stages import default_models
 
     stage1, stage2 = args.models or default_models()

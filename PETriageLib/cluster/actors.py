@@ -10,7 +10,7 @@ from typing import Any
 
 from PETriageLib.cluster.store import SeriesOutcome
 from PETriageLib.cluster.task import SeriesTask
-from PETriageLib.cluster.worker import CascadeSpec, SeriesScreener
+from PETriageLib.cluster.screener import CascadeSpec, SeriesScreener
 from PETriageLib.screening.one_series import ScreenOptions
 
 log = logging.getLogger(__name__)

@@ -17,7 +17,7 @@ from PETriageLib.cluster.actors import RayWorkerPool, WorkerLost
 from PETriageLib.cluster.store import ResultStore, SeriesOutcome, publish_report, status_of
 from PETriageLib.cluster.archive_summary import ArchiveSummary
 from PETriageLib.cluster.task import SeriesTask
-from PETriageLib.cluster.worker import CascadeSpec, models_key, models_of
+from PETriageLib.cluster.screener import CascadeSpec, models_key, models_of
 from PETriageLib.reporting.worklist_csv import write_worklist_csv
 from PETriageLib.screening.many_series import ScreenedSeries, SeriesSource, screen_sources
 from PETriageLib.screening.one_series import ScreenOptions

@@ -12,14 +12,10 @@ from typing import Iterator
 
 import pytest
 from support.dicom_factory import chest_hu, write_series
+from support.screening_cases import PHANTOMS
 
-from PETriageLib.cluster.worker import CascadeSpec
+from PETriageLib.cluster.screener import CascadeSpec
 from PETriageLib.screening.one_series import ScreenOptions
-
-PHANTOMS = 8
-REFUSED = 2  # an MR series (modality) and a 4-slice CT (the eligibility gate)
-# Grad-CAM on 2 slices and no key images keep every series to about a second
-OPTIONS = ScreenOptions(top_k=2, key_images=False)
 
 
 @pytest.fixture(scope="session")
@@ -56,20 +52,6 @@ def ray_cluster():
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
     yield ray
     ray.shutdown()
-
-
-def assert_same_worklist(entries, reference) -> None:
-    """Same series, verdicts and reasons, probabilities within 1e-5, scored series in the same order."""
-    assert {e.series_uid for e in entries} == set(reference)
-    for e in entries:
-        ref = reference[e.series_uid]
-        assert (e.verdict, e.reason) == (ref.verdict, ref.reason)
-        for name in ("pe_score", "patient_probability", "disease_score"):
-            got, want = getattr(e, name), getattr(ref, name)
-            assert (got is None) == (want is None) and (got is None or abs(got - want) <= 1e-5), (name, e, ref)
-    scored = [e.series_uid for e in sorted(entries, key=lambda e: e.rank) if e.pe_score is not None]
-    assert scored == [e.series_uid for e in sorted(reference.values(), key=lambda e: e.rank)
-                      if e.pe_score is not None]
 
 
 ORTHANC = Path("/usr/sbin/Orthanc")

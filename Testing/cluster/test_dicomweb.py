@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pydicom
 import pytest
-from conftest import OPTIONS, assert_same_worklist
+from support.screening_cases import OPTIONS, assert_same_worklist
 from support.dicom_factory import chest_hu, write_series
 
 from PETriageLib.cluster.dicomweb import client, dicomweb_tasks, fetch_series

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import OPTIONS, PHANTOMS, REFUSED, assert_same_worklist
+from support.screening_cases import OPTIONS, PHANTOMS, REFUSED, assert_same_worklist
 
 from PETriageLib.cluster.actors import RayWorkerPool
 from PETriageLib.cluster.run import screen_on_ray, write_worklist

@@ -7,7 +7,7 @@ import shutil
 import sqlite3
 
 import pytest
-from conftest import OPTIONS
+from support.screening_cases import OPTIONS
 
 from PETriageLib.cli import main
 from PETriageLib.cluster.run import screen_in_process

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from support.phantoms import write_phantom
 
 slicer = pytest.importorskip("slicer", reason="PyPI slicer-core is not installed")
 if not hasattr(slicer, "vtkMRMLScene"):
@@ -50,13 +51,6 @@ def tiny_models(tmp_path_factory) -> tuple[str, str]:
         meta = {"class_names": classes, "input_size": 64, "threshold": threshold}
         paths.append(str(save_checkpoint(out / f"stage{stage}.pt", model, meta)))
     return paths[0], paths[1]
-
-
-def write_phantom(out: Path, seed: int, pe: bool, slices: int = 24) -> Path:
-    from PETriageLib.phantom import generate_study, write_study
-
-    study = generate_study(seed, matrix=128, slices=slices, pe=pe, contrast="ctpa" if pe else None)
-    return write_study(study, out)["series_dir"]
 
 
 @pytest.fixture(scope="session")

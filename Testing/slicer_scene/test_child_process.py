@@ -9,7 +9,7 @@ import time
 import numpy as np
 import pytest
 
-from conftest import write_phantom
+from support.phantoms import write_phantom
 
 
 def _table(node) -> dict:
@@ -103,7 +103,7 @@ def test_screening_in_a_child_process_gives_the_in_process_worklist(scene, tiny_
     logic = PETriageSceneLogic(scene)
     settings = TriageSettings(*tiny_models, device="cpu")
     reference = logic.screen_folder(str(tmp_path), settings)
-    job = logic.start_screening(folder_sources(tmp_path), settings)
+    job = logic.start_screening(ct_folder_sources(tmp_path), settings)
     assert job.wait(300) == 0, job.process.tail()
     assert job.process.progress.done == job.process.progress.total == 2
     table = job.publish(scene)

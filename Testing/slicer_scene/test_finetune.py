@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from conftest import write_phantom
+from support.phantoms import write_phantom
 
 
 @pytest.fixture

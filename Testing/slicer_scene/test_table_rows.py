@@ -9,7 +9,7 @@ import pytest
 
 @pytest.fixture(scope="module")
 def triaged(tmp_path_factory, tiny_models):
-    from conftest import write_phantom
+    from support.phantoms import write_phantom
     from PETriageSlicer.logic import PETriageSceneLogic, TriageSettings
     from PETriageSlicer.scene import new_scene
 
@@ -61,7 +61,7 @@ def test_a_table_with_names_in_row_zero_is_mapped_one_down(triaged):
 
 
 def test_worklist_view_rows_are_ranked_rows(scene, tiny_models, tmp_path):
-    from conftest import write_phantom
+    from support.phantoms import write_phantom
     from PETriageSlicer.logic import PETriageSceneLogic, TriageSettings
     from PETriageSlicer.navigation import table_column
     from PETriageSlicer.table_rows import table_row

@@ -6,7 +6,7 @@ import shutil
 import numpy as np
 import pytest
 
-from conftest import write_phantom
+from support.phantoms import write_phantom
 
 
 @pytest.fixture(scope="module")
