@@ -55,5 +55,5 @@ MAX_OUT_OF_RANGE_FRACTION = 0.05  # a slice with more of its pixels above MAX_CT
 # A slice that breaks from its neighbours: mean |HU difference| to each of them above this factor
 # times the series' median step difference (and above MIN_JUMP_HU), while the neighbours agree with
 # each other. Corrupt JPEG Lossless decodes to such slices without any decoder error.
-NEIGHBOUR_JUMP_FACTOR = 4.0
-MIN_JUMP_HU = 100.0
+NEIGHBOUR_JUMP_FACTOR = 3.0
+MIN_JUMP_HU = 30.0

@@ -125,6 +125,10 @@ def _decode(inst: Instance) -> np.ndarray:
         with quiet_dicom():
             ds = pydicom.dcmread(inst.path)
             _check_length(inst, ds)
+            if ds.file_meta.get("TransferSyntaxUID") == pydicom.uid.RLELossless:
+                # pydicom's own RLE decoder raises on corrupt segments; pylibjpeg-rle's Rust code
+                # panics and prints a backtrace to stderr first (17 ms per 512 x 512 slice here)
+                ds.pixel_array_options(decoding_plugin="pydicom")
             arr = ds.pixel_array
     except SeriesError:
         raise

@@ -173,11 +173,11 @@ def _lenient(notes: list[str], read, *args, **kwargs):
 def _instance(path: Path, ds: pydicom.Dataset) -> Instance:
     if "Rows" not in ds:
         meta = getattr(ds, "file_meta", None)
-        sop_class = header.text(ds, "SOPClassUID") or (header.text(meta, "MediaStorageSOPClassUID") if meta else "")
-        if len(ds) == 0 or sop_class in IMAGE_SOP_CLASSES:  # pydicom stops quietly at the end of a short file
+        classes = {header.text(ds, "SOPClassUID"), header.text(meta, "MediaStorageSOPClassUID") if meta else ""} - {""}
+        if len(ds) == 0 or classes & IMAGE_SOP_CLASSES:  # pydicom stops quietly at the end of a short file
             raise ValueError("header ends before the image attributes (truncated file?)")
-        if not sop_class:  # a DICOM preamble, then nothing that says what it is: damaged, not foreign
-            raise ValueError("no SOP class and no image attributes after the DICOM preamble (corrupt file?)")
+        if not classes or not all(is_valid_uid(c) for c in classes):  # nothing says what it is: damaged, not foreign
+            raise ValueError("no valid SOP class and no image attributes after the DICOM preamble (corrupt file?)")
         raise InvalidDicomError("a DICOM file that is not an image (DICOMDIR, report, ...)")
     name = str(path)
     series_uid = header.text(ds, "SeriesInstanceUID")
@@ -216,6 +216,15 @@ def _instance(path: Path, ds: pydicom.Dataset) -> Instance:
     )
 
 
+def _has_dicom_preamble(path: Path) -> bool:
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(128)
+            return fh.read(4) == b"DICM"
+    except OSError:
+        return False
+
+
 def scan_files(path_or_files, progress: Progress | None = None) -> ScanResult:
     """Read the header of every file; non-DICOM files are counted, broken ones listed."""
     files = list_files(path_or_files)
@@ -225,8 +234,11 @@ def scan_files(path_or_files, progress: Progress | None = None) -> ScanResult:
     for n, path in enumerate(files, 1):
         try:
             instances.append(read_instance(path))
-        except InvalidDicomError:  # not DICOM, or DICOM that is not an image
-            skipped.append(str(path))
+        except InvalidDicomError as exc:  # not DICOM, or DICOM that is not an image
+            if _has_dicom_preamble(path) and "not an image" not in str(exc):  # looks like DICOM: damaged
+                unreadable.append((str(path), f"truncated or corrupt: {exc}"))
+            else:
+                skipped.append(str(path))
         except SeriesError as exc:  # a header value PETriage cannot use: the message names it
             unreadable.append((str(path), str(exc).removeprefix(f"{path}: ")))
         except Exception as exc:  # truncated header, bad encoding, ...: name the file and go on
