@@ -116,6 +116,11 @@ def _check_length(inst: Instance, ds: pydicom.Dataset) -> None:
                           f"BitsAllocated {inst.bits_allocated} need {need} (truncated file?)")
 
 
+# pydicom's own RLE decoder raises on corrupt segments; pylibjpeg-rle's Rust code panics and
+# prints a backtrace to stderr first (pydicom's: 17 ms per 512 x 512 slice here)
+RLE_PLUGIN = "pydicom"
+
+
 def _decode(inst: Instance) -> np.ndarray:
     """Stored pixel values of one file, decoded through pydicom's handlers (pylibjpeg, ...).
     Every decoder failure is this file's SeriesError: pylibjpeg-rle's Rust panics derive from
@@ -126,9 +131,7 @@ def _decode(inst: Instance) -> np.ndarray:
             ds = pydicom.dcmread(inst.path)
             _check_length(inst, ds)
             if ds.file_meta.get("TransferSyntaxUID") == pydicom.uid.RLELossless:
-                # pydicom's own RLE decoder raises on corrupt segments; pylibjpeg-rle's Rust code
-                # panics and prints a backtrace to stderr first (17 ms per 512 x 512 slice here)
-                ds.pixel_array_options(decoding_plugin="pydicom")
+                ds.pixel_array_options(decoding_plugin=RLE_PLUGIN)
             arr = ds.pixel_array
     except SeriesError:
         raise

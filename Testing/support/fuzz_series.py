@@ -44,13 +44,13 @@ class Outcome:
     detail: str
 
 
-def _raw(ds: pydicom.Dataset, keyword: str, vr: str, value) -> None:
+def set_raw(ds: pydicom.Dataset, keyword: str, vr: str, value) -> None:
     """Set an element to any value and VR, valid or not (what a broken exporter writes)."""
     tag = pydicom.datadict.tag_for_keyword(keyword)
     ds[tag] = DataElement(tag, vr, value)
 
 
-def _rewrite(path: Path, edit: Callable[[pydicom.Dataset], None]) -> None:
+def rewrite(path: Path, edit: Callable[[pydicom.Dataset], None]) -> None:
     with _lenient_writing():
         ds = pydicom.dcmread(path)
         edit(ds)
@@ -71,7 +71,7 @@ def _lenient_writing():
         settings.writing_validation_mode, plog.disabled = mode, disabled
 
 
-def _good(folder: Path, compression: str | None = None, **options) -> list[Path]:
+def write_good(folder: Path, compression: str | None = None, **options) -> list[Path]:
     return write_series(folder, chest_hu(SLICES, SIDE, SIDE, seed=1), compression=compression, **options)
 
 
@@ -87,56 +87,56 @@ HARMLESS = {("RescaleIntercept", "zero"), ("RescaleIntercept", "negative"), ("In
 
 def header_case(keyword: str, label: str, vr: str, value, every: bool) -> FuzzCase:
     def build(folder: Path) -> None:
-        paths = _good(folder)
+        paths = write_good(folder)
         for p in (paths if every else paths[5:6]):
-            _rewrite(p, lambda ds: _raw(ds, keyword, vr, value))
+            rewrite(p, lambda ds: set_raw(ds, keyword, vr, value))
     # a valid intercept on every slice is a uniform shift (the lung check's business); on one slice it is damage
     harmless = (keyword, label) in HARMLESS and (every or keyword == "InstanceNumber")
     return FuzzCase(f"header-{keyword}-{label}-{'all' if every else 'one'}", (keyword,), build, damaged=not harmless)
 
 
 def _geometry_case(name: str, keywords: tuple[str, ...], **options) -> FuzzCase:
-    return FuzzCase(name, keywords, lambda folder: _good(folder, **options))
+    return FuzzCase(name, keywords, lambda folder: write_good(folder, **options))
 
 
-def _tilted(folder: Path, degrees: float = 8.0) -> None:
+def write_tilted(folder: Path, degrees: float = 8.0) -> None:
     """Axial slices whose positions move along y as z increases: a gantry-tilted acquisition."""
-    paths = _good(folder)
+    paths = write_good(folder)
     shift = float(np.tan(np.deg2rad(degrees)) * 2.5)
     for k, p in enumerate(paths):
-        _rewrite(p, lambda ds, k=k: setattr(ds, "ImagePositionPatient",
+        rewrite(p, lambda ds, k=k: setattr(ds, "ImagePositionPatient",
                                             [-30.0, -40.0 + k * shift, -100.0 + k * 2.5]))
 
 
-def _ipp_nan(folder: Path) -> None:
-    paths = _good(folder)
-    _rewrite(paths[4], lambda ds: _raw(ds, "ImagePositionPatient", "DS", "-30\\nan\\-90"))
+def write_ipp_nan(folder: Path) -> None:
+    paths = write_good(folder)
+    rewrite(paths[4], lambda ds: set_raw(ds, "ImagePositionPatient", "DS", "-30\\nan\\-90"))
 
 
-def _every_other_unreadable(folder: Path) -> None:
-    for p in _good(folder)[1::2]:
+def write_every_other_unreadable(folder: Path) -> None:
+    for p in write_good(folder)[1::2]:
         p.write_bytes(p.read_bytes()[:400])
 
 
 def _truncate(folder: Path, rng: random.Random, header: bool) -> None:
-    p = _good(folder)[rng.randrange(SLICES)]
+    p = write_good(folder)[rng.randrange(SLICES)]
     data = p.read_bytes()
     cut = rng.randrange(200, 700) if header else len(data) - rng.randrange(1, 1500)
     p.write_bytes(data[:cut])
 
 
-def _pixel_garbage(folder: Path, rng: random.Random) -> None:
+def write_pixel_garbage(folder: Path, rng: random.Random) -> None:
     """Uncompressed pixel data replaced by noise over the whole 16-bit range (what a corrupt decoder gives)."""
-    paths = _good(folder)
+    paths = write_good(folder)
     for p in rng.sample(paths, 2):
-        _rewrite(p, lambda ds: setattr(ds, "PixelData",
+        rewrite(p, lambda ds: setattr(ds, "PixelData",
                                        np.random.default_rng(rng.randrange(1 << 30)).integers(
                                            0, 65535, SIDE * SIDE, dtype=np.uint16).tobytes()))
 
 
-def _corrupt_compressed(folder: Path, rng: random.Random, compression: str) -> None:
+def write_corrupt_compressed(folder: Path, rng: random.Random, compression: str) -> None:
     """Flip bytes inside the encapsulated fragments of one slice (RLE or JPEG 2000)."""
-    p = _good(folder, compression=compression)[rng.randrange(SLICES)]
+    p = write_good(folder, compression=compression)[rng.randrange(SLICES)]
     data = bytearray(p.read_bytes())
     start = data.rfind(b"\xfe\xff\x00\xe0") + 8  # last fragment
     for _ in range(rng.randrange(4, 40)):
@@ -145,9 +145,9 @@ def _corrupt_compressed(folder: Path, rng: random.Random, compression: str) -> N
     p.write_bytes(bytes(data))
 
 
-def _rle_header(folder: Path, rng: random.Random) -> None:
+def write_bad_rle_table(folder: Path, rng: random.Random) -> None:
     """The RLE segment table says more segments or offsets past the end (decoder panics)."""
-    p = _good(folder, compression="rle")[rng.randrange(SLICES)]
+    p = write_good(folder, compression="rle")[rng.randrange(SLICES)]
     data = bytearray(p.read_bytes())
     start = data.rfind(b"\xfe\xff\x00\xe0") + 8
     struct.pack_into("<I", data, start, rng.choice([15, 3, 0, 255]))
@@ -156,13 +156,13 @@ def _rle_header(folder: Path, rng: random.Random) -> None:
 
 
 def _huge_size(folder: Path, keyword: str) -> None:
-    paths = _good(folder)
-    _rewrite(paths[3], lambda ds: setattr(ds, keyword, 60000))
-    _rewrite(paths[4], lambda ds: setattr(ds, keyword, 60000))
+    paths = write_good(folder)
+    rewrite(paths[3], lambda ds: setattr(ds, keyword, 60000))
+    rewrite(paths[4], lambda ds: setattr(ds, keyword, 60000))
 
 
 def _dicm_garbage(folder: Path, rng: random.Random) -> None:
-    paths = _good(folder)
+    paths = write_good(folder)
     paths[6].write_bytes(b"\0" * 128 + b"DICM" + bytes(rng.randrange(256) for _ in range(600)))
 
 
@@ -170,17 +170,17 @@ def synthetic_cases(rng: random.Random) -> list[FuzzCase]:
     cases = [header_case(kw, label, vr, value, every)
              for kw in HEADER_TAGS for label, vr, value in BAD_NUMBERS for every in (False, True)]
     cases += [
-        FuzzCase("control", (), lambda f: _good(f), damaged=False),
-        FuzzCase("control-rle", (), lambda f: _good(f, compression="rle"), damaged=False),
+        FuzzCase("control", (), lambda f: write_good(f), damaged=False),
+        FuzzCase("control-rle", (), lambda f: write_good(f, compression="rle"), damaged=False),
         FuzzCase("slope-zero", ("RescaleSlope",),
-                 lambda f: [_rewrite(p, lambda ds: setattr(ds, "RescaleSlope", 0)) for p in _good(f)]),
+                 lambda f: [rewrite(p, lambda ds: setattr(ds, "RescaleSlope", 0)) for p in write_good(f)]),
         _geometry_case("iop-non-unit", ("ImageOrientationPatient",), orientation=(2, 0, 0, 0, 1, 0)),
         _geometry_case("iop-non-orthogonal", ("ImageOrientationPatient",), orientation=(1, 0, 0, 0.6, 0.8, 0)),
         _geometry_case("iop-degenerate", ("ImageOrientationPatient",), orientation=(1, 0, 0, 1, 0, 0)),
         _geometry_case("iop-zero", ("ImageOrientationPatient",), orientation=(0, 0, 0, 0, 0, 0)),
-        FuzzCase("gantry-tilt", ("tilt",), _tilted),
-        FuzzCase("ipp-nan", ("ImagePositionPatient",), _ipp_nan),
-        FuzzCase("every-other-unreadable", ("unreadable",), _every_other_unreadable),
+        FuzzCase("gantry-tilt", ("tilt",), write_tilted),
+        FuzzCase("ipp-nan", ("ImagePositionPatient",), write_ipp_nan),
+        FuzzCase("every-other-unreadable", ("unreadable",), write_every_other_unreadable),
         FuzzCase("huge-rows", ("Rows",), lambda f: _huge_size(f, "Rows")),
         FuzzCase("huge-columns", ("Columns",), lambda f: _huge_size(f, "Columns")),
     ]
@@ -192,12 +192,12 @@ def synthetic_cases(rng: random.Random) -> list[FuzzCase]:
             FuzzCase(f"truncated-pixels-{n}", ("pixel data", "PixelData", "decode"),
                      lambda f, s=seed: _truncate(f, random.Random(s), header=False)),
             FuzzCase(f"pixel-garbage-{n}", ("pixel values", "implausible"),
-                     lambda f, s=seed: _pixel_garbage(f, random.Random(s))),
+                     lambda f, s=seed: write_pixel_garbage(f, random.Random(s))),
             FuzzCase(f"rle-corrupt-{n}", ("decode", "pixel values", "implausible"),
-                     lambda f, s=seed: _corrupt_compressed(f, random.Random(s), "rle"), harmless=_close_to_good),
+                     lambda f, s=seed: write_corrupt_compressed(f, random.Random(s), "rle"), harmless=_close_to_good),
             FuzzCase(f"j2k-corrupt-{n}", ("decode", "pixel values", "implausible"),
-                     lambda f, s=seed: _corrupt_compressed(f, random.Random(s), "j2k"), harmless=_close_to_good),
-            FuzzCase(f"rle-segment-table-{n}", ("decode",), lambda f, s=seed: _rle_header(f, random.Random(s))),
+                     lambda f, s=seed: write_corrupt_compressed(f, random.Random(s), "j2k"), harmless=_close_to_good),
+            FuzzCase(f"rle-segment-table-{n}", ("decode",), lambda f, s=seed: write_bad_rle_table(f, random.Random(s))),
             FuzzCase(f"dicm-garbage-{n}", ("unreadable",), lambda f, s=seed: _dicm_garbage(f, random.Random(s))),
         ]
     return cases
@@ -206,7 +206,7 @@ def synthetic_cases(rng: random.Random) -> list[FuzzCase]:
 REAL_FILES = 12  # files of the real series per case: enough for the gate, quick to decode
 
 
-def _real_subset(real: Path, folder: Path) -> list[Path]:
+def copy_real_subset(real: Path, folder: Path) -> list[Path]:
     folder.mkdir(parents=True, exist_ok=True)
     out = []
     for src in sorted(real.glob("*.dcm"))[40:40 + REAL_FILES]:
@@ -220,17 +220,17 @@ def _real_header(real: Path, rng: random.Random) -> FuzzCase:
     index = rng.randrange(REAL_FILES)
 
     def build(folder: Path) -> None:
-        _rewrite(_real_subset(real, folder)[index], lambda ds: _raw(ds, keyword, vr, value))
+        rewrite(copy_real_subset(real, folder)[index], lambda ds: set_raw(ds, keyword, vr, value))
     return FuzzCase(f"real-{keyword}-{label}-{index}", (keyword,), build,
                     damaged=(keyword, label) not in HARMLESS or keyword != "InstanceNumber")
 
 
-def _real_jpeg_corrupt(real: Path, rng: random.Random) -> FuzzCase:
+def real_jpeg_case(real: Path, rng: random.Random) -> FuzzCase:
     """Corrupt or truncated entropy data of a JPEG Lossless slice (decodes to garbage, not an error)."""
     index, flips, cut = rng.randrange(REAL_FILES), rng.randrange(1, 30), rng.random() < 0.3
 
     def build(folder: Path) -> None:
-        p = _real_subset(real, folder)[index]
+        p = copy_real_subset(real, folder)[index]
         data = bytearray(p.read_bytes())
         sos = data.find(b"\xff\xda")  # start of scan: entropy-coded data follows
         if cut:  # zeros from a point on: truncated entropy data, file lengths kept
@@ -265,15 +265,15 @@ def _close_to_reference(real: Path, volume) -> bool:
 
     if real not in _references:
         with tempfile.TemporaryDirectory() as tmp:
-            _references[real] = load_series(_real_subset(real, Path(tmp))).hu
+            _references[real] = load_series(copy_real_subset(real, Path(tmp))).hu
     ref = _references[real]
     return ref.shape == volume.hu.shape and float(np.abs(ref.astype(np.float32) - volume.hu).mean()) < HARMLESS_MEAN_HU
 
 
 def real_cases(real: Path, rng: random.Random, n: int) -> list[FuzzCase]:
-    cases = [FuzzCase("real-control", (), lambda f: _real_subset(real, f), damaged=False)]
+    cases = [FuzzCase("real-control", (), lambda f: copy_real_subset(real, f), damaged=False)]
     for _ in range(n):
-        cases.append(_real_jpeg_corrupt(real, rng) if rng.random() < 0.3 else _real_header(real, rng))
+        cases.append(real_jpeg_case(real, rng) if rng.random() < 0.3 else _real_header(real, rng))
     return cases
 
 
