@@ -2,12 +2,13 @@
 size, inference path and domain check. One typed object, carried into every result."""
 from __future__ import annotations
 
+import numbers
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from PETriageLib.ingest.limits import MIN_SLICES
+from PETriageLib.models.checkpoint import is_probability
 from PETriageLib.vocabulary import DOMAIN_CHECK_MODES, INFERENCE_PATHS
-
 
 
 @dataclass(frozen=True)
@@ -23,14 +24,18 @@ class CascadeOptions:
     domain_check: str = "refuse"
 
     def __post_init__(self) -> None:
+        for name in ("threshold_disease", "threshold_pe"):
+            value = getattr(self, name)
+            if not is_probability(value):
+                raise ValueError(f"{name} must be a finite number in [0, 1], got {value!r}")
+        for name in ("batch_size", "min_run", "min_slices"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+                raise ValueError(f"{name} must be a whole number >= 1, got {value!r}")
         if self.inference not in INFERENCE_PATHS:
             raise ValueError(f"unknown inference path {self.inference!r}; use one of {', '.join(INFERENCE_PATHS)}")
         if self.domain_check not in DOMAIN_CHECK_MODES:
             raise ValueError(f"unknown domain check {self.domain_check!r}; use one of {', '.join(DOMAIN_CHECK_MODES)}")
-        if int(self.batch_size) < 1:
-            raise ValueError(f"batch size must be at least 1, got {self.batch_size}")
-        if int(self.min_run) < 1:
-            raise ValueError(f"min_run must be >= 1, got {self.min_run}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
