@@ -57,3 +57,4 @@ MAX_OUT_OF_RANGE_FRACTION = 0.05  # a slice with more of its pixels above MAX_CT
 # each other. Corrupt JPEG Lossless decodes to such slices without any decoder error.
 NEIGHBOUR_JUMP_FACTOR = 3.0
 MIN_JUMP_HU = 30.0
+EDGE_JUMP_FACTOR = 10.0  # the first or last slice (one neighbour): only an extreme jump counts
