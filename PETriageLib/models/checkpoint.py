@@ -25,6 +25,7 @@ from PETriageLib import __version__
 from PETriageLib.atomic import atomic_write
 from PETriageLib.errors import CheckpointError
 from PETriageLib.models.base import SliceClassifier
+from PETriageLib.vocabulary import is_probability
 from PETriageLib.models.registry import build_model
 from PETriageLib.preprocess.windows import get_window
 
@@ -33,12 +34,6 @@ FORMAT_VERSION = 1
 REQUIRED_META = ("architecture", "config", "windows", "input_size", "class_names", "threshold")
 
 log = logging.getLogger(__name__)
-
-
-def is_probability(value: Any) -> bool:
-    """A real number (not a bool, not text), finite, in [0, 1]: what an operating point must be."""
-    return (isinstance(value, numbers.Real) and not isinstance(value, bool)
-            and math.isfinite(float(value)) and 0.0 <= float(value) <= 1.0)
 
 
 def meta_problem(meta: Mapping[str, Any]) -> str | None:

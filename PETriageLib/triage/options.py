@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from PETriageLib.ingest.limits import MIN_SLICES
-from PETriageLib.models.checkpoint import is_probability
+from PETriageLib.vocabulary import is_probability
 from PETriageLib.vocabulary import DOMAIN_CHECK_MODES, INFERENCE_PATHS
 
 

@@ -7,7 +7,6 @@ import random
 import warnings
 
 import numpy as np
-import pydicom
 import pytest
 from support.dicom_factory import chest_hu, write_series
 from support.fuzz_series import (copy_real_subset, rewrite, set_raw, write_bad_rle_table, write_corrupt_compressed,
