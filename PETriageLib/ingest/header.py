@@ -111,8 +111,8 @@ def orientation(ds: pydicom.Dataset, path: str) -> tuple[float, ...] | None:
     row, col = np.asarray(iop[:3]), np.asarray(iop[3:])
     tol = ORIENTATION_TOLERANCE
     if abs(np.linalg.norm(row) - 1) > tol or abs(np.linalg.norm(col) - 1) > tol:
-        raise _fail(path, "ImageOrientationPatient", iop, "is not made of two unit vectors "
+        raise _fail(path, "ImageOrientationPatient", list(iop), "is not made of two unit vectors "
                     f"(lengths {np.linalg.norm(row):.3f}, {np.linalg.norm(col):.3f})")
     if abs(float(np.dot(row, col))) > tol:
-        raise _fail(path, "ImageOrientationPatient", iop, f"has axes that are not orthogonal (dot product {np.dot(row, col):.3f})")
+        raise _fail(path, "ImageOrientationPatient", list(iop), f"has axes that are not orthogonal (dot product {np.dot(row, col):.3f})")
     return iop
