@@ -16,8 +16,8 @@ import pydicom
 
 from PETriageLib.ingest.checks import SeriesCheck, check_series, examples as _examples
 from PETriageLib.errors import SeriesError
-from PETriageLib.ingest.scan import (Instance, ScanResult, SeriesInfo, group_series, name_based_uid, quiet_dicom,
-                                     scan_files, sort_instances)
+from PETriageLib.ingest.scan import (HEADER_DEFER_BYTES, Instance, ScanResult, SeriesInfo, group_series, name_based_uid,
+                                     quiet_dicom, scan_files, sort_instances)
 from PETriageLib.progress import Progress
 from PETriageLib.ingest.header import number as header_number, text as header_text
 from PETriageLib.ingest.pixels import neighbour_breaks
@@ -128,7 +128,7 @@ def _decode(inst: Instance) -> np.ndarray:
     ds = None
     try:
         with quiet_dicom():
-            ds = pydicom.dcmread(inst.path)
+            ds = pydicom.dcmread(inst.path, defer_size=HEADER_DEFER_BYTES)  # a huge private tag stays on disk
             _check_length(inst, ds)
             if ds.file_meta.get("TransferSyntaxUID") == pydicom.uid.RLELossless:
                 ds.pixel_array_options(decoding_plugin=RLE_PLUGIN)
