@@ -34,7 +34,9 @@ def test_seeded_sample_of_damaged_headers(tmp_path):
     cases = sample_cases(SEED, CASES, real)
     outcomes = run_cases(cases, tmp_path)
     tally = counts(outcomes)
-    assert tally["cases"] == CASES and tally["crash"] == 0 and tally["questionable"] == 0, _report(outcomes)
+    # without the real series the synthetic pool (240 cases) bounds a large sample
+    assert tally["cases"] == len(cases) >= min(CASES, 240), tally
+    assert tally["crash"] == 0 and tally["questionable"] == 0, _report(outcomes)
 
 
 def test_the_judge_flags_damage_nobody_mentions(tmp_path):
