@@ -10,3 +10,13 @@ DOMAIN_CHECK_MODES = ("refuse", "warn", "off")  # a series unlike the training d
 # fast: BN folded, channels_last, bf16 where the hardware has it, checked against fp32; eager: the
 # model as loaded, fp32 (naive is its old name)
 INFERENCE_PATHS = ("eager", "naive", "fast")
+
+
+def is_probability(value: object) -> bool:
+    """What an operating point must be: a real number (not a bool, not text), finite, in [0, 1].
+    Here because both the triage options and the checkpoint reader check it, and this module loads no torch."""
+    import math  # standard library, imported here: the module itself stays import-free
+    import numbers
+
+    return (isinstance(value, numbers.Real) and not isinstance(value, bool)
+            and math.isfinite(float(value)) and 0.0 <= float(value) <= 1.0)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from PETriageLib.ingest.limits import DUPLICATE_MM, is_axial, spacing_gaps
+from PETriageLib.ingest.limits import DUPLICATE_MM, MAX_TILT_DEGREES, is_axial, spacing_gaps
 from PETriageLib.ingest.scan import CT_SOP_CLASSES, SECONDARY_CAPTURE_PREFIX, Instance, is_valid_uid, reference_normal
 
 
@@ -17,6 +17,7 @@ from PETriageLib.ingest.scan import CT_SOP_CLASSES, SECONDARY_CAPTURE_PREFIX, In
 class SeriesCheck:
     errors: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    defects: list[str] = field(default_factory=list)  # loads, but must never get a verdict (the gate refuses)
     normal: np.ndarray | None = None
     positions: np.ndarray | None = None  # along the normal, same order as the instances
     duplicates: list[tuple[int, int]] = field(default_factory=list)  # index pairs with equal position
@@ -26,7 +27,7 @@ def _name(inst: Instance) -> str:
     return Path(inst.path).name
 
 
-def _examples(insts: list[Instance], n: int = 3) -> str:
+def examples(insts: list[Instance], n: int = 3) -> str:
     names = ", ".join(inst.path for inst in insts[:n])
     return names + (f" and {len(insts) - n} more" if len(insts) > n else "")
 
@@ -53,10 +54,10 @@ def check_geometry(insts: list[Instance], check: SeriesCheck) -> None:
     no_pos = [i for i in insts if i.position is None]
     no_ori = [i for i in insts if i.orientation is None]
     if no_pos:
-        check.errors.append(f"missing ImagePositionPatient in {len(no_pos)} file(s): {_examples(no_pos)}; "
+        check.errors.append(f"missing ImagePositionPatient in {len(no_pos)} file(s): {examples(no_pos)}; "
                             "slices cannot be placed or ordered")
     if no_ori:
-        check.errors.append(f"missing ImageOrientationPatient in {len(no_ori)} file(s): {_examples(no_ori)}")
+        check.errors.append(f"missing ImageOrientationPatient in {len(no_ori)} file(s): {examples(no_ori)}")
     sizes = {(i.rows, i.cols) for i in insts}
     if len(sizes) > 1:
         check.errors.append(f"mixed image sizes {sorted(sizes)} in series of {insts[0].path}; cannot stack slices")
@@ -101,6 +102,40 @@ def check_geometry(insts: list[Instance], check: SeriesCheck) -> None:
                               "it loads, but triage needs axial slices")
 
 
+def check_rescale(insts: list[Instance], check: SeriesCheck) -> None:
+    """HU need RescaleSlope and RescaleIntercept (type 1 in CT Image Storage): never guess them."""
+    for keyword, attr in (("RescaleSlope", "slope"), ("RescaleIntercept", "intercept")):
+        missing = [i for i in insts if getattr(i, attr) is None]
+        if missing:
+            check.errors.append(f"{keyword} missing in {len(missing)} file(s): {examples(missing)}; "
+                                "Hounsfield units cannot be computed")
+        values = sorted({getattr(i, attr) for i in insts} - {None})
+        if len(values) > 1:  # scanners keep one rescale per series; a slice with another is suspect
+            odd = [i for i in insts if getattr(i, attr) != getattr(insts[len(insts) // 2], attr)]
+            check.warnings.append(f"mixed {keyword} values {values[:4]} in the series, e.g. {examples(odd, 2)}")
+
+
+def check_tilt(insts: list[Instance], check: SeriesCheck) -> None:
+    """Slice positions must advance along the slice normal; off it (gantry tilt) the volume is sheared."""
+    first, last = np.asarray(insts[0].position, float), np.asarray(insts[-1].position, float)
+    along = float(np.dot(last - first, check.normal))
+    across = float(np.linalg.norm((last - first) - along * check.normal))
+    if abs(along) < DUPLICATE_MM:
+        return
+    degrees = float(np.degrees(np.arctan2(across, abs(along))))
+    if degrees > MAX_TILT_DEGREES:
+        check.defects.append(f"gantry tilt of {degrees:.1f} degrees: ImagePositionPatient from {_name(insts[0])} to "
+                             f"{_name(insts[-1])} does not advance along the slice normal, the volume would be "
+                             "sheared; PETriage does not resample tilted series")
+
+
+def check_notes(insts: list[Instance], check: SeriesCheck) -> None:
+    notes = [n for i in insts for n in i.notes]
+    check.warnings += notes[:5]
+    if len(notes) > 5:
+        check.warnings.append(f"{len(notes) - 5} more header values ignored")
+
+
 def check_uids(insts: list[Instance], check: SeriesCheck) -> None:
     uid = insts[0].series_uid
     if uid.startswith("(no SeriesInstanceUID)"):
@@ -117,6 +152,11 @@ def check_series(insts: list[Instance]) -> SeriesCheck:
     """Run every check on instances already sorted by ``dicom_scan.sort_instances``."""
     check = SeriesCheck()
     check_modality(insts, check)
+    check_rescale(insts, check)
     check_geometry(insts, check)
+    if check.positions is not None and len(insts) > 1:
+        check_tilt(insts, check)
     check_uids(insts, check)
+    check_notes(insts, check)
+    check.warnings += check.defects
     return check

@@ -37,3 +37,24 @@ def spacing_gaps(positions: Sequence[float]) -> "tuple[float, np.ndarray]":
         return 0.0, np.zeros(0, int)
     median = float(np.median(real))
     return median, np.flatnonzero(steps > GAP_FACTOR * median)
+
+
+# Header values outside these are refused (ingest.header) before any pixel is decoded.
+MAX_IMAGE_SIDE = 4096  # Rows, Columns: CT is 512, sometimes 1024 or 2048
+BITS_ALLOCATED = (8, 16, 32)
+MAX_VOXELS = 1_500_000_000  # slices x rows x columns of one series (6 GB as float32)
+MAX_RESCALE_SLOPE = 1000.0  # 0 < RescaleSlope <= this
+MAX_ABS_INTERCEPT = 100_000.0  # |RescaleIntercept| <= this
+MAX_PIXEL_MM = 50.0  # 0 < PixelSpacing <= this
+ORIENTATION_TOLERANCE = 1e-3  # |1 - |row||, |1 - |col|| and |row . col| above this: not a valid orientation
+MAX_TILT_DEGREES = 0.5  # slice positions off the slice normal by more than this: gantry tilt (sheared volume)
+
+# Pixel sanity after decoding: CT holds -1024..3071 HU (12 bits); metal can exceed it on a few pixels.
+MAX_CT_HU = 3071
+MAX_OUT_OF_RANGE_FRACTION = 0.05  # a slice with more of its pixels above MAX_CT_HU is implausible for CT
+# A slice that breaks from its neighbours: mean |HU difference| to each of them above this factor
+# times the series' median step difference (and above MIN_JUMP_HU), while the neighbours agree with
+# each other. Corrupt JPEG Lossless decodes to such slices without any decoder error.
+NEIGHBOUR_JUMP_FACTOR = 3.0
+MIN_JUMP_HU = 30.0
+EDGE_JUMP_FACTOR = 10.0  # the first or last slice (one neighbour): only an extreme jump counts

@@ -9,16 +9,19 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import pydicom
 
-from PETriageLib.ingest.checks import SeriesCheck, check_series
+from PETriageLib.ingest.checks import SeriesCheck, check_series, examples as _examples
 from PETriageLib.errors import SeriesError
-from PETriageLib.ingest.scan import (Instance, ScanResult, SeriesInfo, group_series, name_based_uid, quiet_dicom,
-                                     scan_files, sort_instances)
+from PETriageLib.ingest.scan import (HEADER_DEFER_BYTES, Instance, ScanResult, SeriesInfo, group_series, name_based_uid,
+                                     quiet_dicom, scan_files, sort_instances)
 from PETriageLib.progress import Progress
+from PETriageLib.ingest.header import number as header_number, text as header_text
+from PETriageLib.ingest.pixels import neighbour_breaks
+from PETriageLib.ingest.limits import MAX_CT_HU, MAX_OUT_OF_RANGE_FRACTION, MAX_VOXELS
 from PETriageLib.ingest.volume import AIR_HU, CTVolume
 
 log = logging.getLogger(__name__)
@@ -33,7 +36,7 @@ def _scan_summary(scan: ScanResult) -> list[str]:
     if scan.skipped_non_dicom:
         notes.append(f"skipped {len(scan.skipped_non_dicom)} non-DICOM (or non-image DICOM) file(s), e.g. {scan.skipped_non_dicom[0]}")
     for path, reason in scan.unreadable[:5]:
-        notes.append(f"{path}: unreadable DICOM file (truncated or corrupt): {reason}")
+        notes.append(f"{path}: unreadable DICOM file: {reason}")
     if len(scan.unreadable) > 5:
         notes.append(f"{len(scan.unreadable) - 5} more unreadable file(s)")
     return notes
@@ -49,13 +52,14 @@ def _require_instances(path_or_files, scan: ScanResult) -> None:
     raise SeriesError(f"{where}: no readable DICOM image files among {scan.total_files} file(s) ({detail})")
 
 
-def _info(uid: str, insts: list[Instance], check: SeriesCheck, scan_notes: list[str]) -> SeriesInfo:
+def _info(uid: str, insts: list[Instance], check: SeriesCheck, scan_notes: list[str],
+          unreadable: list[tuple[str, str]]) -> SeriesInfo:
     header = insts[0].header
     return SeriesInfo(
         uid=uid, files=[i.path for i in insts], modality=insts[0].modality or "",
         num_slices=len(insts), rows=insts[0].rows, cols=insts[0].cols,
         warnings=[*check.errors, *check.warnings, *scan_notes], instances=insts,
-        description=str(header.get("SeriesDescription", "") or ""),
+        description=header_text(header, "SeriesDescription"), unreadable=unreadable,
     )
 
 
@@ -71,7 +75,7 @@ def scan_series(path_or_files: PathOrFiles, progress: Progress | None = None) ->
     infos = []
     for uid, insts in group_series(scan.instances).items():
         insts = sort_instances(insts)
-        infos.append(_info(uid, insts, check_series(insts), notes))
+        infos.append(_info(uid, insts, check_series(insts), notes, scan.unreadable))
     return sorted(infos, key=lambda s: (-s.num_slices, s.uid))
 
 
@@ -87,41 +91,87 @@ def _choose(path_or_files, groups: dict[str, list[Instance]], series_uid: str | 
 
 
 def _rescale(inst: Instance) -> tuple[float, float]:
-    h = inst.header
-    slope = float(h.get("RescaleSlope", 1) or 1)
-    intercept = float(h.get("RescaleIntercept", 0) or 0)
-    return slope, intercept
+    """(slope, intercept), validated when the header was read; ``check_rescale`` refuses missing ones."""
+    return float(inst.slope if inst.slope is not None else 1.0), float(inst.intercept or 0.0)
+
+
+def _syntax_name(ds: "pydicom.Dataset | None") -> str:
+    try:
+        ts = pydicom.uid.UID(str(ds.file_meta.TransferSyntaxUID))
+        return f"{ts.name} ({ts})"
+    except Exception:  # no file meta, or a value that is not a UID
+        return "unknown transfer syntax"
+
+
+def _check_length(inst: Instance, ds: pydicom.Dataset) -> None:
+    """Uncompressed pixel data must hold Rows x Columns x BitsAllocated before anything is allocated."""
+    if "PixelData" not in ds:
+        raise SeriesError(f"{inst.path}: no PixelData element")
+    if getattr(ds.file_meta.TransferSyntaxUID, "is_compressed", True):
+        return
+    need = inst.rows * inst.cols * inst.frames * inst.bits_allocated // 8
+    have = len(ds.PixelData)
+    if have < need:
+        raise SeriesError(f"{inst.path}: PixelData holds {have} bytes; Rows {inst.rows} x Columns {inst.cols} x "
+                          f"BitsAllocated {inst.bits_allocated} need {need} (truncated file?)")
+
+
+# pydicom's own RLE decoder raises on corrupt segments; pylibjpeg-rle's Rust code panics and
+# prints a backtrace to stderr first (pydicom's: 17 ms per 512 x 512 slice here)
+RLE_PLUGIN = "pydicom"
 
 
 def _decode(inst: Instance) -> np.ndarray:
-    """Stored pixel values of one file, decoded through pydicom's handlers (pylibjpeg, ...)."""
+    """Stored pixel values of one file, decoded through pydicom's handlers (pylibjpeg, ...).
+    Every decoder failure is this file's SeriesError: pylibjpeg-rle's Rust panics derive from
+    BaseException, so only interrupts pass through."""
+    ds = None
     try:
         with quiet_dicom():
-            ds = pydicom.dcmread(inst.path)
+            ds = pydicom.dcmread(inst.path, defer_size=HEADER_DEFER_BYTES)  # a huge private tag stays on disk
+            _check_length(inst, ds)
+            if ds.file_meta.get("TransferSyntaxUID") == pydicom.uid.RLELossless:
+                ds.pixel_array_options(decoding_plugin=RLE_PLUGIN)
             arr = ds.pixel_array
-    except Exception as exc:
-        ts = getattr(getattr(inst.header, "file_meta", None), "TransferSyntaxUID", None)
-        ts_name = f"{ts.name} ({ts})" if ts is not None else "unknown transfer syntax"
-        raise SeriesError(f"{inst.path}: cannot decode pixel data ({ts_name}): {type(exc).__name__}: {exc}") from exc
+    except SeriesError:
+        raise
+    except (KeyboardInterrupt, SystemExit, MemoryError):
+        raise
+    except BaseException as exc:  # noqa: B902 - see the docstring
+        detail = " ".join(str(exc).split())[:300]
+        raise SeriesError(f"{inst.path}: cannot decode pixel data ({_syntax_name(ds)}): {type(exc).__name__}: {detail}") from None
     if arr.shape != (inst.rows, inst.cols):
         raise SeriesError(f"{inst.path}: decoded pixel array has shape {arr.shape}, header says {(inst.rows, inst.cols)}")
     return arr
 
 
-def _to_hu(inst: Instance, raw: np.ndarray, dtype: np.dtype) -> np.ndarray:
-    """Rescale to HU; PixelPaddingValue and anything below air (e.g. -2048, -3024 padding) -> -1024."""
+def _to_hu(inst: Instance, raw: np.ndarray, dtype: np.dtype) -> tuple[np.ndarray, float]:
+    """Rescale to HU in float64 (an intercept of 1e10 cannot overflow); PixelPaddingValue and
+    anything below air (e.g. -2048, -3024 padding) -> -1024. Also returns the share of pixels
+    above what CT holds (``MAX_CT_HU``), for the pixel sanity check."""
     slope, intercept = _rescale(inst)
-    if dtype == np.int16:
-        hu = raw.astype(np.int32) * int(slope) + int(intercept)
-    else:
-        hu = raw.astype(np.float32) * np.float32(slope) + np.float32(intercept)
-    pad = inst.header.get("PixelPaddingValue")
-    if pad is not None and not isinstance(pad, (list, tuple)):
-        limit = inst.header.get("PixelPaddingRangeLimit", pad)
-        lo, hi = sorted((int(pad), int(limit)))
-        hu[(raw >= lo) & (raw <= hi)] = AIR_HU
-    hi_clip = 32767 if dtype == np.int16 else None
-    return np.clip(hu, AIR_HU, hi_clip).astype(dtype, copy=False)
+    hu = raw.astype(np.float64) * slope + intercept
+    pad = _padding(inst)
+    if pad is not None:
+        hu[(raw >= pad[0]) & (raw <= pad[1])] = AIR_HU
+    above = float(np.count_nonzero(hu > MAX_CT_HU)) / max(hu.size, 1)
+    hi_clip = 32767 if dtype == np.int16 else np.finfo(np.float32).max
+    return np.clip(hu, AIR_HU, hi_clip).astype(dtype), above
+
+
+def _padding(inst: Instance) -> tuple[float, float] | None:
+    """The stored-value range PixelPaddingValue (and PixelPaddingRangeLimit) marks, or None."""
+    with quiet_dicom():
+        try:
+            pad = header_number(inst.header, "PixelPaddingValue", inst.path)
+            limit = header_number(inst.header, "PixelPaddingRangeLimit", inst.path)
+        except SeriesError as exc:
+            log.debug("%s; padding ignored", exc)
+            return None
+    if pad is None:
+        return None
+    lo, hi = sorted((pad, pad if limit is None else limit))
+    return lo, hi
 
 
 def surrogate_instance_uid(series_key: str, name: str, position: float) -> str:
@@ -133,13 +183,6 @@ def surrogate_instance_uid(series_key: str, name: str, position: float) -> str:
     return name_based_uid(f"{series_key}|{name}|{position:.3f}")
 
 
-def _text(header: pydicom.Dataset, keyword: str) -> str:
-    value = header.get(keyword, "")
-    if isinstance(value, (list, tuple, pydicom.multival.MultiValue)):
-        return "\\".join(str(v) for v in value)
-    return str(value or "").strip()
-
-
 def series_metadata(inst: Instance, uid: str, num_slices: int) -> dict[str, Any]:
     """The identifiers and acquisition facts a report needs, from the first slice's header."""
     with quiet_dicom():
@@ -148,10 +191,10 @@ def series_metadata(inst: Instance, uid: str, num_slices: int) -> dict[str, Any]
 
 def _metadata(inst: Instance, uid: str, num_slices: int) -> dict[str, Any]:
     h = inst.header
-    thickness = h.get("SliceThickness")
-    ts = getattr(getattr(h, "file_meta", None), "TransferSyntaxUID", None)
+    meta_ds = getattr(h, "file_meta", None)
+    ts = header_text(meta_ds, "TransferSyntaxUID") if meta_ds is not None else ""
     meta: dict[str, Any] = {
-        key: _text(h, kw) for key, kw in (
+        key: header_text(h, kw) for key, kw in (
             ("patient_id", "PatientID"), ("patient_name", "PatientName"), ("study_uid", "StudyInstanceUID"),
             ("study_date", "StudyDate"), ("study_time", "StudyTime"), ("series_date", "SeriesDate"),
             ("series_description", "SeriesDescription"), ("study_description", "StudyDescription"),
@@ -160,14 +203,14 @@ def _metadata(inst: Instance, uid: str, num_slices: int) -> dict[str, Any]:
             ("body_part", "BodyPartExamined"), ("patient_position", "PatientPosition"),
             ("image_type", "ImageType"), ("series_number", "SeriesNumber"))
     }
-    agent = _text(h, "ContrastBolusAgent")
+    agent = header_text(h, "ContrastBolusAgent")
     meta.update(
         series_uid=uid, modality=inst.modality or "CT", num_slices=num_slices,
         contrast_agent=agent or None,
-        slice_thickness=float(thickness) if thickness not in (None, "") else None,
+        slice_thickness=inst.slice_thickness,
         rows=inst.rows, cols=inst.cols,
-        transfer_syntax=str(ts) if ts is not None else None,
-        transfer_syntax_name=ts.name if ts is not None else None,
+        transfer_syntax=ts or None,
+        transfer_syntax_name=pydicom.uid.UID(ts).name if ts else None,
     )
     return meta
 
@@ -181,14 +224,33 @@ def _output_dtype(insts: list[Instance]) -> np.dtype:
     return np.dtype(np.int16)
 
 
-def _decode_all(insts: list[Instance], progress: Progress | None) -> np.ndarray:
+def _decode_all(insts: list[Instance], progress: Progress | None) -> tuple[np.ndarray, list[str]]:
+    """The HU volume, and the defects of slices whose pixels CT cannot hold (flagged by name)."""
     dtype = _output_dtype(insts)
+    voxels = len(insts) * insts[0].rows * insts[0].cols
+    if voxels > MAX_VOXELS:
+        raise SeriesError(f"{insts[0].path}: series of {len(insts)} x {insts[0].rows} x {insts[0].cols} voxels is "
+                          f"larger than PETriage loads ({MAX_VOXELS})")
     hu = np.empty((len(insts), insts[0].rows, insts[0].cols), dtype=dtype)
+    flagged: list[tuple[Instance, float]] = []
     for k, inst in enumerate(insts):
-        hu[k] = _to_hu(inst, _decode(inst), dtype)
+        hu[k], above = _to_hu(inst, _decode(inst), dtype)
+        if above > MAX_OUT_OF_RANGE_FRACTION:
+            flagged.append((inst, above))
         if progress:
             progress(k + 1, len(insts), "reading")
-    return hu
+    defects = []
+    if flagged:
+        names = ", ".join(f"{Path(i.path).name} ({100 * f:.0f}%)" for i, f in flagged[:5])
+        more = f" and {len(flagged) - 5} more" if len(flagged) > 5 else ""
+        defects.append(f"implausible pixel values for CT in {len(flagged)} slice(s): {names}{more} of the pixels "
+                       f"are above {MAX_CT_HU} HU (corrupt pixel data or a wrong rescale?)")
+    seen = {id(i) for i, _ in flagged}
+    breaks = [insts[k] for k in neighbour_breaks(hu) if id(insts[k]) not in seen]
+    if breaks:
+        defects.append(f"implausible pixel values for CT in {len(breaks)} slice(s) that break from both neighbours: "
+                       f"{_examples(breaks)} (corrupt compressed pixel data decodes to such slices)")
+    return hu, defects
 
 
 def _drop_duplicates(insts: list[Instance], hu: np.ndarray, check: SeriesCheck) -> np.ndarray:
@@ -199,7 +261,7 @@ def _drop_duplicates(insts: list[Instance], hu: np.ndarray, check: SeriesCheck) 
             keep[b] = False
         else:
             raise SeriesError(f"{insts[a].path} and {insts[b].path} are at the same position "
-                              f"({check.positions[a]:.2f} mm) with different pixels: two acquisitions mixed in one series")
+                              f"(ImagePositionPatient {check.positions[a]:.2f} mm along the normal) with different pixels: two acquisitions mixed in one series")
     if not keep.all():
         check.warnings.append(f"dropped {int((~keep).sum())} duplicate slice(s) with identical pixels")
     same = [k for k in range(len(insts) - 1) if keep[k] and keep[k + 1] and np.array_equal(hu[k], hu[k + 1])]
@@ -214,8 +276,7 @@ def _slice_spacing(insts: list[Instance], positions: np.ndarray) -> float:
     steps = np.diff(positions)
     if steps.size:
         return float(np.median(steps))
-    thickness = insts[0].header.get("SliceThickness")
-    return float(thickness) if thickness not in (None, "", 0) else 1.0
+    return insts[0].slice_thickness or 1.0
 
 
 def load_series(path_or_files: PathOrFiles, series_uid: str | None = None,
@@ -230,20 +291,30 @@ def load_series(path_or_files: PathOrFiles, series_uid: str | None = None,
     scan = scan_files(path_or_files)
     _require_instances(path_or_files, scan)
     uid, insts = _choose(path_or_files, group_series(scan.instances), series_uid)
-    return _load(uid, sort_instances(insts), _scan_summary(scan), progress)
+    return _load(uid, sort_instances(insts), _scan_summary(scan), progress, scan.unreadable)
 
 
 def load_info(info: SeriesInfo, progress: Progress | None = None) -> CTVolume:
     """Load a series found by ``scan_series`` without reading its headers again."""
     notes = [w for w in info.warnings if "non-DICOM" in w or "unreadable DICOM file" in w]
-    return _load(info.uid, info.instances, notes, progress)
+    return _load(info.uid, info.instances, notes, progress, info.unreadable)
 
 
-def _load(uid: str, insts: list[Instance], scan_notes: list[str], progress: Progress | None) -> CTVolume:
+def _lost_slices(unreadable: list[tuple[str, str]], kept: int, spacing: float) -> list[str]:
+    """Files that look like DICOM but could not be read count against the series: it may have lost slices."""
+    if not unreadable:
+        return []
+    path, reason = unreadable[0]
+    return [f"{len(unreadable)} unreadable DICOM file(s) in the input (e.g. {path}: {reason}): the series may "
+            f"have lost slices; {kept} slice(s) remain at {spacing:.2f} mm spacing"]
+
+
+def _load(uid: str, insts: list[Instance], scan_notes: list[str], progress: Progress | None,
+          unreadable: list[tuple[str, str]] = ()) -> CTVolume:
     check = check_series(insts)
     if check.errors:
         raise SeriesError("; ".join(check.errors))
-    hu = _decode_all(insts, progress)
+    hu, pixel_defects = _decode_all(insts, progress)
     keep = _drop_duplicates(insts, hu, check)
     if not keep.all():
         hu = hu[keep]
@@ -252,9 +323,12 @@ def _load(uid: str, insts: list[Instance], scan_notes: list[str], progress: Prog
     first = kept[0]
     row_dir, col_dir = np.asarray(first.orientation[:3]), np.asarray(first.orientation[3:])
     row_mm, col_mm = first.pixel_spacing or (1.0, 1.0)
+    slice_mm = _slice_spacing(kept, positions)
+    lost = _lost_slices(list(unreadable), len(kept), slice_mm)
+    defects = [*check.defects, *pixel_defects, *lost]  # check.defects are in check.warnings already
     volume = CTVolume(
         hu=hu,
-        spacing=(float(col_mm), float(row_mm), _slice_spacing(kept, positions)),
+        spacing=(float(col_mm), float(row_mm), slice_mm),
         origin=tuple(float(v) for v in first.position),
         direction=np.column_stack([row_dir, col_dir, check.normal]),
         z_positions=positions.astype(float),
@@ -262,7 +336,8 @@ def _load(uid: str, insts: list[Instance], scan_notes: list[str], progress: Prog
                        for i, p in zip(kept, positions)],
         file_paths=[i.path for i in kept],
         metadata=series_metadata(first, uid, len(kept)),
-        warnings=[*check.warnings, *scan_notes],
+        warnings=[*check.warnings, *pixel_defects, *lost, *scan_notes],
+        defects=defects,
     )
     for w in volume.warnings:  # returned to the caller too; logged for the record
         log.info("%s", w)

@@ -21,6 +21,9 @@ import pydicom
 from pydicom.errors import InvalidDicomError
 
 from PETriageLib.errors import SeriesError
+from PETriageLib.ingest import header
+from PETriageLib.ingest.limits import (BITS_ALLOCATED, MAX_ABS_INTERCEPT, MAX_IMAGE_SIDE, MAX_PIXEL_MM,
+                                       MAX_RESCALE_SLOPE)
 from PETriageLib.progress import Progress
 
 log = logging.getLogger(__name__)
@@ -58,6 +61,11 @@ class Instance:
     pixel_spacing: tuple[float, float] | None  # (row mm, col mm)
     instance_number: int | None
     header: pydicom.Dataset = field(repr=False)
+    bits_allocated: int = 16
+    slope: float | None = 1.0  # RescaleSlope, validated: finite, > 0; None when absent
+    intercept: float | None = 0.0  # RescaleIntercept, validated: finite, bounded; None when absent
+    slice_thickness: float | None = None
+    notes: list[str] = field(default_factory=list)  # header values ignored, with why
 
     @property
     def normal(self) -> np.ndarray | None:
@@ -80,6 +88,7 @@ class SeriesInfo:
     warnings: list[str] = field(default_factory=list)
     instances: list[Instance] = field(default_factory=list, repr=False)
     description: str = ""
+    unreadable: list[tuple[str, str]] = field(default_factory=list)  # (path, reason) of the whole input
 
     @property
     def header(self) -> pydicom.Dataset:
@@ -112,60 +121,108 @@ def list_files(path_or_files: "str | os.PathLike | Sequence[str | os.PathLike]")
     return files
 
 
-def _floats(value, n: int) -> tuple[float, ...] | None:
-    try:
-        out = tuple(float(v) for v in value)
-    except (TypeError, ValueError):
-        return None
-    return out if len(out) == n else None
+class _ToDebug(logging.Handler):
+    """pydicom's decoder messages (tracebacks of handled errors included) as debug lines of ours."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        decoder_log.debug("pydicom: %s", record.getMessage())
+
+
+decoder_log = logging.getLogger("PETriageLib.ingest.decoder")
 
 
 @contextlib.contextmanager
 def quiet_dicom():
-    """Silence pydicom's warnings on invalid UIDs/VRs (real exports have them; we report them once)."""
+    """Silence pydicom's warnings on invalid UIDs/VRs (real exports have them; we report them once)
+    and send its log (which prints to stderr by default) to PETriage's logger at debug level."""
     settings = pydicom.config.settings
     mode = settings.reading_validation_mode
     settings.reading_validation_mode = pydicom.config.IGNORE  # else pydicom also logs each one
+    plog = logging.getLogger("pydicom")
+    handlers, propagate = plog.handlers[:], plog.propagate
+    plog.handlers, plog.propagate = [_ToDebug()], False
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             yield
     finally:
         settings.reading_validation_mode = mode
+        plog.handlers, plog.propagate = handlers, propagate
+
+
+HEADER_DEFER_BYTES = 1 << 20  # elements larger than this (huge private tags) stay on disk until used
 
 
 def read_instance(path: Path) -> Instance:
-    """Read one header without pixel data; raises InvalidDicomError for non-DICOM files."""
+    """Read one header without pixel data; raises InvalidDicomError for non-DICOM files and
+    SeriesError (naming the tag and value) for header values PETriage cannot use."""
     with quiet_dicom():  # values convert lazily: keep every access inside
-        return _instance(path, pydicom.dcmread(path, stop_before_pixels=True))
+        ds = pydicom.dcmread(path, stop_before_pixels=True, defer_size=HEADER_DEFER_BYTES)
+        return _instance(path, ds)
+
+
+def _lenient(notes: list[str], read, *args, **kwargs):
+    """A value PETriage can do without (InstanceNumber, SliceThickness): a note, not a refusal."""
+    try:
+        return read(*args, **kwargs)
+    except SeriesError as exc:
+        notes.append(f"{exc}; ignored")
+        return None
 
 
 def _instance(path: Path, ds: pydicom.Dataset) -> Instance:
     if "Rows" not in ds:
         meta = getattr(ds, "file_meta", None)
-        sop_class = str(ds.get("SOPClassUID") or (meta.get("MediaStorageSOPClassUID", "") if meta else ""))
-        if len(ds) == 0 or sop_class in IMAGE_SOP_CLASSES:  # pydicom stops quietly at the end of a short file
+        classes = {header.text(ds, "SOPClassUID"), header.text(meta, "MediaStorageSOPClassUID") if meta else ""} - {""}
+        if len(ds) == 0 or classes & IMAGE_SOP_CLASSES:  # pydicom stops quietly at the end of a short file
             raise ValueError("header ends before the image attributes (truncated file?)")
+        if not classes or not all(is_valid_uid(c) for c in classes):  # nothing says what it is: damaged, not foreign
+            raise ValueError("no valid SOP class and no image attributes after the DICOM preamble (corrupt file?)")
         raise InvalidDicomError("a DICOM file that is not an image (DICOMDIR, report, ...)")
-    series_uid = str(ds.get("SeriesInstanceUID", "") or "").strip()
+    name = str(path)
+    series_uid = header.text(ds, "SeriesInstanceUID")
     if not series_uid:
         series_uid = f"(no SeriesInstanceUID) {path.parent}"
-    inum = ds.get("InstanceNumber")
+    rows = header.integer(ds, "Rows", name, True, 1, MAX_IMAGE_SIDE)
+    cols = header.integer(ds, "Columns", name, True, 1, MAX_IMAGE_SIDE)
+    bits = header.integer(ds, "BitsAllocated", name, True, 1, 64)
+    if bits not in BITS_ALLOCATED:
+        raise SeriesError(f"{name}: BitsAllocated {bits} is not one of {list(BITS_ALLOCATED)}")
+    spacing = header.numbers(ds, "PixelSpacing", name, 2)
+    if spacing is not None and not all(0 < v <= MAX_PIXEL_MM for v in spacing):
+        raise SeriesError(f"{name}: PixelSpacing {list(spacing)} is outside (0, {MAX_PIXEL_MM}] mm")
+    notes: list[str] = []
+    inum = _lenient(notes, header.integer, ds, "InstanceNumber", name)
+    thickness = _lenient(notes, header.number, ds, "SliceThickness", name, low=0, high=1000, low_open=True)
     return Instance(
-        path=str(path),
+        path=name,
         series_uid=series_uid,
-        sop_uid=str(ds.get("SOPInstanceUID", "") or "").strip(),
-        modality=str(ds.get("Modality", "") or "").strip().upper(),
-        sop_class=str(ds.get("SOPClassUID", "") or ""),
-        rows=int(ds.get("Rows", 0) or 0),
-        cols=int(ds.get("Columns", 0) or 0),
-        frames=int(ds.get("NumberOfFrames", 1) or 1),
-        position=_floats(ds.get("ImagePositionPatient"), 3),
-        orientation=_floats(ds.get("ImageOrientationPatient"), 6),
-        pixel_spacing=_floats(ds.get("PixelSpacing"), 2),  # type: ignore[arg-type]
-        instance_number=int(inum) if inum not in (None, "") else None,
+        sop_uid=header.text(ds, "SOPInstanceUID"),
+        modality=header.text(ds, "Modality").upper(),
+        sop_class=header.text(ds, "SOPClassUID"),
+        rows=rows,
+        cols=cols,
+        frames=header.integer(ds, "NumberOfFrames", name, low=1) or 1,
+        position=header.numbers(ds, "ImagePositionPatient", name, 3),  # type: ignore[arg-type]
+        orientation=header.orientation(ds, name),
+        pixel_spacing=spacing,  # type: ignore[arg-type]
+        instance_number=inum,
         header=ds,
+        bits_allocated=bits,
+        slope=header.number(ds, "RescaleSlope", name, False, 0, MAX_RESCALE_SLOPE, low_open=True),
+        intercept=header.number(ds, "RescaleIntercept", name, False, -MAX_ABS_INTERCEPT, MAX_ABS_INTERCEPT),
+        slice_thickness=thickness,
+        notes=notes,
     )
+
+
+def _has_dicom_preamble(path: Path) -> bool:
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(128)
+            return fh.read(4) == b"DICM"
+    except OSError:
+        return False
 
 
 def scan_files(path_or_files, progress: Progress | None = None) -> ScanResult:
@@ -177,10 +234,15 @@ def scan_files(path_or_files, progress: Progress | None = None) -> ScanResult:
     for n, path in enumerate(files, 1):
         try:
             instances.append(read_instance(path))
-        except InvalidDicomError:  # not DICOM, or DICOM that is not an image
-            skipped.append(str(path))
+        except InvalidDicomError as exc:  # not DICOM, or DICOM that is not an image
+            if _has_dicom_preamble(path) and "not an image" not in str(exc):  # looks like DICOM: damaged
+                unreadable.append((str(path), f"truncated or corrupt: {exc}"))
+            else:
+                skipped.append(str(path))
+        except SeriesError as exc:  # a header value PETriage cannot use: the message names it
+            unreadable.append((str(path), str(exc).removeprefix(f"{path}: ")))
         except Exception as exc:  # truncated header, bad encoding, ...: name the file and go on
-            unreadable.append((str(path), f"{type(exc).__name__}: {exc}"))
+            unreadable.append((str(path), f"truncated or corrupt: {type(exc).__name__}: {exc}"))
         if progress:
             progress(n, len(files), "scanning")
     if skipped:

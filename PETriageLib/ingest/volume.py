@@ -33,6 +33,9 @@ class CTVolume:
     file_paths: list[str] = field(default_factory=list)
     metadata: dict[str, Any] = field(default_factory=dict)  # patient/study/series ids, date, ...
     warnings: list[str] = field(default_factory=list)
+    # found at ingest, each also a warning: lost slices, gantry tilt, implausible pixels; the gate
+    # (triage.eligibility.series_problem) refuses a volume that has any
+    defects: list[str] = field(default_factory=list)
 
     @property
     def shape(self) -> tuple[int, int, int]:

@@ -12,6 +12,8 @@ import datetime as _dt
 import hashlib
 import json
 import logging
+import math
+import numbers
 import os
 import pickle
 from pathlib import Path
@@ -23,6 +25,7 @@ from PETriageLib import __version__
 from PETriageLib.atomic import atomic_write
 from PETriageLib.errors import CheckpointError
 from PETriageLib.models.base import SliceClassifier
+from PETriageLib.vocabulary import is_probability
 from PETriageLib.models.registry import build_model
 from PETriageLib.preprocess.windows import get_window
 
@@ -31,6 +34,30 @@ FORMAT_VERSION = 1
 REQUIRED_META = ("architecture", "config", "windows", "input_size", "class_names", "threshold")
 
 log = logging.getLogger(__name__)
+
+
+def meta_problem(meta: Mapping[str, Any]) -> str | None:
+    """What in a checkpoint's metadata cannot be used (threshold, input size, windows, classes), or None."""
+    if not is_probability(meta["threshold"]):
+        return f"threshold {meta['threshold']!r} is not a finite number in [0, 1]"
+    size = meta["input_size"]
+    if isinstance(size, bool) or not isinstance(size, numbers.Integral) or size < 1:
+        return f"input_size {size!r} is not a whole number >= 1"
+    windows = meta["windows"]
+    if not isinstance(windows, list) or not windows:
+        return f"windows {windows!r} is not a list of windows"
+    for w in windows:
+        try:
+            window = get_window(w)
+            level, width = float(window.level), float(window.width)
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            return f"window {w!r} is not known ({exc})"
+        if not (math.isfinite(level) and math.isfinite(width) and width > 0):
+            return f"window {w!r} needs a finite level and a positive width"
+    names = meta["class_names"]
+    if not isinstance(names, list) or len(names) != 2 or not all(isinstance(n, str) for n in names):
+        return f"class_names {names!r} is not [negative, positive]"
+    return None
 
 
 def file_sha256(path: "str | os.PathLike") -> str:
@@ -114,6 +141,9 @@ def read_checkpoint(path: "str | os.PathLike", expected_sha256: "str | None" = N
     missing = [k for k in REQUIRED_META if k not in meta]
     if missing:
         raise CheckpointError(f"checkpoint {path} meta lacks {missing}")
+    problem = meta_problem(meta)
+    if problem:
+        raise CheckpointError(f"checkpoint {path}: its metadata {problem}")
     version = str(meta.get("version", ""))
     if version.split(".")[0] != __version__.split(".")[0]:
         raise CheckpointError(f"checkpoint {path} was written by PETriage {version or '?'}; "

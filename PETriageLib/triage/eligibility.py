@@ -17,11 +17,16 @@ from PETriageLib.preprocess.lungs import SliceLung
 
 
 def series_problem(volume: CTVolume, min_slices: int = MIN_SLICES) -> str | None:
-    """Why this series cannot be triaged whatever its content (not CT, not axial, too few slices,
-    slice positions not increasing, gaps), or None."""
+    """Why this series cannot be triaged whatever its content (not CT, damaged at ingest: lost
+    slices, gantry tilt, implausible pixels; not axial, too few slices, slice positions not
+    increasing, gaps), or None."""
     problem = modality_problem((volume.metadata or {}).get("modality"))
     if problem:
         return problem
+    defects = list(getattr(volume, "defects", None) or [])
+    if defects:
+        more = f" (and {len(defects) - 1} more problem(s): {'; '.join(defects[1:3])})" if len(defects) > 1 else ""
+        return defects[0] + more
     if not is_axial(np.asarray(volume.direction, float)[:, 2]):
         return "not an axial series (slice normal is not along the patient's head-feet axis)"
     if volume.num_slices < min_slices:

@@ -2,11 +2,12 @@
 size, inference path and domain check. One typed object, carried into every result."""
 from __future__ import annotations
 
+import numbers
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from PETriageLib.ingest.limits import MIN_SLICES
-from PETriageLib.vocabulary import DOMAIN_CHECK_MODES, INFERENCE_PATHS
+from PETriageLib.vocabulary import DOMAIN_CHECK_MODES, INFERENCE_PATHS, is_probability
 
 
 @dataclass(frozen=True)
@@ -24,19 +25,26 @@ class CascadeOptions:
     domain_check: str = "refuse"
 
     def __post_init__(self) -> None:
-        for name, kind in (("batch_size", int), ("min_run", int), ("min_slices", int), ("all_slices", bool),
-                           ("threshold_disease", float), ("threshold_pe", float)):
+        # Checked and normalised at the boundary (frozen: set through object.__setattr__, once, here):
+        # an operating point is None or a finite number in [0, 1]; a count is a whole number >= 1
+        # (8.0 is 8; "8", 8.5 and True are refused).
+        for name in ("threshold_disease", "threshold_pe"):
             value = getattr(self, name)
-            if value is not None:  # frozen: set through object.__setattr__, once, here
-                object.__setattr__(self, name, kind(value))
+            if value is not None:
+                if not is_probability(value):
+                    raise ValueError(f"{name} must be a finite number in [0, 1], got {value!r}")
+                object.__setattr__(self, name, float(value))
+        for name in ("batch_size", "min_run", "min_slices"):
+            value = getattr(self, name)
+            whole = isinstance(value, numbers.Real) and not isinstance(value, bool) and float(value).is_integer()
+            if not whole or value < 1:
+                raise ValueError(f"{name} must be a whole number >= 1, got {value!r}")
+            object.__setattr__(self, name, int(value))
+        object.__setattr__(self, "all_slices", bool(self.all_slices))
         if self.inference not in INFERENCE_PATHS:
             raise ValueError(f"unknown inference path {self.inference!r}; use one of {', '.join(INFERENCE_PATHS)}")
         if self.domain_check not in DOMAIN_CHECK_MODES:
             raise ValueError(f"unknown domain check {self.domain_check!r}; use one of {', '.join(DOMAIN_CHECK_MODES)}")
-        if self.batch_size < 1:
-            raise ValueError(f"batch size must be at least 1, got {self.batch_size}")
-        if self.min_run < 1:
-            raise ValueError(f"min_run must be >= 1, got {self.min_run}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

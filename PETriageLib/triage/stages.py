@@ -2,9 +2,12 @@
 file, their class names checked, with what a report says about where they came from."""
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from PETriageLib.errors import CheckpointError
 from PETriageLib.vocabulary import STAGE_CLASSES
@@ -79,11 +82,20 @@ def load_stage(number: int, spec: str | Path) -> Stage:
         domain = DomainModel.from_payload(data.get("domain"), meta.get("domain"))
     except ValueError as exc:
         raise CheckpointError(f"{path}: {exc}; fit it again with petriage fit-domain") from None
+    if domain is not None and not _finite_domain(domain):
+        raise CheckpointError(f"{path}: its domain statistics (mean, precision or threshold) are not all finite; "
+                              "fit them again with petriage fit-domain")
     width = getattr(getattr(model, "fc", None), "in_features", None)
     if domain is not None and len(domain.mean) != width:
         raise CheckpointError(f"{path}: its domain statistics describe {len(domain.mean)} features, the model "
                               f"pools {width}; fit them again with petriage fit-domain")
     return Stage(number, model, meta, name=name, sha256=expected or file_sha256(path), path=str(path), domain=domain)
+
+
+def _finite_domain(domain: Any) -> bool:
+    """NaN in the statistics would blame every series for a damaged checkpoint."""
+    return bool(np.isfinite(domain.mean).all() and np.isfinite(domain.precision).all()
+                and math.isfinite(float(domain.threshold)))
 
 
 def default_models() -> tuple[str, str]:

@@ -207,8 +207,9 @@ def test_options_default_to_the_checkpoints_operating_points(tmp_path):
     assert (plain.options.threshold_disease, plain.options.threshold_pe) == (0.3, 0.7)
     given = Cascade(StageRunner(s1, s2, device="cpu"), CascadeOptions(threshold_pe=0.9))
     assert (given.options.threshold_disease, given.options.threshold_pe) == (0.3, 0.9)
-    typed = CascadeOptions(batch_size=8.0, min_run="2", threshold_pe=1)
-    assert (typed.batch_size, typed.min_run, typed.threshold_pe) == (8, 2, 1.0)
+    typed = CascadeOptions(batch_size=8.0, threshold_pe=1)
+    assert (typed.batch_size, typed.threshold_pe) == (8, 1.0)
     assert isinstance(typed.batch_size, int) and isinstance(typed.threshold_pe, float)
-    with pytest.raises(ValueError, match="batch size must be at least 1"):
-        CascadeOptions(batch_size=0)
+    for bad in ("2", 2.5, 0):
+        with pytest.raises(ValueError, match="min_run must be a whole number >= 1"):
+            CascadeOptions(min_run=bad)
