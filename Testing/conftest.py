@@ -3,18 +3,13 @@ untrained checkpoints and a small phantom study (CBAMDRN-D-22 at width 0.25, 64 
 run takes seconds; tests check structure and logic, not accuracy)."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
 from support.checkpoints import make_checkpoint
+from support.data_paths import LIDC_SLICE, REAL_LABELS, REAL_SERIES
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = Path(os.environ.get("PETRIAGE_SHARED_DATA", REPO.parent / "shared" / "data"))
-REAL_SERIES = SHARED_DATA / "real" / "covid-ct-md-cap002"
-REAL_LABELS = SHARED_DATA / "real" / "covid-ct-md-cap002.labels.csv"
-LIDC_SLICE = SHARED_DATA / "real" / "lidc-slice"
 
 
 @pytest.fixture(scope="session")

@@ -2,20 +2,13 @@
 the shipped models (paths swapped for a phantom series and temporary folders)."""
 from __future__ import annotations
 
-import re
 import shutil
 from pathlib import Path
 
 import pytest
+from support.docs_examples import python_block
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def python_block(doc: Path, heading: str) -> str:
-    """The first ```python block after ``heading``."""
-    text = doc.read_text()
-    start = text.index(heading)
-    return re.search(r"```python\n(.*?)```", text[start:], re.S).group(1)
 
 
 @pytest.mark.parametrize("doc, heading", [("README.md", "## From Python"), ("docs/triage.md", "## From Python")])

@@ -95,7 +95,7 @@ def test_the_python_example_of_docs_scale_runs(ray_cluster, archive, tiny_checkp
                                                capsys):
     from pathlib import Path
 
-    from test_readme_examples import python_block
+    from support.docs_examples import python_block
 
     code = python_block(Path(__file__).resolve().parents[2] / "docs" / "scale.md", "From Python")
     code = code.replace('"stage1-name-or.pt"', repr(str(tiny_checkpoints[0]))).replace(

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import random
 
-from conftest import REAL_SERIES
+from support.data_paths import REAL_SERIES
 from support.fuzz_series import FuzzCase, counts, judge, run_cases, sample_cases, synthetic_cases, write_good
 
 CASES = int(os.environ.get("PETRIAGE_FUZZ_CASES", "60"))
