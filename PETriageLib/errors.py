@@ -9,6 +9,10 @@ class SeriesError(PETriageError, ValueError):
     """A DICOM input cannot be turned into a trustworthy CT volume."""
 
 
+class NoSeriesError(SeriesError):
+    """The input holds no DICOM image at all (empty, or only other files): the CLIs exit 2."""
+
+
 class NotAnalysableError(PETriageError):
     """The input loads but cannot be triaged (not CT, not axial, no lungs, ...)."""
 

@@ -3,12 +3,15 @@ range and warnings, as text or JSON. A tqdm progress bar shows on a terminal for
 from __future__ import annotations
 
 import argparse
-import json
+import logging
 from typing import Any, Callable
 
 import numpy as np
 
 from PETriageLib.ingest.limits import AXIAL_COSINE
+from PETriageLib.reporting.json_text import to_json
+
+log = logging.getLogger("petriage.info")
 
 AXES = ("sagittal", "coronal", "axial")  # slice normal along L, P, S
 
@@ -110,6 +113,8 @@ def _print_text(paths: list[str], series: list[dict[str, Any]]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Exit code 0, or 2 when the paths hold no DICOM image at all."""
+    from PETriageLib.errors import NoSeriesError
     from PETriageLib.ingest.load import scan_series
 
     quiet = bool(getattr(args, "quiet", False))
@@ -117,11 +122,14 @@ def run(args: argparse.Namespace) -> int:
     bar, update = _bar("scanning", quiet)
     try:
         infos = scan_series(source, progress=update)
+    except NoSeriesError as exc:
+        log.error("%s", exc)
+        return 2
     finally:
         bar.close()
     series = [describe(info, not args.no_lungs, quiet) for info in infos]
     if args.json:
-        print(json.dumps({"path": args.path, "series": series}, indent=2))
+        print(to_json({"path": args.path, "series": series}, indent=2))
     else:
         _print_text(args.path, series)
     return 0

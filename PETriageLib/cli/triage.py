@@ -11,7 +11,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from PETriageLib.vocabulary import CAM_MODES, DOMAIN_CHECK_MODES, INFERENCE_PATHS
+from PETriageLib.vocabulary import CAM_MODES, DOMAIN_CHECK_MODES, INFERENCE_PATHS, is_probability
 
 log = logging.getLogger("petriage.triage")
 
@@ -27,15 +27,38 @@ def register(subparsers: Any) -> None:
     p.set_defaults(func=run)
 
 
+def probability(text: str) -> float:
+    """An operating point on the command line: refused by argparse (exit 2) before any model loads."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = None
+    if value is None or not is_probability(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number in [0, 1], got {text!r}")
+    return value
+
+
+def whole_number(minimum: int) -> Any:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < minimum:
+            raise argparse.ArgumentTypeError(f"must be a whole number >= {minimum}, got {text!r}")
+        return value
+    return parse
+
+
 def add_cascade_options(p: argparse.ArgumentParser) -> None:
     """Options shared with `petriage demo`."""
     p.add_argument("--models", nargs=2, metavar=("STAGE1", "STAGE2"),
                    help="stage 1 and stage 2 model names (Resources/models.json) or checkpoint files; "
                         "default: the shipped default models")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda[:N] (default auto)")
-    p.add_argument("--threshold", type=float, help="stage 2 PE operating point (default: the checkpoint's)")
-    p.add_argument("--threshold-disease", type=float, help="stage 1 operating point (default: the checkpoint's)")
-    p.add_argument("--min-run", type=int, default=1,
+    p.add_argument("--threshold", type=probability, help="stage 2 PE operating point (default: the checkpoint's)")
+    p.add_argument("--threshold-disease", type=probability, help="stage 1 operating point (default: the checkpoint's)")
+    p.add_argument("--min-run", type=whole_number(1), default=1,
                    help="consecutive positive slices needed for a positive patient (default 1: any slice)")
     p.add_argument("--patient-model", default=None, metavar="PATIENT_PT",
                    help="a patient classifier (petriage train-patient) for these models: its p(PE) decides "
@@ -51,8 +74,8 @@ def add_cascade_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--all-slices", action="store_true", help="run stage 2 on every lung slice, not only diseased")
     p.add_argument("--cam", choices=CAM_MODES, default="top-k",
                    help="Grad-CAM on the top-k slices by p_pe, on every pe slice, or none (default top-k)")
-    p.add_argument("--top-k", type=int, default=5, help="slices for --cam top-k (default 5)")
-    p.add_argument("--batch-size", type=int, default=32, help="slices per model batch (default 32)")
+    p.add_argument("--top-k", type=whole_number(0), default=5, help="slices for --cam top-k (default 5)")
+    p.add_argument("--batch-size", type=whole_number(1), default=32, help="slices per model batch (default 32)")
     p.add_argument("--inference", choices=[p for p in INFERENCE_PATHS if p != "naive"], default="fast",
                    help="eager fp32, or fast (BN folded, channels_last, bf16 where supported; checked "
                         "against fp32 on the first slices; the default)")
@@ -96,6 +119,7 @@ def screen_options(args: argparse.Namespace) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
+    from PETriageLib.errors import NoSeriesError
     from PETriageLib.reporting.worklist_csv import write_worklist_csv
     from PETriageLib.screening.many_series import folder_sources, screen_sources
 
@@ -103,6 +127,9 @@ def run(args: argparse.Namespace) -> int:
     bar = TqdmProgress("scanning", disable=quiet, unit="file")
     try:
         sources = folder_sources(args.path, progress=bar)
+    except NoSeriesError as exc:
+        log.error("%s", exc)
+        return 2
     finally:
         bar.close()
     if not sources:

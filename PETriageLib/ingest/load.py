@@ -15,7 +15,7 @@ import numpy as np
 import pydicom
 
 from PETriageLib.ingest.checks import SeriesCheck, check_series, examples as _examples
-from PETriageLib.errors import SeriesError
+from PETriageLib.errors import NoSeriesError, SeriesError
 from PETriageLib.ingest.scan import (HEADER_DEFER_BYTES, Instance, ScanResult, SeriesInfo, group_series, name_based_uid,
                                      quiet_dicom, scan_files, sort_instances)
 from PETriageLib.progress import Progress
@@ -47,9 +47,9 @@ def _require_instances(path_or_files, scan: ScanResult) -> None:
         return
     where = path_or_files if isinstance(path_or_files, (str, os.PathLike)) else f"{len(scan.skipped_non_dicom)} given files"
     if scan.total_files == 0:
-        raise SeriesError(f"{where}: empty, no files found")
+        raise NoSeriesError(f"{where}: empty, no files found")
     detail = "; ".join(_scan_summary(scan))
-    raise SeriesError(f"{where}: no readable DICOM image files among {scan.total_files} file(s) ({detail})")
+    raise NoSeriesError(f"{where}: no readable DICOM image files among {scan.total_files} file(s) ({detail})")
 
 
 def _info(uid: str, insts: list[Instance], check: SeriesCheck, scan_notes: list[str],

@@ -5,13 +5,13 @@ writing's own.
 """
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from PETriageLib.explain.heatmaps import Heatmaps
 from PETriageLib.reporting.heatmap_files import write_heatmaps
+from PETriageLib.reporting.json_text import to_json
 from PETriageLib.reporting.key_images import write_key_images
 from PETriageLib.reporting.slices_csv import write_slices_csv
 from PETriageLib.reporting.summary import summary_markdown
@@ -65,5 +65,5 @@ def write_report(result: TriageResult, out_dir: str | Path, heatmaps: Heatmaps |
     domain = data.pop("domain_check")
     slices = data.pop("slices")
     data.update(domain_check=domain, gradcam={} if heatmaps is None else heatmaps.info(), slices=slices, files=names)
-    files.report_json.write_text(json.dumps(data, indent=1, default=str))
+    files.report_json.write_text(to_json(data))
     return files

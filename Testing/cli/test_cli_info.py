@@ -71,3 +71,22 @@ def test_console_script_runs(tmp_path):
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["series"][0]["num_slices"] == 2
+
+
+def test_no_dicom_at_all_exits_2(tmp_path, capsys, caplog):
+    """As documented: 2 when the path holds no DICOM series (empty, or only other files)."""
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "text").mkdir()
+    (tmp_path / "text" / "notes.txt").write_text("not DICOM")
+    for folder in ("empty", "text"):
+        assert main(["info", str(tmp_path / folder), "--json"]) == 2
+        assert main(["triage", str(tmp_path / folder), "--out", str(tmp_path / "out")]) == 2
+    assert "no readable DICOM image files" in caplog.text and "empty, no files found" in caplog.text
+
+
+def test_json_output_is_strict(tmp_path):
+    """NaN and infinities are not JSON: every report and --json output writes them as null."""
+    from PETriageLib.reporting.json_text import to_json
+
+    text = to_json({"a": float("nan"), "b": [1.0, float("inf")], "c": (float("-inf"), "x")})
+    assert json.loads(text) == {"a": None, "b": [1.0, None], "c": [None, "x"]}

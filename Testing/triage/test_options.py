@@ -33,15 +33,18 @@ def test_edges_are_accepted():
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--batch-size", "0"], "batch_size must be a whole number >= 1, got 0"),
-    (["--threshold", "nan"], "threshold_pe must be a finite number in [0, 1], got nan"),
-    (["--threshold", "5"], "threshold_pe must be a finite number in [0, 1], got 5.0"),
+    (["--batch-size", "0"], "argument --batch-size: must be a whole number >= 1, got '0'"),
+    (["--batch-size", "2.5"], "argument --batch-size: must be a whole number >= 1, got '2.5'"),
+    (["--top-k", "-1"], "argument --top-k: must be a whole number >= 0, got '-1'"),
+    (["--threshold", "nan"], "argument --threshold: must be a finite number in [0, 1], got 'nan'"),
+    (["--threshold-disease", "5"], "argument --threshold-disease: must be a finite number in [0, 1], got '5'"),
 ])
-def test_cli_refuses_bad_options_in_one_line(tiny_checkpoints, phantom_series_dir, tmp_path, caplog, args, message):
+def test_cli_refuses_bad_options_before_loading_models(phantom_series_dir, tmp_path, capsys, args, message):
+    """A usage error (exit 2) in one line, before any model loads (the models named do not even exist)."""
     from PETriageLib.cli import main
 
-    s1, s2 = tiny_checkpoints
-    code = main(["triage", str(phantom_series_dir), "--models", str(s1), str(s2), "--out", str(tmp_path), *args])
-    assert code != 0
-    assert f"ValueError: {message}" in caplog.text
+    with pytest.raises(SystemExit) as stop:
+        main(["triage", str(phantom_series_dir), "--models", "no-such-1", "no-such-2", "--out", str(tmp_path), *args])
+    assert stop.value.code == 2
+    assert message in capsys.readouterr().err
     assert not list(tmp_path.glob("*.json"))
