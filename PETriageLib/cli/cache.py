@@ -6,8 +6,10 @@ with one slice of context), so long experiments need pruning: least recently use
 from __future__ import annotations
 
 import argparse
-import json
+
 import time
+
+from PETriageLib.reporting.json_text import to_json
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -41,7 +43,7 @@ def _list(args: argparse.Namespace) -> int:
     items = scan_cache(args.root)
     rows = describe_configs(args.root, items)
     if args.json:
-        print(json.dumps({"root": str(args.root), "bytes": sum(i.size for i in items), "configs": rows}, indent=1))
+        print(to_json({"root": str(args.root), "bytes": sum(i.size for i in items), "configs": rows}, indent=1))
         return 0
     for row in rows:
         extra = f", {row['unfinished']} unfinished" if row["unfinished"] else ""

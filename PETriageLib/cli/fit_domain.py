@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 
+from PETriageLib.reporting.json_text import to_json
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
@@ -32,7 +34,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import json
 
     from PETriageLib.models.fast import set_threads
     from PETriageLib.training.domain_fit import fit_checkpoint_domain
@@ -43,6 +44,6 @@ def run(args: argparse.Namespace) -> int:
     domain = fit_checkpoint_domain(args.checkpoint, args.manifest, args.splits, args.cache, out=args.out,
                                    max_train_series=args.max_train_series, seed=args.seed,
                                    progress=not args.no_progress, **options)
-    print(json.dumps({"checkpoint": args.out or args.checkpoint, "threshold": round(domain.threshold, 2),
+    print(to_json({"checkpoint": args.out or args.checkpoint, "threshold": round(domain.threshold, 2),
                       "quantile": domain.quantile, **domain.info}, indent=1))
     return 0

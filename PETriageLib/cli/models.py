@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import argparse
-import json
+
+from PETriageLib.reporting.json_text import to_json
+
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -24,7 +26,7 @@ def run(args: argparse.Namespace) -> int:
     windows = tuple(w.strip() for w in args.windows.split(",") if w.strip())
     rows = describe_models(args.size, windows, args.width, args.names or None)
     if args.json:
-        print(json.dumps(summary_dicts(rows), indent=2))
+        print(to_json(summary_dicts(rows), indent=2))
         return 0
     print(f"windows {','.join(windows)}, input {args.size}x{args.size}, GFLOPs per slice (forward)")
     print(f"{'name':<16} {'params (M)':>10} {'GFLOPs':>8}  config / description")

@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import argparse
-import json
+
+from PETriageLib.reporting.json_text import to_json
+
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -90,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
     result = train_from_manifest(cfg, args.manifest, args.out, args.cache, args.splits,
                                  resume=not args.no_resume, device=args.device,
                                  ratios=tuple(float(r) for r in args.ratios.split(",")))
-    (Path(args.out) / "history.json").write_text(json.dumps(result.history, indent=1))
-    print(json.dumps({"best": str(result.best_path), "best_epoch": result.best_epoch,
+    (Path(args.out) / "history.json").write_text(to_json(result.history, indent=1))
+    print(to_json({"best": str(result.best_path), "best_epoch": result.best_epoch,
                       "threshold": result.threshold, "resumed_from": result.resumed_from}, indent=1))
     return 0

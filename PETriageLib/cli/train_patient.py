@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from PETriageLib.reporting.json_text import to_json
+
 
 def add_data_args(p: argparse.ArgumentParser) -> None:
     """Arguments every series model (patient classifier, slice refiner) takes: data and stage models."""
@@ -52,7 +54,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import json
     from pathlib import Path
 
     from PETriageLib.models.fast import set_threads
@@ -67,5 +68,5 @@ def run(args: argparse.Namespace) -> int:
     result = train_patient_from_manifest(args.stage1, args.stage2, args.manifest, args.out,
                                          args.cache or Path(args.out) / "cache", args.splits, cfg,
                                          progress=not args.no_progress, feature_dir=args.features_dir)
-    print(json.dumps(result, indent=1))
+    print(to_json(result, indent=1))
     return 0

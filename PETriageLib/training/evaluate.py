@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from PETriageLib.preprocess.slices import PreprocessConfig
+from PETriageLib.reporting.json_text import to_json
 from PETriageLib.training.cache import CachedSource, stage_targets
 from PETriageLib.training.data import cached_splits
 from PETriageLib.training.manifest import load_manifest, manifest_paths
@@ -313,7 +314,7 @@ def evaluate_cascade(stage1: "str | Path", stage2: "str | Path", manifest: "str 
 
         report["patient_classifier"] = patient_classifier_report(patient_model, stages, manifest, cache_root,
                                                                  splits_file, split, n_boot, seed)
-    (out / "report.json").write_text(json.dumps(report, indent=1))
+    (out / "report.json").write_text(to_json(report, indent=1))
     md = [f"# Evaluation on split `{split}` ({len(patients)} patients)", "",
           "## Stage 1 per slice (WNL vs disease, slices with lung)", "", slice_table([(name, r1)], m1["class_names"]),
           "", confusion_table(r1["confusion_matrix"]["rows_true_cols_pred"], m1["class_names"]), "",
