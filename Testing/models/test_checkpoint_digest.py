@@ -116,7 +116,7 @@ def test_the_shipped_registered_files_load_without_warning(caplog) -> None:
             path, sha = resolve_model(name)
             assert sha and read_checkpoint(path, expected_sha256=sha)["meta"]["architecture"]
         for entry in manifest.get("series_models", []):
-            path, sha = resolve_series_model(entry["name"])
+            _, sha = resolve_series_model(entry["name"])
             assert sha and load_series_model(entry["name"], entry["type"]).meta["type"] == entry["type"]
     assert _warnings(caplog) == []
 

@@ -142,8 +142,6 @@ def test_training_stores_the_domain_check(tiny_run) -> None:
 def test_fit_domain_cli_gives_an_old_checkpoint_its_check(tiny_run, tmp_path, capsys) -> None:
     """A checkpoint without statistics (as before training stored them) gets them from the command;
     series models trained on the old file still accept the new one (same weights)."""
-    import shutil
-
     from PETriageLib.triage.stages import load_stage
     from PETriageLib.cli import main
     from PETriageLib.models.checkpoint import file_sha256, read_checkpoint, write_checkpoint
