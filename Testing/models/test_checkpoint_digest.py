@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 from support.checkpoints import make_checkpoint
+from support.docs_examples import python_block
 
 from PETriageLib.errors import CheckpointError
 from PETriageLib.models import load_checkpoint, resolve_model
@@ -18,6 +19,7 @@ from PETriageLib.models.zoo import read_manifest, resolve_series_model
 
 ALTERED = "its contents do not match the digest stored in it: the file was altered or damaged"
 NO_DIGEST = "carries no digest"
+DOC = Path(__file__).resolve().parents[2] / "docs" / "models.md"
 
 
 @pytest.fixture(scope="module")
@@ -141,3 +143,12 @@ def test_series_models_carry_and_check_the_digest(tmp_path, caplog) -> None:
         assert load_series_model(tmp_path / "old.pt", "slice_refiner").thresholds == (0.5, 0.9)
     warned = _warnings(caplog)
     assert len(warned) == 1 and NO_DIGEST in warned[0] and "old.pt" in warned[0]
+
+
+def test_the_docs_example_edits_a_checkpoint_through_the_writer(tmp_path, monkeypatch, caplog) -> None:
+    make_checkpoint(tmp_path / "best.pt", 1)
+    monkeypatch.chdir(tmp_path)
+    exec(compile(python_block(DOC, "## Checkpoints"), "docs/models.md example", "exec"), {})
+    with caplog.at_level(logging.WARNING):
+        _, meta = load_checkpoint(tmp_path / "best-t04.pt")
+    assert meta["threshold"] == 0.4 and _warnings(caplog) == []
