@@ -1,10 +1,11 @@
 """Checkpoints: one torch.save file with weights and JSON-able metadata, loaded weights-only.
 
-File layout: {"format": "petriage-checkpoint", "format_version": 1, "meta": {...}, "state_dict": {...}},
-plus an optional "domain" entry (feature statistics of the training data, PETriageLib.models.domain_stats).
-``load_checkpoint`` refuses, with a CheckpointError naming the file: a SHA256 that differs from
-the expected one, anything that needs pickle, another format or package major version, and
-metadata that does not rebuild the stored weights exactly (strict load).
+File layout: {"format": "petriage-checkpoint", "format_version": 1, "meta": {...}, "state_dict": {...},
+"digest": {"algorithm": "sha256", "value": ...}}, plus an optional "domain" entry (feature statistics
+of the training data, PETriageLib.models.domain_stats). ``load_checkpoint`` refuses, with a
+CheckpointError naming the file: a SHA256 that differs from the expected one, contents that do not
+match the digest stored in the file, anything that needs pickle, another format or package major
+version, and metadata that does not rebuild the stored weights exactly (strict load).
 """
 from __future__ import annotations
 
@@ -32,6 +33,8 @@ from PETriageLib.preprocess.windows import get_window
 FORMAT = "petriage-checkpoint"
 FORMAT_VERSION = 1
 REQUIRED_META = ("architecture", "config", "windows", "input_size", "class_names", "threshold")
+DIGEST_KEY = "digest"
+DIGEST_ALGORITHM = "sha256"
 
 log = logging.getLogger(__name__)
 
@@ -108,9 +111,64 @@ def save_checkpoint(path: "str | os.PathLike", model: SliceClassifier, meta: Map
     return path
 
 
+def _feed(digest: "hashlib._Hash", value: Any) -> None:
+    """Feed one value to the digest in a canonical encoding: containers in sorted key order, every
+    tensor as dtype, shape and raw bytes, other leaves as JSON (typed, so 1, 1.0, "1" and True differ)."""
+    if isinstance(value, torch.Tensor):
+        tensor = value.detach().to("cpu").contiguous()
+        digest.update(json.dumps(["tensor", str(tensor.dtype), list(tensor.shape)]).encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy())
+    elif isinstance(value, Mapping):
+        keys = sorted(value, key=lambda k: (type(k).__name__, repr(k)))  # state keys are str, optimizer's int
+        digest.update(json.dumps(["map", len(keys)]).encode())
+        for key in keys:
+            digest.update(json.dumps(["key", type(key).__name__, repr(key)]).encode())
+            _feed(digest, value[key])
+    elif isinstance(value, (list, tuple)):  # one kind: a JSON round trip turns tuples into lists
+        digest.update(json.dumps(["list", len(value)]).encode())
+        for item in value:
+            _feed(digest, item)
+    elif value is None or isinstance(value, (bool, int, float, str)):
+        digest.update(json.dumps([type(value).__name__, value]).encode())
+    else:
+        digest.update(json.dumps([type(value).__name__, repr(value)]).encode())
+
+
+def content_digest(data: Mapping[str, Any]) -> str:
+    """SHA256 of a checkpoint dict's contents (metadata and every tensor), its own digest entry left out.
+
+    Computed over the loaded objects, not the file bytes, so it is the same however torch lays out
+    the zip, and a file rewritten with the same contents keeps it."""
+    digest = hashlib.sha256()
+    _feed(digest, {k: v for k, v in data.items() if k != DIGEST_KEY})
+    return digest.hexdigest()
+
+
 def write_checkpoint(path: "str | os.PathLike", data: dict) -> Path:
-    """Write a checkpoint dict (as ``read_checkpoint`` returns it) atomically: a reader never sees half a file."""
-    return atomic_write(path, lambda tmp: torch.save(data, tmp))
+    """Write a checkpoint dict (as ``read_checkpoint`` returns it) atomically, with the digest of its
+    contents stored in it (replacing any older one): a reader never sees half a file, and
+    ``check_digest`` finds any later change."""
+    payload = {**data, DIGEST_KEY: {"algorithm": DIGEST_ALGORITHM, "value": content_digest(data)}}
+    return atomic_write(path, lambda tmp: torch.save(payload, tmp))
+
+
+def check_digest(data: Mapping[str, Any], path: "str | os.PathLike", registered: bool,
+                 what: str = "checkpoint") -> None:
+    """Refuse (CheckpointError naming the file) contents that differ from the digest stored in them.
+
+    A file without a digest (shipped weights, files of earlier versions) passes: a ``registered``
+    one had its manifest SHA256 checked already, any other gets one logged warning."""
+    stored = data.get(DIGEST_KEY)
+    if stored is None:
+        if not registered:
+            log.warning("%s %s carries no digest of its contents (written before PETriage stored one): "
+                        "it loads unchecked; register it with its SHA256 or save it again", what, path)
+        return
+    if not isinstance(stored, Mapping) or stored.get("algorithm") != DIGEST_ALGORITHM:
+        raise CheckpointError(f"{what} {path}: its digest entry {stored!r} is not a {DIGEST_ALGORITHM} digest")
+    if stored.get("value") != content_digest(data):
+        raise CheckpointError(f"{what} {path}: its contents do not match the digest stored in it: "
+                              "the file was altered or damaged")
 
 
 def read_checkpoint(path: "str | os.PathLike", expected_sha256: "str | None" = None,
@@ -132,6 +190,7 @@ def read_checkpoint(path: "str | os.PathLike", expected_sha256: "str | None" = N
                               f"pickle to run code, which is refused): {first}") from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a PETriage checkpoint (no format={FORMAT!r} header)")
+    check_digest(data, path, registered=bool(expected_sha256))
     if data.get("format_version") != FORMAT_VERSION:
         raise CheckpointError(f"checkpoint {path} has format_version {data.get('format_version')!r}; "
                               f"this PETriage reads version {FORMAT_VERSION}")

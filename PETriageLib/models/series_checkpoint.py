@@ -1,5 +1,6 @@
 """Files of the series models (patient classifiers, slice refiners): weights-only, bound to the
-two stage models whose features they read (by SHA256)."""
+two stage models whose features they read (by SHA256), their contents checked against the digest
+that ``write_checkpoint`` stores in them."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -63,7 +64,7 @@ def load_series_model(path: "str | Path", kind: str, stage_sha256: "Sequence[str
     Resources/models.json (SHA256 checked). ``kind``: the type expected; with ``stage_sha256`` the
     model must have been trained on the features of exactly those stage models: per stage one
     SHA256, or several (the files of the same weights, as ``Stage.identities`` lists them)."""
-    from PETriageLib.models.checkpoint import file_sha256
+    from PETriageLib.models.checkpoint import check_digest, file_sha256
     from PETriageLib.models.zoo import resolve_series_model
 
     what = kind.replace("_", " ")
@@ -81,6 +82,7 @@ def load_series_model(path: "str | Path", kind: str, stage_sha256: "Sequence[str
     if (not isinstance(data, dict) or data.get("format") != FORMAT or data.get("format_version") != FORMAT_VERSION
             or data.get("meta", {}).get("type") != kind):
         raise CheckpointError(f"{path} is not a PETriage {what} (format {FORMAT} v{FORMAT_VERSION}, type {kind})")
+    check_digest(data, path, registered=bool(expected), what=what)
     meta = data["meta"]
     if stage_sha256 is not None:
         trained_on = [s["sha256"].lower() for s in meta["stages"]]

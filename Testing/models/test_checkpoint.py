@@ -11,7 +11,7 @@ import torch
 from PETriageLib import __version__
 from PETriageLib.errors import CheckpointError
 from PETriageLib.models import build_model, load_checkpoint, register_model, resolve_model, save_checkpoint
-from PETriageLib.models.checkpoint import FORMAT, file_sha256
+from PETriageLib.models.checkpoint import FORMAT, file_sha256, write_checkpoint
 from PETriageLib.models.zoo import read_manifest, resources_dir, verify_manifest
 
 META = {"input_size": 64, "class_names": ["wnl", "disease"], "threshold": 0.3, "training": {"slices": 10}}
@@ -106,7 +106,7 @@ def test_wrong_architecture_refused(tmp_path: Path, ckpt: Path) -> None:
         raw = _raw(ckpt)
         raw["meta"].update(change)
         path = tmp_path / f"{label}.pt"
-        torch.save(raw, path)
+        write_checkpoint(path, raw)  # a fresh digest: the check under test fires, not the digest's
         with pytest.raises(CheckpointError, match="does not describe|do not fit") as info:
             load_checkpoint(path)
         assert str(path) in str(info.value)
@@ -122,7 +122,7 @@ def test_format_and_version_refused(tmp_path: Path, ckpt: Path) -> None:
         raw = _raw(ckpt)
         raw.update(change)
         path = tmp_path / f"{label}.pt"
-        torch.save(raw, path)
+        write_checkpoint(path, raw)  # a fresh digest: the check under test fires, not the digest's
         with pytest.raises(CheckpointError, match=message):
             load_checkpoint(path)
     with pytest.raises(CheckpointError, match="not found"):

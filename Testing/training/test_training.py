@@ -142,17 +142,15 @@ def test_training_stores_the_domain_check(tiny_run) -> None:
 def test_fit_domain_cli_gives_an_old_checkpoint_its_check(tiny_run, tmp_path, capsys) -> None:
     """A checkpoint without statistics (as before training stored them) gets them from the command;
     series models trained on the old file still accept the new one (same weights)."""
-    import shutil
-
     from PETriageLib.triage.stages import load_stage
     from PETriageLib.cli import main
-    from PETriageLib.models.checkpoint import file_sha256, read_checkpoint
+    from PETriageLib.models.checkpoint import file_sha256, read_checkpoint, write_checkpoint
     from PETriageLib.models.series_checkpoint import load_series_model, save_series_model
 
     old = tmp_path / "old.pt"
     data = read_checkpoint(tiny_run["s1"].best_path)
     del data["domain"], data["meta"]["domain"]
-    torch.save(data, old)
+    write_checkpoint(old, data)
     assert load_stage(1, old).domain is None
     new = tmp_path / "new.pt"
     assert main(["-q", "fit-domain", str(old), "--manifest", str(tiny_run["manifest"]), "--splits",

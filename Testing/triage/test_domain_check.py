@@ -7,7 +7,6 @@ import json
 
 import numpy as np
 import pytest
-import torch
 
 from PETriageLib.triage.cascade import build_cascade
 from PETriageLib.triage.stages import load_stage
@@ -141,7 +140,7 @@ def test_statistics_of_another_width_are_refused(tmp_path) -> None:
 
 def test_a_damaged_entry_is_refused_not_ignored(tmp_path) -> None:
     from PETriageLib.errors import CheckpointError
-    from PETriageLib.models.checkpoint import read_checkpoint
+    from PETriageLib.models.checkpoint import read_checkpoint, write_checkpoint
 
     s1 = make_checkpoint(tmp_path / "s1.pt", 1)
     model, _ = load_checkpoint(s1)
@@ -151,7 +150,7 @@ def test_a_damaged_entry_is_refused_not_ignored(tmp_path) -> None:
     attach_domain_model(s1, stats)
     data = read_checkpoint(s1)
     del data["domain"]["precision"]  # as a hand-edited or truncated file might be
-    torch.save(data, tmp_path / "damaged.pt")
+    write_checkpoint(tmp_path / "damaged.pt", data)  # digest matches: the entry check must catch it
     with pytest.raises(CheckpointError, match="domain check entry is incomplete or damaged"):
         load_stage(1, tmp_path / "damaged.pt")
 
