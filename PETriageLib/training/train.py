@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from PETriageLib import __version__
-from PETriageLib.models.checkpoint import write_checkpoint
+from PETriageLib.models.checkpoint import check_digest, write_checkpoint
 from PETriageLib.errors import CheckpointError
 from PETriageLib.training.augment import AugmentConfig, augment_with_maps
 from PETriageLib.training.cache import SliceDataset
@@ -238,6 +238,7 @@ def train(cfg: TrainConfig, train_set: SliceDataset, val_set: SliceDataset, out_
     last = out / LAST
     if resume and last.is_file():
         state = torch.load(last, map_location=dev, weights_only=True)
+        check_digest(state, last, registered=False, what="training state")  # a damaged last.pt is not resumed
         old = TrainConfig.from_dict(state["config"])
         diff = cfg.differences(old)
         if diff:
