@@ -138,6 +138,8 @@ def run(args: argparse.Namespace) -> int:
     cascade = cascade_from_args(args)
     args.out.mkdir(parents=True, exist_ok=True)
 
+    unsent: list[str] = []  # series whose DICOM results could not be written
+
     def said(src: Any, entry: Any, screened: Any) -> None:
         from tqdm import tqdm
 
@@ -145,7 +147,13 @@ def run(args: argparse.Namespace) -> int:
             if args.dicom_out is not None:
                 from PETriageLib.reporting.dicom_results import write_dicom_results
 
-                write_dicom_results(screened.result, screened.heatmaps, args.dicom_out / Path(entry.report_dir).name)
+                try:  # one series' DICOM results must not stop the worklist
+                    write_dicom_results(screened.result, screened.heatmaps,
+                                        args.dicom_out / Path(entry.report_dir).name)
+                except Exception as exc:
+                    unsent.append(entry.series_uid)
+                    log.error("series %s: DICOM results not written: %s: %s", entry.series_uid,
+                              type(exc).__name__, exc)
             score = entry.pe_score if entry.pe_score is not None else float("nan")
             tqdm.write(f"{entry.verdict:15s} pe_score {score:.3f}  {entry.num_slices:4d} slices  {entry.report_dir}")
 
@@ -159,5 +167,6 @@ def run(args: argparse.Namespace) -> int:
         series_bar.close()
     write_worklist_csv(ranked, args.out / "worklist.csv")
     failed = sum(e.verdict == "error" for e in ranked)
-    print(f"worklist: {args.out / 'worklist.csv'} ({len(ranked)} series, {failed} failed)")
-    return 1 if failed else 0
+    extra = f", DICOM results of {len(unsent)} not written" if unsent else ""
+    print(f"worklist: {args.out / 'worklist.csv'} ({len(ranked)} series, {failed} failed{extra})")
+    return 1 if failed or unsent else 0
