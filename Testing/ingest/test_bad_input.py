@@ -146,5 +146,8 @@ def test_mixed_sizes_and_orientations_are_errors(tmp_path):
 def test_error_reaches_user_without_traceback(tmp_path, caplog):
     from PETriageLib.cli import main
     (tmp_path / "empty").mkdir()
-    assert main(["info", str(tmp_path / "empty")]) == 1
-    assert "SeriesError" in caplog.text and "empty, no files found" in caplog.text
+    assert main(["info", str(tmp_path / "empty")]) == 2  # no DICOM at all: exit 2, as documented
+    assert "empty, no files found" in caplog.text and "Traceback" not in caplog.text
+    (tmp_path / "bad.dcm").write_bytes(b"\0" * 128 + b"DICM" + b"\xff" * 64)  # a damaged DICOM file
+    assert main(["info", str(tmp_path / "bad.dcm")]) == 2
+    assert "bad.dcm" in caplog.text and "Traceback" not in caplog.text
