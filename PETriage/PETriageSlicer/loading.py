@@ -6,6 +6,7 @@ attribute and patient / study / series items carrying their DICOM UIDs.
 """
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 from typing import Sequence
@@ -19,6 +20,9 @@ log = logging.getLogger(__name__)
 
 SH = slicer.vtkMRMLSubjectHierarchyConstants
 SOURCE_FILES_ATTRIBUTE = "PETriage.sourceFiles"  # '|'-joined file list, to export annotations
+# What PETriageLib's own reader would refuse or need, kept for volume_from_node (JSON lists):
+DEFECTS_ATTRIBUTE = "PETriage.ingestDefects"  # gantry tilt, unreadable files of the input
+POSITIONS_ATTRIBUTE = "PETriage.slicePositions"  # real mm along the normal: a gap stays visible
 
 
 def series_name(meta: dict[str, str]) -> str:
@@ -77,10 +81,23 @@ def load_dicom_folder(path_or_files: "str | Path | Sequence[str]", series_uid: s
     uids = [inst.sop_uid for inst in info.instances]
     node.SetAttribute("DICOM.instanceUIDs", " ".join(u for u in uids if u))
     node.SetAttribute(SOURCE_FILES_ATTRIBUTE, "|".join(str(f) for f in info.files))
+    attach_header_findings(node, info)
     for w in info.warnings:
         log.warning("%s: %s", path_or_files, w)
     place_in_hierarchy(node, meta)
     return node
+
+
+def attach_header_findings(node: "slicer.vtkMRMLNode", info) -> None:
+    """Keep on the node what the headers say and Slicer's reader hides (its volume is evenly spaced
+    and unsheared whatever the files say), so the gate sees what ``petriage triage`` sees."""
+    from PETriageLib.ingest.load import header_findings
+
+    found = header_findings(info)
+    node.SetAttribute(DEFECTS_ATTRIBUTE, json.dumps(found.defects))
+    node.SetAttribute(POSITIONS_ATTRIBUTE, json.dumps(found.positions))
+    for defect in found.defects:
+        log.warning("series %s will not be triaged: %s", info.uid, defect)
 
 
 def place_in_hierarchy(node: "slicer.vtkMRMLNode", meta: dict[str, str]) -> int:
@@ -124,7 +141,9 @@ def load_from_dicom_database(series_uid: str) -> "slicer.vtkMRMLScalarVolumeNode
     if not volumes:
         raise SeriesError(f"DICOM database: series {series_uid} did not load as a scalar volume")
     files = slicer.dicomDatabase.filesForSeries(series_uid)  # database order, not slice order
-    volumes[0].SetAttribute(SOURCE_FILES_ATTRIBUTE, "|".join(files_in_slice_order(files, series_uid)))
+    info = pick_series(list(files), series_uid)
+    volumes[0].SetAttribute(SOURCE_FILES_ATTRIBUTE, "|".join(str(f) for f in info.files))
+    attach_header_findings(volumes[0], info)
     return volumes[0]
 
 

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from PETriageLib.cli.triage import TqdmProgress, add_cascade_options, screen_options
+from PETriageLib.cli.triage import add_cascade_options, scan_with_bar, screen_options
 
 log = logging.getLogger("petriage.screen")
 
@@ -94,19 +94,10 @@ def run(args: argparse.Namespace) -> int:
     from PETriageLib.cluster.run import pending_tasks, screen_in_process, write_worklist
     from PETriageLib.cluster.sources import open_source
     from PETriageLib.cluster.store import ResultStore
-    from PETriageLib.errors import SeriesError
 
     quiet = logging.getLogger().level > logging.INFO
-    scan_bar = TqdmProgress("scanning", disable=quiet, unit="file")
-    try:
-        tasks = open_source(args.source, progress=scan_bar)
-    except SeriesError as exc:  # a folder without DICOM images
-        log.error("no DICOM series found in %s: %s", args.source, exc)
-        return 2
-    finally:
-        scan_bar.close()
-    if not tasks:
-        log.error("no DICOM series found in %s", args.source)
+    tasks = scan_with_bar(lambda bar: open_source(args.source, progress=bar), args.source)
+    if tasks is None:
         return 2
     spec, options, store = cascade_spec(args), screen_options(args), ResultStore(args.out)
     in_process = args.no_ray or not ray_available()

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from PETriageLib.vocabulary import CAM_MODES, DOMAIN_CHECK_MODES, INFERENCE_PATHS, is_probability
 
@@ -118,22 +118,32 @@ def screen_options(args: argparse.Namespace) -> Any:
     return ScreenOptions(cam=args.cam, top_k=args.top_k, nifti=args.nifti, key_images=not args.no_images)
 
 
+def scan_with_bar(scan: Callable[[Any], list], where: Any) -> list | None:
+    """``scan(progress)`` with a progress bar; None, after saying why, when there is nothing to
+    triage: no such path, or no DICOM series in it (both CLIs exit 2 then, as for a usage error)."""
+    from PETriageLib.errors import SeriesError
+
+    bar = TqdmProgress("scanning", disable=logging.getLogger().level > logging.INFO, unit="file")
+    try:
+        found = scan(bar)
+    except (SeriesError, FileNotFoundError) as exc:
+        log.error("%s", exc)
+        return None
+    finally:
+        bar.close()
+    if not found:
+        log.error("no DICOM series found in %s", where)
+        return None
+    return found
+
+
 def run(args: argparse.Namespace) -> int:
-    from PETriageLib.errors import NoSeriesError
     from PETriageLib.reporting.worklist_csv import write_worklist_csv
     from PETriageLib.screening.many_series import folder_sources, screen_sources
 
     quiet = logging.getLogger().level > logging.INFO
-    bar = TqdmProgress("scanning", disable=quiet, unit="file")
-    try:
-        sources = folder_sources(args.path, progress=bar)
-    except NoSeriesError as exc:
-        log.error("%s", exc)
-        return 2
-    finally:
-        bar.close()
-    if not sources:
-        log.error("no DICOM series found in %s", args.path)
+    sources = scan_with_bar(lambda bar: folder_sources(args.path, progress=bar), args.path)
+    if sources is None:
         return 2
     cascade = cascade_from_args(args)
     args.out.mkdir(parents=True, exist_ok=True)

@@ -8,27 +8,28 @@ from __future__ import annotations
 
 import logging
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pydicom
 
-from PETriageLib.ingest.checks import SeriesCheck, check_series, examples as _examples
+from PETriageLib.ingest.checks import SeriesCheck, check_series
 from PETriageLib.errors import NoSeriesError, SeriesError
 from PETriageLib.ingest.scan import (HEADER_DEFER_BYTES, Instance, ScanResult, SeriesInfo, group_series, name_based_uid,
                                      quiet_dicom, scan_files, sort_instances)
 from PETriageLib.progress import Progress
 from PETriageLib.ingest.header import number as header_number, text as header_text
-from PETriageLib.ingest.pixels import neighbour_breaks
-from PETriageLib.ingest.limits import MAX_CT_HU, MAX_OUT_OF_RANGE_FRACTION, MAX_VOXELS
+from PETriageLib.ingest.pixels import implausible_pixels
+from PETriageLib.ingest.limits import MAX_CT_HU, MAX_VOXELS
 from PETriageLib.ingest.volume import AIR_HU, CTVolume
 
 log = logging.getLogger(__name__)
 
 PathOrFiles = "str | os.PathLike | Sequence[str | os.PathLike]"
 
-__all__ = ["SeriesInfo", "scan_series", "load_series", "load_info"]
+__all__ = ["SeriesInfo", "scan_series", "load_series", "load_info", "header_findings", "HeaderFindings"]
 
 
 def _scan_summary(scan: ScanResult) -> list[str]:
@@ -232,25 +233,12 @@ def _decode_all(insts: list[Instance], progress: Progress | None) -> tuple[np.nd
         raise SeriesError(f"{insts[0].path}: series of {len(insts)} x {insts[0].rows} x {insts[0].cols} voxels is "
                           f"larger than PETriage loads ({MAX_VOXELS})")
     hu = np.empty((len(insts), insts[0].rows, insts[0].cols), dtype=dtype)
-    flagged: list[tuple[Instance, float]] = []
+    above = np.zeros(len(insts))
     for k, inst in enumerate(insts):
-        hu[k], above = _to_hu(inst, _decode(inst), dtype)
-        if above > MAX_OUT_OF_RANGE_FRACTION:
-            flagged.append((inst, above))
+        hu[k], above[k] = _to_hu(inst, _decode(inst), dtype)
         if progress:
             progress(k + 1, len(insts), "reading")
-    defects = []
-    if flagged:
-        names = ", ".join(f"{Path(i.path).name} ({100 * f:.0f}%)" for i, f in flagged[:5])
-        more = f" and {len(flagged) - 5} more" if len(flagged) > 5 else ""
-        defects.append(f"implausible pixel values for CT in {len(flagged)} slice(s): {names}{more} of the pixels "
-                       f"are above {MAX_CT_HU} HU (corrupt pixel data or a wrong rescale?)")
-    seen = {id(i) for i, _ in flagged}
-    breaks = [insts[k] for k in neighbour_breaks(hu) if id(insts[k]) not in seen]
-    if breaks:
-        defects.append(f"implausible pixel values for CT in {len(breaks)} slice(s) that break from both neighbours: "
-                       f"{_examples(breaks)} (corrupt compressed pixel data decodes to such slices)")
-    return hu, defects
+    return hu, implausible_pixels(hu, [Path(i.path).name for i in insts], above)
 
 
 def _drop_duplicates(insts: list[Instance], hu: np.ndarray, check: SeriesCheck) -> np.ndarray:
@@ -298,6 +286,22 @@ def load_info(info: SeriesInfo, progress: Progress | None = None) -> CTVolume:
     """Load a series found by ``scan_series`` without reading its headers again."""
     notes = [w for w in info.warnings if "non-DICOM" in w or "unreadable DICOM file" in w]
     return _load(info.uid, info.instances, notes, progress, info.unreadable)
+
+
+@dataclass(frozen=True)
+class HeaderFindings:
+    """What the headers alone say of a series, for front ends whose own reader decodes the pixels
+    (Slicer's): the defects the gate refuses and the real slice positions."""
+
+    defects: list[str]  # gantry tilt; unreadable DICOM-looking files of the input
+    positions: list[float]  # mm along the slice normal, in slice order (empty without geometry)
+
+
+def header_findings(info: SeriesInfo) -> HeaderFindings:
+    check = check_series(info.instances)
+    positions = check.positions if check.positions is not None else np.zeros(0)
+    lost = _lost_slices(info.unreadable, info.num_slices, _slice_spacing(info.instances, positions))
+    return HeaderFindings([*check.defects, *lost], [float(p) for p in positions])
 
 
 def _lost_slices(unreadable: list[tuple[str, str]], kept: int, spacing: float) -> list[str]:

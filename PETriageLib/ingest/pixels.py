@@ -1,11 +1,16 @@
 """Pixel sanity after decoding: slices that break from their neighbours (what corrupt JPEG
 Lossless decodes to, silently: garbage from the damaged byte on, often only in a band of rows).
-The out-of-range test lives with the rescale in ``ingest.load``; the numbers are in ``ingest.limits``."""
+and slices with too many values above what CT holds. ``implausible_pixels`` turns both into the
+defects the gate refuses; ``ingest.load`` and the Slicer module (on a node's voxels) share it. The
+numbers are in ``ingest.limits``."""
 from __future__ import annotations
 
 import numpy as np
 
-from PETriageLib.ingest.limits import EDGE_JUMP_FACTOR, MIN_JUMP_HU, NEIGHBOUR_JUMP_FACTOR
+from typing import Sequence
+
+from PETriageLib.ingest.limits import (EDGE_JUMP_FACTOR, MAX_CT_HU, MAX_OUT_OF_RANGE_FRACTION, MIN_JUMP_HU,
+                                     NEIGHBOUR_JUMP_FACTOR)
 
 STRIDE = 4  # compare every 4th pixel: enough to see garbage, cheap on 512 x 512
 BANDS = 8  # damage often starts at some row: compare bands of rows, not only whole slices
@@ -39,3 +44,34 @@ def neighbour_breaks(hu: np.ndarray) -> list[int]:
     if np.any(step[-1] > edge) and not np.any(far[-2]):
         out.append(n - 1)
     return out
+
+
+def above_ct_fraction(hu: np.ndarray) -> np.ndarray:
+    """Per slice of a (k, j, i) HU array: the share of pixels above ``MAX_CT_HU``."""
+    flat = hu.reshape(hu.shape[0], -1)
+    return np.count_nonzero(flat > MAX_CT_HU, axis=1) / max(flat.shape[1], 1)
+
+
+def _names(names: Sequence[str], picked: Sequence[int], shown: int = 3) -> str:
+    text = ", ".join(names[k] for k in picked[:shown])
+    return text + (f" and {len(picked) - shown} more" if len(picked) > shown else "")
+
+
+def implausible_pixels(hu: np.ndarray, names: Sequence[str], above: "Sequence[float] | None" = None) -> list[str]:
+    """Defects for slices whose pixels CT cannot hold, each naming the slices (``names[k]``).
+
+    ``above``: per-slice share above ``MAX_CT_HU`` when the caller measured it before a cast that
+    clips (``ingest.load`` does, on float64 HU); else it is measured on ``hu``."""
+    shares = above_ct_fraction(hu) if above is None else np.asarray(above, float)
+    flagged = [int(k) for k in np.flatnonzero(shares > MAX_OUT_OF_RANGE_FRACTION)]
+    defects = []
+    if flagged:
+        listed = ", ".join(f"{names[k]} ({100 * shares[k]:.0f}%)" for k in flagged[:5])
+        more = f" and {len(flagged) - 5} more" if len(flagged) > 5 else ""
+        defects.append(f"implausible pixel values for CT in {len(flagged)} slice(s): {listed}{more} of the pixels "
+                       f"are above {MAX_CT_HU} HU (corrupt pixel data or a wrong rescale?)")
+    breaks = [k for k in neighbour_breaks(hu) if k not in set(flagged)]
+    if breaks:
+        defects.append(f"implausible pixel values for CT in {len(breaks)} slice(s) that break from both neighbours: "
+                       f"{_names(names, breaks)} (corrupt compressed pixel data decodes to such slices)")
+    return defects

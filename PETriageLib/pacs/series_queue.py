@@ -167,6 +167,11 @@ class SeriesQueue:
         return [r[0] for r in self._all(
             "SELECT path FROM instances WHERE series_uid=? AND skipped IS NULL ORDER BY received_at", (series_uid,))]
 
+    def skipped_files(self, series_uid: str) -> list[tuple[str, str]]:
+        """(path, reason) of the series' instances received but not usable."""
+        return [(r[0], r[1]) for r in self._all(
+            "SELECT path, skipped FROM instances WHERE series_uid=? AND skipped IS NOT NULL", (series_uid,))]
+
     def skipped_instances(self, series_uid: str) -> list[tuple[str, str]]:
         return [(r[0], r[1]) for r in self._all(
             "SELECT sop_uid, skipped FROM instances WHERE series_uid=? AND skipped IS NOT NULL", (series_uid,))]

@@ -7,16 +7,19 @@ from __future__ import annotations
 import logging
 import shutil
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from PETriageLib.errors import PETriageError
+from PETriageLib.ingest.load import load_series
 from PETriageLib.ingest.limits import modality_problem
+from PETriageLib.pacs.lost_slices import account_for_skipped
 from PETriageLib.pacs.series_queue import SeriesQueue
 from PETriageLib.pacs.spool import uid_name
 from PETriageLib.reporting.dicom_results import write_dicom_results
-from PETriageLib.screening.one_series import ScreenOptions, screen_files
+from PETriageLib.screening.one_series import ScreenOptions, screen_volume
 from PETriageLib.triage.worklist import WorklistEntry
 
 log = logging.getLogger(__name__)
@@ -42,13 +45,16 @@ def triage_series(queue: SeriesQueue, cascade: Any, options: ScreenOptions, spoo
     if refused:
         return Outcome("skipped", refused)
     files = queue.usable_files(series_uid)
-    bad = queue.skipped_instances(series_uid)
+    bad = queue.skipped_files(series_uid)
     if not files:
         return Outcome("skipped", "no usable instance" + (f": {bad[0][1]}" if bad else ""))
     out = result_dir(spool, series_uid, version)
     shutil.rmtree(out, ignore_errors=True)  # a triage the process died in left half a folder
     try:
-        screened = screen_files(cascade, files, series_uid, options, out / "report")
+        started = time.perf_counter()
+        volume = load_series(files, series_uid=series_uid)
+        account_for_skipped(volume, bad)  # lost slices make it not analysable, as in `petriage triage`
+        screened = screen_volume(cascade, volume, options, out / "report", time.perf_counter() - started)
     except PETriageError as exc:  # unreadable as a series: refused with the reason, like the gate
         return Outcome("skipped", str(exc))
     result = screened.result
@@ -57,7 +63,7 @@ def triage_series(queue: SeriesQueue, cascade: Any, options: ScreenOptions, spoo
         return Outcome("skipped", result.verdict.reason, entry)
     write_dicom_results(result, screened.heatmaps, out / "dicom")
     if bad:
-        log.warning("series %s: %d instance(s) left out: %s", series_uid, len(bad), bad[0][1])
+        log.warning("series %s: %d instance(s) left out (duplicate positions): %s", series_uid, len(bad), bad[0][1])
     return Outcome("done", result.verdict.reason, entry, out)
 
 

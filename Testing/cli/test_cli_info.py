@@ -82,6 +82,9 @@ def test_no_dicom_at_all_exits_2(tmp_path, capsys, caplog):
         assert main(["info", str(tmp_path / folder), "--json"]) == 2
         assert main(["triage", str(tmp_path / folder), "--out", str(tmp_path / "out")]) == 2
     assert "no readable DICOM image files" in caplog.text and "empty, no files found" in caplog.text
+    # a path that does not exist is a usage error too, in `triage` as in `screen`
+    assert main(["triage", str(tmp_path / "nowhere"), "--out", str(tmp_path / "out")]) == 2
+    assert "nowhere: no such file or folder" in caplog.text
 
 
 def test_json_output_is_strict(tmp_path):

@@ -83,11 +83,11 @@ def test_petriage_screen(where, archive, tiny_checkpoints, reference, tmp_path, 
     assert "0 screened" in capsys.readouterr().out
 
 
-def test_a_source_without_series_exits_2_and_a_missing_one_1(tmp_path, caplog):
+def test_a_source_without_series_or_a_missing_one_exits_2(tmp_path, caplog):
     (tmp_path / "notes").mkdir()
     (tmp_path / "notes" / "readme.txt").write_text("no DICOM here")
     assert main(["screen", str(tmp_path / "notes"), "--out", str(tmp_path / "out"), "--no-ray"]) == 2
-    assert main(["screen", str(tmp_path / "nowhere"), "--out", str(tmp_path / "out"), "--no-ray"]) == 1
+    assert main(["screen", str(tmp_path / "nowhere"), "--out", str(tmp_path / "out"), "--no-ray"]) == 2
     assert "nowhere is neither a DICOMweb URL nor an existing path" in caplog.text
 
 
