@@ -106,6 +106,25 @@ class PETriageTest(ScriptedLoadableModuleTest):
     def runTest(self):
         self.setUp()
         self.test_TriageSyntheticStudyInChildProcess()
+        self.setUp()
+        self.test_SceneSuitesOnThisSlicer()
+
+    def test_SceneSuitesOnThisSlicer(self):
+        """The scene-logic suites that run on PyPI's slicer-core (Testing/slicer_scene), run again on
+        this Slicer's own MRML. They live in a source checkout, not in an installed extension, and
+        need pytest: where either is missing, say so and pass (testing mode installs nothing)."""
+        import importlib.util
+
+        suites = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "Testing", "slicer_scene")
+        if not os.path.isdir(suites) or importlib.util.find_spec("pytest") is None:
+            self.delayDisplay(f"Scene suites not run: they need a source checkout ({suites}) and pytest "
+                              "(slicer.util.pip_install('pytest') outside testing mode)")
+            return
+        import pytest
+
+        self.delayDisplay(f"Running the scene suites of {suites} on this Slicer")
+        code = pytest.main(["-q", "-p", "no:cacheprovider", suites])
+        self.assertEqual(int(code), 0, f"scene suites failed on this Slicer (pytest exit code {int(code)})")
 
     def test_TriageSyntheticStudyInChildProcess(self):
         import tempfile

@@ -56,7 +56,7 @@ CHECKED = {
     "addWidget": "Qt QLayout", "processEvents": "Qt QCoreApplication (static)",
 }
 PYTHON = {"contains", "find_spec", "get", "getLogger", "import_module", "read_text", "replace", "split",
-          "splitlines", "strip", "version", "append", "join", "loads", "isfile", "mkdtemp", "pop", "remove", "startswith", "values", "on_done",
+          "splitlines", "strip", "version", "append", "join", "loads", "isfile", "isdir", "dirname", "abspath", "main", "mkdtemp", "pop", "remove", "startswith", "values", "on_done",
           "assertAlmostEqual", "assertEqual", "assertIn", "assertIs"}
 # attributes (properties, signals) read or set on Slicer/CTK objects
 CHECKED_ATTRIBUTES = {
