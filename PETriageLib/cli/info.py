@@ -52,6 +52,7 @@ def describe(info: Any, lungs: bool, quiet: bool) -> dict[str, Any]:
     from PETriageLib.ingest.checks import check_series
     from PETriageLib.ingest.load import load_info
     from PETriageLib.errors import SeriesError
+    from PETriageLib.preprocess.contrast_phase import measure_contrast_phase
     from PETriageLib.preprocess.lungs import analyse_lungs, lung_slice_range
     from PETriageLib.triage.eligibility import chest_problem, triage_problem
 
@@ -68,6 +69,7 @@ def describe(info: Any, lungs: bool, quiet: bool) -> dict[str, Any]:
         "errors": check.errors, "warnings": [w for w in info.warnings if w not in check.errors],
         "loaded": False, "lung_slices": None, "lung_slice_count": None, "not_chest_reason": None,
         "gate_checked": False, "not_analysable_reason": None,  # the eligibility gate needs the decoded volume
+        "contrast_phase": None,  # measured from the blood pool between the lungs, when there are lungs
     }
     if not lungs or check.errors:
         return out
@@ -91,6 +93,9 @@ def describe(info: Any, lungs: bool, quiet: bool) -> dict[str, Any]:
                lung_slices=list(span) if span else None, lung_slice_count=sum(s.has_lung for s in found),
                not_chest_reason=chest_problem(volume, found), gate_checked=True,
                not_analysable_reason=triage_problem(volume, found))
+    if span:
+        phase = measure_contrast_phase(volume, found)
+        out["contrast_phase"] = {"phase": phase.phase, "blood_hu": phase.blood_hu, "reason": phase.reason}
     return out
 
 
@@ -104,6 +109,8 @@ def _print_text(paths: list[str], series: list[dict[str, Any]]) -> None:
             lungs = (f"slices {s['lung_slices'][0]}-{s['lung_slices'][1]} ({s['lung_slice_count']} with lung)"
                      if s["lung_slices"] else "none found")
             print(f"    lungs: {lungs}; chest CT: {'no, ' + s['not_chest_reason'] if s['not_chest_reason'] else 'yes'}")
+            if s["contrast_phase"]:
+                print(f"    contrast phase: {s['contrast_phase']['phase']} ({s['contrast_phase']['reason']})")
             refused = s["not_analysable_reason"]
             print(f"    triage: {'refused, ' + refused if refused else 'accepted'}")
         for e in s["errors"]:

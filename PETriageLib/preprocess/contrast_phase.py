@@ -76,6 +76,8 @@ def middle_lung_slices(lungs: Sequence[SliceLung], share: float = MIDDLE_SHARE,
     first, last = with_lung[0], with_lung[-1]
     margin = (last - first) * (1.0 - share) / 2.0
     lo, hi = int(np.ceil(first + margin)), int(np.floor(last - margin))
+    if hi < lo:  # a short lung range: its middle slice
+        lo = hi = (first + last) // 2
     picked = np.unique(np.linspace(lo, hi, min(most, hi - lo + 1)).round().astype(int))
     return [int(k) for k in picked if lungs[k].has_lung]
 

@@ -26,6 +26,8 @@ def test_real_series_json(capsys, real_series_dir):
     assert s["lung_slices"][0] <= 5 and s["lung_slices"][1] >= 115 and s["not_chest_reason"] is None
     assert any("SOPInstanceUID" in w for w in s["warnings"])
     assert s["gate_checked"] and s["not_analysable_reason"] is None  # triage would accept it
+    phase = s["contrast_phase"]  # a non-contrast scan: unenhanced blood between the lungs
+    assert phase["phase"] == "non_contrast" and 30 < phase["blood_hu"] < 90 and "no contrast" in phase["reason"]
 
 
 def test_info_reports_the_gate_and_says_when_it_did_not_check(tmp_path, capsys):
