@@ -96,10 +96,11 @@ def test_two_gloo_ranks_train_what_one_process_trains_with_the_same_effective_ba
     init = build_for_training(start).state_dict()
     moved = max(float((b[k].float() - init[k].float()).abs().max()) for k in b)
     worst = max(float((a[k].float() - b[k].float()).abs().max()) for k in b)
-    # Both runs moved the weights by ~lr x steps; what remains between them is float rounding of the
-    # gradient sums (all-reduce against local sums), far below the training's own change.
+    # Both runs moved the weights by ~5e-3; the two agreed to the bit on this machine (torch 2.14.1),
+    # while one process with a single batch of 8 ends 1e-2 away. The tolerance leaves room for another
+    # order of the all-reduce's float sums.
     assert moved > 1e-3
-    assert worst < 1e-4 * max(moved, 1.0), (worst, moved)
+    assert worst < 1e-5, (worst, moved)
     history = json.loads((root / "ddp" / "history.json").read_text())
     # The epoch's training loss counts both ranks' slices, so it is the single process's loss.
     for ours, theirs in zip(history, single.history):
