@@ -30,7 +30,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     # None = the TrainConfig default (10 epochs, lr 1e-3, one-cycle), or with --init-from the
     # fine-tuning defaults (3 epochs, lr 1e-4, cosine).
     p.add_argument("--epochs", type=int, default=None, help="default 10 (3 with --init-from)")
-    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--batch-size", type=int, default=16,
+                   help="slices per step and process (under torchrun the effective batch is this x ranks)")
+    p.add_argument("--micro-batches", type=int, default=1, metavar="K",
+                   help="split each step's batch into K forward/backward passes with summed gradients "
+                        "(less memory; BatchNorm sees each part alone, as each rank's part under torchrun)")
     p.add_argument("--lr", type=float, default=None, help="peak learning rate (default 1e-3; 1e-4 with --init-from)")
     p.add_argument("--scheduler", choices=("onecycle", "cosine", "constant"), default=None,
                    help="default onecycle (cosine with --init-from)")
@@ -62,7 +66,8 @@ def config_from_args(args: argparse.Namespace):
     from PETriageLib.training.config import TrainConfig
     from PETriageLib.training.train import fine_tune_config
 
-    settings = dict(stage=args.stage, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+    settings = dict(stage=args.stage, epochs=args.epochs, batch_size=args.batch_size,
+                    micro_batches=args.micro_batches, lr=args.lr,
                     scheduler=args.scheduler, balance=args.balance, augment=not args.no_augment,
                     patience=args.patience, steps_per_epoch=args.steps_per_epoch,
                     target_sensitivity=args.target_sensitivity, seed=args.seed, threads=args.threads,
@@ -86,13 +91,20 @@ def config_from_args(args: argparse.Namespace):
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from PETriageLib.training.distributed import cleanup, init_distributed
     from PETriageLib.training.pipeline import train_from_manifest
 
     cfg = config_from_args(args)
-    result = train_from_manifest(cfg, args.manifest, args.out, args.cache, args.splits,
-                                 resume=not args.no_resume, device=args.device,
-                                 ratios=tuple(float(r) for r in args.ratios.split(",")))
-    (Path(args.out) / "history.json").write_text(to_json(result.history, indent=1))
-    print(to_json({"best": str(result.best_path), "best_epoch": result.best_epoch,
-                      "threshold": result.threshold, "resumed_from": result.resumed_from}, indent=1))
+    ctx, device = init_distributed(args.device)  # one process, or this rank of a torchrun launch
+    try:
+        result = train_from_manifest(cfg, args.manifest, args.out, args.cache, args.splits,
+                                     resume=not args.no_resume, device=device,
+                                     ratios=tuple(float(r) for r in args.ratios.split(",")), ctx=ctx)
+    finally:
+        cleanup(ctx)
+    if ctx.is_main:
+        (Path(args.out) / "history.json").write_text(to_json(result.history, indent=1))
+        print(to_json({"best": str(result.best_path), "best_epoch": result.best_epoch,
+                       "threshold": result.threshold, "resumed_from": result.resumed_from,
+                       "ranks": ctx.world_size}, indent=1))
     return 0

@@ -113,23 +113,23 @@ def _build(source: Source, config, dest: Path, with_masks: bool = False) -> None
             raise
 
 
-def cache_sources(sources: Sequence[Source], config, root: "str | Path",
-                  progress: Optional[Callable[[int, int], None]] = None,
-                  with_masks: bool = False) -> list[CachedSource]:
-    """Preprocess every source once (skipping those already cached) and open them as memmaps.
+def build_missing(sources: Sequence[Source], config, root: "str | Path", with_masks: bool = False,
+                  rank: int = 0, world_size: int = 1) -> "list[Path]":
+    """Cache the sources not cached yet; returns every source's entry folder.
 
-    ``with_masks``: also cache (and open) the lesion fractions of sources that have a mask.
+    With ``world_size`` > 1 (torchrun ranks) this process builds only the sources whose position
+    is ``rank`` modulo ``world_size``: the ranks share the work and no entry has two writers.
     """
-    from PETriageLib.training.manifest import patient_label_of
-
     base = config_dir(root, config.to_dict())
     base.mkdir(parents=True, exist_ok=True)
-    (base / "config.json").write_text(json.dumps(config.to_dict(), indent=1))
+    if not (base / "config.json").is_file():
+        atomic_write(base / "config.json", lambda tmp: tmp.write_text(json.dumps(config.to_dict(), indent=1)))
     dests = [base / _hash(source_fingerprint(s)) for s in sources]
+    mine = [(s, d) for n, (s, d) in enumerate(zip(sources, dests)) if n % world_size == rank]
     # Two passes: sources another live process is caching right now are left to it and picked up after.
     built = 0
     for later in (False, True):
-        for source, dest in zip(sources, dests):
+        for source, dest in mine:
             if (dest / "meta.json").is_file():
                 continue
             if not later and _being_built(dest):
@@ -140,17 +140,31 @@ def cache_sources(sources: Sequence[Source], config, root: "str | Path",
                 log.info("caching %s (%s)", source.patient_id, source.paths[0])
                 _build(source, config, dest, with_masks)
                 built += 1
+    for source, dest in mine:
+        if with_masks and source.mask is not None and not (dest / "masks.npy").is_file():
+            log.info("caching lesion masks of %s (%s)", source.patient_id, source.mask)
+            _add_masks(source, config, dest)
     if built:
         warn_if_disk_low(root)
+    return dests
+
+
+def cache_sources(sources: Sequence[Source], config, root: "str | Path",
+                  progress: Optional[Callable[[int, int], None]] = None,
+                  with_masks: bool = False) -> list[CachedSource]:
+    """Preprocess every source once (skipping those already cached) and open them as memmaps.
+
+    ``with_masks``: also cache (and open) the lesion fractions of sources that have a mask.
+    """
+    from PETriageLib.training.manifest import patient_label_of
+
+    dests = build_missing(sources, config, root, with_masks)
     out = []
     for n, (source, dest) in enumerate(zip(sources, dests)):
         touch(dest)  # last use, for `petriage cache prune`
         meta = json.loads((dest / "meta.json").read_text())
         masks = None
         if with_masks and source.mask is not None:
-            if not (dest / "masks.npy").is_file():
-                log.info("caching lesion masks of %s (%s)", source.patient_id, source.mask)
-                _add_masks(source, config, dest)
             masks = np.load(dest / "masks.npy", mmap_mode="r")
         out.append(CachedSource(
             patient_id=source.patient_id,

@@ -19,7 +19,8 @@ class TrainConfig:
     crop: str = "dynamic"
     margin_mm: float = 10.0
     epochs: int = 10
-    batch_size: int = 16
+    batch_size: int = 16  # per process: under torchrun the effective batch is batch_size x ranks
+    micro_batches: int = 1  # forward/backward passes per step, gradients summed (BatchNorm sees each alone)
     lr: float = 1e-3
     weight_decay: float = 1e-4
     scheduler: str = "onecycle"  # onecycle | cosine | constant

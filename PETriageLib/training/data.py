@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Sequence
 
 from PETriageLib.preprocess.slices import PreprocessConfig
-from PETriageLib.training.cache import CachedSource, cache_sources
+from PETriageLib.training.cache import CachedSource, build_missing, cache_sources
 from PETriageLib.training.manifest import Source, load_manifest, manifest_paths
 from PETriageLib.training.splits import check_disjoint, load_splits, save_splits, split_patients
 
@@ -69,16 +69,34 @@ def cached_splits(manifest: "str | Path", preprocess: dict, cache_root: "str | P
     ``masks_for``: the splits whose lesion masks are cached and opened too (the lesion-map loss).
     ``extend``: add the manifest's patients missing from an existing splits file (see make_splits).
     """
-    sources = load_manifest(manifest)
-    splits = make_splits(sources, splits_file, ratios, seed, extend)
     out: dict[str, list[CachedSource]] = {}
     config = PreprocessConfig.from_dict(preprocess)
-    for name in wanted:
-        ids = set(splits.get(name, []))
-        chosen = [s for s in sources if s.patient_id in ids]
-        log.info("split %s: %d patients, %d sources", name, len(ids), len(chosen))
+    for name, chosen in _wanted_sources(manifest, splits_file, seed, wanted, ratios, extend).items():
         out[name] = cache_sources(chosen, config, cache_root, with_masks=name in masks_for)
     return out
+
+
+def _wanted_sources(manifest, splits_file, seed: int, wanted: Sequence[str], ratios: Sequence[float],
+                    extend: bool) -> "dict[str, list[Source]]":
+    sources = load_manifest(manifest)
+    splits = make_splits(sources, splits_file, ratios, seed, extend)
+    out = {}
+    for name in wanted:
+        ids = set(splits.get(name, []))
+        out[name] = [s for s in sources if s.patient_id in ids]
+        log.info("split %s: %d patients, %d sources", name, len(ids), len(out[name]))
+    return out
+
+
+def build_cache_share(manifest: "str | Path", preprocess: dict, cache_root: "str | Path", splits_file: "str | Path",
+                      seed: int, wanted: Sequence[str], masks_for: Sequence[str], rank: int, world_size: int) -> None:
+    """This rank's share of the wanted splits' cache entries (every ``world_size``-th source of them
+    all, so the work spreads evenly). The splits file must exist already (rank 0 makes it)."""
+    config = PreprocessConfig.from_dict(preprocess)
+    chosen = _wanted_sources(manifest, splits_file, seed, wanted, (5, 3, 2), extend=False)
+    for masks in (False, True):  # sources of splits with masks apart, so a source is built once with its mask
+        group = [s for name, items in chosen.items() if (name in masks_for) == masks for s in items]
+        build_missing(group, config, cache_root, with_masks=masks, rank=rank, world_size=world_size)
 
 
 def data_summary(cached: dict[str, list[CachedSource]], manifest: "str | Path") -> dict:

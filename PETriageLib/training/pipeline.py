@@ -6,7 +6,9 @@ from pathlib import Path
 
 from PETriageLib.training.cache import SliceDataset
 from PETriageLib.training.config import TrainConfig
-from PETriageLib.training.data import cached_splits, data_summary
+from PETriageLib.training.data import build_cache_share, cached_splits, data_summary, make_splits
+from PETriageLib.training.distributed import DistContext, barrier
+from PETriageLib.training.manifest import load_manifest
 from PETriageLib.training.train import TrainResult, train
 
 log = logging.getLogger(__name__)
@@ -15,25 +17,38 @@ log = logging.getLogger(__name__)
 def train_from_manifest(cfg: TrainConfig, manifest: "str | Path", out_dir: "str | Path",
                         cache_root: "str | Path | None" = None, splits_file: "str | Path | None" = None,
                         resume: bool = True, device: str = "cpu",
-                        ratios: "tuple[float, float, float]" = (5, 3, 2)) -> TrainResult:
+                        ratios: "tuple[float, float, float]" = (5, 3, 2),
+                        ctx: DistContext = DistContext()) -> TrainResult:
     """Splits go to ``splits_file`` (default out_dir/splits.json) so evaluation uses the same patients.
 
     Patients of the manifest missing from an existing splits file (data added since) are split by
     ``ratios`` and added to it; the others keep their split.
+
+    Under torchrun (``ctx``) rank 0 writes the splits, the ranks build the slice cache in turns of
+    sources (never two on one entry), and rank 0 alone fits the domain check.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     splits_file = Path(splits_file) if splits_file else out / "splits.json"
     cache_root = Path(cache_root) if cache_root else out / "cache"
+    masks_for = ("train",) if cfg.mask_loss_weight > 0 else ()
+    if ctx.active:
+        if ctx.is_main:
+            make_splits(load_manifest(manifest), splits_file, ratios, cfg.seed, extend=True)
+        barrier(ctx)
+        build_cache_share(manifest, cfg.preprocess_dict(), cache_root, splits_file, cfg.seed, ("train", "val"),
+                          masks_for, ctx.rank, ctx.world_size)
+        barrier(ctx)
     cached = cached_splits(manifest, cfg.preprocess_dict(), cache_root, splits_file, cfg.seed,
-                           wanted=("train", "val"), ratios=ratios,
-                           masks_for=("train",) if cfg.mask_loss_weight > 0 else (), extend=True)
+                           wanted=("train", "val"), ratios=ratios, masks_for=masks_for, extend=True)
     train_set, val_set = SliceDataset(cached["train"], cfg.stage), SliceDataset(cached["val"], cfg.stage)
     log.info("stage %d: %d training slices %s, %d validation slices %s", cfg.stage, len(train_set),
              train_set.class_counts(), len(val_set), val_set.class_counts())
     result = train(cfg, train_set, val_set, out, resume=resume, device=device,
-                   data_summary=data_summary(cached, manifest))
-    _fit_domain(result.best_path, cached, cfg.seed, device)
+                   data_summary=data_summary(cached, manifest), ctx=ctx)
+    if ctx.is_main:
+        _fit_domain(result.best_path, cached, cfg.seed, device)
+    barrier(ctx)  # best.pt is complete before any rank returns
     return result
 
 

@@ -4,11 +4,15 @@ early stopping on the validation split, resumable checkpoints, operating thresho
 Determinism: each step seeds its own RNG from (seed, global step), and each epoch's sample
 order from (seed, epoch), so a run resumed from ``last.pt`` continues exactly where the
 interrupted one stopped.
+
+Under torchrun (``distributed.py``) every rank runs this loop on its part of each step's batch
+(``sampler.py``) inside DistributedDataParallel; rank 0 alone validates and writes files, and
+sends the validation outcome to the others so that they stop together.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
-import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +29,9 @@ from PETriageLib.training.augment import AugmentConfig, augment_with_maps
 from PETriageLib.training.cache import SliceDataset
 from PETriageLib.vocabulary import STAGE_CLASSES
 from PETriageLib.training.config import TrainConfig
+from PETriageLib.training.distributed import DistContext, broadcast, wrap_model
+from PETriageLib.training.sampler import BatchPlan
+from PETriageLib.training.sampler import epoch_order as _order
 from PETriageLib.training.metrics import auroc_ci, threshold_for_sensitivity
 from PETriageLib.preprocess.windows import get_window
 
@@ -45,17 +52,30 @@ def _step_seed(seed: int, step: int) -> int:
     return (seed * 1_000_003 + step * 7919 + 17) % (2**63 - 1)
 
 
-def epoch_order(dataset: SliceDataset, cfg: TrainConfig, epoch: int) -> np.ndarray:
-    """Sample indices for one epoch: class-balanced draws or a shuffled pass."""
-    rng = np.random.default_rng([cfg.seed, epoch])
-    n = len(dataset)
-    steps = cfg.steps_per_epoch or math.ceil(n / cfg.batch_size)
-    if cfg.balance == "sampler":
-        counts = np.bincount(dataset.targets, minlength=2).astype(float)
-        weights = 1.0 / np.maximum(counts[dataset.targets], 1.0)
-        return rng.choice(n, size=steps * cfg.batch_size, replace=True, p=weights / weights.sum())
-    order = np.concatenate([rng.permutation(n) for _ in range(math.ceil(steps * cfg.batch_size / n))])
-    return order[: steps * cfg.batch_size]
+def _augment_seed(seed: int, step: int, group: int) -> int:
+    """Group 0 keeps the single-process seed; each further group (micro-batch or rank) its own."""
+    return _step_seed(seed + 1 + 1_000 * group, step)
+
+
+def epoch_order(dataset: SliceDataset, cfg: TrainConfig, epoch: int, world_size: int = 1) -> np.ndarray:
+    """Sample indices for one epoch (all ranks): class-balanced draws or a shuffled pass."""
+    plan = BatchPlan(cfg.batch_size, world_size, 0, cfg.micro_batches)
+    steps = plan.steps_per_epoch(len(dataset), cfg.steps_per_epoch)
+    return _order(dataset.targets, cfg.balance, cfg.seed, epoch, steps, plan.effective)
+
+
+class _TrainingNet(torch.nn.Module):
+    """The model and its optional lesion-map head as one module, so DDP averages both."""
+
+    def __init__(self, model: torch.nn.Module, head: Optional[torch.nn.Module]) -> None:
+        super().__init__()
+        self.model, self.head = model, head
+
+    def forward(self, x: torch.Tensor):
+        if self.head is None:
+            return self.model(x), None
+        fmaps = self.model.branch_maps(x)
+        return self.model.classify(fmaps), self.head(fmaps)
 
 
 def _autocast(cfg: TrainConfig, device: torch.device):
@@ -194,12 +214,18 @@ def _save_state(path: Path, state: dict) -> None:
 
 
 def train(cfg: TrainConfig, train_set: SliceDataset, val_set: SliceDataset, out_dir: "str | Path",
-          resume: bool = True, device: str = "cpu", data_summary: Optional[dict] = None) -> TrainResult:
-    """Train one stage into out_dir (last.pt for resuming, best.pt = the shipped-format checkpoint)."""
+          resume: bool = True, device: str = "cpu", data_summary: Optional[dict] = None,
+          ctx: DistContext = DistContext()) -> TrainResult:
+    """Train one stage into out_dir (last.pt for resuming, best.pt = the shipped-format checkpoint).
+
+    ``ctx``: this process's rank in a torchrun launch (``distributed.init_distributed``); every
+    rank must call this with the same data and settings.
+    """
     from PETriageLib.models.checkpoint import save_checkpoint
 
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    if ctx.is_main:
+        out.mkdir(parents=True, exist_ok=True)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     if len(train_set) == 0 or len(val_set) == 0:
@@ -220,7 +246,11 @@ def train(cfg: TrainConfig, train_set: SliceDataset, val_set: SliceDataset, out_
                  train_set.with_masks(), len(train_set))
     params = list(model.parameters()) + (list(head.parameters()) if head is not None else [])
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    steps = cfg.steps_per_epoch or math.ceil(len(train_set) / cfg.batch_size)
+    plan = BatchPlan(cfg.batch_size, ctx.world_size, ctx.rank, cfg.micro_batches)
+    steps = plan.steps_per_epoch(len(train_set), cfg.steps_per_epoch)
+    log.info("stage %d: effective batch %d (%d per rank x %d rank(s), %d micro-batch(es) each), peak lr %g "
+             "(as given: not scaled with the ranks), %d steps per epoch", cfg.stage, plan.effective,
+             cfg.batch_size, ctx.world_size, cfg.micro_batches, cfg.lr, steps)
     total = steps * cfg.epochs
     if cfg.scheduler == "onecycle":
         sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=total, pct_start=0.15)
@@ -241,6 +271,8 @@ def train(cfg: TrainConfig, train_set: SliceDataset, val_set: SliceDataset, out_
         check_digest(state, last, registered=False, what="training state")  # a damaged last.pt is not resumed
         old = TrainConfig.from_dict(state["config"])
         diff = cfg.differences(old)
+        if state.get("world_size", 1) != ctx.world_size:  # another effective batch and sample order
+            diff.append(f"ranks ({state.get('world_size', 1)} then, {ctx.world_size} now)")
         if diff:
             raise CheckpointError(f"{last}: cannot resume, settings changed: {', '.join(diff)} "
                                   f"(use a new output folder or --no-resume)")
@@ -255,62 +287,48 @@ def train(cfg: TrainConfig, train_set: SliceDataset, val_set: SliceDataset, out_
         log.info("resuming %s at epoch %d step %d", last, epoch, step)
 
     def snapshot(epoch_: int, step_: int) -> None:
+        if not ctx.is_main:
+            return
         extra = {"lesion_head": head.state_dict()} if head is not None else {}
         _save_state(last, {**extra, "model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
                            "epoch": epoch_, "step": step_, "history": history, "best": best, "bad": bad,
-                           "rng": torch.get_rng_state(), "config": cfg.to_dict()})
+                           "rng": torch.get_rng_state(), "config": cfg.to_dict(), "world_size": ctx.world_size})
+
+    net = wrap_model(ctx, _TrainingNet(model, head), dev)
 
     summary_base = {"stage": cfg.stage, "train_slices": counts, "val_slices": val_set.class_counts(),
                     "train_patients": len(set(train_set.patients)), "val_patients": len(set(val_set.patients)),
-                    "settings": cfg.to_dict(), "data": data_summary or {}}
+                    "settings": cfg.to_dict(), "data": data_summary or {},
+                    "ranks": ctx.world_size, "effective_batch": plan.effective}
     while epoch < cfg.epochs and bad < cfg.patience:
-        order = epoch_order(train_set, cfg, epoch)
+        order = epoch_order(train_set, cfg, epoch, ctx.world_size)
         model.train()
-        bar = _progress(cfg, steps, step, f"stage {cfg.stage} epoch {epoch + 1}/{cfg.epochs}")
-        run_loss, run_map, seen = 0.0, 0.0, 0
+        bar = _progress(cfg, steps, step, f"stage {cfg.stage} epoch {epoch + 1}/{cfg.epochs}") if ctx.is_main else None
+        sums = np.zeros(3)  # classification loss x slices, lesion-map loss x slices, slices (this rank)
         while step < steps:
             gstep = epoch * steps + step
             torch.manual_seed(_step_seed(cfg.seed, gstep))
-            rows = order[step * cfg.batch_size:(step + 1) * cfg.batch_size]
-            x, y = train_set.batch(rows)
-            xt, yt = torch.from_numpy(x), torch.from_numpy(y).float().unsqueeze(1)
-            lesions = has_mask = None
-            if head is not None:
-                maps_np, has_np = train_set.batch_lesion_maps(rows)
-                lesions, has_mask = torch.from_numpy(maps_np), torch.from_numpy(has_np)
-            if cfg.augment:
-                g = torch.Generator().manual_seed(_step_seed(cfg.seed + 1, gstep))
-                xt, lesions = augment_with_maps(xt, lesions, cfg.channel_windows(), aug, g)
-            xt, yt = xt.to(dev).contiguous(memory_format=fmt), yt.to(dev)
-            with _autocast(cfg, dev):
-                if head is None:
-                    logits = model(xt)
-                else:
-                    fmaps = model.branch_maps(xt)
-                    logits, lesion_logits = model.classify(fmaps), head(fmaps)
-            cls_loss = F.binary_cross_entropy_with_logits(logits.float(), yt, pos_weight=pos_weight)
-            loss = cls_loss
-            if head is not None:
-                from PETriageLib.training.lesion_loss import lesion_map_loss
-
-                map_loss = lesion_map_loss(lesion_logits, lesions.to(dev), has_mask.to(dev))
-                loss = cls_loss + cfg.mask_loss_weight * map_loss
-                run_map += map_loss.item() * len(y)
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            groups = plan.groups(plan.rank_rows(order, step))
+            for k, (group, rows) in enumerate(groups):
+                # Gradients of all groups but the last build up locally; the last one's backward averages them over the ranks.
+                sync = k == len(groups) - 1 or not ctx.active
+                with (contextlib.nullcontext() if sync else net.no_sync()):
+                    sums += _group_step(net, train_set, rows, cfg, aug, gstep, group, pos_weight, dev, fmt,
+                                        len(groups))
             opt.step()
             sched.step()
             step += 1
-            run_loss += cls_loss.item() * len(y)
-            seen += len(y)
             if bar is not None:
                 bar.update(1)
-                bar.set_postfix(loss=f"{run_loss / seen:.4f}", lr=f"{sched.get_last_lr()[0]:.2e}")
+                bar.set_postfix(loss=f"{sums[0] / max(sums[2], 1):.4f}", lr=f"{sched.get_last_lr()[0]:.2e}")
             if step % cfg.save_every == 0 and step < steps:
                 snapshot(epoch, step)
         if bar is not None:
             bar.close()
-        metrics = _validate(model, val_set, cfg, dev)
+        run_loss, run_map, seen = (float(v) for v in all_sum(ctx, sums, dev))  # plain floats: weights-only files
+        metrics = broadcast(ctx, _validate(model, val_set, cfg, dev) if ctx.is_main else None)
+        model.train()
         metrics.update(epoch=epoch + 1, train_loss=run_loss / max(seen, 1), steps=steps)
         if head is not None:
             metrics["train_lesion_map_loss"] = run_map / max(seen, 1)
@@ -318,8 +336,9 @@ def train(cfg: TrainConfig, train_set: SliceDataset, val_set: SliceDataset, out_
         improved = _better(metrics, best)
         if improved:
             best, bad = metrics, 0
-            summary = dict(summary_base, best_epoch=epoch + 1, val=metrics, history=history)
-            save_checkpoint(out / BEST, model, checkpoint_meta(model, cfg, metrics["threshold"], summary))
+            if ctx.is_main:
+                summary = dict(summary_base, best_epoch=epoch + 1, val=metrics, history=history)
+                save_checkpoint(out / BEST, model, checkpoint_meta(model, cfg, metrics["threshold"], summary))
         else:
             bad += 1
         log.info("stage %d epoch %d: train loss %.4f, val loss %.4f, val AUROC %s, acc@thr %.4f%s", cfg.stage,
@@ -329,6 +348,46 @@ def train(cfg: TrainConfig, train_set: SliceDataset, val_set: SliceDataset, out_
         snapshot(epoch, step)
     assert best is not None
     return TrainResult(out / BEST, best["threshold"], best["epoch"], history, resumed)
+
+
+def _group_step(net, train_set: SliceDataset, rows, cfg: TrainConfig, aug: AugmentConfig, gstep: int, group: int,
+                pos_weight, dev, fmt, n_groups: int) -> np.ndarray:
+    """Forward and backward of one micro-batch, its loss scaled by 1 / n_groups so that the summed
+    gradients are the mean over the step's groups; returns its loss sums for the epoch log."""
+    x, y = train_set.batch(rows)
+    xt, yt = torch.from_numpy(x), torch.from_numpy(y).float().unsqueeze(1)
+    with_maps = cfg.mask_loss_weight > 0
+    lesions = has_mask = None
+    if with_maps:
+        maps_np, has_np = train_set.batch_lesion_maps(rows)
+        lesions, has_mask = torch.from_numpy(maps_np), torch.from_numpy(has_np)
+    if cfg.augment:
+        g = torch.Generator().manual_seed(_augment_seed(cfg.seed, gstep, group))
+        xt, lesions = augment_with_maps(xt, lesions, cfg.channel_windows(), aug, g)
+    xt, yt = xt.to(dev).contiguous(memory_format=fmt), yt.to(dev)
+    with _autocast(cfg, dev):
+        logits, lesion_logits = net(xt)
+    cls_loss = F.binary_cross_entropy_with_logits(logits.float(), yt, pos_weight=pos_weight)
+    loss, map_sum = cls_loss, 0.0
+    if with_maps:
+        from PETriageLib.training.lesion_loss import lesion_map_loss
+
+        map_loss = lesion_map_loss(lesion_logits, lesions.to(dev), has_mask.to(dev))
+        loss = cls_loss + cfg.mask_loss_weight * map_loss
+        map_sum = map_loss.item() * len(y)
+    (loss / n_groups).backward()
+    return np.array([cls_loss.item() * len(y), map_sum, len(y)])
+
+
+def all_sum(ctx: DistContext, values: np.ndarray, device: torch.device) -> np.ndarray:
+    """``values`` summed over the ranks (the epoch's training loss counts every rank's slices)."""
+    if not ctx.active:
+        return values
+    import torch.distributed as dist
+
+    t = torch.tensor(values, dtype=torch.float64, device=device)  # NCCL reduces CUDA tensors only
+    dist.all_reduce(t)
+    return t.cpu().numpy()
 
 
 def _progress(cfg: TrainConfig, total: int, initial: int, desc: str):
