@@ -109,3 +109,18 @@ def test_tls_options_that_cannot_work_are_refused_with_the_reason(pki, tmp_path,
     assert "--tls-key needs --tls-cert" in caplog.text
     assert main(["listen", "--spool", str(tmp_path / "s"), "--destination-tls"]) == 1
     assert "--destination-tls needs --destination" in caplog.text
+
+
+def test_the_tls_example_of_the_docs_parses_as_written():
+    import re
+    import shlex
+    from pathlib import Path
+
+    from PETriageLib.cli import build_parser
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "pacs.md").read_text()
+    block = re.search(r"```\n\s*(petriage listen [^`]*--tls-cert[^`]*)```", doc).group(1)
+    argv = shlex.split(block.replace("\\\n", " "))[1:]
+    args = build_parser().parse_args(argv)
+    assert (args.tls_require_client_cert, args.destination_tls, args.port) == (True, True, 2762)
+    assert str(args.tls_ca) == "site-ca.crt" and args.destination == "ORTHANC@pacs.example.org:2762"
