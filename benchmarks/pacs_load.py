@@ -13,7 +13,6 @@ import logging
 import shutil
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -22,8 +21,7 @@ sys.path.insert(0, str(REPO / "Testing"))  # the Orthanc and listener harness of
 from support.checkpoints import make_checkpoint  # noqa: E402
 from support.listener import start_listener, wait_for_echo  # noqa: E402
 from support.orthanc import free_port, start_orthanc  # noqa: E402
-
-from PETriageLib.phantom import generate_study, write_study  # noqa: E402
+from support.pacs_load import send_and_wait, upload_phantom_studies  # noqa: E402
 
 log = logging.getLogger("pacs_load")
 
@@ -44,35 +42,15 @@ def main() -> int:
     orthanc = start_orthanc(work / "orthanc", jobs=args.jobs)
     listener = None
     try:
-        studies = []
-        for n in range(args.studies):
-            d = write_study(generate_study(100 + n, matrix=args.matrix, slices=args.slices, pe=n % 2 == 0),
-                            work / f"study{n}")["series_dir"]
-            studies.append(orthanc.upload(sorted(d.glob("*.dcm"))))
-        study_ids = [orthanc.request("GET", f"/instances/{ids[0]}/study")["ID"] for ids in studies]
+        study_ids = upload_phantom_studies(orthanc, work, args.studies, args.matrix, args.slices)
         listener = start_listener(work / "spool", free_port(), orthanc.destination, models,
                                   ["--settle", str(args.settle), "--workers", str(args.workers), "--top-k", "2",
                                    "--domain-check", "off"], work / "listener.log")
         wait_for_echo(orthanc, listener)
-        t0 = time.perf_counter()
-        for sid in study_ids:
-            orthanc.store_to("petriage", [sid], wait=False)
-        listener.wait_for("SELECT 1 WHERE (SELECT COUNT(*) FROM series WHERE send_state='sent') = ?",
-                          (args.studies,), timeout_s=60 * args.studies, poll_s=0.5)
-        seconds = time.perf_counter() - t0
-        runs = listener.query("SELECT triage_runs, version, (SELECT COUNT(*) FROM instances i "
-                              "WHERE i.series_uid=s.series_uid) FROM series s")
-        peak = listener.peak_rss_mb()
-        srs = sum(1 for sid in study_ids for s in orthanc.request("GET", f"/studies/{sid}/series")
-                  if s["MainDicomTags"].get("Modality") == "SR")
-        result = {"studies": args.studies, "slices": args.slices, "matrix": args.matrix, "jobs": args.jobs,
-                  "workers": args.workers, "settle_s": args.settle, "seconds": round(seconds, 1),
-                  "studies_per_minute": round(args.studies / seconds * 60, 2), "listener_peak_rss_mib": round(peak),
-                  "lost": args.studies - len(runs), "triaged_twice": sum(r[0] != 1 or r[1] != 1 for r in runs),
-                  "incomplete": sum(r[2] != args.slices for r in runs), "srs_in_orthanc": srs}
-        print(json.dumps(result, indent=1))
-        ok = result["lost"] == result["triaged_twice"] == result["incomplete"] == 0 and srs == args.studies
-        return 0 if ok else 1
+        result = send_and_wait(orthanc, listener, study_ids, args.slices, timeout_s=60 * args.studies)
+        print(json.dumps({"slices": args.slices, "matrix": args.matrix, "jobs": args.jobs, "workers": args.workers,
+                          "settle_s": args.settle, **result.as_dict()}, indent=1))
+        return 0 if result.ok else 1
     finally:
         if listener is not None:
             listener.stop()

@@ -13,9 +13,11 @@ if [ ! -x .venv/bin/petriage ] && [ "$free_gb" -lt 8 ]; then
 fi
 # --- Debian packages the tests need: dciodvfy (dicom3tools) checks the DICOM results; Orthanc is the
 # real PACS of Testing/pacs and, with its DICOMweb plugin, the real DICOMweb server of
-# Testing/cluster. Installed only when missing, and only as root (else: say what is missing).
+# Testing/cluster; dcmtk's dcmcjpeg makes the JPEG Lossless files of Testing/pacs (pydicom cannot
+# encode them). Installed only when missing, and only as root (else: say what is missing).
 missing=()
 command -v dciodvfy >/dev/null 2>&1 || missing+=(dicom3tools)
+command -v dcmcjpeg >/dev/null 2>&1 || missing+=(dcmtk)
 command -v Orthanc >/dev/null 2>&1 || [ -x /usr/sbin/Orthanc ] || missing+=(orthanc)
 [ -e /usr/share/orthanc/plugins/libOrthancDicomWeb.so ] || missing+=(orthanc-dicomweb)
 if [ ${#missing[@]} -gt 0 ]; then

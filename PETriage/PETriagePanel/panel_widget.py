@@ -34,6 +34,17 @@ def selected_table_row(view) -> int:
     return view.tableModel().mrmlTableRowIndex(view.sortFilterProxyModel().mapToSource(index))
 
 
+def import_into_dicom_database(folder: str) -> bool:
+    """Index ``folder`` into Slicer's DICOM database (DICOMUtils.importDicom, Slicer
+    Modules/Scripted/DICOM/DICOMLib/DICOMUtils.py); False where there is none (no DICOM module)."""
+    if getattr(slicer, "dicomDatabase", None) is None:
+        return False
+    from DICOMLib import DICOMUtils
+
+    DICOMUtils.importDicom(folder)
+    return True
+
+
 class PETriagePanel(AnnotationSection, VTKObservationMixin):
     """The panel's behaviour; PETriageWidget (PETriage.py) creates it in setup()."""
 
@@ -76,6 +87,7 @@ class PETriagePanel(AnnotationSection, VTKObservationMixin):
         u.showChartButton.clicked.connect(self.onShowChart)
         u.branchComboBox.currentTextChanged.connect(self.onBranchChanged)
         u.heatmapSliceButton.clicked.connect(self.onHeatmapCurrentSlice)
+        u.exportDicomButton.clicked.connect(self.onExportDicom)
         u.screenFolderButton.clicked.connect(self.onScreenFolder)
         u.screenDatabaseButton.clicked.connect(self.onScreenDatabase)
         u.loadWorklistRowButton.clicked.connect(self.onLoadWorklistRow)
@@ -328,6 +340,27 @@ class PETriagePanel(AnnotationSection, VTKObservationMixin):
 
         ct = self._parameterNode.inputVolume
         self.call(lambda s: s.heatmaps_for_slices(ct, [current_slice(ct)]))
+
+    def onExportDicom(self):
+        """The current result's DICOM objects (SR, key images, heatmap maps) into a folder, then into
+        Slicer's DICOM database when the box is ticked."""
+        ct = self._parameterNode.inputVolume
+        if not ct:
+            self.ui.statusLabel.text = "Select the triaged CT volume first."
+            return
+        folder = qt.QFileDialog.getExistingDirectory(None, "Folder for the DICOM results")
+        if not folder:
+            return
+        written = self.call(lambda s: s.export_dicom_results(ct, folder))
+        if written is None:
+            return
+        message = f"{len(written.files)} DICOM object(s) written to {folder}"
+        if written.files and self.ui.importDicomCheckBox.checked:
+            imported = False
+            with slicer.util.tryWithErrorDisplay("Importing the DICOM results into the DICOM database failed."):
+                imported = import_into_dicom_database(folder)
+            message += "; imported into the DICOM database" if imported else "; no DICOM database to import into"
+        self.ui.statusLabel.text = message + "."
 
     def onShowChart(self):
         if self.resultNodes is not None:

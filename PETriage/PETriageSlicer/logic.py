@@ -111,6 +111,16 @@ class PETriageSceneLogic:
         maps = compute_heatmaps(self.cascade(task.settings), task.result, list(slices), stage=2, progress=progress)
         return update_heatmaps(ct, maps.volumes, list(slices), task.settings.display)
 
+    def export_dicom_results(self, ct: Any, folder: str) -> Any:
+        """The DICOM results (SR, key images, heatmap maps) of ``ct``'s latest triage into ``folder``;
+        a DicomResults listing the files (none for a series the gate refused)."""
+        from PETriageSlicer.dicom_export import export_dicom_results
+
+        task = self.last_tasks.get(ct.GetID())
+        if task is None or task.ct is not ct:
+            raise RuntimeError(f"{ct.GetName()} has not been triaged in this session: run it first")
+        return export_dicom_results(ct, task.result, task.heatmaps, folder)
+
     # navigation
     jump_to_slice = staticmethod(navigation.jump_to_slice)
     jump_to_row = staticmethod(navigation.jump_to_row)

@@ -11,6 +11,7 @@ from typing import Any, Callable
 from PETriageLib.pacs.scp import ScpConfig, start_scp
 from PETriageLib.pacs.send import Destination, Sender
 from PETriageLib.pacs.series_queue import SeriesQueue
+from PETriageLib.pacs.tls import TlsConfig, client_context, server_context
 from PETriageLib.pacs.worker import Worker
 from PETriageLib.screening.one_series import ScreenOptions
 
@@ -26,6 +27,7 @@ class ListenConfig:
     workers: int = 1
     retry_base_s: float = 2.0
     retry_max_s: float = 300.0
+    send_tls: TlsConfig | None = None  # send the results over TLS
 
 
 class Listener:
@@ -40,6 +42,10 @@ class Listener:
     def start(self) -> None:
         """Load the models (a bad model file stops here, before anything is accepted), recover, serve."""
         c = self.config
+        if c.scp.tls is not None:  # a bad certificate stops here too
+            server_context(c.scp.tls)
+        if c.send_tls is not None:
+            client_context(c.send_tls)
         cascades = [self.make_cascade() for _ in range(max(1, c.workers))]
         self.queue.recover()
         send = c.destination is not None
@@ -47,7 +53,7 @@ class Listener:
                                name=f"triage-worker-{n}") for n, cascade in enumerate(cascades)]
         if send:
             self.threads.append(Sender(self.queue, c.destination, c.scp.ae_title, self.stop,
-                                       c.retry_base_s, c.retry_max_s))
+                                       c.retry_base_s, c.retry_max_s, tls=c.send_tls))
         self.threads.append(threading.Thread(target=self._settle_loop, name="settle", daemon=True))
         for t in self.threads:
             t.start()

@@ -15,6 +15,7 @@ from pynetdicom.sop_class import Verification
 
 from PETriageLib.pacs.series_queue import SeriesQueue
 from PETriageLib.pacs.spool import spool_instance
+from PETriageLib.pacs.tls import TlsConfig, server_context
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +34,7 @@ class ScpConfig:
     port: int = 11112
     bind: str = "127.0.0.1"  # localhost only unless a PACS elsewhere must reach it
     allowed_aes: tuple[str, ...] = ()  # empty: any calling AE title
+    tls: TlsConfig | None = None  # receive over TLS only (a plain-TCP sender fails at the handshake)
 
 
 def build_ae(config: ScpConfig) -> AE:
@@ -70,7 +72,10 @@ def start_scp(config: ScpConfig, spool: Path, queue: SeriesQueue) -> Any:
                 (evt.EVT_REJECTED, lambda event: log.warning(
                     "association from %s rejected (calling AE title not allowed)",
                     event.assoc.requestor.ae_title))]
-    server = ae.start_server((config.bind, config.port), block=False, evt_handlers=handlers)
-    log.info("listening as %s on %s:%d%s", config.ae_title, config.bind, config.port,
-             f" for {', '.join(config.allowed_aes)}" if config.allowed_aes else "")
+    ssl_context = None if config.tls is None else server_context(config.tls)
+    server = ae.start_server((config.bind, config.port), block=False, evt_handlers=handlers, ssl_context=ssl_context)
+    log.info("listening as %s on %s:%d%s%s", config.ae_title, config.bind, config.port,
+             f" for {', '.join(config.allowed_aes)}" if config.allowed_aes else "",
+             "" if config.tls is None else " over TLS" + (" (client certificate required)"
+                                                          if config.tls.require_client_cert else ""))
     return server

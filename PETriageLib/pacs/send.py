@@ -14,6 +14,7 @@ from pynetdicom import AE
 
 from PETriageLib.errors import PETriageError
 from PETriageLib.pacs.series_queue import SeriesQueue
+from PETriageLib.pacs.tls import TlsConfig, client_context
 
 log = logging.getLogger(__name__)
 
@@ -40,16 +41,18 @@ class Destination:
         return f"{self.ae_title}@{self.host}:{self.port}"
 
 
-def store_files(files: list[Path], dest: Destination, calling_ae: str, timeout_s: float = 30) -> None:
-    """C-STORE every file in one association; raises SendError on any refusal."""
+def store_files(files: list[Path], dest: Destination, calling_ae: str, timeout_s: float = 30,
+                tls: TlsConfig | None = None) -> None:
+    """C-STORE every file in one association (over TLS with ``tls``); raises SendError on any refusal."""
     datasets = [pydicom.dcmread(f) for f in files]
     ae = AE(ae_title=calling_ae)
     ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = timeout_s
     for sop_class in sorted({str(ds.SOPClassUID) for ds in datasets}):
         ae.add_requested_context(sop_class, [ExplicitVRLittleEndian, ImplicitVRLittleEndian])
-    assoc = ae.associate(dest.host, dest.port, ae_title=dest.ae_title)
+    tls_args = None if tls is None else (client_context(tls), dest.host)
+    assoc = ae.associate(dest.host, dest.port, ae_title=dest.ae_title, tls_args=tls_args)
     if not assoc.is_established:
-        raise SendError(f"no association with {dest}")
+        raise SendError(f"no association with {dest}" + ("" if tls is None else " over TLS"))
     try:
         for path, ds in zip(files, datasets):
             status = assoc.send_c_store(ds)
@@ -70,9 +73,9 @@ class Sender(threading.Thread):
     """Sends the results of done series until ``stop`` is set."""
 
     def __init__(self, queue: SeriesQueue, dest: Destination, calling_ae: str, stop: threading.Event,
-                 base_s: float = 2.0, max_s: float = 300.0, poll_s: float = 0.5) -> None:
+                 base_s: float = 2.0, max_s: float = 300.0, poll_s: float = 0.5, tls: TlsConfig | None = None) -> None:
         super().__init__(name="result-sender", daemon=True)
-        self.queue, self.dest, self.calling_ae, self.stop = queue, dest, calling_ae, stop
+        self.queue, self.dest, self.calling_ae, self.stop, self.tls = queue, dest, calling_ae, stop, tls
         self.base_s, self.max_s, self.poll_s = base_s, max_s, poll_s
 
     def run(self) -> None:
@@ -80,7 +83,7 @@ class Sender(threading.Thread):
             for row in self.queue.due_sends():
                 files = sorted((Path(row.result_dir) / "dicom").glob("*.dcm"))
                 try:
-                    store_files(files, self.dest, self.calling_ae)
+                    store_files(files, self.dest, self.calling_ae, tls=self.tls)
                 except Exception as exc:  # never dropped: retried after the back-off
                     wait = backoff_s(row.send_attempts, self.base_s, self.max_s)
                     log.warning("series %s: results not sent to %s (%s); retry in %.0f s", row.series_uid,

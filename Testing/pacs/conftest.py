@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Sequence
 
 import pytest
 
@@ -25,8 +26,10 @@ def start_listener(tiny_checkpoints, orthanc):
     """start(spool) -> a running `petriage listen` that Orthanc knows as modality 'petriage'."""
     started: list[ListenerProcess] = []
 
-    def start(spool: Path, settle_s: float = 1.5, destination: str | None = None) -> ListenerProcess:
-        extra = ["--settle", str(settle_s), "--retry-base", "0.5", "--top-k", "2", "--domain-check", "off"]
+    def start(spool: Path, settle_s: float = 1.5, destination: str | None = None,
+              options: Sequence[str] = ()) -> ListenerProcess:
+        """``options``: more `petriage listen` options (a repeated one overrides these defaults)."""
+        extra = ["--settle", str(settle_s), "--retry-base", "0.5", "--top-k", "2", "--domain-check", "off", *options]
         listener = run_listener(spool, free_port(), destination or orthanc.destination, tiny_checkpoints, extra,
                                 spool.parent / f"{spool.name}-listener-{len(started)}.log")
         started.append(listener)

@@ -1,11 +1,12 @@
 """Several studies at once: Orthanc sends four studies as four concurrent C-STORE jobs (four
 associations); every one is triaged once and its results come back, none lost or mixed up.
-The load benchmark (benchmarks/pacs_load.py) does the same with 20 studies and prints the rate."""
+test_load.py does it with 20 studies; benchmarks/pacs_load.py prints the rate."""
 from __future__ import annotations
 
 import pydicom
 
 from PETriageLib.phantom import generate_study, write_study
+from support.pacs_load import max_open_associations
 
 STUDIES = 4
 
@@ -31,14 +32,3 @@ def test_four_studies_over_four_associations_are_each_triaged_once(orthanc, star
     assert all(orthanc.request("GET", f"/jobs/{j}")["State"] == "Success" for j in jobs)
     assert max_open_associations(listener.log_path.read_text()) >= 2  # 4 when the jobs start together
 
-
-def max_open_associations(log: str) -> int:
-    """The most associations open at once, from pynetdicom's accept/release log lines."""
-    open_now = peak = 0
-    for line in log.splitlines():
-        if "Accepting Association" in line:
-            open_now += 1
-            peak = max(peak, open_now)
-        elif "Association Released" in line or "Association Aborted" in line:
-            open_now -= 1
-    return peak

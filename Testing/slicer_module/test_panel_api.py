@@ -45,6 +45,7 @@ CHECKED = {
     "updateExtensionsMetadataFromServer": "Slicer Base/QTCore/qSlicerExtensionsManagerModel.h (slot)",
     "downloadAndInstallExtensionByName": "Slicer Base/QTCore/qSlicerExtensionsManagerModel.h (slot; Slicer 5.4+)",
     "PyTorchUtilsLogic": "SlicerPyTorch PyTorchUtils/PyTorchUtils.py",
+    "importDicom": "Slicer Modules/Scripted/DICOM/DICOMLib/DICOMUtils.py (importDicom(dicomDataDir, dicomDatabase=None, copyFiles=False))",
     "WaitCursor": "slicer.util (test_every_slicer_util_function_exists_in_slicer_core)",
     "QTimer": "Qt QtCore QTimer", "setInterval": "Qt QTimer", "stop": "Qt QTimer",
     "addItems": "Qt QComboBox", "clear": "Qt QComboBox", "setCurrentText": "Qt QComboBox (slot)",

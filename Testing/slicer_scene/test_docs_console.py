@@ -30,5 +30,9 @@ def test_console_example_runs(doc, heading, scene, phantom_series, tmp_path, mon
     assert ct.GetAttribute("PETriage.verdict")  # the run put its verdict on the CT node
     if "save_mrb" in code:
         assert (tmp_path / "triage.mrb").stat().st_size > 0
+        # the DICOM export line: every object of a verdict; none for a series refused (no verdict)
+        written = [p.name for p in namespace["dicom"].files]
+        refused = ct.GetAttribute("PETriage.verdict") == "not_analysable"
+        assert (written == []) if refused else ("sr.dcm" in written and (tmp_path / "dicom_out" / "sr.dcm").is_file())
     else:
         assert capsys.readouterr().out.startswith(ct.GetAttribute("PETriage.verdict"))

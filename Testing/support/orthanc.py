@@ -94,7 +94,8 @@ def start_orthanc(work: Path, timeout_s: float = 60, dicom_port: int | None = No
               "RemoteAccessAllowed": False, "AuthenticationEnabled": False, "DicomAlwaysAllowStore": True,
               "DicomCheckModalityHost": False, "Plugins": [], "ConcurrentJobs": jobs, "StableAge": 1,
               "DicomScuTimeout": 30, "DicomModalities": {}, "DicomModalitiesInDatabase": True,
-              "HttpTimeout": 120, "SaveJobs": False}
+              "HttpTimeout": 120, "SaveJobs": False,
+              "JobsHistorySize": 1000}  # the load test asks for the state of every job it started
     work.mkdir(parents=True, exist_ok=True)
     (work / "orthanc.json").write_text(json.dumps(config, indent=1))
     log_path = work / "orthanc.log"
