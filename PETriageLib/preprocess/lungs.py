@@ -14,7 +14,7 @@ import numpy as np
 from scipy import ndimage
 
 from PETriageLib.ingest.volume import CTVolume
-from PETriageLib.progress import Progress
+from PETriageLib.progress import Progress, report_progress
 
 WORK_PX = 128  # working resolution for mask finding
 BODY_HU = -500.0  # tissue (and bone) is above this; air and lung below
@@ -23,6 +23,7 @@ MIN_COMPONENT_MM2 = 100.0  # smaller air pockets (bowel gas bubbles, noise) are 
 MIN_LUNG_MM2 = 600.0  # a slice "has lung" when its lung area reaches this (about 2.5 x 2.5 cm)
 FIXED_FRACTION = 400.0 / 512.0  # the paper's 400 x 400 central crop of a 512 x 512 slice
 MIN_3D_SHARE = 0.1  # 3D air components smaller than this share of the largest are not lung
+LUNG_CHUNK = 64  # slices analysed together: fewer calls, memory bounded (about 20 MB at 512 px)
 
 
 @dataclass
@@ -55,42 +56,100 @@ def fixed_box(shape: tuple[int, int], fraction: float = FIXED_FRACTION) -> tuple
 
 
 def _shrink(hu: np.ndarray, factor: int) -> np.ndarray:
-    """Block mean by an integer factor (edges that do not fill a block are dropped)."""
+    """Block mean by an integer factor over the last two axes (edges that do not fill a block are
+    dropped); one slice (H, W) or a stack (K, H, W)."""
     if factor == 1:
         return np.asarray(hu, np.float32)
-    h, w = (hu.shape[0] // factor) * factor, (hu.shape[1] // factor) * factor
-    blocks = np.asarray(hu[:h, :w], np.float32).reshape(h // factor, factor, w // factor, factor)
-    return blocks.mean(axis=(1, 3))
+    h, w = (hu.shape[-2] // factor) * factor, (hu.shape[-1] // factor) * factor
+    lead = hu.shape[:-2]
+    if np.issubdtype(hu.dtype, np.integer) and hu.itemsize <= 2:
+        return _shrink_integers(np.asarray(hu[..., :h, :w]), factor)
+    blocks = np.asarray(hu[..., :h, :w], np.float32).reshape(*lead, h // factor, factor, w // factor, factor)
+    return blocks.mean(axis=(-3, -1))
+
+
+def _shrink_integers(hu: np.ndarray, factor: int) -> np.ndarray:
+    """The block mean of 16-bit integer HU by strided int32 sums: the sums are exact, so this equals
+    the float32 mean bit for bit (what ``mean`` gives), about 4x faster."""
+    h, w = hu.shape[-2:]
+    cols = hu.reshape(*hu.shape[:-1], w // factor, factor)
+    acc = cols[..., 0].astype(np.int32)
+    for i in range(1, factor):
+        acc += cols[..., i]
+    rows = acc.reshape(*acc.shape[:-2], h // factor, factor, w // factor)
+    total = rows[..., 0, :].copy()
+    for i in range(1, factor):
+        total += rows[..., i, :]
+    return (total / float(factor * factor)).astype(np.float32)
+
+
+# In-plane neighbours only: a stack of slices labelled, opened and filled with this structure gives
+# each slice exactly what the 2D operations give it alone (nothing connects across slices).
+# Morphology takes the flat (1, 3, 3) form (faster: no neighbours along k to test); ``label``
+# wants 3 x 3 x 3.
+_PLANE = ndimage.generate_binary_structure(2, 1)[None]
+_PLANE_LABEL = np.pad(_PLANE, ((1, 1), (0, 0), (0, 0)))
+
+
+def _structure(ndim: int, label: bool = False) -> np.ndarray | None:
+    if ndim != 3:
+        return None
+    return _PLANE_LABEL if label else _PLANE
 
 
 def _largest(mask: np.ndarray) -> np.ndarray:
-    labels, n = ndimage.label(mask)
+    """The largest connected component of each slice (of a 2D mask, or of each slice of a stack)."""
+    labels, n = ndimage.label(mask, structure=_structure(mask.ndim, label=True))
     if n == 0:
         return mask
     sizes = np.bincount(labels.ravel())
     sizes[0] = 0
-    return labels == int(np.argmax(sizes))
+    if mask.ndim == 2:
+        return labels == int(np.argmax(sizes))
+    # per slice, the label of the most pixels (the lowest such label on ties, as argmax in 2D)
+    slice_of = np.zeros(n + 1, np.intp)
+    slice_of[labels.reshape(len(labels), -1)] = np.arange(len(labels))[:, None]
+    ids = np.arange(1, n + 1)
+    order = np.lexsort((ids, -sizes[1:], slice_of[1:]))  # by slice, then largest, then lowest label
+    first = np.ones(n, bool)
+    first[1:] = slice_of[1:][order][1:] != slice_of[1:][order][:-1]
+    keep = np.zeros(n + 1, bool)
+    keep[ids[order][first]] = True
+    return keep[labels]
+
+
+def _edge_labels(labels: np.ndarray) -> np.ndarray:
+    """Labels touching a slice's edge (of one slice or of every slice of a stack)."""
+    edges = [labels[..., 0, :], labels[..., -1, :], labels[..., :, 0], labels[..., :, -1]]
+    return np.unique(np.concatenate([e.ravel() for e in edges]))
 
 
 def body_and_lungs(small: np.ndarray, pixel_area_mm2: float) -> tuple[np.ndarray, np.ndarray]:
-    """Body mask (largest tissue component, holes filled) and lung mask (enclosed air regions)."""
-    tissue = ndimage.binary_opening(small > BODY_HU, iterations=1)  # detaches the table and thin lines
-    body = ndimage.binary_fill_holes(_largest(tissue))
+    """Body mask (largest tissue component, holes filled) and lung mask (enclosed air regions) of
+    one slice (H, W) or, slice by slice, of a stack (K, H, W)."""
+    st = _structure(small.ndim)
+    tissue = ndimage.binary_opening(small > BODY_HU, structure=st, iterations=1)  # detaches the table
+    body = ndimage.binary_fill_holes(_largest(tissue), structure=st)
     air = (small < LUNG_HU) & body
-    labels, n = ndimage.label(air)
+    labels, n = ndimage.label(air, structure=_structure(air.ndim, label=True))
     if n == 0:
         return body, air
     sizes = np.bincount(labels.ravel()) * pixel_area_mm2
     sizes[0] = 0
-    border = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
-    sizes[border] = 0  # air touching the image edge is outside the patient
-    keep = np.flatnonzero(sizes >= MIN_COMPONENT_MM2)
-    return body, np.isin(labels, keep)
+    sizes[_edge_labels(labels)] = 0  # air touching the image edge is outside the patient
+    keep = np.zeros(n + 1, bool)
+    keep[np.flatnonzero(sizes >= MIN_COMPONENT_MM2)] = True
+    return body, keep[labels]
 
 
-def _lung_mask(hu_slice: np.ndarray, pixel_spacing: Sequence[float]) -> tuple[np.ndarray, np.ndarray, int]:
-    """(body, lungs) at working resolution and the shrink factor used."""
-    factor = max(1, int(round(max(hu_slice.shape) / WORK_PX)))
+def _factor(shape: Sequence[int]) -> int:
+    return max(1, int(round(max(shape[-2:]) / WORK_PX)))
+
+
+def lung_masks(hu_slice: np.ndarray, pixel_spacing: Sequence[float]) -> tuple[np.ndarray, np.ndarray, int]:
+    """(body, lungs) at working resolution and the shrink factor used, for one slice (H, W) or,
+    slice by slice, a stack (K, H, W)."""
+    factor = _factor(hu_slice.shape)
     small = _shrink(hu_slice, factor)
     body, lungs = body_and_lungs(small, float(pixel_spacing[0]) * float(pixel_spacing[1]) * factor * factor)
     return body, lungs, factor
@@ -120,7 +179,7 @@ def find_lungs(hu_slice: np.ndarray, pixel_spacing: Sequence[float] = (1.0, 1.0)
     One slice cannot tell large bowel gas from a lung base; ``analyse_lungs`` uses the 3D context.
     """
     hu_slice = np.asarray(hu_slice)
-    body, lungs, factor = _lung_mask(hu_slice, pixel_spacing)
+    body, lungs, factor = lung_masks(hu_slice, pixel_spacing)
     return _slice_lung(body, lungs, factor, hu_slice.shape, pixel_spacing, margin_mm)
 
 
@@ -142,19 +201,23 @@ def pixel_spacing_of(volume: CTVolume) -> tuple[float, float]:
 
 
 def analyse_lungs(volume: CTVolume, progress: Progress | None = None,
-                  margin_mm: float = 10.0) -> list[SliceLung]:
-    """Lungs of every slice, refined in 3D (``keep_main_air_3d``); ``progress(done, total, "lungs")`` per slice."""
+                  margin_mm: float = 10.0, chunk: int = LUNG_CHUNK) -> list[SliceLung]:
+    """Lungs of every slice, refined in 3D (``keep_main_air_3d``); ``progress(done, total, "lungs")``
+    after each ``chunk`` of slices, analysed together (the same masks as one slice at a time)."""
     spacing = pixel_spacing_of(volume)
     shape = volume.hu.shape[1:]
-    found = []
-    for k in range(volume.num_slices):
-        found.append(_lung_mask(volume.hu[k], spacing))
-        if progress:
-            progress(k + 1, volume.num_slices, "lungs")
-    if volume.num_slices >= 3:
-        lungs3d = keep_main_air_3d(np.stack([f[1] for f in found]))
-        found = [(body, lungs3d[k], factor) for k, (body, _, factor) in enumerate(found)]
-    return [_slice_lung(body, lungs, factor, shape, spacing, margin_mm) for body, lungs, factor in found]
+    n = volume.num_slices
+    bodies, masks = [], []
+    factor = _factor(shape)
+    for start in range(0, n, max(1, int(chunk))):
+        body, lungs, factor = lung_masks(volume.hu[start:start + chunk], spacing)
+        bodies.append(body)
+        masks.append(lungs)
+        report_progress(progress, min(start + chunk, n), n, "lungs")
+    body3d, lungs3d = np.concatenate(bodies), np.concatenate(masks)
+    if n >= 3:
+        lungs3d = keep_main_air_3d(lungs3d)
+    return [_slice_lung(body3d[k], lungs3d[k], factor, shape, spacing, margin_mm) for k in range(n)]
 
 
 def lung_slice_range(lungs: Sequence[SliceLung]) -> tuple[int, int] | None:

@@ -19,7 +19,7 @@ from scipy import ndimage
 
 from PETriageLib.preprocess.lungs import SliceLung, find_lungs, fixed_box, pixel_spacing_of
 from PETriageLib.ingest.volume import AIR_HU, CTVolume
-from PETriageLib.preprocess.windows import get_window, stack_windows
+from PETriageLib.preprocess.windows import get_window
 
 CROPS = ("dynamic", "fixed")
 
@@ -97,16 +97,27 @@ class CropMap:
 
         Any other per-pixel map (a lesion fraction, fill 0) goes through the same way.
         """
+        return self.to_model_stack(np.asarray(hu_slice)[None], fill)[0]
+
+    def to_model_stack(self, hu_slices: np.ndarray, fill: float = float(AIR_HU),
+                       out: np.ndarray | None = None) -> np.ndarray:
+        """``to_model`` of each slice of a (D, H, W) stack (the context slices of one crop) into
+        ``out`` (D, size, size) float32: one crop and one anti-alias filter for the stack (nothing
+        is filtered across slices), the same pixels as slice by slice."""
         r0, r1, c0, c1 = self.box
-        crop = np.asarray(hu_slice[r0:r1, c0:c1], np.float32)
+        crop = np.asarray(hu_slices[:, r0:r1, c0:c1], np.float32)
         shrink = (1.0 / self.scale[0], 1.0 / self.scale[1])
         if max(shrink) > 1.25:  # anti-alias before downsampling
-            crop = ndimage.gaussian_filter(crop, sigma=[max(0.0, (s - 1.0) / 2.0) for s in shrink], mode="nearest")
+            sigma = [0.0] + [max(0.0, (s - 1.0) / 2.0) for s in shrink]
+            crop = ndimage.gaussian_filter(crop, sigma=sigma, mode="nearest")
         offset = [(0.5 - p) / s - 0.5 for p, s in zip(self.pad, self.scale)]
-        out = ndimage.affine_transform(crop, shrink, offset=offset, output_shape=(self.size, self.size),
-                                       order=1, mode="nearest")
-        inside = self._inside()
-        out[~inside] = fill
+        if out is None:
+            out = np.empty((len(crop), self.size, self.size), np.float32)
+        outside = ~self._inside()
+        for d in range(len(crop)):
+            ndimage.affine_transform(crop[d], shrink, offset=offset, output_shape=(self.size, self.size),
+                                     output=out[d], order=1, mode="nearest")
+            out[d][outside] = fill
         return out
 
     def _inside(self) -> np.ndarray:
@@ -171,16 +182,19 @@ def prepare_slices(volume: CTVolume, indices: Sequence[int], config: PreprocessC
     shape = volume.hu.shape[1:]
     size = int(config.input_size)
     c, last = int(config.context), volume.num_slices - 1
-    images = np.empty((len(indices), len(config.windows) * (2 * c + 1), size, size), np.float32)
+    hu = np.empty((len(indices), 2 * c + 1, size, size), np.float32)  # crops in HU, context slices together
     crops: list[CropMap] = []
     has_lung = np.zeros(len(indices), bool)
     for n, k in enumerate(indices):
         lung = lungs[k] if lungs is not None else find_lungs(volume.hu[k], spacing, config.margin_mm)
         box = lung.box if config.crop == "dynamic" else fixed_box(shape)
         crop = CropMap.fit(box, shape, size, spacing)
-        hu = np.stack([crop.to_model(volume.hu[min(max(j, 0), last)]) for j in range(k - c, k + c + 1)])
-        # (slices, windows, S, S) -> window-major channels: each branch gets its window's slices together
-        images[n] = stack_windows(hu, config.windows).transpose(1, 0, 2, 3).reshape(-1, size, size)
+        context = [min(max(j, 0), last) for j in range(k - c, k + c + 1)]
+        crop.to_model_stack(volume.hu[context], out=hu[n])
         crops.append(crop)
         has_lung[n] = lung.has_lung
-    return PreparedSlices(images, crops, has_lung)
+    # windows on the whole batch, window-major channels: each branch gets its window's slices together
+    images = np.empty((len(indices), len(config.windows), 2 * c + 1, size, size), np.float32)
+    for w, spec in enumerate(config.windows):
+        get_window(spec).apply(hu, out=images[:, w])
+    return PreparedSlices(images.reshape(len(indices), -1, size, size), crops, has_lung)

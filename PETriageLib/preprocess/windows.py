@@ -25,9 +25,13 @@ class Window:
     def high(self) -> float:
         return self.level + self.width / 2.0
 
-    def apply(self, hu: np.ndarray) -> np.ndarray:
-        """Clip to the window, then scale linearly to [-1, 1] (float32)."""
-        out = np.clip(np.asarray(hu, dtype=np.float32), self.low, self.high)
+    def apply(self, hu: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """Clip to the window, then scale linearly to [-1, 1] (float32); into ``out`` when given
+        (a float32 array of hu's shape, e.g. a channel of a batch: no temporary copy)."""
+        if out is None:
+            out = np.clip(np.asarray(hu, dtype=np.float32), self.low, self.high)
+        else:
+            np.clip(np.asarray(hu, dtype=np.float32), self.low, self.high, out=out)
         out -= self.level
         out *= 2.0 / self.width
         return out

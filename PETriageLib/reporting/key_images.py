@@ -23,11 +23,13 @@ def _window_for(branch: str, meta_windows: Sequence[Any]) -> list[Any]:
 
 
 def write_key_images(result: TriageResult, heatmaps: Heatmaps, out_dir: str | Path) -> list[Path]:
-    """PNG per key slice (the highest p_pe first, at most MAX_KEY_IMAGES)."""
-    import matplotlib
+    """PNG per key slice (the highest p_pe first, at most MAX_KEY_IMAGES).
 
-    matplotlib.use("Agg")
-    from matplotlib import pyplot as plt
+    Figures are made with matplotlib's object API on an Agg canvas, not pyplot: no global figure
+    state, so the screening loop may write a report in a background thread.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
     maps, meta_windows = heatmaps.volumes, heatmaps.windows or ("vascular", "lung")
     rows = {r.index: r for r in result.rows}
@@ -37,7 +39,9 @@ def write_key_images(result: TriageResult, heatmaps: Heatmaps, out_dir: str | Pa
     paths = []
     for rank, k in enumerate(ranked, 1):
         r = rows[k]
-        fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 4.6), squeeze=False)
+        fig = Figure(figsize=(4.2 * len(panels), 4.6))
+        FigureCanvasAgg(fig)
+        axes = fig.subplots(1, len(panels), squeeze=False)
         for ax, (branch, win) in zip(axes[0], panels):
             ax.imshow(win.apply(result.volume.hu[k]), cmap="gray", vmin=-1, vmax=1)
             if branch is not None:
@@ -50,6 +54,5 @@ def write_key_images(result: TriageResult, heatmaps: Heatmaps, out_dir: str | Pa
         fig.tight_layout()
         path = Path(out_dir) / f"key_{rank:02d}_slice{k:04d}.png"
         fig.savefig(path, dpi=80)
-        plt.close(fig)
         paths.append(path)
     return paths

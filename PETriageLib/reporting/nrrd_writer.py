@@ -5,12 +5,20 @@ buffers the compressed volume too, which doubles a 600-slice heatmap's memory (a
 per branch at 512 x 512). Heatmaps are zero outside a few slices and ``np.zeros`` pages stay
 unallocated until written, so streaming slices keeps the peak at one slice. SimpleITK and
 Slicer read the result with the same geometry (tested).
+
+Most slices are all zero, and deflating them was most of the writing time (about 1 s per
+300-slice branch). The stream is one ordinary gzip member, cut by full flushes (byte-aligned,
+no back-references across them) so that an all-zero slice is the same compressed bytes
+wherever it falls: they are made once per slice size and reused, and the CRC skips over
+the zeros (an affine map of its state, made once per slice size).
 """
 from __future__ import annotations
 
-import gzip
+import struct
+import zlib
+from functools import lru_cache
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -40,9 +48,54 @@ def write_nrrd_streamed(path: "str | Path", array: np.ndarray, spacing: Sequence
         "space origin: " + _vec(origin),
     ]) + "\n\n"
     path = Path(path)
+    slice_bytes = i * j * 4
     with open(path, "wb") as f:
         f.write(header.encode("ascii"))
-        with gzip.GzipFile(fileobj=f, mode="wb", compresslevel=compresslevel, mtime=0) as gz:
-            for s in range(k):  # i runs fastest in C order of (k, j, i), as NRRD expects
-                gz.write(np.ascontiguousarray(array[s], dtype="<f4").tobytes())
+        f.write(_GZIP_HEADER)
+        deflate = zlib.compressobj(compresslevel, zlib.DEFLATED, -zlib.MAX_WBITS)
+        zero = _zero_slice(slice_bytes, compresslevel)
+        after_zeros = _crc_after_zeros(slice_bytes)
+        crc = 0
+        for s in range(k):  # i runs fastest in C order of (k, j, i), as NRRD expects
+            plane = array[s]
+            if not plane.any():
+                f.write(zero)
+                crc = after_zeros(crc)
+                continue
+            data = np.ascontiguousarray(plane, dtype="<f4").tobytes()
+            f.write(deflate.compress(data))
+            f.write(deflate.flush(zlib.Z_FULL_FLUSH))  # byte-aligned, nothing refers back past here
+            crc = zlib.crc32(data, crc)
+        f.write(deflate.flush(zlib.Z_FINISH))
+        f.write(struct.pack("<II", crc & 0xFFFFFFFF, (k * slice_bytes) & 0xFFFFFFFF))
     return path
+
+
+# gzip member header: deflate, no flags, mtime 0 (reproducible files), no extra flags, OS unknown
+_GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"
+
+
+@lru_cache(maxsize=8)
+def _crc_after_zeros(nbytes: int) -> Callable[[int], int]:
+    """``crc -> zlib.crc32(bytes(nbytes), crc)`` without reading the zeros: the CRC update is an
+    affine map of the 32-bit state over GF(2), fixed by its value at 0 and at the 32 unit states."""
+    zeros = bytes(nbytes)
+    base = zlib.crc32(zeros, 0)
+    columns = [zlib.crc32(zeros, 1 << b) ^ base for b in range(32)]
+
+    def advance(crc: int) -> int:
+        out = base
+        for b in range(32):
+            if crc >> b & 1:
+                out ^= columns[b]
+        return out
+
+    return advance
+
+
+@lru_cache(maxsize=8)
+def _zero_slice(nbytes: int, level: int) -> bytes:
+    """Raw deflate blocks of ``nbytes`` zeros ending in a full flush: valid anywhere in a stream
+    after another full flush, as they refer to nothing before themselves."""
+    z = zlib.compressobj(level, zlib.DEFLATED, -zlib.MAX_WBITS)
+    return z.compress(bytes(nbytes)) + z.flush(zlib.Z_FULL_FLUSH)

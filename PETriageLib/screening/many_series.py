@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -14,7 +15,8 @@ from PETriageLib.ingest.limits import modality_problem
 from PETriageLib.ingest.load import scan_series
 from PETriageLib.progress import Cancelled, Progress, raise_if_cancelled, report_progress
 from PETriageLib.reporting.names import safe_name
-from PETriageLib.screening.one_series import ScreenedSeries, ScreenOptions, screen_files
+from PETriageLib.reporting.report import ReportFiles
+from PETriageLib.screening.one_series import ScreenedSeries, ScreenOptions, screen_files, write_series_report
 from PETriageLib.triage.cascade import Cascade
 from PETriageLib.triage.worklist import WorklistEntry, rank_worklist
 
@@ -56,38 +58,105 @@ def failure_reason(exc: BaseException) -> str:
 def screen_sources(sources: Sequence[SeriesSource], cascade: Cascade, options: ScreenOptions = ScreenOptions(),
                    out_root: "str | Path | None" = None, progress: Progress | None = None,
                    step_progress: Progress | None = None, cancel: Any = None,
-                   on_series: "Callable[[SeriesSource, WorklistEntry, ScreenedSeries | None], None] | None" = None
-                   ) -> list[WorklistEntry]:
+                   on_series: "Callable[[SeriesSource, WorklistEntry, ScreenedSeries | None], None] | None" = None,
+                   background_writing: bool = True) -> list[WorklistEntry]:
     """Screen each source (reports under ``out_root`` when given); the ranked worklist.
 
     ``progress``: per series; ``step_progress``: within a series (reading, lungs, stages, Grad-CAM);
-    ``on_series``: called after each series with its entry (and its screening, when it ran).
+    ``on_series``: called after each series with its entry (and its screening, when it ran), in
+    order, once its report is written. ``background_writing``: series N's report is written in a
+    background thread while series N + 1 is read and triaged (the same files; a failure to write
+    still makes N's entry an error); False writes each report before the next series starts.
     """
-    entries = []
+    entries: list[WorklistEntry] = []
     many = len(sources) > 1
-    for n, src in enumerate(sources):
-        raise_if_cancelled(cancel, "screening", n, len(sources), "series")
-        report_progress(progress, n, len(sources), f"series {n + 1}/{len(sources)}")
-        screened = None
-        refused = modality_problem(src.modality)
-        if refused:
-            entry = WorklistEntry.not_triaged("not_analysable", refused, src.series_uid, len(src.files),
-                                              src.description, src.source)
-        else:
+    pending: "_Pending | None" = None
+    writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="petriage-report") if background_writing else None
+
+    def finish(p: "_Pending | None") -> None:
+        if p is not None:
+            entry, screened = p.finish()
+            entries.append(entry)
+            if on_series is not None:
+                on_series(p.source, entry, screened)
+
+    try:
+        for n, src in enumerate(sources):
+            raise_if_cancelled(cancel, "screening", n, len(sources), "series")
+            report_progress(progress, n, len(sources), f"series {n + 1}/{len(sources)}")
             out_dir = None if out_root is None else Path(out_root) / report_dir_name(n + 1, src, many)
-            try:
-                screened = screen_files(cascade, src.files, src.series_uid, options, out_dir, step_progress, cancel)
-                entry = WorklistEntry.from_result(screened.result, "" if out_dir is None else str(out_dir),
-                                                  src.source)
-            except Cancelled:
-                raise
-            except Exception as exc:  # one bad series must not stop the worklist
-                entry = WorklistEntry.not_triaged("error", failure_reason(exc), src.series_uid, len(src.files),
-                                                  src.description, src.source)
-                log.error("series %s: %s", src.series_uid, entry.reason,
-                          exc_info=not isinstance(exc, PETriageError) or log.isEnabledFor(logging.DEBUG))
-        entries.append(entry)
-        if on_series is not None:
-            on_series(src, entry, screened)
+            current = _screen_one(src, cascade, options, out_dir, step_progress, cancel, writer)
+            finish(pending)  # series N's report was written while series N + 1 ran
+            pending = current
+        finish(pending)
+        pending = None
+    except Cancelled:  # the series done before the cancel keep their entry and on_series call
+        done, pending = pending, None
+        finish(done)
+        raise
+    finally:
+        if pending is not None:  # cancelled (or a defect): the report being written is finished, not cut off
+            pending.wait()
+        if writer is not None:
+            writer.shutdown(wait=True)
     report_progress(progress, len(sources), len(sources), "done")
     return rank_worklist(entries)
+
+
+@dataclass
+class _Pending:
+    """One screened series whose report may still be being written."""
+
+    source: SeriesSource
+    screened: ScreenedSeries | None = None
+    out_dir: Path | None = None
+    writing: "Future[ReportFiles] | None" = None
+    entry: WorklistEntry | None = None  # when known without the report (refused, failed)
+
+    def wait(self) -> None:
+        if self.writing is not None:
+            try:
+                self.writing.result()
+            except Exception:
+                pass  # reported by finish(), or moot when the run was cancelled
+
+    def finish(self) -> "tuple[WorklistEntry, ScreenedSeries | None]":
+        if self.entry is not None:
+            return self.entry, self.screened
+        src, screened = self.source, self.screened
+        if self.writing is not None:
+            try:
+                screened.files = self.writing.result()
+            except Exception as exc:
+                return _failed(src, exc), None
+        return WorklistEntry.from_result(screened.result, "" if self.out_dir is None else str(self.out_dir),
+                                         src.source), screened
+
+
+def _failed(src: SeriesSource, exc: BaseException) -> WorklistEntry:
+    entry = WorklistEntry.not_triaged("error", failure_reason(exc), src.series_uid, len(src.files),
+                                      src.description, src.source)
+    log.error("series %s: %s", src.series_uid, entry.reason,
+              exc_info=not isinstance(exc, PETriageError) or log.isEnabledFor(logging.DEBUG))
+    return entry
+
+
+def _screen_one(src: SeriesSource, cascade: Cascade, options: ScreenOptions, out_dir: Path | None,
+                step_progress: Progress | None, cancel: Any, writer: ThreadPoolExecutor | None) -> _Pending:
+    """Read and triage one source; its report written here, or handed to ``writer``."""
+    refused = modality_problem(src.modality)
+    if refused:
+        return _Pending(src, entry=WorklistEntry.not_triaged("not_analysable", refused, src.series_uid,
+                                                             len(src.files), src.description, src.source))
+    try:
+        if writer is None:
+            screened = screen_files(cascade, src.files, src.series_uid, options, out_dir, step_progress, cancel)
+            return _Pending(src, screened, out_dir)
+        screened = screen_files(cascade, src.files, src.series_uid, options, None, step_progress, cancel)
+        if out_dir is None:
+            return _Pending(src, screened, None)
+        return _Pending(src, screened, out_dir, writer.submit(write_series_report, screened, out_dir, options))
+    except Cancelled:
+        raise
+    except Exception as exc:  # one bad series must not stop the worklist
+        return _Pending(src, entry=_failed(src, exc))

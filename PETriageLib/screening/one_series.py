@@ -54,10 +54,16 @@ def screen_volume(cascade: Cascade, volume: CTVolume, options: ScreenOptions = S
         if slices:
             heatmaps = compute_heatmaps(cascade, result, slices, stage=options.cam_stage, progress=progress,
                                         cancel=cancel)
-    files = None
+    screened = ScreenedSeries(result, heatmaps)
     if out_dir is not None:
-        files = write_report(result, out_dir, heatmaps, nifti=options.nifti, key_images=options.key_images)
-    return ScreenedSeries(result, heatmaps, files)
+        screened.files = write_series_report(screened, out_dir, options)
+    return screened
+
+
+def write_series_report(screened: ScreenedSeries, out_dir: "str | Path", options: ScreenOptions) -> ReportFiles:
+    """The report folder of a screened series (also what the screening loop's background writer runs)."""
+    return write_report(screened.result, out_dir, screened.heatmaps, nifti=options.nifti,
+                        key_images=options.key_images)
 
 
 def screen_files(cascade: Cascade, files: "str | Path | Sequence[str | Path]", series_uid: str | None = None,

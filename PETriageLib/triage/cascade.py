@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from PETriageLib.ingest.volume import CTVolume
+from PETriageLib.preprocess.background import ahead
 from PETriageLib.preprocess.lungs import analyse_lungs
 from PETriageLib.preprocess.slices import PreprocessConfig, centre_channels, prepare_slices
 from PETriageLib.progress import Progress, raise_if_cancelled, report_progress
@@ -103,8 +104,9 @@ class Cascade:
         warnings = list(volume.warnings)
         domain = None
         if problem is None:
-            self._run_batches(volume, lungs, rows, timer, progress, cancel, features)
-            domain = self._check_domain(volume, lungs, rows, timer)
+            domain_idx = self._domain_slices([r.index for r in rows if r.has_lung])
+            kept = self._run_batches(volume, lungs, rows, timer, progress, cancel, features, set(domain_idx))
+            domain = self._check_domain(domain_idx, kept, timer)
         if domain is not None and not domain.in_domain:
             if opts.domain_check == "refuse":
                 problem = domain.reason()
@@ -124,17 +126,22 @@ class Cascade:
                             models=[self.stage1.info(), self.stage2.info()], options=opts, run=self.run_info(),
                             timings=dict(timer.seconds), device=str(self.device), warnings=warnings, domain=domain)
 
-    def _check_domain(self, volume: CTVolume, lungs: list, rows: list[SliceRow], timer: _Timer) -> DomainCheck | None:
-        """Stage 1's domain check on up to MAX_SLICES analysed slices spread over the series; None
-        when it is off or the checkpoint has no domain statistics."""
+    def _domain_slices(self, analysed: list[int]) -> list[int]:
+        """The slices the domain check scores: up to MAX_SLICES analysed ones spread over the
+        series; none when it is off or the checkpoint has no domain statistics."""
+        if self.options.domain_check == "off" or self.stage1.domain is None:
+            return []
+        return spread(analysed)
+
+    def _check_domain(self, idx: list[int], images: dict[int, np.ndarray], timer: _Timer) -> DomainCheck | None:
+        """Stage 1's domain check on the ``idx`` slices, from their inputs kept by the batch loop
+        (the same preprocessing, not done again); None when there is nothing to check."""
         stats = self.stage1.domain
-        idx = spread([r.index for r in rows if r.analysable])
-        if self.options.domain_check == "off" or stats is None or not idx:
+        if not idx:
             return None
 
         def score() -> DomainCheck:
-            images = prepare_slices(volume, idx, self.config1, lungs=lungs).images
-            feats = self.runner.pooled(self.stage1, images)
+            feats = self.runner.pooled(self.stage1, np.stack([images[k] for k in idx]))
             return DomainCheck(stats.series_score(feats), stats.threshold, stats.quantile, len(idx), self.stage1.name)
 
         return timer("domain_check", score)
@@ -178,23 +185,40 @@ class Cascade:
         return p1, p2
 
     def _run_batches(self, volume: CTVolume, lungs: list, rows: list[SliceRow], timer: _Timer,
-                     progress: Progress | None, cancel: Any, features: dict[int, np.ndarray]) -> None:
+                     progress: Progress | None, cancel: Any, features: dict[int, np.ndarray],
+                     keep: "set[int] | None" = None) -> dict[int, np.ndarray]:
+        """Stage 1 (+ stage 2) batch by batch; the next batch's inputs are prepared in a background
+        thread meanwhile (one batch ahead: memory bounded). Returns stage 1's inputs of the slices
+        in ``keep`` (for the domain check, so that it does not prepare them again)."""
         opts = self.options
         todo = [r.index for r in rows if r.has_lung]
         total, step = len(todo), opts.batch_size
+        batches = [todo[start:start + step] for start in range(0, total, step)]
+        kept: dict[int, np.ndarray] = {}
         report_progress(progress, 0, total, "stage 1")
-        for start in range(0, total, step):
-            raise_if_cancelled(cancel, "triage", start, total)
-            idx = todo[start:start + step]
-            images1 = timer("preprocessing", lambda: prepare_slices(volume, idx, self.config1, lungs=lungs).images)
-            p1, p2 = self._scores(volume, lungs, idx, images1, timer, features)
-            for i, k in enumerate(idx):
-                r = rows[k]
-                r.analysable = True
-                r.p_disease = float(p1[i])
-                r.p_pe = None if np.isnan(p2[i]) else float(p2[i])
-                r.label = label_slice(r.p_disease, r.p_pe, opts.threshold_disease, opts.threshold_pe)
-            report_progress(progress, min(start + step, total), total, "stage 1 + stage 2")
+        inputs = ahead(lambda idx: prepare_slices(volume, idx, self.config1, lungs=lungs).images, batches,
+                       depth=1, cancel=cancel)
+        try:
+            for b, idx in enumerate(batches):
+                start = b * step
+                raise_if_cancelled(cancel, "triage", start, total)
+                images1 = timer("preprocessing", lambda: next(inputs, None))
+                if images1 is None:  # the producer stopped first: it saw the cancel
+                    raise_if_cancelled(cancel, "triage", start, total)
+                    raise RuntimeError("background preprocessing stopped before the last batch")
+                kept.update((k, images1[i].copy()) for i, k in enumerate(idx) if keep and k in keep)
+                p1, p2 = self._scores(volume, lungs, idx, images1, timer, features)
+                for i, k in enumerate(idx):
+                    r = rows[k]
+                    r.analysable = True
+                    r.p_disease = float(p1[i])
+                    r.p_pe = None if np.isnan(p2[i]) else float(p2[i])
+                    r.label = label_slice(r.p_disease, r.p_pe, opts.threshold_disease, opts.threshold_pe)
+                report_progress(progress, min(start + step, total), total, "stage 1 + stage 2")
+        finally:
+            inputs.close()
+            timer.seconds["preprocessing_ahead"] = timer.seconds.get("preprocessing_ahead", 0.0) + inputs.seconds
+        return kept
 
 
 def build_cascade(stage1: "Stage | str | Path", stage2: "Stage | str | Path", device: str = "auto",

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from PETriageLib.bench.comparators import accuracy_table
-from PETriageLib.bench.endtoend import STEPS
+from PETriageLib.bench.endtoend import OVERLAPPED, STEPS
 from PETriageLib.bench.scaling import fit_slope
 from PETriageLib.bench.timing import time_call
 from PETriageLib.cli import main
@@ -41,6 +41,7 @@ def quick(tmp_path_factory):
 def test_quick_bench_writes_json_and_markdown(quick):
     out, res = quick
     md = (out / "bench.md").read_text()
+    assert "in a background thread, overlapped with the steps: preprocessing ahead" in md
     for title in ("End-to-end triage", "Stage-1 throughput", "Comparators", "Peak memory", "Time vs slices"):
         assert f"## {title}" in md
     assert res["quick"] is True and res["models"]["source"] == "fresh"
@@ -59,6 +60,8 @@ def test_quick_end_to_end_steps(quick):
     assert parts == pytest.approx(total, rel=1e-6)
     assert run["slices"] == res["plan"]["e2e_slices"] and 0 < run["lung_slices"] <= run["slices"]
     assert 0 <= run["stage2_slices"] <= run["lung_slices"]
+    # the batches prepared in the background thread: timed, and outside the steps' total
+    assert set(run["overlapped_s"]) == set(OVERLAPPED) and _positive(run["overlapped_s"]["preprocessing_ahead"])
 
 
 def test_quick_throughput_naive_and_fast(quick):

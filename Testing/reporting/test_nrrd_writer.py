@@ -39,3 +39,20 @@ def test_streamed_nrrd_reads_back_exactly(tmp_path, direction):
 def test_streamed_nrrd_refuses_non_3d(tmp_path):
     with pytest.raises(ValueError, match="3D"):
         write_nrrd_streamed(tmp_path / "x.nrrd", np.zeros((4, 4), np.float32), (1, 1, 1), (0, 0, 0), np.eye(3))
+
+
+@pytest.mark.parametrize("nonzero", [[], [0], [39], [3, 4, 20], list(range(40))], ids=str)
+def test_zero_slices_reused_still_one_exact_gzip_stream(tmp_path, nonzero):
+    """All-zero slices are written as reused compressed bytes: gzip (one member, CRC and length
+    checked by the module) and SimpleITK still read back exactly the array, wherever they fall."""
+    import gzip
+
+    rng = np.random.default_rng(1)
+    array = np.zeros((40, 24, 36), np.float32)
+    for k in nonzero:
+        array[k] = rng.random((24, 36), dtype=np.float32) * (rng.random((24, 36)) > 0.5)
+    path = write_nrrd_streamed(tmp_path / "z.nrrd", array, (1.0, 1.0, 2.0), (0.0, 0.0, 0.0), np.eye(3))
+    raw = path.read_bytes()
+    body = raw[raw.index(b"\n\n") + 2:]
+    assert gzip.decompress(body) == array.astype("<f4").tobytes()
+    np.testing.assert_array_equal(sitk.GetArrayFromImage(sitk.ReadImage(str(path))), array)

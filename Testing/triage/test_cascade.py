@@ -55,7 +55,7 @@ def test_rows_cover_every_slice_in_order(all_slices_run, phantom_study):
     assert not cascade_shared(result)
     assert result.models[0].stage == 1 and result.models[1].input_size == 72
     assert len(result.models[0].sha256) == 64
-    assert set(result.timings) == {"preprocessing", "stage1", "stage2"}
+    assert set(result.timings) == {"preprocessing", "preprocessing_ahead", "stage1", "stage2"}
     assert result.timings["stage1"] > 0 and result.timings["stage2"] > 0
 
 
