@@ -18,6 +18,7 @@ import numpy as np
 
 from PETriageLib.ingest.volume import CTVolume
 from PETriageLib.preprocess.background import ahead
+from PETriageLib.preprocess.contrast_phase import ContrastPhase, measure_contrast_phase
 from PETriageLib.preprocess.lungs import analyse_lungs
 from PETriageLib.preprocess.slices import PreprocessConfig, centre_channels, prepare_slices
 from PETriageLib.progress import Progress, raise_if_cancelled, report_progress
@@ -45,6 +46,19 @@ class _Timer:
         self.seconds[step] = self.seconds.get(step, 0.0) + time.perf_counter() - t
         return out
 
+
+
+def phase_warning(phase: ContrastPhase) -> str | None:
+    """What a reader must know when the scan is not plainly contrast-enhanced: the cascade's PE
+    class was learned from CTPA (the phantoms draw a clot only against contrast), and PETriage has
+    no non-contrast model installed yet."""
+    if phase.phase == "non_contrast":
+        return (f"non-contrast scan ({phase.reason}): the cascade learned PE from contrast-enhanced (CTPA) "
+                "scans only and no non-contrast model is installed; a clot is hard to see without contrast, "
+                "so a negative result does not rule out PE")
+    if phase.phase == "undecided":
+        return f"contrast phase undecided ({phase.reason}): triaged with the CTPA cascade"
+    return None
 
 class Cascade:
     """Stage 1 + stage 2 on a runner, their preprocessing, the options and the batch loop."""
@@ -102,8 +116,10 @@ class Cascade:
         problem = triage_problem(volume, lungs, opts.min_slices)
         features: dict[int, np.ndarray] = {}
         warnings = list(volume.warnings)
-        domain = None
+        domain = phase = None
         if problem is None:
+            phase = timer("preprocessing", lambda: measure_contrast_phase(volume, lungs))
+            warnings += [w for w in [phase_warning(phase)] if w]
             domain_idx = self._domain_slices([r.index for r in rows if r.has_lung])
             kept = self._run_batches(volume, lungs, rows, timer, progress, cancel, features, set(domain_idx))
             domain = self._check_domain(domain_idx, kept, timer)
@@ -124,7 +140,8 @@ class Cascade:
                                   patient_threshold=None if p_patient is None else sm.patient.threshold)
         return TriageResult(rows=rows, verdict=verdict, volume=volume, lungs=lungs,
                             models=[self.stage1.info(), self.stage2.info()], options=opts, run=self.run_info(),
-                            timings=dict(timer.seconds), device=str(self.device), warnings=warnings, domain=domain)
+                            timings=dict(timer.seconds), device=str(self.device), warnings=warnings, domain=domain,
+                            contrast_phase=phase)
 
     def _domain_slices(self, analysed: list[int]) -> list[int]:
         """The slices the domain check scores: up to MAX_SLICES analysed ones spread over the

@@ -1,13 +1,14 @@
 """What triaging one series gives: per-slice rows, the patient verdict, and how they were made."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
 
 from PETriageLib import __version__
 from PETriageLib.ingest.volume import CTVolume
+from PETriageLib.preprocess.contrast_phase import ContrastPhase
 from PETriageLib.triage.domain import DomainCheck
 from PETriageLib.triage.options import CascadeOptions
 from PETriageLib.triage.stages import ModelInfo
@@ -40,6 +41,7 @@ class TriageResult:
     warnings: list[str] = field(default_factory=list)
     lungs: list | None = None  # preprocess.lungs.SliceLung per slice (reused by Grad-CAM)
     domain: DomainCheck | None = None  # stage 1's domain check; None when not run
+    contrast_phase: ContrastPhase | None = None  # measured on analysable series; None when not measured
 
     def model(self, stage: int) -> ModelInfo | None:
         return next((m for m in self.models if m.stage == stage), None)
@@ -70,5 +72,6 @@ class TriageResult:
             "timings_s": {k: round(v, 4) for k, v in self.timings.items()},
             "warnings": self.warnings,
             "domain_check": None if self.domain is None else self.domain.to_dict(),
+            "contrast_phase": None if self.contrast_phase is None else asdict(self.contrast_phase),
             "slices": [r.to_dict() for r in self.rows],
         }
