@@ -176,7 +176,9 @@ def _spine(sl, X, Y, cx, post) -> None:
 
 def _great_vessels(tissue: np.ndarray, grid: Grid, case: RealCase, f: BodyFrame, post: float,
                    rng: np.random.Generator) -> None:
-    """Aorta (ascending, arch, descending), SVC and trachea as tubes in the soft tissue of the cavity."""
+    """Aorta (ascending, arch, descending), SVC and trachea as tubes in the soft tissue of the cavity.
+
+    The SVC is coded "blood" so that "vein" stays exactly the case's pulmonary vein mask."""
     z0, z1 = float(grid.z[0]) - 10, float(grid.z[-1]) + 10
     cx = f.centre_x
     r_asc, r_desc = rng.uniform(13, 17), rng.uniform(10, 13)
@@ -193,7 +195,7 @@ def _great_vessels(tissue: np.ndarray, grid: Grid, case: RealCase, f: BodyFrame,
     soft = (tissue == T["mediastinum"]) | (tissue == T["myocardium"]) | (tissue == T["blood"])
     soft &= ~(case.lung | case.artery | case.vein)
     for tubes, code, grow in ((trachea, T["airway_wall"], 1.5), (trachea, T["airway"], 0.0),
-                              (aorta, T["aorta"], 0.0), (svc, T["vein"], 0.0)):
+                              (aorta, T["aorta"], 0.0), (svc, T["blood"], 0.0)):
         frac = np.zeros(tissue.shape, np.uint8)
         paint_tubes(grid, tubes, frac, grow=grow)
         tissue[(frac >= 128) & soft] = code
