@@ -144,7 +144,7 @@ def build_body(case: RealCase, rng: np.random.Generator) -> tuple[np.ndarray, Bo
 
 def _ribs(sl, h, dout, X, Y, cx, cy, z, lung_top, sz) -> None:
     """Ribs hug the cavity and slope down to the front: an axial slice cuts each one as a short arc."""
-    band = ~h & (dout > 0.5) & (dout < 9.0)
+    band = ~h & (dout > 1.0) & (dout < 8.0)
     jj, ii = np.nonzero(band)
     if jj.size == 0:
         return
@@ -155,8 +155,8 @@ def _ribs(sl, h, dout, X, Y, cx, cy, z, lung_top, sz) -> None:
     zrel = z + 95.0 * (1 - np.cos(phi)) / 2 - (lung_top + 10)
     frac = zrel / gap
     dist = np.abs(frac - np.round(frac)) * gap
-    rib = ok & (dist < 4.5 + 0.5 * sz) & (-np.round(frac) >= 0) & (-np.round(frac) < 12)
-    cortex = (dout[jj, ii] < 2.0) | (dout[jj, ii] > 7.0) | (dist > 3.2)
+    rib = ok & (dist < 2.5 + 0.5 * sz) & (-np.round(frac) >= 0) & (-np.round(frac) < 12)
+    cortex = (dout[jj, ii] < 2.5) | (dout[jj, ii] > 6.5) | (dist > 1.5 + 0.5 * sz)
     sl[jj[rib & cortex], ii[rib & cortex]] = T["bone"]
     sl[jj[rib & ~cortex], ii[rib & ~cortex]] = T["marrow"]
 

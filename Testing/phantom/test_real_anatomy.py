@@ -206,3 +206,14 @@ def test_cli_real_needs_cases_dir(tmp_path):
     from PETriageLib.cli import main
 
     assert main(["-q", "phantom", "--anatomy", "real", "--out", str(tmp_path)]) == 1
+
+
+def test_docs_example_runs(tmp_path, monkeypatch):
+    from Testing.support.docs_examples import python_block
+    from Testing.support.data_paths import REPO
+
+    code = python_block(REPO / "docs" / "phantom.md", "### Real-anatomy example")
+    code = code.replace('"../shared/data/real/cadpe-vessels"', repr(str(CADPE_VESSELS)))
+    monkeypatch.chdir(tmp_path)
+    exec(compile(code, "docs/phantom.md", "exec"), {})
+    assert (tmp_path / "real_phantom" / "non_contrast" / "lung.nrrd").is_file()
