@@ -217,3 +217,18 @@ def test_docs_example_runs(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     exec(compile(code, "docs/phantom.md", "exec"), {})
     assert (tmp_path / "real_phantom" / "non_contrast" / "lung.nrrd").is_file()
+
+
+def test_written_phases_pass_the_projects_ingest_and_gate(pe_pair, tmp_path):
+    from PETriageLib.ingest.load import load_series
+    from PETriageLib.phantom.real_writer import write_real_studies
+    from PETriageLib.preprocess.lungs import analyse_lungs
+    from PETriageLib.triage.eligibility import triage_problem
+
+    paths = write_real_studies(pe_pair, tmp_path)
+    for phase, study in pe_pair.items():
+        vol = load_series(paths[phase]["series_dir"])
+        assert np.array_equal(vol.hu, study.volume.hu) and not vol.warnings
+        assert triage_problem(vol, analyse_lungs(vol)) is None, phase
+        vessels = sitk.GetArrayFromImage(sitk.ReadImage(str(paths[phase]["vessels"])))
+        assert np.array_equal(vessels == 1, study.tissues == TISSUES["artery"])
