@@ -19,3 +19,7 @@ class NotAnalysableError(PETriageError):
 
 class CheckpointError(PETriageError):
     """A model file is missing, tampered with, incompatible or does not fit its architecture."""
+
+
+class AnatomyError(PETriageError, ValueError):
+    """A real case cannot serve as phantom anatomy (mask missing, empty, unreadable, mismatched)."""

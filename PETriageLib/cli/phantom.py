@@ -40,6 +40,18 @@ def register(subparsers) -> None:
                    help="easy = central/lobar emboli, hard = segmental/subsegmental")
     p.add_argument("--matrix", type=int, default=512, help="pixels per side (anatomy keeps its size in mm)")
     p.add_argument("--slices", type=_slices, default=None, help="slices per study: N or MIN-MAX (default 60-300)")
+    real = p.add_argument_group("real anatomy (--anatomy real: lungs and vessels of real CAD-PE cases)")
+    real.add_argument("--anatomy", choices=["formula", "real"], default="formula",
+                      help="formula: analytic anatomy (default); real: built on a real case's masks")
+    real.add_argument("--cases-dir", default=None,
+                      help="folder of ID.nii.gz (1 artery, 2 vein) + ID_lungmask.nii.gz (required with --anatomy real)")
+    real.add_argument("--case", action="append", default=None, help="case ID to use (repeatable; default: all)")
+    real.add_argument("--phase", choices=["ctpa", "non_contrast", "both"], default="both",
+                      help="phase(s) written per patient, same geometry and labels (default both)")
+    real.add_argument("--kernel", choices=["soft", "sharp"], default="soft", help="noise texture (default soft)")
+    real.add_argument("--slice-thickness", type=float, default=None,
+                      help="resample to this slice thickness, 0.6-5 mm (default: the case's own)")
+    real.add_argument("--pixel", type=float, default=None, help="in-plane pixel, mm (default: the case's own)")
     p.set_defaults(func=run)
 
 
@@ -50,10 +62,33 @@ def run(args: argparse.Namespace) -> int:
 
     if args.patients < 1:
         raise ValueError(f"--patients must be at least 1, got {args.patients}")
+    if args.anatomy == "real":
+        return _run_real(args)
     with tqdm(total=args.patients, unit="study", desc="phantom") as bar:
         manifest = generate_dataset(args.out, args.patients, args.seed, pe_fraction=args.pe_fraction,
                                     other_fraction=args.other_fraction, contrast=args.contrast,
                                     matrix=args.matrix, slices=args.slices, difficulty=args.difficulty,
                                     progress=lambda done, total: bar.update(1))
+    print(manifest)
+    return 0
+
+
+def _run_real(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from PETriageLib.errors import AnatomyError
+    from PETriageLib.phantom.real_dataset import generate_real_dataset
+    from PETriageLib.phantom.real_study import RealOptions
+
+    if not args.cases_dir:
+        raise AnatomyError("--anatomy real needs --cases-dir (a folder of ID.nii.gz + ID_lungmask.nii.gz)")
+    phases = ("ctpa", "non_contrast") if args.phase == "both" else (args.phase,)
+    base = RealOptions(difficulty=args.difficulty, kernel=args.kernel, slice_thickness=args.slice_thickness,
+                       pixel_mm=args.pixel)
+    with tqdm(total=args.patients, unit="study", desc="phantom") as bar:
+        manifest = generate_real_dataset(args.out, args.cases_dir, args.patients, args.seed, cases=args.case,
+                                         phases=phases, pe_fraction=args.pe_fraction,
+                                         other_fraction=args.other_fraction, base=base,
+                                         progress=lambda done, total: bar.update(1))
     print(manifest)
     return 0
