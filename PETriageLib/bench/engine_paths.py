@@ -27,7 +27,7 @@ def _precision(mode: str) -> str:
 def _predictors(model: Any, sha256: str, input_size: int, calibration: np.ndarray, batch: int,
                 cache_dir: Path) -> dict[str, Any]:
     from PETriageLib.models.engine_predictor import EnginePredictor
-    from PETriageLib.models.fast import FastPredictor, naive_predictor
+    from PETriageLib.models.fast import FastOptions, FastPredictor, naive_predictor
     from PETriageLib.models.fused_branches import CannotFuse, fuse_branches
 
     paths: dict[str, Any] = {"naive": naive_predictor(model, "cpu", batch), "torch": FastPredictor(model, "cpu", batch_size=batch)}
@@ -37,8 +37,7 @@ def _predictors(model: Any, sha256: str, input_size: int, calibration: np.ndarra
         log.info("window branches not fused: %s", exc)
         fused = None
     if fused is not None:
-        fused.name = getattr(model, "name", "model")
-        paths["torch fused"] = FastPredictor(fused, "cpu", batch_size=batch)
+        paths["torch fused"] = FastPredictor(model, "cpu", FastOptions(fuse_branches=True), batch_size=batch)
     paths["onnxruntime"] = EnginePredictor(model, sha256, input_size, batch_size=batch, cache_dir=cache_dir)
     if fused is not None:
         paths["onnxruntime fused"] = EnginePredictor(fused, sha256 + "-fused", input_size, batch_size=batch,

@@ -66,3 +66,23 @@ def test_models_without_a_grouped_form_are_refused():
         fuse_branches(build_model("resnet50", ("vascular", "lung")).eval())
     with pytest.raises(ValueError, match="eval"):
         fuse_branches(build_model("cbamdrn_d22", ("vascular", "lung"), width=0.125).train())
+
+
+def test_fast_path_with_fused_branches_checks_against_the_unfused_model():
+    from PETriageLib.models.fast import DEFAULT_TOLERANCE, FastPredictor
+
+    torch.manual_seed(0)
+    model = _randomize_bn(build_model("cbamdrn_d22", ("vascular", "lung"), width=0.125)).eval()
+    images = np.random.default_rng(3).uniform(-1, 1, (4, 2, 64, 64)).astype(np.float32)
+    predictor = FastPredictor(model, "cpu", FastOptions(fuse_branches=True), batch_size=4)
+    probs = predictor(images)
+    assert predictor.mode.startswith("fused+fold_bn") and not predictor.fallback
+    assert predictor.reference is model  # the check is against the sequential fp32 model
+    with torch.inference_mode():
+        ref = torch.sigmoid(model(torch.from_numpy(images))).reshape(-1).numpy()
+    assert np.abs(probs - ref).max() <= DEFAULT_TOLERANCE
+    gated, _ = optimize_model(model, "cpu", FastOptions(fuse_branches=True, bf16=True, fp32_gates=True))
+    assert any(type(m).__name__ == "Float32Module" and type(m.inner).__name__ == "GroupedCBAM"
+               for m in gated.modules()), "the grouped gates stay fp32 too"
+    assert optimize_model(build_model("resnet50", ("vascular", "lung")).eval(), "cpu",
+                          FastOptions(fuse_branches=True, bf16=False))[1] == "fold_bn+channels_last"
