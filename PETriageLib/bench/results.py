@@ -72,7 +72,8 @@ def markdown(results: dict[str, Any]) -> str:
              f"Load average {m['load_avg_start']} at start, {results.get('load_avg_end')} at end.", "",
              f"Models: {results['models']['source']} {results['models']['architecture']} "
              f"{results['models']['config']} at {results['models']['input_size']} px.", ""]
-    for key, fn in (("end_to_end", _e2e_md), ("throughput", _throughput_md), ("compile", _compile_md),
+    for key, fn in (("end_to_end", _e2e_md), ("throughput", _throughput_md), ("engines", _engines_md),
+                    ("compile", _compile_md),
                     ("comparators", _comparators_md), ("memory", _memory_md), ("scaling", _scaling_md)):
         if results.get(key):
             lines += fn(results[key]) + [""]
@@ -102,6 +103,24 @@ def _throughput_md(t: dict) -> list[str]:
             f"Fast path `{t['fast_mode']}`: max |p_fast - p_fp32| = {v['max_abs_dp']:.5f} "
             f"(tolerance {v['tolerance']}), label agreement {v['label_agreement']:.3f} on {v['n']} fixed slices.", ""] + \
         _table(["path", "batch", "slices/s", "slices/CPU-s", "speed-up"], rows)
+
+
+def _engines_md(e: dict) -> list[str]:
+    lim = e["limit"]
+    engines = ", ".join(f"{k} {v:.0f}" for k, v in lim["engines"].items())
+    rows = [[r["path"], f"`{r['mode']}`", r["precision"], _f(r["slices_per_s"]), _f(r["gflops"]),
+             _f(None if r["fraction_of_limit"] is None else 100 * r["fraction_of_limit"], 0) + "%",
+             _f(r["max_abs_dp"], 5), _f(r["label_agreement"], 3), "yes" if r["kept"] else "no (fell back)"]
+            for r in e["rows"]]
+    return [f"## Stage 1 on every inference path: {e['model']} {e['config']} at {e['input_size']} px, batch "
+            f"{e['rows'][0]['batch']}", "",
+            f"{e['gflop_per_slice']:.2f} GFLOP per slice (torch.utils.flop_counter). Machine limit this run "
+            f"(3x3 convolution {lim['probe']['channels']} -> {lim['probe']['channels']} channels, "
+            f"{lim['probe']['size']} px, batch {lim['probe']['batch']}, {lim['threads']} threads), GFLOP/s: "
+            f"{engines}. Probabilities against eager fp32 on {e['fixed_slices']} fixed slices; int8 calibrated "
+            f"on {e['calibration_slices']} slices of another phantom patient.", ""] + \
+        _table(["path", "mode", "precision", "slices/s", "GFLOP/s", "of limit", "max abs dp", "labels agree",
+                "engine kept"], rows)
 
 
 def _compile_md(c: dict) -> list[str]:

@@ -12,7 +12,8 @@ from PETriageLib.bench.timing import load_average
 
 log = logging.getLogger(__name__)
 
-SECTIONS = ("throughput", "end_to_end", "comparators", "memory")  # memory includes the scaling fit
+# memory includes the scaling fit; engines: every inference path against the machine's limit
+SECTIONS = ("throughput", "engines", "end_to_end", "comparators", "memory")
 
 
 @dataclass
@@ -28,6 +29,8 @@ class BenchPlan:
     warmup: int = 1
     min_time_s: float = 2.0
     comparator_batch: int = 8
+    engine_batch: int = 32
+    calibration_slices: int = 32  # int8 calibration: slices of another phantom patient
     comparators: Sequence[tuple[str, dict]] = COMPARATORS
     top_k: int = 5  # Grad-CAM slices per triage
     naive_e2e: bool = True
@@ -38,6 +41,7 @@ class BenchPlan:
     def quick(cls) -> "BenchPlan":
         return cls(matrix=128, e2e_slices=16, memory_slices=(12, 16), batch_sizes=(1, 2), fixed_slices=2,
                    repeats=1, warmup=0, min_time_s=0.0, comparator_batch=1, naive_e2e=False, compile=False,
+                   engine_batch=2, calibration_slices=4,
                    comparators=(("efficientnet_b5", {}),), top_k=1)
 
 
@@ -59,12 +63,14 @@ def run_bench(out_dir: str | Path, quick: bool = False, device: str = "cpu", pla
     results["models"] = bench.to_dict()
     lengths = sorted(set(plan.memory_slices) | {plan.e2e_slices})
     series = {n: bench_series(n, plan.matrix, cache) for n in lengths}
-    if "throughput" in plan.sections or "comparators" in plan.sections:
+    if {"throughput", "comparators", "engines"} & set(plan.sections):
         images = _fixed_images(bench, series[plan.e2e_slices], plan.fixed_slices)
     if "throughput" in plan.sections:
         results["throughput"] = _throughput(bench, images, device, plan)
         if plan.compile:
             results["compile"] = _compile(bench, images, device, plan)
+    if "engines" in plan.sections:
+        results["engines"] = _engines(bench, images, plan, cache, out)
     if "end_to_end" in plan.sections:
         results["end_to_end"] = _end_to_end(bench, series[plan.e2e_slices], device, plan)
     if "comparators" in plan.sections:
@@ -105,6 +111,23 @@ def _throughput(models: Any, images: Any, device: str, plan: BenchPlan) -> dict[
     log.info("stage-1 throughput at batch %s", list(plan.batch_sizes))
     return stage1_throughput(_stage1_model(models), images, device, plan.batch_sizes, max(1, plan.repeats),
                              plan.min_time_s)
+
+
+def _engines(models: Any, images: Any, plan: BenchPlan, cache: Path, out: Path) -> dict[str, Any]:
+    """Every inference path of stage 1 on the CPU, against the limit measured in this run."""
+    from PETriageLib.bench.engine_paths import engine_paths
+    from PETriageLib.bench.machine_limit import measure_limit
+    from PETriageLib.bench.phantom_series import SEED, bench_series
+    from PETriageLib.models.checkpoint import file_sha256
+    from PETriageLib.models.zoo import resolve_model
+
+    log.info("machine limit (3x3 convolution probe) and stage 1 on every inference path")
+    limit = measure_limit(repeats=max(1, plan.repeats), min_time_s=plan.min_time_s / 4)
+    calibration_series = bench_series(max(plan.calibration_slices, 10), plan.matrix, cache, seed=SEED + 1)
+    calibration = _fixed_images(models, calibration_series, plan.calibration_slices)
+    path, _ = resolve_model(models.stage1)
+    return engine_paths(_stage1_model(models), file_sha256(path), images, calibration, limit, out / "engines",
+                        plan.engine_batch, max(1, plan.repeats), plan.min_time_s)
 
 
 def _compile(models: Any, images: Any, device: str, plan: BenchPlan) -> "dict[str, Any] | None":

@@ -33,8 +33,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--fresh-models", action="store_true",
                    help="time freshly built default models even when shipped ones are registered")
     p.add_argument("--no-compile", action="store_true", help="skip the torch.compile measurement")
-    p.add_argument("--only", nargs="+", choices=["throughput", "end_to_end", "comparators", "memory"],
-                   help="run only these sections (memory includes the time-vs-slices fit)")
+    p.add_argument("--only", nargs="+", choices=["throughput", "engines", "end_to_end", "comparators", "memory"],
+                   help="run only these sections (memory includes the time-vs-slices fit; engines: "
+                        "every inference path against the machine's measured limit)")
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's, one per core)")
     p.set_defaults(func=run)
 

@@ -39,6 +39,7 @@ class FastOptions:
     compile: bool = False
     pad_batches: bool | None = None  # None: pad when compiled
     threads: int | None = None  # None: leave torch's setting (one per physical core)
+    fuse_branches: bool = False  # window branches as one grouped network (models.fused_branches)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -138,11 +139,12 @@ class CastInput(nn.Module):
 def _fp32_parts(model: Any) -> list[tuple[Any, str]]:
     """(parent, attribute) of modules that stay fp32 in a bf16 model: attention gates, the head."""
     from PETriageLib.models.attention import CBAM, FUSA
+    from PETriageLib.models.fused_branches import GroupedCBAM
 
     parts = []
     for parent in model.modules():
         for name, child in parent.named_children():
-            if isinstance(child, (CBAM, FUSA)):
+            if isinstance(child, (CBAM, FUSA, GroupedCBAM)):
                 parts.append((parent, name))
     if isinstance(getattr(model, "fc", None), nn.Linear):
         parts.append((model, "fc"))
@@ -160,6 +162,14 @@ def optimize_model(model: Any, device: Any = "cpu", options: FastOptions | None 
     for p in fast.parameters():
         p.requires_grad_(False)
     steps = []
+    if options.fuse_branches:
+        from PETriageLib.models.fused_branches import CannotFuse, fuse_branches
+
+        try:
+            fast = fuse_branches(fast)
+            steps.append("fused")
+        except CannotFuse as exc:
+            log.info("window branches kept sequential: %s", exc)
     if options.fold_bn:
         fold_batchnorm(fast)
         steps.append("fold_bn")

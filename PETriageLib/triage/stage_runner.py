@@ -33,16 +33,26 @@ def select_device(requested: str = "auto", cuda_available: bool | None = None) -
     return torch.device("cuda" if req == "auto" else req)
 
 
+ENGINES = ("torch", "onnxruntime")
+
+
 class StageRunner:
-    """Stage 1 and stage 2 on one device, on one inference path."""
+    """Stage 1 and stage 2 on one device, on one inference path.
+
+    ``engine="onnxruntime"`` runs the fast path on ONNX Runtime on the CPU (models.engine_predictor:
+    exported once per checkpoint, checked against fp32, torch when it is missing or differs);
+    on a GPU, and with ``engine="torch"``, the fast path is torch's (models.fast)."""
 
     def __init__(self, stage1: Stage, stage2: Stage, device: str = "auto", inference: str = "fast",
-                 batch_size: int = 32) -> None:
+                 batch_size: int = 32, engine: str = "torch") -> None:
         for st, n in ((stage1, 1), (stage2, 2)):
             if st.number != n:
                 raise ValueError(f"stage {n} given a stage {st.number} model")
+        if engine not in ENGINES:
+            raise ValueError(f"unknown engine {engine!r}; use one of {', '.join(ENGINES)}")
         self.stage1, self.stage2 = stage1, stage2
         self.inference = inference
+        self.engine = engine
         self.batch_size = int(batch_size)
         self._fast: dict[int, Any] = {}  # stage number -> FastPredictor, built on first use
         self.to_device(select_device(device))
@@ -87,12 +97,20 @@ class StageRunner:
 
         if self.inference == "fast":
             if stage.number not in self._fast:
-                from PETriageLib.models.fast import FastPredictor
-
-                self._fast[stage.number] = FastPredictor(stage.model, self.device, batch_size=self.batch_size)
+                self._fast[stage.number] = self._fast_predictor(stage)
             return self._fast[stage.number](images)
         x = torch.from_numpy(images).to(self.device)
         return torch.sigmoid(stage.model(x).float()).reshape(-1).cpu().numpy()
+
+    def _fast_predictor(self, stage: Stage) -> Any:
+        if self.engine == "onnxruntime" and self.device.type == "cpu":
+            from PETriageLib.models.engine_predictor import EnginePredictor
+
+            return EnginePredictor(stage.model, stage.sha256 or "", int(stage.meta.get("input_size", 0)),
+                                   batch_size=self.batch_size)
+        from PETriageLib.models.fast import FastPredictor
+
+        return FastPredictor(stage.model, self.device, batch_size=self.batch_size)
 
     def on_device(self, work: Callable[[], Any]) -> Any:
         """work() under inference mode; on CUDA out-of-memory move both models to the CPU and retry

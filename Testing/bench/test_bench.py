@@ -42,7 +42,8 @@ def test_quick_bench_writes_json_and_markdown(quick):
     out, res = quick
     md = (out / "bench.md").read_text()
     assert "in a background thread, overlapped with the steps: preprocessing ahead" in md
-    for title in ("End-to-end triage", "Stage-1 throughput", "Comparators", "Peak memory", "Time vs slices"):
+    for title in ("End-to-end triage", "Stage-1 throughput", "Stage 1 on every inference path", "Comparators",
+                  "Peak memory", "Time vs slices"):
         assert f"## {title}" in md
     assert res["quick"] is True and res["models"]["source"] == "fresh"
     m = res["machine"]
