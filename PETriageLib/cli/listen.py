@@ -54,6 +54,8 @@ def tls_configs(args: argparse.Namespace) -> "tuple[Any, Any]":
 
     if args.tls_key and not args.tls_cert:
         raise TlsError("--tls-key needs --tls-cert")
+    if args.tls_ca and not (args.tls_cert or args.destination_tls):
+        raise TlsError("--tls-ca needs --tls-cert (receive over TLS) or --destination-tls (send over TLS)")
     receive = None
     if args.tls_cert or args.tls_require_client_cert:
         receive = TlsConfig(args.tls_cert, args.tls_key, args.tls_ca, args.tls_require_client_cert)

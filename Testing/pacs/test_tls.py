@@ -108,6 +108,8 @@ def test_tls_options_that_cannot_work_are_refused_with_the_reason(pki, tmp_path,
     assert main(["listen", "--spool", str(tmp_path / "s"), "--tls-key", str(pki.listener.key)]) == 1
     assert "--tls-key needs --tls-cert" in caplog.text
     assert main(["listen", "--spool", str(tmp_path / "s"), "--destination-tls"]) == 1
+    assert main(["listen", "--spool", str(tmp_path / "s"), "--tls-ca", str(pki.ca)]) == 1
+    assert "--tls-ca needs --tls-cert" in caplog.text
     assert "--destination-tls needs --destination" in caplog.text
 
 
