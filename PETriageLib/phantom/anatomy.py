@@ -9,7 +9,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .grid import Grid
 
 # Tissue codes of Study.tissues (what each voxel mostly is, before findings and noise).
 TISSUES = {

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import random
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 import pydicom
@@ -16,6 +16,9 @@ from pydicom.uid import (CTImageStorage, ExplicitVRLittleEndian, JPEG2000Lossles
                          SecondaryCaptureImageStorage, generate_uid)
 
 COMPRESSIONS = {"rle": RLELossless, "j2k": JPEG2000Lossless}
+if TYPE_CHECKING:
+    from PETriageLib.ingest.volume import CTVolume
+
 SOP_CLASSES = {"CT": CTImageStorage, "MR": MRImageStorage, "OT": SecondaryCaptureImageStorage}
 
 
