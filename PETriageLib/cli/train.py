@@ -52,6 +52,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "them); 0 = off (default)")
     p.add_argument("--init-from", default=None, help="fine-tune this checkpoint (its model and preprocessing)")
     p.add_argument("--cache", default=None, help="slice cache folder (default OUT/cache)")
+    p.add_argument("--data", choices=("cache", "stream"), default="cache",
+                   help="cache: preprocess every series once into the slice cache (default); stream: decode and "
+                        "preprocess each step's slices in DataLoader workers, no cache (docs/scale.md)")
+    p.add_argument("--no-cache", dest="data", action="store_const", const="stream", help="the same as --data stream")
+    p.add_argument("--workers", type=int, default=2, help="DataLoader workers when streaming (default 2)")
+    p.add_argument("--prefetch", type=int, default=2, help="micro-batches each streaming worker reads ahead (default 2)")
+    p.add_argument("--series-per-worker", type=int, default=4,
+                   help="decoded series each streaming worker keeps (an LRU; default 4)")
     p.add_argument("--splits", default=None, help="splits JSON to use or create (default OUT/splits.json)")
     p.add_argument("--ratios", default="5,3,2",
                    help="train,val,test ratios for a new patient split, and for patients missing from an "
@@ -99,7 +107,9 @@ def run(args: argparse.Namespace) -> int:
     try:
         result = train_from_manifest(cfg, args.manifest, args.out, args.cache, args.splits,
                                      resume=not args.no_resume, device=device,
-                                     ratios=tuple(float(r) for r in args.ratios.split(",")), ctx=ctx)
+                                     ratios=tuple(float(r) for r in args.ratios.split(",")), ctx=ctx,
+                                     data=args.data, workers=args.workers, prefetch=args.prefetch,
+                                     series_per_worker=args.series_per_worker)
     finally:
         cleanup(ctx)
     if ctx.is_main:

@@ -71,13 +71,14 @@ def cached_splits(manifest: "str | Path", preprocess: dict, cache_root: "str | P
     """
     out: dict[str, list[CachedSource]] = {}
     config = PreprocessConfig.from_dict(preprocess)
-    for name, chosen in _wanted_sources(manifest, splits_file, seed, wanted, ratios, extend).items():
+    for name, chosen in split_sources(manifest, splits_file, seed, wanted, ratios, extend).items():
         out[name] = cache_sources(chosen, config, cache_root, with_masks=name in masks_for)
     return out
 
 
-def _wanted_sources(manifest, splits_file, seed: int, wanted: Sequence[str], ratios: Sequence[float],
-                    extend: bool) -> "dict[str, list[Source]]":
+def split_sources(manifest, splits_file, seed: int, wanted: Sequence[str], ratios: Sequence[float],
+                  extend: bool) -> "dict[str, list[Source]]":
+    """The wanted splits' sources of the manifest (splits as make_splits makes or reads them)."""
     sources = load_manifest(manifest)
     splits = make_splits(sources, splits_file, ratios, seed, extend)
     out = {}
@@ -93,7 +94,7 @@ def build_cache_share(manifest: "str | Path", preprocess: dict, cache_root: "str
     """This rank's share of the wanted splits' cache entries (every ``world_size``-th source of them
     all, so the work spreads evenly). The splits file must exist already (rank 0 makes it)."""
     config = PreprocessConfig.from_dict(preprocess)
-    chosen = _wanted_sources(manifest, splits_file, seed, wanted, (5, 3, 2), extend=False)
+    chosen = split_sources(manifest, splits_file, seed, wanted, (5, 3, 2), extend=False)
     for masks in (False, True):  # sources of splits with masks apart, so a source is built once with its mask
         group = [s for name, items in chosen.items() if (name in masks_for) == masks for s in items]
         build_missing(group, config, cache_root, with_masks=masks, rank=rank, world_size=world_size)

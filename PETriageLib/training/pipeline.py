@@ -9,6 +9,8 @@ from PETriageLib.training.config import TrainConfig
 from PETriageLib.training.data import build_cache_share, cached_splits, data_summary, make_splits
 from PETriageLib.training.distributed import DistContext, barrier
 from PETriageLib.training.manifest import load_manifest
+from PETriageLib.training.stream import (DEFAULT_SERIES_PER_WORKER, StreamedSliceDataset, index_share,
+                                         streamed_splits)
 from PETriageLib.training.train import TrainResult, train
 
 log = logging.getLogger(__name__)
@@ -18,7 +20,8 @@ def train_from_manifest(cfg: TrainConfig, manifest: "str | Path", out_dir: "str 
                         cache_root: "str | Path | None" = None, splits_file: "str | Path | None" = None,
                         resume: bool = True, device: str = "cpu",
                         ratios: "tuple[float, float, float]" = (5, 3, 2),
-                        ctx: DistContext = DistContext()) -> TrainResult:
+                        ctx: DistContext = DistContext(), data: str = "cache", workers: int = 2,
+                        prefetch: int = 2, series_per_worker: int = DEFAULT_SERIES_PER_WORKER) -> TrainResult:
     """Splits go to ``splits_file`` (default out_dir/splits.json) so evaluation uses the same patients.
 
     Patients of the manifest missing from an existing splits file (data added since) are split by
@@ -26,7 +29,16 @@ def train_from_manifest(cfg: TrainConfig, manifest: "str | Path", out_dir: "str 
 
     Under torchrun (``ctx``) rank 0 writes the splits, the ranks build the slice cache in turns of
     sources (never two on one entry), and rank 0 alone fits the domain check.
+
+    ``data="stream"``: no slice cache; the slices are decoded and preprocessed in ``workers``
+    DataLoader workers (``stream.py``), each keeping ``series_per_worker`` decoded series. Only a
+    small per-source index (labels, slices with lung) is written, under ``cache_root``/stream-index.
     """
+    if data not in ("cache", "stream"):
+        raise ValueError(f"data must be 'cache' or 'stream', got {data!r}")
+    if data == "stream":
+        return _train_streaming(cfg, manifest, out_dir, cache_root, splits_file, resume, device, ratios, ctx,
+                                workers, prefetch, series_per_worker)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     splits_file = Path(splits_file) if splits_file else out / "splits.json"
@@ -49,6 +61,38 @@ def train_from_manifest(cfg: TrainConfig, manifest: "str | Path", out_dir: "str 
     if ctx.is_main:
         _fit_domain(result.best_path, cached, cfg.seed, device)
     barrier(ctx)  # best.pt is complete before any rank returns
+    return result
+
+
+def _train_streaming(cfg: TrainConfig, manifest, out_dir, cache_root, splits_file, resume: bool, device: str,
+                     ratios, ctx: DistContext, workers: int, prefetch: int, series_per_worker: int) -> TrainResult:
+    from PETriageLib.preprocess.slices import PreprocessConfig
+
+    if cfg.mask_loss_weight > 0:
+        raise ValueError("the lesion-map loss needs the slice cache (lesion masks are not streamed): drop --no-cache")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    splits_file = Path(splits_file) if splits_file else out / "splits.json"
+    index_root = (Path(cache_root) if cache_root else out) / "stream-index"
+    if ctx.active:  # rank 0 splits, then each rank indexes every N-th source
+        if ctx.is_main:
+            make_splits(load_manifest(manifest), splits_file, ratios, cfg.seed, extend=True)
+        barrier(ctx)
+        index_share(manifest, cfg.preprocess_dict(), index_root, splits_file, cfg.seed, ("train", "val"),
+                    ctx.rank, ctx.world_size, workers)
+        barrier(ctx)
+    streamed = streamed_splits(manifest, cfg.preprocess_dict(), index_root, splits_file, cfg.seed,
+                               ("train", "val"), ratios, extend=True, workers=workers)
+    config = PreprocessConfig.from_dict(cfg.preprocess_dict())
+    train_set = StreamedSliceDataset(streamed["train"], cfg.stage, config, series_per_worker)
+    val_set = StreamedSliceDataset(streamed["val"], cfg.stage, config, series_per_worker)
+    log.info("stage %d (streamed): %d training slices %s, %d validation slices %s", cfg.stage, len(train_set),
+             train_set.class_counts(), len(val_set), val_set.class_counts())
+    result = train(cfg, train_set, val_set, out, resume=resume, device=device,
+                   data_summary=data_summary(streamed, manifest), ctx=ctx, workers=workers, prefetch=prefetch)
+    if ctx.is_main:  # the domain statistics read cached images
+        log.info("%s: no domain check stored (streamed data); add one with `petriage fit-domain`", result.best_path)
+    barrier(ctx)
     return result
 
 

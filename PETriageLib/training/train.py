@@ -31,6 +31,7 @@ from PETriageLib.vocabulary import STAGE_CLASSES
 from PETriageLib.training.config import TrainConfig
 from PETriageLib.training.distributed import DistContext, broadcast, wrap_model
 from PETriageLib.training.sampler import BatchPlan
+from PETriageLib.training.stream import StreamLoader, StreamedSliceDataset
 from PETriageLib.training.sampler import epoch_order as _order
 from PETriageLib.training.metrics import auroc_ci, threshold_for_sensitivity
 from PETriageLib.preprocess.windows import get_window
@@ -215,8 +216,11 @@ def _save_state(path: Path, state: dict) -> None:
 
 def train(cfg: TrainConfig, train_set: SliceDataset, val_set: SliceDataset, out_dir: "str | Path",
           resume: bool = True, device: str = "cpu", data_summary: Optional[dict] = None,
-          ctx: DistContext = DistContext()) -> TrainResult:
+          ctx: DistContext = DistContext(), workers: int = 2, prefetch: int = 2) -> TrainResult:
     """Train one stage into out_dir (last.pt for resuming, best.pt = the shipped-format checkpoint).
+
+    ``workers``, ``prefetch``: DataLoader workers and micro-batches each reads ahead, when
+    ``train_set`` streams (``stream.StreamedSliceDataset``); a cached one is read in this process.
 
     ``ctx``: this process's rank in a torchrun launch (``distributed.init_distributed``); every
     rank must call this with the same data and settings.
@@ -295,6 +299,13 @@ def train(cfg: TrainConfig, train_set: SliceDataset, val_set: SliceDataset, out_
                            "rng": torch.get_rng_state(), "config": cfg.to_dict(), "world_size": ctx.world_size})
 
     net = wrap_model(ctx, _TrainingNet(model, head), dev)
+    stream = None
+    if isinstance(train_set, StreamedSliceDataset):
+        if head is not None:
+            raise ValueError("the lesion-map loss needs the slice cache (its masks are not streamed): drop --no-cache")
+        stream = StreamLoader(train_set, workers, prefetch)
+        log.info("streaming the training slices: %d DataLoader worker(s), %d micro-batch(es) ahead each, "
+                 "at most %d decoded series per worker", workers, prefetch, train_set.series.size)
 
     summary_base = {"stage": cfg.stage, "train_slices": counts, "val_slices": val_set.class_counts(),
                     "train_patients": len(set(train_set.patients)), "val_patients": len(set(val_set.patients)),
@@ -305,6 +316,9 @@ def train(cfg: TrainConfig, train_set: SliceDataset, val_set: SliceDataset, out_
         model.train()
         bar = _progress(cfg, steps, step, f"stage {cfg.stage} epoch {epoch + 1}/{cfg.epochs}") if ctx.is_main else None
         sums = np.zeros(3)  # classification loss x slices, lesion-map loss x slices, slices (this rank)
+        # this rank's micro-batches of the rest of the epoch, read in order (by workers when streaming)
+        todo = [rows for st in range(step, steps) for _, rows in plan.groups(plan.rank_rows(order, st))]
+        batches = stream.batches(todo) if stream is not None else (train_set.batch(rows) for rows in todo)
         while step < steps:
             gstep = epoch * steps + step
             torch.manual_seed(_step_seed(cfg.seed, gstep))
@@ -314,8 +328,8 @@ def train(cfg: TrainConfig, train_set: SliceDataset, val_set: SliceDataset, out_
                 # Gradients of all groups but the last build up locally; the last one's backward averages them over the ranks.
                 sync = k == len(groups) - 1 or not ctx.active
                 with (contextlib.nullcontext() if sync else net.no_sync()):
-                    sums += _group_step(net, train_set, rows, cfg, aug, gstep, group, pos_weight, dev, fmt,
-                                        len(groups))
+                    sums += _group_step(net, train_set, next(batches), rows, cfg, aug, gstep, group, pos_weight,
+                                        dev, fmt, len(groups))
             opt.step()
             sched.step()
             step += 1
@@ -350,11 +364,12 @@ def train(cfg: TrainConfig, train_set: SliceDataset, val_set: SliceDataset, out_
     return TrainResult(out / BEST, best["threshold"], best["epoch"], history, resumed)
 
 
-def _group_step(net, train_set: SliceDataset, rows, cfg: TrainConfig, aug: AugmentConfig, gstep: int, group: int,
-                pos_weight, dev, fmt, n_groups: int) -> np.ndarray:
-    """Forward and backward of one micro-batch, its loss scaled by 1 / n_groups so that the summed
-    gradients are the mean over the step's groups; returns its loss sums for the epoch log."""
-    x, y = train_set.batch(rows)
+def _group_step(net, train_set: SliceDataset, batch, rows, cfg: TrainConfig, aug: AugmentConfig, gstep: int,
+                group: int, pos_weight, dev, fmt, n_groups: int) -> np.ndarray:
+    """Forward and backward of one micro-batch (``batch``: its inputs and targets, of dataset
+    ``rows``), its loss scaled by 1 / n_groups so that the summed gradients are the mean over the
+    step's groups; returns its loss sums for the epoch log."""
+    x, y = batch
     xt, yt = torch.from_numpy(x), torch.from_numpy(y).float().unsqueeze(1)
     with_maps = cfg.mask_loss_weight > 0
     lesions = has_mask = None

@@ -47,11 +47,13 @@ def data(tmp_path_factory):
     return root, manifest
 
 
-def _torchrun(root: Path, manifest: Path, out: str, *extra: str, tag: str = "") -> subprocess.Popen:
+def _torchrun(root: Path, manifest: Path, out: str, *extra: str, tag: str = "", tail: bool = False) -> subprocess.Popen:
+    """``extra``: torchrun options, or with ``tail`` options of `petriage train`."""
     env = dict(os.environ, OMP_NUM_THREADS="1", PETRIAGE_TEST_TAG=tag or uuid.uuid4().hex)
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", *extra,
+    launch, train_extra = ([], list(extra)) if tail else (list(extra), [])
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", *launch,
            "-m", "PETriageLib.cli", "train", "--manifest", str(manifest), "--out", str(root / out),
-           "--cache", str(root / "cache"), "--splits", str(root / "splits.json"), *ARGS]
+           "--cache", str(root / "cache"), "--splits", str(root / "splits.json"), *ARGS, *train_extra]
     return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -153,3 +155,18 @@ def test_a_killed_rank_stops_the_run_and_the_same_command_resumes_from_the_last_
     a, b = _parameters(root / "killed" / "last.pt"), _parameters(root / "ddp" / "last.pt")
     for key in b:  # every step seeded from (seed, step): the resumed run ends where the straight one did
         assert torch.allclose(a[key].float(), b[key].float(), atol=1e-6), key
+
+
+def test_two_ranks_streaming_without_the_cache_train_the_cached_weights(two_ranks) -> None:
+    """--no-cache under torchrun: each rank indexes its share of the sources and its DataLoader
+    worker decodes only that rank's rows; the inputs equal the cached ones, so do the weights."""
+    root, manifest, _, _ = two_ranks
+    out, err = _finish(_torchrun(root, manifest, "ddp_stream", "--no-cache", "--workers", "1", tail=True))
+    assert _printed_result(out)["ranks"] == 2
+    assert err.count("streaming the training slices: 1 DataLoader worker(s)") == 1  # rank 0 logs
+    a, b = _parameters(root / "ddp_stream" / "last.pt"), _parameters(root / "ddp" / "last.pt")
+    assert a.keys() == b.keys()
+    assert max(float((a[k].float() - b[k].float()).abs().max()) for k in b) < 1e-6
+    splits = json.loads((root / "splits.json").read_text())
+    assert len(list((root / "cache" / "stream-index").glob("*/*.json"))) == len(splits["train"]) + len(splits["val"])
+    assert not (root / "ddp_stream" / "cache").exists()
