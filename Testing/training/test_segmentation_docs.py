@@ -12,7 +12,15 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def test_docs_example_runs(tmp_path, monkeypatch, capsys) -> None:
+    before = torch.get_num_threads()
     torch.set_num_threads(1)
+    try:
+        _run(tmp_path, monkeypatch, capsys)
+    finally:
+        torch.set_num_threads(before)
+
+
+def _run(tmp_path, monkeypatch, capsys) -> None:
     code = python_block(REPO / "docs" / "segmentation.md", "From Python")
     monkeypatch.chdir(tmp_path)
     exec(compile(code, "docs/segmentation.md example", "exec"), {})
