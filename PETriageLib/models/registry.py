@@ -8,6 +8,9 @@ from typing import Any, Callable, Mapping, Sequence
 import torch
 
 from PETriageLib.models.base import SliceClassifier
+from PETriageLib.models.cpmn import CPMN
+from PETriageLib.models.resunet import ResUnet
+from PETriageLib.models.seg_head import DRNSegNet
 from PETriageLib.models.baselines import EfficientNetB5, MultiScaleResNet50, ResNet50
 from PETriageLib.models.drn import build_drn
 from PETriageLib.models.fusion import WindowFusionNet
@@ -54,9 +57,51 @@ _MODELS: dict[str, tuple[str, Callable[..., SliceClassifier]]] = {
 }
 
 
-def list_models() -> list[str]:
-    """Registered model names."""
-    return list(_MODELS)
+def _resunet(attention: str) -> Callable[..., SliceClassifier]:
+    def build(name: str, windows: Sequence[str], width: float = 1.0) -> SliceClassifier:
+        return ResUnet(name, windows, width, attention)
+    return build
+
+
+def _drn_seg(variant: str, attention: str) -> Callable[..., SliceClassifier]:
+    def build(name: str, windows: Sequence[str], width: float = 1.0, hidden: int = 32) -> SliceClassifier:
+        return DRNSegNet(name, windows, variant, attention, width, hidden)
+    return build
+
+
+def _cpmn(name: str, windows: Sequence[str], width: float = 1.0, attention: str = "none") -> SliceClassifier:
+    return CPMN(name, windows, width, attention)
+
+
+# Segmentation and cross-phase models: (N, C, H, W) -> (N, 1, H, W) embolus logits. Kept apart from
+# _MODELS so that list_models() and describe_models() still mean the slice classifiers.
+TASKS = ("classification", "segmentation", "cross_phase")
+_SEG_MODELS: dict[str, tuple[str, str, Callable[..., SliceClassifier]]] = {
+    "cbamdrn_d22_seg": ("segmentation", "DRN-D-22 + CBAM per window branch, light decoder to per-pixel PE",
+                        _drn_seg("drn_d22", "cbam")),
+    "resunet": ("segmentation", "ResUnet: residual encoder blocks, max pooling, U-Net decoder", _resunet("none")),
+    "fusa_resunet": ("segmentation", "FUSA-ResUnet: ResUnet with FUSA ending each encoder block",
+                     _resunet("fusa")),
+    "cpmn": ("cross_phase", "CPMN: CTPA and NCT pathways (ResUnet), IFA/IFD losses; NCT alone at inference",
+             _cpmn),
+}
+
+
+def list_models(task: str = "classification") -> list[str]:
+    """Registered model names of one task ("classification", "segmentation", "cross_phase" or "all")."""
+    if task == "classification":
+        return list(_MODELS)
+    if task == "all":
+        return list(_MODELS) + list(_SEG_MODELS)
+    if task not in TASKS:
+        raise ValueError(f"unknown task {task!r}; choose one of {', '.join(TASKS)} or 'all'")
+    return [n for n, (t, _, _) in _SEG_MODELS.items() if t == task]
+
+
+def model_task(name: str) -> str:
+    """The task a registered model does."""
+    _entry(name)
+    return _SEG_MODELS[name][0] if name in _SEG_MODELS else "classification"
 
 
 def model_options(name: str) -> dict[str, Any]:
@@ -66,10 +111,12 @@ def model_options(name: str) -> dict[str, Any]:
 
 
 def _entry(name: str) -> tuple[str, Callable[..., SliceClassifier]]:
+    if name in _SEG_MODELS:
+        return _SEG_MODELS[name][1:]
     try:
         return _MODELS[name]
     except KeyError:
-        raise ValueError(f"unknown model {name!r}; known models: {', '.join(_MODELS)}") from None
+        raise ValueError(f"unknown model {name!r}; known models: {', '.join(list_models('all'))}") from None
 
 
 def window_names(windows: Sequence["str | Window | Mapping"]) -> tuple[str, ...]:
@@ -85,7 +132,7 @@ def window_names(windows: Sequence["str | Window | Mapping"]) -> tuple[str, ...]
 def build_model(name: str = DEFAULT_MODEL, windows: Sequence["str | Window | Mapping"] = DEFAULT_WINDOWS,
                 **config: Any) -> SliceClassifier:
     """Build a fresh model: input (N, len(windows) * (2 * context + 1), H, W) with H = W >= 64, output
-    (N, 1) logits (context: slices each side of the classified one, DRN family only, default 0)."""
+    (N, 1) logits (segmentation and cross-phase models: any H, W >= 16, output (N, 1, H, W) logits) (context: slices each side of the classified one, DRN family only, default 0)."""
     builder = _entry(name)[1]
     unknown = set(config) - set(model_options(name))
     if unknown:
