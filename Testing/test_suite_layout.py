@@ -18,6 +18,15 @@ def test_suites_mirror_the_library_folders():
     assert not {f for f in folders if not (TESTING / f).is_dir()}  # every library folder has its suite
 
 
+def test_test_file_names_are_unique():
+    """pytest imports test files by their base name (no __init__.py here): two of one name stop
+    the collection of the whole suite."""
+    from collections import Counter
+
+    names = Counter(p.name for p in TESTING.rglob("test_*.py"))
+    assert not [n for n, c in names.items() if c > 1]
+
+
 def test_no_test_imports_another_test_module_or_a_conftest():
     offenders = []
     for path in TESTING.rglob("*.py"):

@@ -1,6 +1,6 @@
 """Several studies at once: Orthanc sends four studies as four concurrent C-STORE jobs (four
 associations); every one is triaged once and its results come back, none lost or mixed up.
-test_load.py does it with 20 studies; benchmarks/pacs_load.py prints the rate."""
+test_twenty_studies.py does it with 20 studies; benchmarks/pacs_load.py prints the rate."""
 from __future__ import annotations
 
 import pydicom

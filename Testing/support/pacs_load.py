@@ -1,7 +1,7 @@
 """N phantom studies C-STOREd by a real Orthanc to `petriage listen` over concurrent associations
 (Orthanc jobs), timed from the first send to the last result stored back, and what the queue and
 Orthanc say afterwards: lost, incomplete, triaged twice. Shared by benchmarks/pacs_load.py and
-Testing/pacs/test_load.py."""
+Testing/pacs/test_twenty_studies.py."""
 from __future__ import annotations
 
 import time
