@@ -13,6 +13,16 @@ from .writer import write_study
 
 log = logging.getLogger(__name__)
 
+def write_manifest(out: Path, rows: list[dict]) -> Path:
+    """OUT/manifest.csv with one row per generated patient."""
+    manifest = Path(out) / "manifest.csv"
+    with open(manifest, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=MANIFEST_COLUMNS, lineterminator="\n")
+        w.writeheader()
+        w.writerows(rows)
+    return manifest
+
+
 MANIFEST_COLUMNS = ["patient_id", "series_dir", "labels_csv", "mask", "patient_label", "contrast", "findings", "seed"]
 NONCONTRAST_FRACTION = 0.15  # of the non-PE studies in a "mixed" dataset
 
@@ -76,9 +86,4 @@ def generate_dataset(out_dir: "str | Path", patients: int, seed: int, pe_fractio
         log.debug("%s: %s %s", pid, study.patient_label, rows[-1]["findings"])
         if progress is not None:
             progress(plan["index"] + 1, patients)
-    manifest = out / "manifest.csv"
-    with open(manifest, "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=MANIFEST_COLUMNS, lineterminator="\n")
-        w.writeheader()
-        w.writerows(rows)
-    return manifest
+    return write_manifest(out, rows)

@@ -1,7 +1,6 @@
 """generate_real_dataset: many real-anatomy phantoms over a folder of cases, plus a manifest.csv."""
 from __future__ import annotations
 
-import csv
 import logging
 from pathlib import Path
 from typing import Callable, Sequence
@@ -9,7 +8,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from PETriageLib.errors import AnatomyError
-from .dataset import MANIFEST_COLUMNS, plan_patients
+from .dataset import plan_patients, write_manifest
 from .findings import OTHER_KINDS
 from .real_case import case_paths
 from .real_render import PHASES
@@ -59,9 +58,4 @@ def generate_real_dataset(out_dir: "str | Path", cases_dir: "str | Path", patien
         log.debug("%s on %s: %s", pid, case_id, rows[-1]["findings"])
         if progress is not None:
             progress(plan["index"] + 1, patients)
-    manifest = out / "manifest.csv"
-    with open(manifest, "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=MANIFEST_COLUMNS, lineterminator="\n")
-        w.writeheader()
-        w.writerows(rows)
-    return manifest
+    return write_manifest(out, rows)
