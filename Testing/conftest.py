@@ -51,3 +51,15 @@ def phantom_series_dir(phantom_study, tmp_path_factory) -> Path:
     from PETriageLib.phantom import write_study
 
     return write_study(phantom_study, tmp_path_factory.mktemp("phantom"))["series_dir"]
+
+
+@pytest.fixture
+def one_torch_thread_per_test():
+    """One intra-op thread for a test (files opt in with usefixtures): on the shared 2-core
+    machine, 2 threads under load ran 10-60x slower than 1."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

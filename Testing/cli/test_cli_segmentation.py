@@ -6,19 +6,13 @@ import json
 import numpy as np
 import pytest
 import SimpleITK as sitk
-import torch
 
 from PETriageLib.cli import main
 from PETriageLib.ingest.load import load_series
 from PETriageLib.models.seg_checkpoint import load_seg_checkpoint
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread_per_test")
 
 
 @pytest.fixture(scope="module")

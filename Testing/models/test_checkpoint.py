@@ -22,12 +22,7 @@ class Payload:
     """An arbitrary Python object: unpickling it would need code import, which must be refused."""
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)  # 2 threads on the loaded shared machine ran many times slower
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread_per_test")
 
 
 @pytest.fixture()

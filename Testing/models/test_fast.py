@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 from torch import nn
+from support.batchnorm import randomize_batchnorm
 
 from PETriageLib.models.fast import (
     DEFAULT_TOLERANCE,
@@ -21,23 +22,10 @@ from PETriageLib.models import build_model
 SIZE = 64
 
 
-def _randomize_bn(model: nn.Module, seed: int = 0) -> nn.Module:
-    """Non-trivial running statistics and affine terms, as a trained model has."""
-    g = torch.Generator().manual_seed(seed)
-    for m in model.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            n = m.num_features
-            m.running_mean.copy_(torch.rand(n, generator=g) * 0.4 - 0.2)
-            m.running_var.copy_(torch.rand(n, generator=g) * 1.5 + 0.5)
-            m.weight.data.copy_(torch.rand(n, generator=g) + 0.5)
-            m.bias.data.copy_(torch.rand(n, generator=g) * 0.2 - 0.1)
-    return model
-
-
 @pytest.fixture(scope="module")
 def tiny() -> nn.Module:
     torch.manual_seed(0)
-    return _randomize_bn(build_model("cbamdrn_d22", ("vascular", "lung"), width=0.125)).eval()
+    return randomize_batchnorm(build_model("cbamdrn_d22", ("vascular", "lung"), width=0.125)).eval()
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +52,7 @@ def test_fold_batchnorm_removes_every_bn_and_keeps_logits(tiny, images):
 
 def test_fold_batchnorm_on_torchvision_resnet50():
     torch.manual_seed(0)
-    model = _randomize_bn(build_model("resnet50", ("vascular", "lung"))).eval()
+    model = randomize_batchnorm(build_model("resnet50", ("vascular", "lung"))).eval()
     x = torch.from_numpy(np.random.default_rng(2).uniform(-1, 1, (2, 2, SIZE, SIZE)).astype(np.float32))
     with torch.inference_mode():
         ref = model(x).clone()

@@ -5,26 +5,17 @@ import numpy as np
 import pytest
 import torch
 from torch import nn
+from support.batchnorm import randomize_batchnorm
 
 from PETriageLib.models import build_model
 from PETriageLib.models.fast import FastOptions, optimize_model
 from PETriageLib.models.fused_branches import CannotFuse, FusedWindowNet, fuse_branches
 
 
-def _randomize_bn(model: nn.Module, seed: int = 0) -> nn.Module:
-    g = torch.Generator().manual_seed(seed)
-    for m in model.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            n = m.num_features
-            m.running_mean.copy_(torch.rand(n, generator=g) * 0.4 - 0.2)
-            m.running_var.copy_(torch.rand(n, generator=g) * 1.5 + 0.5)
-    return model
-
-
 @pytest.mark.parametrize("config", [{"width": 0.125}, {"width": 0.125, "pool": "avgmax", "context": 1}])
 def test_fused_equals_sequential_on_random_weights(config):
     torch.manual_seed(0)
-    model = _randomize_bn(build_model("cbamdrn_d22", ("vascular", "lung"), **config)).eval()
+    model = randomize_batchnorm(build_model("cbamdrn_d22", ("vascular", "lung"), **config)).eval()
     fused = fuse_branches(model)
     convs = [m for m in fused.modules() if isinstance(m, nn.Conv2d)]
     assert convs and all(c.groups >= 2 for c in convs), "every convolution is grouped over the branches"
@@ -72,7 +63,7 @@ def test_fast_path_with_fused_branches_checks_against_the_unfused_model():
     from PETriageLib.models.fast import DEFAULT_TOLERANCE, FastPredictor
 
     torch.manual_seed(0)
-    model = _randomize_bn(build_model("cbamdrn_d22", ("vascular", "lung"), width=0.125)).eval()
+    model = randomize_batchnorm(build_model("cbamdrn_d22", ("vascular", "lung"), width=0.125)).eval()
     images = np.random.default_rng(3).uniform(-1, 1, (4, 2, 64, 64)).astype(np.float32)
     predictor = FastPredictor(model, "cpu", FastOptions(fuse_branches=True), batch_size=4)
     probs = predictor(images)

@@ -16,13 +16,7 @@ CONTRACT_NAMES = {"cbamdrn_d22", "drn_d22", "drn_d38", "drn_d54", "drn_c26", "cb
                   "resnet50", "efficientnet_b5", "msresnet50"}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # On the shared 2-core machine, 2 intra-op threads under load ran 10-60x slower than 1.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread_per_test")
 
 
 def tiny(name: str, windows=("vascular", "lung")) -> torch.nn.Module:

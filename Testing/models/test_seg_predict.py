@@ -11,12 +11,7 @@ from PETriageLib.models import build_model
 from PETriageLib.models.seg_predict import clot_volume_ml, predict_embolus_probability
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)  # the shared CPUs: more threads run slower here
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread_per_test")
 
 
 @pytest.fixture(scope="module")

@@ -14,12 +14,7 @@ from PETriageLib.models.seg_checkpoint import load_seg_checkpoint, save_seg_chec
 SEG_NAMES = ["cbamdrn_d22_seg", "resunet", "fusa_resunet", "cpmn"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread_per_test")
 
 
 def test_registry_keeps_classifiers_and_tasks_apart() -> None:

@@ -17,12 +17,7 @@ from PETriageLib.training.segmentation import (SegTrainConfig, cross_phase_loss,
                                                train_cross_phase, train_segmentation)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread_per_test")
 
 
 @pytest.fixture(scope="module")
