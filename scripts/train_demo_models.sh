@@ -29,7 +29,7 @@ mkdir -p "$W"
 
 # 1. Synthetic training set: 720 patients from four seeds, 256 px matrix (MATRIX), 40-60 slices, two seeds at a time.
 gen() {
-    [ -f "$W/train-$1/manifest.csv" ] || $PETRIAGE phantom --out "$W/train-$1" --patients "$2" --seed "$1" \
+    [ -f "$W/train-$1/manifest.csv" ] || $PETRIAGE phantom --anatomy formula --out "$W/train-$1" --patients "$2" --seed "$1" \
         --matrix "$MATRIX" --slices 40-60 > "$W/gen-$1.log" 2>&1
 }
 gen 1000 60 & gen 1001 60 & wait
@@ -112,7 +112,7 @@ $PETRIAGE cache prune "$W/cache" --max-size "${CACHE_MAX:-40G}"
 #     each. Their validation patients are not those of steps 2-2f, so the stored validation AUROCs
 #     cannot be compared: the pick above and the new runs are scored on the same 40 patients.
 gen512() {
-    [ -f "$W/train512-$1/manifest.csv" ] || $PETRIAGE phantom --out "$W/train512-$1" --patients 180 --seed "$1" \
+    [ -f "$W/train512-$1/manifest.csv" ] || $PETRIAGE phantom --anatomy formula --out "$W/train512-$1" --patients 180 --seed "$1" \
         --matrix 512 --slices 40-60 > "$W/gen512-$1.log" 2>&1
 }
 SEEDS512=(1200 1201)
@@ -150,7 +150,7 @@ S2=$(pick512 2 "$S2" "$W/stage2-512-$HI/best.pt")
 SEEDSHARD=(1300 1301)
 MHARD=()
 for seed in "${SEEDSHARD[@]}"; do
-    [ -f "$W/hard512-$seed/manifest.csv" ] || $PETRIAGE phantom --out "$W/hard512-$seed" --patients 80 --seed "$seed" \
+    [ -f "$W/hard512-$seed/manifest.csv" ] || $PETRIAGE phantom --anatomy formula --out "$W/hard512-$seed" --patients 80 --seed "$seed" \
         --matrix 512 --slices 40-60 --pe-fraction 1 --other-fraction 0 --difficulty hard > "$W/genhard-$seed.log" 2>&1 &
     MHARD+=("$W/hard512-$seed/manifest.csv")
 done
@@ -175,7 +175,7 @@ $PETRIAGE train-refiner --manifest "${M512[@]}" "${MHARD[@]}" --splits "$W/split
 
 # 3. Held-out test set (seed 5000, never used in training) at the real-CT matrix (512), half with PE of every size.
 [ -f "$W/test-data/manifest.csv" ] || \
-    $PETRIAGE phantom --out "$W/test-data" --patients 40 --seed 5000 --matrix 512 --slices 50-70 --pe-fraction 0.5
+    $PETRIAGE phantom --anatomy formula --out "$W/test-data" --patients 40 --seed 5000 --matrix 512 --slices 50-70 --pe-fraction 0.5
 $PETRIAGE evaluate --manifest "$W/test-data/manifest.csv" --split all --stage1 "$S1" --stage2 "$S2" --cache "$W/test-cache" --out "$W/test-report" --bootstrap 300
 $PETRIAGE evaluate --manifest "$W/test-data/manifest.csv" --split all --stage1 "$S1" --stage2 "$S2" --cache "$W/test-cache" --out "$W/test-report-refiner" --bootstrap 300 --refiner "$W/refiner/refiner.pt"
 

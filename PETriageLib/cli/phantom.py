@@ -41,10 +41,11 @@ def register(subparsers) -> None:
     p.add_argument("--matrix", type=int, default=512, help="pixels per side (anatomy keeps its size in mm)")
     p.add_argument("--slices", type=_slices, default=None, help="slices per study: N or MIN-MAX (default 60-300)")
     real = p.add_argument_group("real anatomy (--anatomy real: lungs and vessels of real CAD-PE cases)")
-    real.add_argument("--anatomy", choices=["formula", "real"], default="formula",
-                      help="formula: analytic anatomy (default); real: built on a real case's masks")
+    real.add_argument("--anatomy", choices=["formula", "real"], default="real",
+                      help="real: built on a real case's masks (default); formula: analytic anatomy")
     real.add_argument("--cases-dir", default=None,
-                      help="folder of ID.nii.gz (1 artery, 2 vein) + ID_lungmask.nii.gz (required with --anatomy real)")
+                      help="folder of ID.nii.gz (1 artery, 2 vein) + ID_lungmask.nii.gz "
+                           "(default ../shared/data/real/cadpe-vessels)")
     real.add_argument("--case", action="append", default=None, help="case ID to use (repeatable; default: all)")
     real.add_argument("--phase", choices=["ctpa", "non_contrast", "both"], default="both",
                       help="phase(s) written per patient, same geometry and labels (default both)")
@@ -76,17 +77,16 @@ def run(args: argparse.Namespace) -> int:
 def _run_real(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from PETriageLib.errors import AnatomyError
+    from PETriageLib.phantom.cases_dir import require_cases_dir
     from PETriageLib.phantom.real_dataset import generate_real_dataset
     from PETriageLib.phantom.real_study import RealOptions
 
-    if not args.cases_dir:
-        raise AnatomyError("--anatomy real needs --cases-dir (a folder of ID.nii.gz + ID_lungmask.nii.gz)")
+    cases_dir = require_cases_dir(args.cases_dir)
     phases = ("ctpa", "non_contrast") if args.phase == "both" else (args.phase,)
     base = RealOptions(difficulty=args.difficulty, kernel=args.kernel, slice_thickness=args.slice_thickness,
                        pixel_mm=args.pixel)
     with tqdm(total=args.patients, unit="study", desc="phantom") as bar:
-        manifest = generate_real_dataset(args.out, args.cases_dir, args.patients, args.seed, cases=args.case,
+        manifest = generate_real_dataset(args.out, cases_dir, args.patients, args.seed, cases=args.case,
                                          phases=phases, pe_fraction=args.pe_fraction,
                                          other_fraction=args.other_fraction, base=base,
                                          progress=lambda done, total: bar.update(1))

@@ -116,7 +116,7 @@ def test_generate_dataset_manifest(tmp_path):
 
 
 def test_cli_phantom(tmp_path, capsys):
-    rc = main(["-q", "phantom", "--out", str(tmp_path), "--patients", "2", "--seed", "1", "--matrix", "64",
+    rc = main(["-q", "phantom", "--anatomy", "formula", "--out", str(tmp_path), "--patients", "2", "--seed", "1", "--matrix", "64",
                "--slices", "8", "--pe-fraction", "0", "--contrast", "none"])
     assert rc == 0
     manifest = Path(capsys.readouterr().out.strip().splitlines()[-1])
@@ -140,3 +140,23 @@ def test_project_ingest_reads_phantom(written):
     lungs = analyse_lungs(vol)
     assert triage_problem(vol, lungs) is None
     assert sum(s.has_lung for s in lungs) >= len(lungs) // 2
+
+
+def test_cli_default_anatomy_is_real():
+    from PETriageLib.cli import build_parser
+
+    args = build_parser().parse_args(["phantom", "--out", "x"])
+    assert args.anatomy == "real" and args.cases_dir is None
+
+
+def test_cli_real_without_cases_names_folder_and_formula(tmp_path, monkeypatch, caplog):
+    from PETriageLib.cli import main
+    from PETriageLib.errors import AnatomyError
+    from PETriageLib.phantom.cases_dir import default_cases_dir, require_cases_dir
+
+    monkeypatch.setenv("PETRIAGE_SHARED_DATA", str(tmp_path / "nowhere"))
+    assert default_cases_dir() == tmp_path / "nowhere" / "real" / "cadpe-vessels"
+    with pytest.raises(AnatomyError, match=r"nowhere/real/cadpe-vessels.*--anatomy formula"):
+        require_cases_dir(None)
+    assert main(["-q", "phantom", "--out", str(tmp_path / "out")]) == 1
+    assert not (tmp_path / "out" / "manifest.csv").exists()

@@ -202,12 +202,6 @@ def test_cli_real_anatomy_writes_both_phases(tmp_path, capsys):
     assert [int(r["pe"]) for r in labels] == list((mask == FINDING_CODES["pe"]).any(axis=(1, 2)).astype(int))
 
 
-def test_cli_real_needs_cases_dir(tmp_path):
-    from PETriageLib.cli import main
-
-    assert main(["-q", "phantom", "--anatomy", "real", "--out", str(tmp_path)]) == 1
-
-
 def test_docs_example_runs(tmp_path, monkeypatch):
     from Testing.support.docs_examples import python_block
     from Testing.support.data_paths import REPO
