@@ -26,30 +26,32 @@ def register(subparsers: Any) -> None:
     p.add_argument("--slices", type=int, default=120, help="number of slices (default 120; 0: the phantom's choice)")
     p.add_argument("--matrix", type=int, default=512, help="pixels per side (default 512)")
     p.add_argument("--no-pe", action="store_true", help="generate a study without PE instead")
+    p.add_argument("--anatomy", choices=["real", "formula"], default="real",
+                   help="real: a CTPA phantom on a CAD-PE case of ../shared/data (default; falls back to "
+                        "formula with a warning where absent); formula: the analytic phantom")
     add_cascade_options(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from PETriageLib.phantom import generate_study, write_study
+    from PETriageLib.cli.demo_study import make_demo_study
     from PETriageLib.screening.one_series import screen_files
 
     quiet = logging.getLogger().level > logging.INFO
     cascade = cascade_from_args(args)  # first, so a missing model fails before the phantom is made
-    log.info("generating synthetic study (seed %d)", args.seed)
-    study = generate_study(args.seed, matrix=args.matrix, slices=args.slices or None, pe=not args.no_pe,
-                           contrast=None if args.no_pe else "ctpa", difficulty="easy")
-    paths = write_study(study, args.out / "study")
+    demo = make_demo_study(args.out, args.seed, not args.no_pe, args.anatomy, matrix=args.matrix,
+                           slices=args.slices or None)
+    study = demo.study
     bar = TqdmProgress("triage", disable=quiet)
     try:
-        screened = screen_files(cascade, paths["series_dir"], options=screen_options(args),
+        screened = screen_files(cascade, demo.series_dir, options=screen_options(args),
                                 out_dir=args.out / "report", progress=bar)
     finally:
         bar.close()
     v, files = screened.result.verdict, screened.files
     truth = {lab: study.slice_labels.count(lab) for lab in SLICE_LABELS}
     print(f"verdict: {v.verdict} ({v.reason})")
-    print(f"ground truth: {study.patient_label}; slices {truth}")
+    print(f"ground truth ({demo.anatomy} anatomy, {demo.source}): {study.patient_label}; slices {truth}")
     print(f"report: {files.summary} and {files.report_json}")
     print("note: the shipped demo models were trained briefly on synthetic phantoms; they are weak "
           "(see docs/training.md) and not for clinical use")

@@ -95,19 +95,24 @@ def test_folder_without_dicom_fails_with_a_clear_message(tiny_checkpoints, tmp_p
     assert str(tmp_path / "in") in caplog.text
 
 
-def test_demo_with_models_registered_in_a_manifest(tiny_checkpoints, tmp_path, monkeypatch, capsys):
-    """The demo path and default-model lookup, on a Resources folder holding the tiny models."""
+def test_demo_with_models_registered_in_a_manifest(tiny_checkpoints, tmp_path, monkeypatch, capsys, caplog):
+    """The demo path and default-model lookup, on a Resources folder holding the tiny models; without
+    the shared CAD-PE cases the default real-anatomy study falls back to the formula phantom, warning."""
     from PETriageLib.models.zoo import register_model
 
     card = {"intended_use": "tests", "training_data": "none", "limits": "untrained", "metrics": {}}
     monkeypatch.setenv("PETRIAGE_RESOURCES", str(tmp_path / "res"))
+    monkeypatch.setenv("PETRIAGE_SHARED_DATA", str(tmp_path / "no-shared-data"))
     register_model("tiny-stage1", 1, tiny_checkpoints[0], card)
     register_model("tiny-stage2", 2, tiny_checkpoints[1], card)
     rc = main(["-q", "demo", "--out", str(tmp_path / "demo"), "--matrix", "128", "--slices", "16", "--seed", "3",
                "--cam", "none", "--device", "cpu"])
     assert rc == 0
     out = capsys.readouterr().out
-    assert "ground truth: pe" in out and str(tmp_path / "demo" / "report" / "summary.md") in out
+    assert "ground truth (formula anatomy, seed 3): pe" in out
+    assert str(tmp_path / "demo" / "report" / "summary.md") in out
+    assert "using the formula phantom instead" in caplog.text and "--anatomy formula" in caplog.text
+    assert str(tmp_path / "no-shared-data" / "real" / "cadpe-vessels") in caplog.text
     report = json.loads((tmp_path / "demo" / "report" / "report.json").read_text())
     assert [m["name"] for m in report["models"]] == ["tiny-stage1", "tiny-stage2"]
     assert len(report["slices"]) == 16 and (tmp_path / "demo" / "study" / "labels.csv").is_file()
@@ -121,11 +126,11 @@ def test_demo_with_the_shipped_models(tmp_path, capsys):
         default_models()
     except CheckpointError as exc:
         pytest.skip(f"no shipped stage 1/2 models yet: {exc}")
-    rc = main(["-q", "demo", "--out", str(tmp_path), "--matrix", "256", "--slices", "40", "--top-k", "2",
-               "--device", "cpu"])
+    rc = main(["-q", "demo", "--anatomy", "formula", "--out", str(tmp_path), "--matrix", "256", "--slices", "40",
+               "--top-k", "2", "--device", "cpu"])
     assert rc == 0
     out = capsys.readouterr().out
-    assert "verdict: " in out and "ground truth: pe" in out
+    assert "verdict: " in out and "ground truth (formula anatomy, seed 7): pe" in out
     report = json.loads((tmp_path / "report" / "report.json").read_text())
     assert len(report["slices"]) == 40 and report["patient"]["verdict"] != "not_analysable"
     assert (tmp_path / "study" / "labels.csv").is_file()
