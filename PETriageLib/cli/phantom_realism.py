@@ -33,9 +33,9 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from PETriageLib.atomic import atomic_write
-    from PETriageLib.bench.realism.run import RealismOptions, run_realism
+    from PETriageLib.bench.realism.realism_run import RealismOptions, run_realism
     from PETriageLib.bench.realism.sets import DEFAULT_CASES
-    from PETriageLib.bench.realism.tables import realism_markdown
+    from PETriageLib.bench.realism.realism_tables import realism_markdown
     from PETriageLib.reporting.json_text import to_json
 
     options = RealismOptions(formula_seeds=tuple(args.formula_seeds), cases=tuple(args.cases or DEFAULT_CASES),

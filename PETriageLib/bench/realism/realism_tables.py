@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .run import SOURCES, RealismReport, SeriesRealism
+from .realism_run import SOURCES, RealismReport, SeriesRealism
 from .tissue import TISSUES
 
 LABELS = {"real": "real CT", "formula": "formula phantoms", "real_anatomy": "real-anatomy phantoms"}
