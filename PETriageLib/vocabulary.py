@@ -10,6 +10,8 @@ DOMAIN_CHECK_MODES = ("refuse", "warn", "off")  # a series unlike the training d
 # fast: BN folded, channels_last, bf16 where the hardware has it, checked against fp32; eager: the
 # model as loaded, fp32 (naive is its old name)
 INFERENCE_PATHS = ("eager", "naive", "fast")
+# which engine runs the fast path: auto (chosen by the hardware), torch, or onnx (ONNX Runtime, CPU)
+ENGINE_CHOICES = ("auto", "torch", "onnx")
 
 
 def is_probability(value: object) -> bool:

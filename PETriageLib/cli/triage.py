@@ -11,7 +11,7 @@ import logging
 from pathlib import Path
 from typing import Any, Callable
 
-from PETriageLib.vocabulary import CAM_MODES, DOMAIN_CHECK_MODES, INFERENCE_PATHS, is_probability
+from PETriageLib.vocabulary import CAM_MODES, DOMAIN_CHECK_MODES, ENGINE_CHOICES, INFERENCE_PATHS, is_probability
 
 log = logging.getLogger("petriage.triage")
 
@@ -79,6 +79,10 @@ def add_cascade_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--inference", choices=[p for p in INFERENCE_PATHS if p != "naive"], default="fast",
                    help="eager fp32, or fast (BN folded, channels_last, bf16 where supported; checked "
                         "against fp32 on the first slices; the default)")
+    p.add_argument("--engine", choices=ENGINE_CHOICES, default="auto",
+                   help="what runs the fast path: torch, onnx (ONNX Runtime on the CPU, pip install "
+                        "'petriage[fast]'), or auto (torch where the CPU has bf16 or on a GPU, else ONNX Runtime "
+                        "when installed; the default). Either is checked against fp32 and falls back to torch")
     p.add_argument("--nifti", action="store_true", help="write heatmaps as NIfTI (.nii.gz) instead of NRRD")
     p.add_argument("--no-images", action="store_true", help="skip the key image PNGs")
 
@@ -109,7 +113,7 @@ def cascade_from_args(args: argparse.Namespace) -> Any:
     return build_cascade(stage1, stage2, device=args.device, batch_size=args.batch_size, all_slices=args.all_slices,
                  threshold_disease=args.threshold_disease, threshold_pe=args.threshold, min_run=args.min_run,
                  inference=args.inference, patient_model=args.patient_model, refiner=args.refiner,
-                 domain_check=args.domain_check)
+                 domain_check=args.domain_check, engine=args.engine)
 
 
 def screen_options(args: argparse.Namespace) -> Any:

@@ -252,5 +252,6 @@ def build_cascade(stage1: "Stage | str | Path", stage2: "Stage | str | Path", de
     s1 = stage1 if isinstance(stage1, Stage) else load_stage(1, stage1)
     s2 = stage2 if isinstance(stage2, Stage) else load_stage(2, stage2)
     series = SeriesModels.load(refiner, patient_model, s1, s2)
-    runner = StageRunner(s1, s2, device=device, inference=opts.inference, batch_size=opts.batch_size)
+    runner = StageRunner(s1, s2, device=device, inference=opts.inference, batch_size=opts.batch_size,
+                         engine=opts.engine)
     return Cascade(runner, opts, series)

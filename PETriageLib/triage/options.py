@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from PETriageLib.ingest.limits import MIN_SLICES
-from PETriageLib.vocabulary import DOMAIN_CHECK_MODES, INFERENCE_PATHS, is_probability
+from PETriageLib.vocabulary import DOMAIN_CHECK_MODES, ENGINE_CHOICES, INFERENCE_PATHS, is_probability
 
 
 @dataclass(frozen=True)
@@ -23,6 +23,9 @@ class CascadeOptions:
     inference: str = "fast"  # models.fast.FastPredictor, validated against fp32; or eager fp32
     # refuse: a series unlike stage 1's training data is not analysable; warn: only say so
     domain_check: str = "refuse"
+    # the fast path's engine: auto picks torch where the CPU has bf16 (or on a GPU), else ONNX Runtime
+    # when installed (triage.stage_runner.choose_engine); both are checked against fp32
+    engine: str = "auto"
 
     def __post_init__(self) -> None:
         # Checked and normalised at the boundary (frozen: set through object.__setattr__, once, here):
@@ -43,6 +46,10 @@ class CascadeOptions:
         object.__setattr__(self, "all_slices", bool(self.all_slices))
         if self.inference not in INFERENCE_PATHS:
             raise ValueError(f"unknown inference path {self.inference!r}; use one of {', '.join(INFERENCE_PATHS)}")
+        if self.engine == "onnxruntime":
+            object.__setattr__(self, "engine", "onnx")
+        if self.engine not in ENGINE_CHOICES:
+            raise ValueError(f"unknown engine {self.engine!r}; use one of {', '.join(ENGINE_CHOICES)}")
         if self.domain_check not in DOMAIN_CHECK_MODES:
             raise ValueError(f"unknown domain check {self.domain_check!r}; use one of {', '.join(DOMAIN_CHECK_MODES)}")
 

@@ -33,7 +33,29 @@ def select_device(requested: str = "auto", cuda_available: bool | None = None) -
     return torch.device("cuda" if req == "auto" else req)
 
 
-ENGINES = ("torch", "onnxruntime")
+ENGINES = ("auto", "torch", "onnx", "onnxruntime")  # onnxruntime: the older name of onnx
+
+
+def choose_engine(requested: str, device: "torch.device") -> tuple[str, str]:
+    """(engine, why) for the fast path. ``auto``: torch on a GPU and on a CPU with bf16 (torch's bf16
+    path measured faster than ONNX Runtime fp32 there, docs/benchmarks.md), else ONNX Runtime when it
+    is installed (fp32 on AVX2-only CPUs), else torch. ONNX Runtime runs on the CPU only."""
+    from PETriageLib.models.fast import bf16_supported
+    from PETriageLib.models.onnx_engine import engine_problem
+
+    requested = "onnx" if requested == "onnxruntime" else requested
+    if device.type != "cpu":
+        return "torch", f"{device.type} device" + (" (ONNX Runtime runs on the CPU only)" if requested == "onnx" else "")
+    if requested == "torch":
+        return "torch", "requested"
+    problem = engine_problem()
+    if requested == "onnx":
+        return ("torch", f"ONNX Runtime unavailable: {problem}") if problem else ("onnx", "requested")
+    if bf16_supported(device):
+        return "torch", "auto: the CPU has bf16, torch's bf16 path is the faster"
+    if problem:
+        return "torch", f"auto: ONNX Runtime unavailable ({problem})"
+    return "onnx", "auto: the CPU has no bf16, ONNX Runtime fp32 is the faster"
 
 
 class StageRunner:
@@ -44,7 +66,7 @@ class StageRunner:
     on a GPU, and with ``engine="torch"``, the fast path is torch's (models.fast)."""
 
     def __init__(self, stage1: Stage, stage2: Stage, device: str = "auto", inference: str = "fast",
-                 batch_size: int = 32, engine: str = "torch") -> None:
+                 batch_size: int = 32, engine: str = "auto") -> None:
         for st, n in ((stage1, 1), (stage2, 2)):
             if st.number != n:
                 raise ValueError(f"stage {n} given a stage {st.number} model")
@@ -52,7 +74,7 @@ class StageRunner:
             raise ValueError(f"unknown engine {engine!r}; use one of {', '.join(ENGINES)}")
         self.stage1, self.stage2 = stage1, stage2
         self.inference = inference
-        self.engine = engine
+        self.requested_engine = engine
         self.batch_size = int(batch_size)
         self._fast: dict[int, Any] = {}  # stage number -> FastPredictor, built on first use
         self.to_device(select_device(device))
@@ -62,10 +84,16 @@ class StageRunner:
             st.model.to(device).eval()
         self.device = device
         self._fast.clear()  # fast copies live on the old device
+        self.engine, self.engine_reason = choose_engine(self.requested_engine, device)
+        if self.requested_engine == "onnx" and self.engine != "onnx":
+            log.warning("engine onnx requested, using torch: %s", self.engine_reason)
 
     def fast_paths(self) -> dict[str, Any]:
         """What each stage's fast path turned out to be (after its first batch)."""
-        return {f"stage{n}": p.describe() for n, p in self._fast.items()}
+        paths = {f"stage{n}": p.describe() for n, p in self._fast.items()}
+        if self.inference == "fast":
+            paths["engine"] = {"requested": self.requested_engine, "used": self.engine, "why": self.engine_reason}
+        return paths
 
     def probabilities(self, stage: Stage, images: np.ndarray) -> np.ndarray:
         """Sigmoid probabilities (N,) of preprocessed slices."""
@@ -103,7 +131,7 @@ class StageRunner:
         return torch.sigmoid(stage.model(x).float()).reshape(-1).cpu().numpy()
 
     def _fast_predictor(self, stage: Stage) -> Any:
-        if self.engine == "onnxruntime" and self.device.type == "cpu":
+        if self.engine == "onnx":
             from PETriageLib.models.engine_predictor import EnginePredictor
 
             return EnginePredictor(stage.model, stage.sha256 or "", int(stage.meta.get("input_size", 0)),

@@ -33,3 +33,49 @@ def test_onnxruntime_engine_gives_the_eager_probabilities(stages, tmp_path, monk
 def test_unknown_engine_is_refused(stages):
     with pytest.raises(ValueError, match="unknown engine"):
         StageRunner(*stages, device="cpu", engine="tensorrt")
+
+
+def test_engine_choice_follows_the_hardware_and_the_request(stages):
+    from PETriageLib.models.fast import bf16_supported
+    from PETriageLib.models.onnx_engine import engine_problem
+    from PETriageLib.triage.stage_runner import choose_engine
+
+    cpu = torch.device("cpu")
+    assert choose_engine("torch", cpu) == ("torch", "requested")
+    assert choose_engine("onnx", torch.device("cuda"))[0] == "torch"  # ONNX Runtime is CPU-only here
+    engine, why = choose_engine("auto", cpu)
+    if bf16_supported(cpu):
+        assert engine == "torch" and "bf16" in why
+    else:
+        assert engine == ("torch" if engine_problem() else "onnx")
+    assert choose_engine("onnxruntime", cpu) == choose_engine("onnx", cpu)
+
+
+def test_cli_engine_reaches_the_report(tmp_path, monkeypatch, tiny_checkpoints):
+    """`petriage triage --engine onnx` on a phantom: the report says which engine ran, and the labels
+    equal those of --engine torch."""
+    import json
+
+    from PETriageLib.cli import main
+    from PETriageLib.phantom.study import generate_study
+    from PETriageLib.phantom.writer import write_series
+
+    pytest.importorskip("onnxruntime")
+    monkeypatch.setenv("PETRIAGE_ENGINE_CACHE", str(tmp_path / "engines"))
+    series = tmp_path / "series"
+    write_series(generate_study(4, matrix=96, slices=10, contrast="ctpa", pe=True), series)
+    reports = {}
+    for engine in ("torch", "onnx"):
+        out = tmp_path / engine
+        assert main(["triage", str(series), "--out", str(out), "--models", *map(str, tiny_checkpoints),
+                     "--engine", engine, "--domain-check", "off", "--cam", "none", "--no-images"]) == 0
+        reports[engine] = json.loads(next(out.rglob("report.json")).read_text())
+    used = reports["onnx"]["options"]["fast_paths"]
+    assert used["engine"] == {"requested": "onnx", "used": "onnx", "why": "requested"}
+    assert used["stage1"]["mode"].startswith("onnxruntime") or used["stage1"]["fallback"]
+    assert reports["torch"]["options"]["fast_paths"]["engine"]["used"] == "torch"
+    assert reports["torch"]["options"]["engine"] == "torch"
+    labels = {e: [(r["index"], r["label"]) for r in reports[e]["slices"]] for e in reports}
+    assert labels["onnx"] == labels["torch"]
+    p = {e: np.array([r["p_disease"] for r in reports[e]["slices"] if r["p_disease"] is not None]) for e in reports}
+    assert len(p["onnx"]) == len(p["torch"]) > 0 and np.abs(p["onnx"] - p["torch"]).max() < 0.02
