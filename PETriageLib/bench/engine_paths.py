@@ -4,7 +4,7 @@ on the same fixed slices.
 
 Paths: naive eager fp32; torch's fast path (models.fast) with sequential and with fused
 (grouped) window branches; ONNX Runtime fp32, sequential and fused; ONNX Runtime int8,
-calibrated on slices of another phantom patient than the checked ones.
+calibrated on slices of other phantom patients than the checked one (the training generator's seeds).
 """
 from __future__ import annotations
 

@@ -118,7 +118,7 @@ def _engines_md(e: dict) -> list[str]:
             f"(3x3 convolution {lim['probe']['channels']} -> {lim['probe']['channels']} channels, "
             f"{lim['probe']['size']} px, batch {lim['probe']['batch']}, {lim['threads']} threads), GFLOP/s: "
             f"{engines}. Probabilities against eager fp32 on {e['fixed_slices']} fixed slices; int8 calibrated "
-            f"on {e['calibration_slices']} slices of another phantom patient.", ""] + \
+            f"on {e['calibration_slices']} slices of other phantom patients (the training generator's seeds).", ""] + \
         _table(["path", "mode", "precision", "slices/s", "GFLOP/s", "of limit", "max abs dp", "labels agree",
                 "engine kept"], rows)
 

@@ -75,7 +75,8 @@ def add_cascade_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cam", choices=CAM_MODES, default="top-k",
                    help="Grad-CAM on the top-k slices by p_pe, on every pe slice, or none (default top-k)")
     p.add_argument("--top-k", type=whole_number(0), default=5, help="slices for --cam top-k (default 5)")
-    p.add_argument("--batch-size", type=whole_number(1), default=32, help="slices per model batch (default 32)")
+    p.add_argument("--batch-size", type=whole_number(1), default=16,
+                   help="slices per model batch (default 16: at 32 the activations add about 250 MB to the peak)")
     p.add_argument("--inference", choices=[p for p in INFERENCE_PATHS if p != "naive"], default="fast",
                    help="eager fp32, or fast (BN folded, channels_last, bf16 where supported; checked "
                         "against fp32 on the first slices; the default)")

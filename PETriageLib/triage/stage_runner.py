@@ -66,7 +66,7 @@ class StageRunner:
     on a GPU, and with ``engine="torch"``, the fast path is torch's (models.fast)."""
 
     def __init__(self, stage1: Stage, stage2: Stage, device: str = "auto", inference: str = "fast",
-                 batch_size: int = 32, engine: str = "auto") -> None:
+                 batch_size: int = 16, engine: str = "auto") -> None:
         for st, n in ((stage1, 1), (stage2, 2)):
             if st.number != n:
                 raise ValueError(f"stage {n} given a stage {st.number} model")
