@@ -12,6 +12,7 @@ DOMAIN_CHECK_MODES = ("refuse", "warn", "off")  # a series unlike the training d
 INFERENCE_PATHS = ("eager", "naive", "fast")
 # which engine runs the fast path: auto (chosen by the hardware), torch, or onnx (ONNX Runtime, CPU)
 ENGINE_CHOICES = ("auto", "torch", "onnx")
+ENGINE_ALIASES = {"onnxruntime": "onnx"}  # older spelling, still accepted
 
 
 def is_probability(value: object) -> bool:

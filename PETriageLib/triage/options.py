@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from PETriageLib.ingest.limits import MIN_SLICES
-from PETriageLib.vocabulary import DOMAIN_CHECK_MODES, ENGINE_CHOICES, INFERENCE_PATHS, is_probability
+from PETriageLib.vocabulary import DOMAIN_CHECK_MODES, ENGINE_ALIASES, ENGINE_CHOICES, INFERENCE_PATHS, is_probability
 
 
 @dataclass(frozen=True)
@@ -46,8 +46,7 @@ class CascadeOptions:
         object.__setattr__(self, "all_slices", bool(self.all_slices))
         if self.inference not in INFERENCE_PATHS:
             raise ValueError(f"unknown inference path {self.inference!r}; use one of {', '.join(INFERENCE_PATHS)}")
-        if self.engine == "onnxruntime":
-            object.__setattr__(self, "engine", "onnx")
+        object.__setattr__(self, "engine", ENGINE_ALIASES.get(self.engine, self.engine))
         if self.engine not in ENGINE_CHOICES:
             raise ValueError(f"unknown engine {self.engine!r}; use one of {', '.join(ENGINE_CHOICES)}")
         if self.domain_check not in DOMAIN_CHECK_MODES:

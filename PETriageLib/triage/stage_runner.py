@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, Callable
 import numpy as np
 
 from PETriageLib.triage.stages import Stage
+from PETriageLib.vocabulary import ENGINE_ALIASES, ENGINE_CHOICES
 
 if TYPE_CHECKING:
     import torch
@@ -33,17 +34,13 @@ def select_device(requested: str = "auto", cuda_available: bool | None = None) -
     return torch.device("cuda" if req == "auto" else req)
 
 
-ENGINES = ("auto", "torch", "onnx", "onnxruntime")  # onnxruntime: the older name of onnx
-
-
 def choose_engine(requested: str, device: "torch.device") -> tuple[str, str]:
-    """(engine, why) for the fast path. ``auto``: torch on a GPU and on a CPU with bf16 (torch's bf16
+    """(engine, why) for the fast path; ``requested`` one of ENGINE_CHOICES. ``auto``: torch on a GPU and on a CPU with bf16 (torch's bf16
     path measured faster than ONNX Runtime fp32 there, docs/benchmarks.md), else ONNX Runtime when it
     is installed (fp32 on AVX2-only CPUs), else torch. ONNX Runtime runs on the CPU only."""
     from PETriageLib.models.fast import bf16_supported
     from PETriageLib.models.onnx_engine import engine_problem
 
-    requested = "onnx" if requested == "onnxruntime" else requested
     if device.type != "cpu":
         return "torch", f"{device.type} device" + (" (ONNX Runtime runs on the CPU only)" if requested == "onnx" else "")
     if requested == "torch":
@@ -61,7 +58,7 @@ def choose_engine(requested: str, device: "torch.device") -> tuple[str, str]:
 class StageRunner:
     """Stage 1 and stage 2 on one device, on one inference path.
 
-    ``engine="onnxruntime"`` runs the fast path on ONNX Runtime on the CPU (models.engine_predictor:
+    ``engine="onnx"`` (or its older name "onnxruntime") runs the fast path on ONNX Runtime on the CPU (models.engine_predictor:
     exported once per checkpoint, checked against fp32, torch when it is missing or differs);
     on a GPU, and with ``engine="torch"``, the fast path is torch's (models.fast)."""
 
@@ -70,8 +67,9 @@ class StageRunner:
         for st, n in ((stage1, 1), (stage2, 2)):
             if st.number != n:
                 raise ValueError(f"stage {n} given a stage {st.number} model")
-        if engine not in ENGINES:
-            raise ValueError(f"unknown engine {engine!r}; use one of {', '.join(ENGINES)}")
+        engine = ENGINE_ALIASES.get(engine, engine)
+        if engine not in ENGINE_CHOICES:
+            raise ValueError(f"unknown engine {engine!r}; use one of {', '.join(ENGINE_CHOICES)}")
         self.stage1, self.stage2 = stage1, stage2
         self.inference = inference
         self.requested_engine = engine
