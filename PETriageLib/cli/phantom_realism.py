@@ -41,9 +41,9 @@ def run(args: argparse.Namespace) -> int:
     options = RealismOptions(formula_seeds=tuple(args.formula_seeds), cases=tuple(args.cases or DEFAULT_CASES),
                              slice_thickness=args.slice_thickness, slices_per_series=args.slices_per_series,
                              seed=args.seed, real_dir=args.real_dir, cases_dir=args.cases_dir)
-    total = 5 + len(options.formula_seeds) + len(options.cases)
-    with tqdm(total=total, unit="series", desc="realism", disable=True if args.no_progress else None) as bar:
-        def progress(done: int, _total: int, _message: str) -> None:
+    with tqdm(unit="series", desc="realism", disable=True if args.no_progress else None) as bar:
+        def progress(done: int, total: int, _message: str) -> None:
+            bar.total = total
             bar.update(done - bar.n)
         report = run_realism(options, progress)
     text = realism_markdown(report)

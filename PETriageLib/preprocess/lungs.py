@@ -40,11 +40,17 @@ class SliceLung:
         """The lung mask at full slice resolution (nearest neighbour), bool."""
         if self.mask is None:
             return np.zeros(slice_shape, bool)
-        up = np.repeat(np.repeat(self.mask, self.scale, axis=0), self.scale, axis=1)
-        out = np.zeros(slice_shape, bool)
-        h, w = min(up.shape[0], slice_shape[0]), min(up.shape[1], slice_shape[1])
-        out[:h, :w] = up[:h, :w]
-        return out
+        return full_resolution(self.mask, self.scale, slice_shape)
+
+
+def full_resolution(mask: np.ndarray, factor: int, slice_shape: Sequence[int]) -> np.ndarray:
+    """A working-resolution mask of one slice (H', W') or a stack (K, H', W') on the full slice
+    grid (nearest neighbour; the last rows/columns the shrink dropped stay False)."""
+    up = np.repeat(np.repeat(mask, factor, axis=-2), factor, axis=-1)
+    out = np.zeros(mask.shape[:-2] + tuple(slice_shape), bool)
+    h, w = min(up.shape[-2], slice_shape[0]), min(up.shape[-1], slice_shape[1])
+    out[..., :h, :w] = up[..., :h, :w]
+    return out
 
 
 def fixed_box(shape: tuple[int, int], fraction: float = FIXED_FRACTION) -> tuple[int, int, int, int]:

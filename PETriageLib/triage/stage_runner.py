@@ -35,12 +35,13 @@ def select_device(requested: str = "auto", cuda_available: bool | None = None) -
 
 
 def choose_engine(requested: str, device: "torch.device") -> tuple[str, str]:
-    """(engine, why) for the fast path; ``requested`` one of ENGINE_CHOICES. ``auto``: torch on a GPU and on a CPU with bf16 (torch's bf16
+    """(engine, why) for the fast path; ``requested`` one of ENGINE_CHOICES or ENGINE_ALIASES. ``auto``: torch on a GPU and on a CPU with bf16 (torch's bf16
     path measured faster than ONNX Runtime fp32 there, docs/benchmarks.md), else ONNX Runtime when it
     is installed (fp32 on AVX2-only CPUs), else torch. ONNX Runtime runs on the CPU only."""
     from PETriageLib.models.fast import bf16_supported
     from PETriageLib.models.onnx_engine import engine_problem
 
+    requested = ENGINE_ALIASES.get(requested, requested)
     if device.type != "cpu":
         return "torch", f"{device.type} device" + (" (ONNX Runtime runs on the CPU only)" if requested == "onnx" else "")
     if requested == "torch":
@@ -58,8 +59,9 @@ def choose_engine(requested: str, device: "torch.device") -> tuple[str, str]:
 class StageRunner:
     """Stage 1 and stage 2 on one device, on one inference path.
 
-    ``engine="onnx"`` (or its older name "onnxruntime") runs the fast path on ONNX Runtime on the CPU (models.engine_predictor:
-    exported once per checkpoint, checked against fp32, torch when it is missing or differs);
+    ``engine="onnx"`` (or its older name "onnxruntime") runs the fast path on ONNX Runtime on the
+    CPU (models.engine_predictor: exported once per checkpoint, checked against fp32, torch when it
+    is missing or differs);
     on a GPU, and with ``engine="torch"``, the fast path is torch's (models.fast)."""
 
     def __init__(self, stage1: Stage, stage2: Stage, device: str = "auto", inference: str = "fast",

@@ -11,7 +11,7 @@ import numpy as np
 
 from PETriageLib.progress import Progress, report_progress
 from .nps import NoiseSpectrum, noise_spectrum
-from .sets import (DEFAULT_CASES, Series, formula_series, real_anatomy_series, real_contrast_artery,
+from .sets import (DEFAULT_CASES, REAL_SERIES, Series, formula_series, real_anatomy_series, real_contrast_artery,
                    real_series)
 from .tissue import HUStats, masked_stats, tissue_masks, tissue_stats
 from .two_sample import TwoSampleResult, slice_features, two_sample_test
@@ -79,7 +79,7 @@ def run_realism(options: RealismOptions = RealismOptions(), progress: Progress |
                                     if k not in ("real_dir", "cases_dir")})
     hu, mask = real_contrast_artery(options.real_dir)
     report.real_contrast_artery = masked_stats(hu, mask, seed=options.seed)
-    total = 5 + len(options.formula_seeds) + len(options.cases)
+    total = len(REAL_SERIES) + len(options.formula_seeds) + len(options.cases)
     features: dict[str, list[tuple[str, np.ndarray]]] = {s: [] for s in SOURCES}
     for n, series in enumerate(all_series(options)):
         report.series.append(measure_series(series, options.seed))

@@ -14,7 +14,7 @@ import numpy as np
 from scipy import ndimage
 
 from PETriageLib.ingest.volume import CTVolume
-from PETriageLib.preprocess.lungs import lung_masks, pixel_spacing_of
+from PETriageLib.preprocess.lungs import full_resolution, lung_masks, pixel_spacing_of
 
 # HU ranges inside the body, outside the lungs (non-contrast tissues)
 SOFT_RANGES = {"fat": (-200.0, -40.0), "soft_tissue": (0.0, 100.0), "bone": (300.0, 3000.0)}
@@ -43,17 +43,6 @@ class HUStats:
         v = values.astype(np.float64)
         p5, p50, p95 = np.percentile(v, [5, 50, 95])
         return cls(int(v.size), float(v.mean()), float(v.std()), float(p5), float(p50), float(p95))
-
-
-def full_resolution(mask: np.ndarray, factor: int, shape: tuple[int, int]) -> np.ndarray:
-    """A working-resolution mask (k, j', i') back on the slice grid (k, j, i)."""
-    if factor == 1:
-        return mask
-    big = mask.repeat(factor, axis=1).repeat(factor, axis=2)
-    out = np.zeros((mask.shape[0],) + tuple(shape), bool)
-    j, i = min(shape[0], big.shape[1]), min(shape[1], big.shape[2])
-    out[:, :j, :i] = big[:, :j, :i]
-    return out
 
 
 def body_and_lung_masks(volume: CTVolume, chunk: int = 32) -> tuple[np.ndarray, np.ndarray]:
