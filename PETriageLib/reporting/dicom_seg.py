@@ -7,7 +7,6 @@ import numpy as np
 from highdicom.sr import CodedConcept
 from pydicom.sr.codedict import codes
 
-from PETriageLib.models.seg_predict import check_on_grid
 from PETriageLib.reporting.dicom_source import (DEVICE_SERIAL, MANUFACTURER, MODEL_NAME, SERIES_NUMBERS,
                                                 SOFTWARE_VERSION, SourceSeries)
 from PETriageLib.triage.result import TriageResult
@@ -24,6 +23,8 @@ def build_embolus_seg(result: TriageResult, source: SourceSeries) -> hd.seg.Segm
     embolus = result.embolus
     if embolus is None:
         raise ValueError("no embolus segmentation ran on this series: there is no mask to write")
+    from PETriageLib.models.seg_predict import check_on_grid  # torch: only where a mask is written
+
     check_on_grid(embolus.mask, result.volume, "embolus mask")
     algorithm = hd.AlgorithmIdentificationSequence(name=f"PETriage {embolus.pathway} embolus segmentation",
                                                    version=SOFTWARE_VERSION,

@@ -7,7 +7,6 @@ from pathlib import Path
 import numpy as np
 
 from PETriageLib.ingest.volume import CTVolume
-from PETriageLib.models.seg_predict import check_on_grid
 from PETriageLib.reporting.heatmap_files import heatmap_image
 from PETriageLib.reporting.nrrd_writer import write_nrrd_streamed
 from PETriageLib.triage.embolus import EmbolusResult
@@ -16,6 +15,8 @@ from PETriageLib.triage.embolus import EmbolusResult
 def write_embolus_files(embolus: EmbolusResult, volume: CTVolume, out_dir: "str | Path",
                         nifti: bool = False) -> list[Path]:
     """Write both maps into ``out_dir``; an array on another grid than the CT is refused, nothing written."""
+    from PETriageLib.models.seg_predict import check_on_grid  # torch: only where a mask is written
+
     arrays = {"probability": np.asarray(embolus.probability, np.float32), "mask": np.asarray(embolus.mask, np.uint8)}
     for what, array in arrays.items():
         check_on_grid(array, volume, f"embolus {what}")

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from scipy import ndimage
 
 from PETriageLib.ingest.volume import CTVolume
-from PETriageLib.models.seg_base import SegmentationNet
-from PETriageLib.models.seg_predict import check_on_grid, clot_volume_ml, predict_embolus_probability
 from PETriageLib.triage.verdict import PatientVerdict, runs
+
+if TYPE_CHECKING:  # torch is loaded only where a model runs (reports and results import this module)
+    from PETriageLib.models.seg_base import SegmentationNet
 
 PATHWAYS = ("ctpa", "nct")
 # the task a checkpoint must hold for each pathway: a CTPA series takes any segmentation model,
@@ -58,7 +59,7 @@ class EmbolusModel:
 
     name: str
     pathway: str
-    model: SegmentationNet
+    model: "SegmentationNet"
     meta: dict
     sha256: str = ""
 
@@ -68,6 +69,8 @@ class EmbolusModel:
 
     def segment(self, volume: CTVolume) -> EmbolusResult:
         """Probability and mask of ``volume`` at the checkpoint's input size and windows."""
+        from PETriageLib.models.seg_predict import predict_embolus_probability
+
         prob = predict_embolus_probability(self.model, volume, self.meta.get("input_size"), self.meta.get("windows"))
         return embolus_result(self.name, self.pathway, self.threshold, prob, volume)
 
@@ -75,6 +78,8 @@ class EmbolusModel:
 def embolus_result(model: str, pathway: str, threshold: float, probability: np.ndarray,
                    volume: CTVolume) -> EmbolusResult:
     """An EmbolusResult from a probability map; one not on the CT's grid is refused (never written)."""
+    from PETriageLib.models.seg_predict import check_on_grid, clot_volume_ml
+
     check_on_grid(probability, volume, "embolus probability")
     prob = np.asarray(probability, np.float32)
     mask = (prob >= threshold).astype(np.uint8)
