@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from support.checkpoints import make_checkpoint
-from support.data_paths import LIDC_SLICE, REAL_LABELS, REAL_SERIES
+from support.data_paths import LIDC_SLICE, LUNG_PET_CT_DX, REAL_LABELS, REAL_SERIES
+from support.embolus_models import make_embolus_checkpoints
 
 
 
@@ -17,6 +18,28 @@ def real_series_dir() -> Path:
     if not REAL_SERIES.is_dir():
         pytest.skip(f"real CT series not available at {REAL_SERIES}")
     return REAL_SERIES
+
+
+@pytest.fixture(scope="session")
+def lung_pet_ct_dx_series_dir() -> Path:
+    """A real non-contrast chest CT series of Lung-PET-CT-Dx (A0001, 64 slices at 5 mm)."""
+    path = LUNG_PET_CT_DX / "A0001-series2"
+    if not path.is_dir():
+        pytest.skip(f"real Lung-PET-CT-Dx series not available at {path}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def embolus_checkpoints(tmp_path_factory) -> dict[str, Path]:
+    """Tiny trained segmentation and CPMN checkpoints (support/embolus_models.py)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return make_embolus_checkpoints(tmp_path_factory.mktemp("embolus"))
+    finally:
+        torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="session")

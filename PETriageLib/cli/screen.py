@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from PETriageLib.cli.triage import add_cascade_options, scan_with_bar, screen_options
+from PETriageLib.cli.triage import add_cascade_options, routing_options, scan_with_bar, screen_options
 
 log = logging.getLogger("petriage.screen")
 
@@ -54,7 +54,7 @@ def cascade_spec(args: argparse.Namespace) -> Any:
                        refiner=args.refiner, threshold_disease=args.threshold_disease, threshold_pe=args.threshold,
                        options={"batch_size": args.batch_size, "all_slices": args.all_slices, "min_run": args.min_run,
                                 "inference": args.inference, "domain_check": args.domain_check,
-                                "engine": args.engine})
+                                "engine": args.engine, **routing_options(args)})
 
 
 class SeriesBar:

@@ -11,7 +11,8 @@ import logging
 from pathlib import Path
 from typing import Any, Callable
 
-from PETriageLib.vocabulary import CAM_MODES, DOMAIN_CHECK_MODES, ENGINE_CHOICES, INFERENCE_PATHS, is_probability
+from PETriageLib.vocabulary import (CAM_MODES, DOMAIN_CHECK_MODES, ENGINE_CHOICES, INFERENCE_PATHS, PHASE_CHOICES,
+                                   is_probability)
 
 log = logging.getLogger("petriage.triage")
 
@@ -22,7 +23,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("path", type=Path, help="a DICOM series folder, a folder of many series, or a file")
     p.add_argument("--out", type=Path, required=True, help="output folder for reports and worklist.csv")
     p.add_argument("--dicom-out", type=Path, metavar="DIR",
-                   help="also write each series' DICOM results (SR, key images, heatmap maps) under DIR")
+                   help="also write each series' DICOM results (SR, key images, heatmap maps, and the embolus "
+                        "mask as DICOM SEG when segmentation ran) under DIR")
     add_cascade_options(p)
     p.set_defaults(func=run)
 
@@ -84,6 +86,17 @@ def add_cascade_options(p: argparse.ArgumentParser) -> None:
                    help="what runs the fast path: torch, onnx (ONNX Runtime on the CPU, pip install "
                         "'petriage[fast]'), or auto (torch where the CPU has bf16 or on a GPU, else ONNX Runtime "
                         "when installed; the default). Either is checked against fp32 and falls back to torch")
+    p.add_argument("--phase", choices=PHASE_CHOICES, default="auto",
+                   help="which pathway triages a series: auto (the default) measures the blood-pool HU and sends "
+                        "contrast-enhanced series to the CTPA cascade and non-contrast ones to --nct-model (the "
+                        "CTPA cascade, with a warning, when none is given or the phase is undecided); ctpa or nct "
+                        "force one")
+    p.add_argument("--seg-model", default=None, metavar="SEG_PT",
+                   help="an embolus segmentation checkpoint (petriage train-seg) run on CTPA series: "
+                        "embolus_probability/embolus_mask on the CT's grid and the clot volume in the report")
+    p.add_argument("--nct-model", default=None, metavar="NCT_PT",
+                   help="a cross_phase (CPMN) checkpoint for non-contrast series: its predicted embolus "
+                        "components decide their verdict, and its mask is written as for --seg-model")
     p.add_argument("--nifti", action="store_true", help="write heatmaps as NIfTI (.nii.gz) instead of NRRD")
     p.add_argument("--no-images", action="store_true", help="skip the key image PNGs")
 
@@ -106,6 +119,11 @@ class TqdmProgress:
         self.bar.close()
 
 
+def routing_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The contrast-phase routing fields of CascadeOptions, from the command line."""
+    return {"phase": args.phase, "seg_model": args.seg_model, "nct_model": args.nct_model}
+
+
 def cascade_from_args(args: argparse.Namespace) -> Any:
     from PETriageLib.triage.cascade import build_cascade
     from PETriageLib.triage.stages import default_models
@@ -114,7 +132,7 @@ def cascade_from_args(args: argparse.Namespace) -> Any:
     return build_cascade(stage1, stage2, device=args.device, batch_size=args.batch_size, all_slices=args.all_slices,
                  threshold_disease=args.threshold_disease, threshold_pe=args.threshold, min_run=args.min_run,
                  inference=args.inference, patient_model=args.patient_model, refiner=args.refiner,
-                 domain_check=args.domain_check, engine=args.engine)
+                 domain_check=args.domain_check, engine=args.engine, **routing_options(args))
 
 
 def screen_options(args: argparse.Namespace) -> Any:

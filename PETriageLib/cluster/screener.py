@@ -55,7 +55,17 @@ def models_of(cascade: Cascade) -> dict[str, Any]:
     return {"stages": [cascade.stage1.sha256, cascade.stage2.sha256],
             "refiner": None if sm.refiner_path is None else file_sha256(sm.refiner_path),
             "patient_model": None if sm.patient_path is None else file_sha256(sm.patient_path),
-            "options": cascade.options.to_dict()}
+            "options": cascade.options.to_dict(), **routing_of(cascade)}
+
+
+def routing_of(cascade: Cascade) -> dict[str, Any]:
+    """The phase routing and segmentation checkpoints, where they change what a verdict is
+    (nothing for a plain CTPA cascade, so its key stays as it was)."""
+    opts = cascade.options
+    if opts.phase == "auto" and not cascade.embolus_models:
+        return {}
+    return {"phase": opts.phase, "embolus": {pathway: m.sha256
+                                             for pathway, m in sorted(cascade.embolus_models.items())}}
 
 
 def models_key(models: dict[str, Any]) -> str:

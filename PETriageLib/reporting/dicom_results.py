@@ -10,6 +10,7 @@ from PETriageLib.atomic import atomic_write
 from PETriageLib.explain.heatmaps import Heatmaps
 from PETriageLib.reporting.dicom_heatmap import build_parametric_maps
 from PETriageLib.reporting.dicom_key_images import build_key_images
+from PETriageLib.reporting.dicom_seg import build_embolus_seg
 from PETriageLib.reporting.dicom_source import read_source
 from PETriageLib.reporting.dicom_sr import build_sr
 from PETriageLib.triage.result import TriageResult
@@ -22,14 +23,16 @@ class DicomResults:
     sr: Path | None = None
     key_images: list[Path] = field(default_factory=list)
     heatmaps: list[Path] = field(default_factory=list)
+    seg: Path | None = None  # the embolus mask as DICOM SEG, when segmentation ran
 
     @property
     def files(self) -> list[Path]:
-        return ([self.sr] if self.sr else []) + self.key_images + self.heatmaps
+        return ([self.sr] if self.sr else []) + self.key_images + self.heatmaps + ([self.seg] if self.seg else [])
 
 
 def write_dicom_results(result: TriageResult, heatmaps: Heatmaps | None, out_dir: "str | Path") -> DicomResults:
-    """Write the series' DICOM objects into ``out_dir`` (sr.dcm, key_NN.dcm, heatmap_BRANCH.dcm)."""
+    """Write the series' DICOM objects into ``out_dir`` (sr.dcm, key_NN.dcm, heatmap_BRANCH.dcm, and
+    embolus_seg.dcm when embolus segmentation ran)."""
     out = DicomResults()
     if result.verdict.verdict == "not_analysable":
         log.info("no DICOM results for a series without a verdict: %s", result.verdict.reason)
@@ -46,4 +49,6 @@ def write_dicom_results(result: TriageResult, heatmaps: Heatmaps | None, out_dir
                           for n, im in enumerate(build_key_images(result, heatmaps, source), 1)]
         out.heatmaps = [save(pm, f"heatmap_{branch}.dcm")
                         for branch, pm in zip(heatmaps.volumes, build_parametric_maps(heatmaps, source))]
+    if result.embolus is not None:
+        out.seg = save(build_embolus_seg(result, source), "embolus_seg.dcm")
     return out

@@ -29,15 +29,17 @@ def _vec(values: Sequence[float]) -> str:
 
 def write_nrrd_streamed(path: "str | Path", array: np.ndarray, spacing: Sequence[float],
                         origin: Sequence[float], direction: np.ndarray, compresslevel: int = 1) -> Path:
-    """``array`` is (k, j, i); geometry in LPS as in ``CTVolume`` (direction columns = i, j, k axes)."""
+    """``array`` is (k, j, i); geometry in LPS as in ``CTVolume`` (direction columns = i, j, k axes).
+    A uint8 array (a mask) is written as uchar, anything else as float32."""
     if array.ndim != 3:
         raise ValueError(f"expected a 3D (k, j, i) array, got shape {array.shape}")
     d = np.asarray(direction, float).reshape(3, 3)
     axes = [d[:, n] * float(spacing[n]) for n in range(3)]
     k, j, i = array.shape
+    nrrd_type, dtype = ("uchar", "|u1") if array.dtype == np.uint8 else ("float", "<f4")
     header = "\n".join([
         "NRRD0004",
-        "type: float",
+        f"type: {nrrd_type}",
         "dimension: 3",
         "space: left-posterior-superior",
         f"sizes: {i} {j} {k}",
@@ -48,7 +50,7 @@ def write_nrrd_streamed(path: "str | Path", array: np.ndarray, spacing: Sequence
         "space origin: " + _vec(origin),
     ]) + "\n\n"
     path = Path(path)
-    slice_bytes = i * j * 4
+    slice_bytes = i * j * np.dtype(dtype).itemsize
     with open(path, "wb") as f:
         f.write(header.encode("ascii"))
         f.write(_GZIP_HEADER)
@@ -62,7 +64,7 @@ def write_nrrd_streamed(path: "str | Path", array: np.ndarray, spacing: Sequence
                 f.write(zero)
                 crc = after_zeros(crc)
                 continue
-            data = np.ascontiguousarray(plane, dtype="<f4").tobytes()
+            data = np.ascontiguousarray(plane, dtype=dtype).tobytes()
             f.write(deflate.compress(data))
             f.write(deflate.flush(zlib.Z_FULL_FLUSH))  # byte-aligned, nothing refers back past here
             crc = zlib.crc32(data, crc)

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from PETriageLib.explain.heatmaps import Heatmaps
+from PETriageLib.reporting.embolus_files import write_embolus_files
 from PETriageLib.reporting.heatmap_files import write_heatmaps
 from PETriageLib.reporting.json_text import to_json
 from PETriageLib.reporting.key_images import write_key_images
@@ -27,6 +28,7 @@ class ReportFiles:
     summary: Path
     report_json: Path
     heatmaps: list[Path] = field(default_factory=list)
+    embolus: list[Path] = field(default_factory=list)  # probability and mask, when segmentation ran
     key_images: list[Path] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)  # the report's: the result's, Grad-CAM, writing
 
@@ -35,6 +37,8 @@ class ReportFiles:
         out: dict[str, "str | list[str]"] = {"slices_csv": self.slices_csv.name}
         if self.heatmaps:
             out["heatmaps"] = [p.name for p in self.heatmaps]
+        if self.embolus:
+            out["embolus"] = [p.name for p in self.embolus]
         if self.key_images:
             out["key_images"] = [p.name for p in self.key_images]
         out.update(summary=self.summary.name, report_json=self.report_json.name)
@@ -55,6 +59,8 @@ def write_report(result: TriageResult, out_dir: str | Path, heatmaps: Heatmaps |
         files.heatmaps = write_heatmaps(heatmaps.volumes, result.volume, out, nifti=nifti)
         if key_images and heatmaps.slices:
             files.key_images = write_key_images(result, heatmaps, out)
+    if result.embolus is not None:
+        files.embolus = write_embolus_files(result.embolus, result.volume, out, nifti=nifti)
     timings["writing"] = time.perf_counter() - t
     files.timings = timings
     names = files.names()
@@ -62,6 +68,8 @@ def write_report(result: TriageResult, out_dir: str | Path, heatmaps: Heatmaps |
                                                       (v if isinstance(v, list) else [v])], timings))
     data = result.to_dict()
     data["timings_s"] = {k: round(v, 4) for k, v in timings.items()}
+    if result.embolus is not None:
+        data["embolus"] = result.embolus.to_dict(nifti)
     domain = data.pop("domain_check")
     slices = data.pop("slices")
     data.update(domain_check=domain, gradcam={} if heatmaps is None else heatmaps.info(), slices=slices, files=names)

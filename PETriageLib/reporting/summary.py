@@ -28,6 +28,27 @@ def _domain_text(result: TriageResult) -> str:
             f"{domain.slices} slices)")
 
 
+def clot_text(result: TriageResult) -> str:
+    """The clot line of the issue #24 contract (the segmentation ran)."""
+    e = result.embolus
+    if e is None or not e.slices:
+        return "No clot segmented"
+    return f"Clot volume: {e.volume_ml:.1f} mL on slices {e.slices[0]}-{e.slices[-1]} ({len(e.slices)} slices)"
+
+
+def _embolus_lines(result: TriageResult) -> list[str]:
+    """The pathway and the clot, only where they differ from a plain CTPA cascade run."""
+    lines = []
+    if result.phase is not None and (result.phase.used == "nct" or result.embolus is not None):
+        lines.append(f"- Pathway: {result.phase.used} ({result.phase.reason})")
+    if result.embolus is not None:
+        e = result.embolus
+        lines += [f"- {clot_text(result)}",
+                  f"- Embolus segmentation: model {e.model}, {e.pathway} pathway, threshold {e.threshold:g}, "
+                  f"max p {e.max_probability:.3f}, {e.n_components} component(s)"]
+    return lines
+
+
 def summary_markdown(result: TriageResult, file_names: Sequence[str] = (),
                      timings: Mapping[str, float] | None = None) -> str:
     """summary.md: the verdict and why, the models, timings (default the result's), files, warnings."""
@@ -52,6 +73,7 @@ def summary_markdown(result: TriageResult, file_names: Sequence[str] = (),
             f"- Diseased slices: {_ranges_text(v.disease_ranges, result.rows)}",
             f"- Slice counts: {', '.join(f'{k} {n}' for k, n in v.counts.items())}",
         ]
+    lines += _embolus_lines(result)
     lines += ["", "## Models", ""]
     lines += [f"- stage {m.stage}: {m.name} ({m.architecture}), sha256 {m.sha256}" for m in result.models]
     lines += [f"- {_domain_text(result)}"]

@@ -10,7 +10,8 @@ from PETriageLib.triage.worklist import WorklistEntry
 
 WORKLIST_COLUMNS = ["rank", "verdict", "pe_score", "patient_probability", "disease_score", "max_pe_slice",
                     "patient_id", "study_date",
-                    "series_uid", "series_description", "num_slices", "reason", "report_dir"]
+                    "series_uid", "series_description", "num_slices", "reason", "report_dir",
+                    "clot_volume_ml", "clot_slices"]
 
 
 def write_worklist_csv(ranked: Sequence[WorklistEntry], path: str | Path) -> Path:

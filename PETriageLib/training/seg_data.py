@@ -4,8 +4,8 @@ Pairs: ``generate_study(seed, contrast="none")`` is NOT the same patient as ``co
 same seed (the contrast choice changes the random draws, so anatomy, grid and masks differ; and a PE
 study cannot be rendered without contrast). The NCT rendering is therefore made from the CTPA study
 itself (``nct_rendering``): every contrast-enhanced tissue of the tissue map (pulmonary arteries,
-aorta, veins, heart blood, myocardium) keeps its noise and texture but is shifted from its enhanced
-median HU to a native one, and the clot voxels to native blood + ``CLOT_EXCESS_HU`` (acute clot is a
+aorta, veins, heart blood, myocardium) keeps its noise and texture but loses its enhancement (its
+core level, 75th percentile, minus the native HU; partial-volume voxels the share they carry), and the clot voxels to native blood + ``CLOT_EXCESS_HU`` (acute clot is a
 little denser than blood on NCT). Geometry and masks are then identical by construction. The blur of
 bright contrast into the voxels next to a vessel is not undone: a known limit of this rendering.
 """
@@ -26,6 +26,8 @@ log = logging.getLogger(__name__)
 
 NATIVE_HU = {"artery": 42.0, "aorta": 42.0, "vein": 42.0, "blood": 42.0, "myocardium": 48.0}
 CLOT_EXCESS_HU = 15.0
+ENHANCED_PERCENTILE = 75.0  # an enhanced tissue's core level (its distal, partial-volume voxels lie below)
+SURROUNDING_HU = -100.0  # what an enhanced voxel shares its volume with in the mediastinum: fat
 
 
 @dataclass
@@ -43,6 +45,19 @@ class SegSlices:
         return int(self.x.shape[0])
 
 
+def without_enhancement(hu: np.ndarray, native: float) -> np.ndarray:
+    """One enhanced tissue's voxels without their contrast. The tissue's enhanced level is its
+    ``ENHANCED_PERCENTILE``; each voxel loses the share of the enhancement its partial volume
+    carries, ``(hu - SURROUNDING_HU) / (level - SURROUNDING_HU)`` clipped to [0, 1]. A uniform shift
+    of the median left the large vessels bright: the median is pulled down by the thin, partly
+    aerated distal arteries, and the trunk stayed at ~160 HU (measured as contrast)."""
+    level = float(np.percentile(hu, ENHANCED_PERCENTILE))
+    if level <= SURROUNDING_HU:
+        return hu - float(np.median(hu)) + native
+    share = np.clip((hu - SURROUNDING_HU) / (level - SURROUNDING_HU), 0.0, 1.0)
+    return hu - share * (level - native)
+
+
 def nct_rendering(study: Study) -> CTVolume:
     """The study's CT as it would look without contrast, on the same grid (see the module text)."""
     hu = study.volume.hu.astype(np.float32)
@@ -51,7 +66,7 @@ def nct_rendering(study: Study) -> CTVolume:
     for name, native in NATIVE_HU.items():
         sel = (study.tissues == TISSUES[name]) & ~clot
         if sel.any():
-            out[sel] = hu[sel] - float(np.median(hu[sel])) + native
+            out[sel] = without_enhancement(hu[sel], native)
     if clot.any():
         out[clot] = hu[clot] - float(np.median(hu[clot])) + NATIVE_HU["blood"] + CLOT_EXCESS_HU
     meta = {**study.volume.metadata, "contrast_agent": None, "series_description": "Chest without contrast "

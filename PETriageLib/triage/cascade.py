@@ -18,13 +18,15 @@ import numpy as np
 
 from PETriageLib.ingest.volume import CTVolume
 from PETriageLib.preprocess.background import ahead
-from PETriageLib.preprocess.contrast_phase import ContrastPhase, measure_contrast_phase
+from PETriageLib.preprocess.contrast_phase import measure_contrast_phase
 from PETriageLib.preprocess.lungs import analyse_lungs
 from PETriageLib.preprocess.slices import PreprocessConfig, centre_channels, prepare_slices
 from PETriageLib.progress import Progress, raise_if_cancelled, report_progress
 from PETriageLib.triage.domain import DomainCheck, spread
+from PETriageLib.triage.embolus import EmbolusModel, load_embolus_model, nct_verdict
 from PETriageLib.triage.eligibility import triage_problem
 from PETriageLib.triage.options import CascadeOptions
+from PETriageLib.triage.phase_route import decide_pathway
 from PETriageLib.triage.result import RunInfo, TriageResult
 from PETriageLib.triage.stage_runner import StageRunner
 from PETriageLib.triage.series_models import SeriesModels, stack_features
@@ -48,24 +50,15 @@ class _Timer:
 
 
 
-def phase_warning(phase: ContrastPhase) -> str | None:
-    """What a reader must know when the scan is not plainly contrast-enhanced: the cascade's PE
-    class was learned from CTPA (the phantoms draw a clot only against contrast), and PETriage has
-    no non-contrast model installed yet."""
-    if phase.phase == "non_contrast":
-        return (f"non-contrast scan ({phase.reason}): the cascade learned PE from contrast-enhanced (CTPA) "
-                "scans only and no non-contrast model is installed; a clot is hard to see without contrast, "
-                "so a negative result does not rule out PE")
-    if phase.phase == "undecided":
-        return f"contrast phase undecided ({phase.reason}): triaged with the CTPA cascade"
-    return None
-
 class Cascade:
     """Stage 1 + stage 2 on a runner, their preprocessing, the options and the batch loop."""
 
     def __init__(self, runner: StageRunner, options: CascadeOptions = CascadeOptions(),
-                 series_models: SeriesModels | None = None) -> None:
+                 series_models: SeriesModels | None = None, embolus_models: "dict[str, EmbolusModel] | None" = None
+                 ) -> None:
         self.runner = runner
+        # loaded segmentation models by pathway ("ctpa": --seg-model, "nct": --nct-model)
+        self.embolus_models = dict(embolus_models or {})
         self.series_models = series_models or SeriesModels()
         sm = self.series_models
         own = sm.refiner.thresholds if sm.refiner is not None else (runner.stage1.threshold, runner.stage2.threshold)
@@ -119,7 +112,9 @@ class Cascade:
         domain = phase = None
         if problem is None:
             phase = timer("preprocessing", lambda: measure_contrast_phase(volume, lungs))
-            warnings += [w for w in [phase_warning(phase)] if w]
+        route = decide_pathway(opts.phase, phase, "nct" in self.embolus_models)
+        if problem is None:
+            warnings += [w for w in [route.warning] if w]
             domain_idx = self._domain_slices([r.index for r in rows if r.has_lung])
             kept = self._run_batches(volume, lungs, rows, timer, progress, cancel, features, set(domain_idx))
             domain = self._check_domain(domain_idx, kept, timer)
@@ -138,10 +133,16 @@ class Cascade:
         verdict = patient_verdict(rows, opts.threshold_disease, opts.threshold_pe, opts.min_run,
                                   not_analysable_reason=problem, patient_probability=p_patient,
                                   patient_threshold=None if p_patient is None else sm.patient.threshold)
+        embolus = None
+        seg = self.embolus_models.get(route.used)
+        if problem is None and seg is not None:
+            embolus = timer("segmentation", lambda: seg.segment(volume))
+            if route.used == "nct":
+                verdict = nct_verdict(verdict, embolus)
         return TriageResult(rows=rows, verdict=verdict, volume=volume, lungs=lungs,
                             models=[self.stage1.info(), self.stage2.info()], options=opts, run=self.run_info(),
                             timings=dict(timer.seconds), device=str(self.device), warnings=warnings, domain=domain,
-                            contrast_phase=phase)
+                            contrast_phase=phase, phase=route, embolus=embolus)
 
     def _domain_slices(self, analysed: list[int]) -> list[int]:
         """The slices the domain check scores: up to MAX_SLICES analysed ones spread over the
@@ -246,7 +247,8 @@ def build_cascade(stage1: "Stage | str | Path", stage2: "Stage | str | Path", de
 
     ``refiner`` / ``patient_model``: series models for these stages (files or registered names).
     Thresholds default to the refiner's when there is one, else to each checkpoint's own.
-    Other keywords are ``CascadeOptions`` fields (min_run, all_slices, batch_size, inference, ...).
+    Other keywords are ``CascadeOptions`` fields (min_run, all_slices, batch_size, inference, phase,
+    seg_model, nct_model, ...); the segmentation checkpoints are loaded here.
     """
     opts = CascadeOptions(threshold_disease=threshold_disease, threshold_pe=threshold_pe, **options)  # checked first
     s1 = stage1 if isinstance(stage1, Stage) else load_stage(1, stage1)
@@ -254,4 +256,6 @@ def build_cascade(stage1: "Stage | str | Path", stage2: "Stage | str | Path", de
     series = SeriesModels.load(refiner, patient_model, s1, s2)
     runner = StageRunner(s1, s2, device=device, inference=opts.inference, batch_size=opts.batch_size,
                          engine=opts.engine)
-    return Cascade(runner, opts, series)
+    embolus = {pathway: load_embolus_model(spec, pathway, runner.device)
+               for pathway, spec in (("ctpa", opts.seg_model), ("nct", opts.nct_model)) if spec is not None}
+    return Cascade(runner, opts, series, embolus)

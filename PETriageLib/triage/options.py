@@ -7,7 +7,10 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from PETriageLib.ingest.limits import MIN_SLICES
-from PETriageLib.vocabulary import DOMAIN_CHECK_MODES, ENGINE_ALIASES, ENGINE_CHOICES, INFERENCE_PATHS, is_probability
+from PETriageLib.vocabulary import (DOMAIN_CHECK_MODES, ENGINE_ALIASES, ENGINE_CHOICES, INFERENCE_PATHS,
+                                    PHASE_CHOICES, is_probability)
+
+ROUTING_FIELDS = ("phase", "seg_model", "nct_model")
 
 
 @dataclass(frozen=True)
@@ -26,6 +29,12 @@ class CascadeOptions:
     # the fast path's engine: auto picks torch where the CPU has bf16 (or on a GPU), else ONNX Runtime
     # when installed (triage.stage_runner.choose_engine); both are checked against fp32
     engine: str = "auto"
+    # contrast-phase routing (issue #24): auto measures the blood pool; ctpa / nct force a pathway.
+    # seg_model segments emboli on CTPA series, nct_model (cross_phase) triages non-contrast ones;
+    # both a checkpoint file or a registered name. Reported under report.json's "phase"/"embolus".
+    phase: str = "auto"
+    seg_model: str | None = None
+    nct_model: str | None = None
 
     def __post_init__(self) -> None:
         # Checked and normalised at the boundary (frozen: set through object.__setattr__, once, here):
@@ -51,6 +60,17 @@ class CascadeOptions:
             raise ValueError(f"unknown engine {self.engine!r}; use one of {', '.join(ENGINE_CHOICES)}")
         if self.domain_check not in DOMAIN_CHECK_MODES:
             raise ValueError(f"unknown domain check {self.domain_check!r}; use one of {', '.join(DOMAIN_CHECK_MODES)}")
+        if self.phase not in PHASE_CHOICES:
+            raise ValueError(f"unknown phase {self.phase!r}; use one of {', '.join(PHASE_CHOICES)}")
+        for name in ("seg_model", "nct_model"):
+            value = getattr(self, name)
+            if value is not None:
+                object.__setattr__(self, name, str(value))
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The cascade's options; the routing fields are left out (report.json says them under
+        "phase" and "embolus", and a report without segmentation stays as it was)."""
+        d = asdict(self)
+        for name in ROUTING_FIELDS:
+            d.pop(name)
+        return d

@@ -10,7 +10,9 @@ from PETriageLib import __version__
 from PETriageLib.ingest.volume import CTVolume
 from PETriageLib.preprocess.contrast_phase import ContrastPhase
 from PETriageLib.triage.domain import DomainCheck
+from PETriageLib.triage.embolus import EmbolusResult
 from PETriageLib.triage.options import CascadeOptions
+from PETriageLib.triage.phase_route import PhaseDecision
 from PETriageLib.triage.stages import ModelInfo
 from PETriageLib.triage.verdict import PatientVerdict, SliceRow
 
@@ -42,6 +44,8 @@ class TriageResult:
     lungs: list | None = None  # preprocess.lungs.SliceLung per slice (reused by Grad-CAM)
     domain: DomainCheck | None = None  # stage 1's domain check; None when not run
     contrast_phase: ContrastPhase | None = None  # measured on analysable series; None when not measured
+    phase: PhaseDecision | None = None  # which pathway triaged it (CTPA cascade or NCT model) and why
+    embolus: EmbolusResult | None = None  # the embolus segmentation; None when no segmentation model ran
 
     def model(self, stage: int) -> ModelInfo | None:
         return next((m for m in self.models if m.stage == stage), None)
@@ -73,5 +77,7 @@ class TriageResult:
             "warnings": self.warnings,
             "domain_check": None if self.domain is None else self.domain.to_dict(),
             "contrast_phase": None if self.contrast_phase is None else asdict(self.contrast_phase),
+            "phase": None if self.phase is None else self.phase.to_dict(),
+            "embolus": None if self.embolus is None else self.embolus.to_dict(),
             "slices": [r.to_dict() for r in self.rows],
         }

@@ -24,6 +24,8 @@ class WorklistEntry:
     report_dir: str = ""
     source: str = ""  # where the series can be loaded from again (a folder, or Slicer's DICOM database)
     rank: int | None = None
+    clot_volume_ml: float | None = None  # the embolus segmentation's, None when none ran
+    clot_slices: str | None = None  # "a-b" of the slices with clot ("" when it found none)
 
     @classmethod
     def from_result(cls, result: TriageResult, report_dir: str = "", source: str = "") -> "WorklistEntry":
@@ -32,7 +34,9 @@ class WorklistEntry:
                    series_description=s.get("series_description"), patient_id=s.get("patient_id"),
                    study_date=s.get("study_date"), num_slices=result.volume.num_slices, pe_score=v.pe_score,
                    patient_probability=v.patient_probability, disease_score=v.disease_score,
-                   max_pe_slice=v.max_pe_slice, report_dir=str(report_dir), source=source)
+                   max_pe_slice=v.max_pe_slice, report_dir=str(report_dir), source=source,
+                   clot_volume_ml=None if result.embolus is None else result.embolus.volume_ml,
+                   clot_slices=None if result.embolus is None else result.embolus.slices_text())
 
     @classmethod
     def not_triaged(cls, verdict: str, reason: str, series_uid: str | None, num_slices: int | None,

@@ -1,0 +1,139 @@
+"""Embolus segmentation of a triaged series: the model that ran, the probability and mask on the
+CT's own grid, and what report.json / summary.md / worklist.csv say about the clot (issue #24)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from scipy import ndimage
+
+from PETriageLib.ingest.volume import CTVolume
+from PETriageLib.triage.verdict import PatientVerdict, runs
+
+if TYPE_CHECKING:  # torch is loaded only where a model runs (reports and results import this module)
+    from PETriageLib.models.seg_base import SegmentationNet
+
+PATHWAYS = ("ctpa", "nct")
+# the task a checkpoint must hold for each pathway: a CTPA series takes any segmentation model,
+# a non-contrast one only a cross-phase (CPMN) model, whose inference is its NCT pathway
+PATHWAY_TASKS = {"ctpa": ("segmentation", "cross_phase"), "nct": ("cross_phase",)}
+
+
+@dataclass
+class EmbolusResult:
+    """What the segmentation found; ``probability`` (float32) and ``mask`` (uint8 0/1) are on the CT's grid."""
+
+    model: str
+    pathway: str
+    threshold: float
+    volume_ml: float
+    max_probability: float
+    slices: list[int]
+    n_components: int
+    probability: np.ndarray = field(repr=False)
+    mask: np.ndarray = field(repr=False)
+
+    @property
+    def found(self) -> bool:
+        return self.n_components > 0
+
+    def file_names(self, nifti: bool = False) -> dict[str, str]:
+        ext = ".nii.gz" if nifti else ".nrrd"
+        return {"probability": f"embolus_probability{ext}", "mask": f"embolus_mask{ext}"}
+
+    def slices_text(self) -> str:
+        """``a-b`` of the slices with clot ("" when none), as worklist.csv writes it."""
+        return "" if not self.slices else f"{self.slices[0]}-{self.slices[-1]}"
+
+    def to_dict(self, nifti: bool = False) -> dict[str, Any]:
+        return {"model": self.model, "pathway": self.pathway, "threshold": self.threshold,
+                "volume_ml": self.volume_ml, "max_probability": self.max_probability, "slices": list(self.slices),
+                "n_components": self.n_components, "files": self.file_names(nifti)}
+
+
+@dataclass(frozen=True)
+class EmbolusModel:
+    """A loaded segmentation checkpoint for one pathway."""
+
+    name: str
+    pathway: str
+    model: "SegmentationNet"
+    meta: dict
+    sha256: str = ""
+
+    @property
+    def threshold(self) -> float:
+        return float(self.meta.get("threshold", 0.5))
+
+    def segment(self, volume: CTVolume) -> EmbolusResult:
+        """Probability and mask of ``volume`` at the checkpoint's input size and windows."""
+        from PETriageLib.models.seg_predict import predict_embolus_probability
+
+        prob = predict_embolus_probability(self.model, volume, self.meta.get("input_size"), self.meta.get("windows"))
+        return embolus_result(self.name, self.pathway, self.threshold, prob, volume)
+
+
+def embolus_result(model: str, pathway: str, threshold: float, probability: np.ndarray,
+                   volume: CTVolume) -> EmbolusResult:
+    """An EmbolusResult from a probability map; one not on the CT's grid is refused (never written)."""
+    from PETriageLib.models.seg_predict import check_on_grid, clot_volume_ml
+
+    check_on_grid(probability, volume, "embolus probability")
+    prob = np.asarray(probability, np.float32)
+    mask = (prob >= threshold).astype(np.uint8)
+    _, n_components = ndimage.label(mask)  # 3D, face-connected: one clot across slices is one component
+    slices = [int(k) for k in np.flatnonzero(mask.reshape(mask.shape[0], -1).any(axis=1))]
+    return EmbolusResult(model=model, pathway=pathway, threshold=float(threshold),
+                         volume_ml=float(clot_volume_ml(mask, volume)),
+                         max_probability=round(float(prob.max()) if prob.size else 0.0, 4), slices=slices,
+                         n_components=int(n_components), probability=prob, mask=mask)
+
+
+def slice_ranges(slices: list[int]) -> list[tuple[int, int]]:
+    """Inclusive runs of consecutive slice indices."""
+    if not slices:
+        return []
+    flags = np.zeros(slices[-1] + 1, bool)
+    flags[slices] = True
+    return runs(flags)
+
+
+def load_embolus_model(spec: "str | Path", pathway: str, device: Any = "cpu") -> EmbolusModel:
+    """A segmentation checkpoint (file or registered name) for ``pathway``; a checkpoint of the wrong
+    task for it (a plain segmentation model for non-contrast series) is refused by name."""
+    from PETriageLib.errors import CheckpointError
+    from PETriageLib.models.checkpoint import file_sha256
+    from PETriageLib.models.seg_checkpoint import load_seg_checkpoint
+    from PETriageLib.models.zoo import resolve_model
+
+    if pathway not in PATHWAYS:
+        raise ValueError(f"unknown pathway {pathway!r}; use one of {', '.join(PATHWAYS)}")
+    path, expected = resolve_model(str(spec))
+    model, meta = load_seg_checkpoint(path, expected)
+    if meta["task"] not in PATHWAY_TASKS[pathway]:
+        raise CheckpointError(f"{path} holds a {meta['task']} model ({meta['architecture']}); the {pathway} "
+                              f"pathway needs {' or '.join(PATHWAY_TASKS[pathway])}")
+    name = str(spec) if not Path(str(spec)).exists() else Path(path).name
+    return EmbolusModel(name, pathway, model.to(device).eval(), meta, expected or file_sha256(path))
+
+
+def nct_verdict(cascade: PatientVerdict, embolus: EmbolusResult) -> PatientVerdict:
+    """The verdict of a non-contrast series: PE exactly when the NCT model predicts an embolus
+    component (docs/segmentation.md's patient rule), its max probability the PE score; the
+    cascade's slice labels still say "other disease" and show where."""
+    rule = "non-contrast model: any predicted embolus component"
+    if embolus.found:
+        verdict = "pe_suspected"
+        reason = (f"non-contrast model {embolus.model}: {embolus.n_components} embolus component(s), "
+                  f"{embolus.volume_ml:.1f} mL, max p {embolus.max_probability:.3f}")
+    else:
+        verdict = "other_disease" if cascade.disease_ranges else "no_finding"
+        reason = (f"non-contrast model {embolus.model}: no embolus component at p >= {embolus.threshold:g} "
+                  f"(max p {embolus.max_probability:.3f})"
+                  + ("; diseased slices by the cascade" if cascade.disease_ranges else ""))
+    ranges = slice_ranges(embolus.slices)
+    return replace(cascade, verdict=verdict, reason=reason, rule=rule, pe_score=embolus.max_probability,
+                   pe_ranges=ranges, max_pe_slice=int(np.argmax(embolus.probability.reshape(
+                       embolus.probability.shape[0], -1).max(axis=1))) if embolus.probability.size else None)
