@@ -62,3 +62,19 @@ def read_embolus_block(report_dir: "str | Path") -> EmbolusBlock | None:
                         slices=[int(k) for k in block["slices"]], n_components=int(block["n_components"]),
                         mask_path=mask, probability_path=probability,
                         extra={k: v for k, v in block.items() if k not in REQUIRED_KEYS})
+
+
+REPORT_SUBFOLDER = "report"  # where the triage child writes the report folder it hands back
+
+
+def write_embolus_report(result: object, folder: "str | Path") -> Path | None:
+    """The report folder of a result whose embolus segmentation ran (``result.embolus``), else None.
+
+    Slicer-free: the triage child calls it and the parent loads the folder, the same folder
+    ``petriage triage`` writes. Heatmaps and key images stay out: the scene gets those from the result.
+    """
+    if getattr(result, "embolus", None) is None:
+        return None
+    from PETriageLib.reporting.report import write_report
+
+    return write_report(result, folder, heatmaps=None, key_images=False).folder

@@ -34,6 +34,7 @@ class ResultNodes:
     chart: Any
     heatmaps: dict[str, Any] = field(default_factory=dict)
     folder_item: int = 0
+    embolus: Any = None  # embolus_nodes.EmbolusNodes when a report folder was loaded
 
 
 def verdict_attributes(verdict: dict[str, Any]) -> dict[str, str]:

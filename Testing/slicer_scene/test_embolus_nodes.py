@@ -186,3 +186,31 @@ def test_a_new_run_removes_the_embolus_nodes_with_the_results(triaged, clot_stud
     assert len(nodes_by_class(ct.GetScene(), "vtkMRMLSegmentationNode")) == 1
     assert remove_results(ct)
     assert not nodes_by_class(ct.GetScene(), "vtkMRMLSegmentationNode")
+
+
+def test_the_child_process_hands_the_report_folder_back(scene, clot_study, tiny_models):
+    """The panel's path: the child triages, its job folder's report/ (written there by the child when a
+    segmentation ran; placed here as the contract has it) is loaded on publish, before the folder goes."""
+    from PETriageSlicer.embolus_report import REPORT_SUBFOLDER
+    from PETriageSlicer.logic import PETriageSceneLogic, TriageSettings
+    from PETriageSlicer.navigation import table_column
+
+    logic = PETriageSceneLogic(scene)
+    series, mask = clot_study
+    ct = logic.load_dicom(str(series))
+    job = logic.start_triage(ct, TriageSettings(*tiny_models, device="cpu", cam="none", domain_check="off"))
+    assert job.wait(300) == 0, job.process.tail()
+    assert not (job.dir / REPORT_SUBFOLDER).exists()  # the tiny cascade segments nothing: no folder
+    write_report_folder(job.dir / REPORT_SUBFOLDER, series, mask)
+    nodes = job.publish()
+    assert not job.dir.exists()
+    assert nodes.embolus.segmentation.GetNodeReference("PETriageInput") is ct
+    assert sum(table_column(nodes.table, "clot_ml")) == pytest.approx(nodes.embolus.volume_ml, rel=1e-9)
+    assert nodes.embolus.volume_ml == pytest.approx(mask.sum() * np.prod(ct.GetSpacing()) / 1000.0, rel=1e-9)
+
+
+def test_the_console_loads_a_report_folder_for_a_triaged_ct(triaged, clot_study, tmp_path):
+    logic, ct, nodes = triaged
+    found = logic.load_embolus_report(ct, str(write_report_folder(tmp_path / "report", *clot_study)))
+    assert study_item(found.segmentation) == study_item(ct)
+    assert ct.GetAttribute("PETriage.clotSummary") == found.summary
