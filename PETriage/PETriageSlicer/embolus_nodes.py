@@ -19,7 +19,7 @@ from PETriageLib.ingest.volume import LPS_TO_RAS
 from PETriageSlicer.annotation import segment_array, set_segment_from_array
 from PETriageSlicer.embolus_report import EmbolusBlock, read_embolus_block
 from PETriageSlicer.geometry import ijk_to_ras
-from PETriageSlicer.results import INPUT_ROLE, add_column, add_heatmap, place_results
+from PETriageSlicer.results import CLOT_ATTRIBUTES, INPUT_ROLE, add_column, add_heatmap, place_results
 from PETriageSlicer.settings import DisplayOptions
 
 log = logging.getLogger(__name__)
@@ -152,8 +152,8 @@ def add_segmentation(ct: Any, mask: np.ndarray) -> Any:
 
 def mark_table(table: Any, ct: Any, found: EmbolusNodes, per_slice: list) -> None:
     """Per-slice ``clot_ml`` column (empty when no segmentation ran) and the totals as attributes."""
-    attrs = {"PETriage.clotVolumeMl": "" if found.volume_ml is None else repr(found.volume_ml),
-             "PETriage.clotSlices": json.dumps(found.slices), "PETriage.clotSummary": found.summary}
+    values = ("" if found.volume_ml is None else repr(found.volume_ml), json.dumps(found.slices), found.summary)
+    attrs = dict(zip(CLOT_ATTRIBUTES, values))
     if table is not None:
         t = table.GetTable()
         if t.GetColumnByName(CLOT_COLUMN) is not None:

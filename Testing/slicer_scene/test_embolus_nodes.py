@@ -186,6 +186,8 @@ def test_a_new_run_removes_the_embolus_nodes_with_the_results(triaged, clot_stud
     assert len(nodes_by_class(ct.GetScene(), "vtkMRMLSegmentationNode")) == 1
     assert remove_results(ct)
     assert not nodes_by_class(ct.GetScene(), "vtkMRMLSegmentationNode")
+    assert not [n for n in nodes_by_class(ct.GetScene(), "vtkMRMLScalarVolumeNode") if n is not ct]
+    assert ct.GetAttribute("PETriage.clotVolumeMl") is None  # the clot went with its run
 
 
 def test_the_child_process_hands_the_report_folder_back(scene, clot_study, tiny_models):
