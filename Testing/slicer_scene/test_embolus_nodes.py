@@ -216,3 +216,31 @@ def test_the_console_loads_a_report_folder_for_a_triaged_ct(triaged, clot_study,
     found = logic.load_embolus_report(ct, str(write_report_folder(tmp_path / "report", *clot_study)))
     assert study_item(found.segmentation) == study_item(ct)
     assert ct.GetAttribute("PETriage.clotSummary") == found.summary
+
+
+def test_a_result_with_an_embolus_goes_through_the_library_report_writer(scene, clot_study, tiny_models):
+    """In-process, a TriageResult carrying an EmbolusResult (issue #24's library side, branch e24) is
+    written by PETriageLib's own report writer and loaded back: the same folder `petriage triage` writes."""
+    embolus = pytest.importorskip("PETriageLib.triage.embolus", reason="the library's EmbolusResult is not here yet")
+    import dataclasses
+
+    from PETriageSlicer.logic import PETriageSceneLogic, TriageSettings
+
+    logic = PETriageSceneLogic(scene)
+    series, mask = clot_study
+    ct = logic.load_dicom(str(series))
+    task = logic.prepare(ct, TriageSettings(*tiny_models, device="cpu", cam="none", domain_check="off"))
+    task.compute()
+    probability = np.where(mask > 0, 0.8, 0.1).astype(np.float32)
+    result = embolus.embolus_result("test-embolus-head", "ctpa", 0.5, probability, task.result.volume)
+    task.result = dataclasses.replace(task.result, embolus=result)
+    nodes = task.publish()
+    assert nodes.embolus.slices == result.slices
+    assert nodes.embolus.volume_ml == pytest.approx(result.volume_ml, rel=1e-6)
+    np.testing.assert_array_equal(scene_labelmap_array(nodes.embolus.segmentation, ct), mask > 0)
+
+
+def scene_labelmap_array(seg, ct):
+    import slicer
+
+    return slicer.util.arrayFromVolume(scene_labelmap(seg, ct)) > 0
