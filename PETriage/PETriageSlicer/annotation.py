@@ -116,23 +116,28 @@ def set_segment_from_array(seg: Any, name: str, array: np.ndarray, ct: Any) -> N
 
 def lesion_mask(seg: Any, ct: Any) -> np.ndarray:
     """uint8 (k, j, i) mask on the CT's grid with the phantom's finding codes (pe = 1, ...), 0 elsewhere."""
-    import vtk
-
     dims = ct.GetImageData().GetDimensions()
     mask = np.zeros((dims[2], dims[1], dims[0]), np.uint8)
     for name in FLAGS:
         if seg.GetSegmentation().GetSegment(name) is None:
             continue
-        ids = vtk.vtkStringArray()
-        ids.InsertNextValue(name)
-        lm = _labelmap_on_ct(ct)
-        try:
-            if not slicer.vtkSlicerSegmentationsModuleLogic.ExportSegmentsToLabelmapNode(seg, ids, lm, ct):
-                raise ValueError(f"could not export segment {name!r} of {seg.GetName()}")
-            mask[slicer.util.arrayFromVolume(lm) > 0] = _code(name)
-        finally:
-            ct.GetScene().RemoveNode(lm)
+        mask[segment_array(seg, name, ct) > 0] = _code(name)
     return mask
+
+
+def segment_array(seg: Any, segment_id: str, ct: Any) -> np.ndarray:
+    """Segment ``segment_id`` exported as a labelmap on the CT's grid: a (k, j, i) array, non-zero inside."""
+    import vtk
+
+    ids = vtk.vtkStringArray()
+    ids.InsertNextValue(segment_id)
+    lm = _labelmap_on_ct(ct)
+    try:
+        if not slicer.vtkSlicerSegmentationsModuleLogic.ExportSegmentsToLabelmapNode(seg, ids, lm, ct):
+            raise ValueError(f"could not export segment {segment_id!r} of {seg.GetName()}")
+        return slicer.util.arrayFromVolume(lm).copy()
+    finally:
+        ct.GetScene().RemoveNode(lm)
 
 
 def _patient_label(labels: list[str]) -> str:

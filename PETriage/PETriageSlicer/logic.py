@@ -11,6 +11,8 @@ torch or PETriage's packages are not installed yet.
 from __future__ import annotations
 
 import logging
+import tempfile
+from pathlib import Path
 from typing import Any
 
 import slicer
@@ -22,10 +24,12 @@ require()  # a clear instruction instead of a ModuleNotFoundError deep inside th
 from PETriageLib.progress import Progress  # noqa: E402
 
 from PETriageSlicer import annotation, navigation, worklist_table  # noqa: E402
+from PETriageSlicer.embolus_nodes import EmbolusNodes, add_embolus_nodes  # noqa: E402
+from PETriageSlicer.embolus_report import write_embolus_report  # noqa: E402
 from PETriageSlicer.geometry import volume_from_node  # noqa: E402
 from PETriageSlicer.loading import load_dicom_folder, load_from_dicom_database  # noqa: E402
 from PETriageSlicer.model_list import resolve  # noqa: E402
-from PETriageSlicer.results import ResultNodes, add_results, update_heatmaps  # noqa: E402
+from PETriageSlicer.results import ResultNodes, add_results, results_table, update_heatmaps  # noqa: E402
 from PETriageSlicer.settings import TriageSettings, build_cascade_for  # noqa: E402
 
 log = logging.getLogger(__name__)
@@ -49,12 +53,21 @@ class TriageTask:
                                  progress=progress, cancel=cancel)
         self.result, self.heatmaps = screened.result, screened.heatmaps
 
-    def publish(self) -> ResultNodes:
+    def publish(self, report_dir: "str | Path | None" = None) -> ResultNodes:
+        """Result nodes; with ``report_dir`` (a report folder of this run) also its embolus nodes.
+        In-process, a result whose embolus segmentation ran goes through a report folder too, so
+        both paths load the mask the same way."""
         if self.result is None:
             raise RuntimeError("compute() has not finished")
         self.logic.last_tasks[self.ct.GetID()] = self  # kept for Grad-CAM on demand
         maps = {} if self.heatmaps is None else self.heatmaps.volumes
-        return add_results(self.ct, self.result, maps, self.settings.display)
+        nodes = add_results(self.ct, self.result, maps, self.settings.display)
+        if report_dir is not None:
+            nodes.embolus = add_embolus_nodes(self.ct, report_dir, nodes.table)
+        elif getattr(self.result, "embolus", None) is not None:
+            with tempfile.TemporaryDirectory(prefix="petriage-report-") as tmp:
+                nodes.embolus = add_embolus_nodes(self.ct, write_embolus_report(self.result, tmp), nodes.table)
+        return nodes
 
 
 class PETriageSceneLogic:
@@ -110,6 +123,11 @@ class PETriageSceneLogic:
 
         maps = compute_heatmaps(self.cascade(task.settings), task.result, list(slices), stage=2, progress=progress)
         return update_heatmaps(ct, maps.volumes, list(slices), task.settings.display)
+
+    def load_embolus_report(self, ct: Any, report_dir: str) -> EmbolusNodes:
+        """The embolus segmentation of a report folder (``petriage triage --out``) for ``ct``, with the
+        clot volume in its results table; EmbolusRefused for a mask on another grid (nothing added)."""
+        return add_embolus_nodes(ct, report_dir, results_table(ct))
 
     def export_dicom_results(self, ct: Any, folder: str) -> Any:
         """The DICOM results (SR, key images, heatmap maps) of ``ct``'s latest triage into ``folder``;

@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 
 INPUT_ROLE = "PETriageInput"  # node reference from every result node to the CT it belongs to
 TABLE_ROLE = "PETriageTable"  # from the CT to its latest results table
+CLOT_ATTRIBUTES = ("PETriage.clotVolumeMl", "PETriage.clotSlices", "PETriage.clotSummary")  # embolus_nodes.py
 VERDICT_KEYS = ("verdict", "reason", "pe_score", "disease_score", "max_pe_slice", "rule", "patient_probability")
 COLUMNS = tuple(SLICE_COLUMNS)  # the slice table's columns are slices.csv's
 
@@ -34,6 +35,7 @@ class ResultNodes:
     chart: Any
     heatmaps: dict[str, Any] = field(default_factory=dict)
     folder_item: int = 0
+    embolus: Any = None  # embolus_nodes.EmbolusNodes when a report folder was loaded
 
 
 def verdict_attributes(verdict: dict[str, Any]) -> dict[str, str]:
@@ -181,6 +183,8 @@ def remove_results(ct: Any) -> bool:
                 scene.RemoveNode(other)
     sh.RemoveItem(folder, False, True)
     ct.RemoveNodeReferenceIDs(TABLE_ROLE)
+    for key in CLOT_ATTRIBUTES:  # the clot belonged to that run
+        ct.RemoveAttribute(key)
     return True
 
 

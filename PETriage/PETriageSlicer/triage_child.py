@@ -2,7 +2,8 @@
 
 JOB_DIR/job.pickle (written by triage_jobs.py in the parent) holds the kind ("triage": one CTVolume,
 "screen": SeriesSource list) and the TriageSettings. The child runs PETriageLib's screening loop,
-prints progress lines, and writes JOB_DIR/result.pickle (or JOB_DIR/error.txt and exits 1).
+prints progress lines, and writes JOB_DIR/result.pickle (or JOB_DIR/error.txt and exits 1), and
+JOB_DIR/report/ (report.json, embolus_mask.nrrd, ...) when an embolus segmentation ran.
 Never imports slicer: it runs in PythonSlicer or any Python with PETriageLib and torch.
 """
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path
 from PETriageLib.atomic import atomic_write
 
 from PETriageSlicer.child_process import PROGRESS_PREFIX
+from PETriageSlicer.embolus_report import REPORT_SUBFOLDER, write_embolus_report
 from PETriageSlicer.settings import build_cascade_for
 
 JOB_FILE, RESULT_FILE, ERROR_FILE = "job.pickle", "result.pickle", "error.txt"
@@ -41,6 +43,7 @@ def run(job_dir: Path) -> object:
     if job["kind"] == "triage":
         options = ScreenOptions(cam=settings.cam, top_k=settings.top_k)
         screened = screen_volume(cascade, job["volume"], options, progress=report)
+        write_embolus_report(screened.result, job_dir / REPORT_SUBFOLDER)  # handed back when segmentation ran
         # The parent already holds the voxels: send back everything else.
         return dataclasses.replace(screened, result=dataclasses.replace(screened.result, volume=None))
     if job["kind"] == "screen":

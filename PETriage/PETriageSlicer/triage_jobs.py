@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Optional, Sequence
 
 from PETriageSlicer.child_process import ChildProcess, python_executable
+from PETriageSlicer.embolus_report import REPORT_SUBFOLDER
 from PETriageSlicer.settings import TriageSettings
 from PETriageSlicer.triage_child import ERROR_FILE, JOB_FILE, RESULT_FILE
 
@@ -87,7 +88,8 @@ class TriageJob(ChildJob):
                 raise RuntimeError(f"{self.label}: the CT volume was removed from the scene during the run")
             self.task.result = dataclasses.replace(screened.result, volume=self.task.volume)
             self.task.heatmaps = screened.heatmaps
-            return self.task.publish()
+            report = self.dir / REPORT_SUBFOLDER
+            return self.task.publish(report if (report / "report.json").is_file() else None)
         finally:
             self.cleanup()
 

@@ -1,0 +1,186 @@
+"""A report folder's embolus mask and probability as MRML nodes under the CT's study, and the clot
+volume in the results table (issue #24).
+
+The clot volume shown is measured in the scene (segment voxels x the CT's voxel volume), not copied
+from report.json: it must agree with the report's ``volume_ml`` to 1e-6 relative, so a mask that
+lost voxels on the way in (another grid, a resampling) is refused instead of shown with a wrong number.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from PETriageLib.ingest.volume import LPS_TO_RAS
+from PETriageSlicer.annotation import segment_array, set_segment_from_array
+from PETriageSlicer.embolus_report import EmbolusBlock, read_embolus_block
+from PETriageSlicer.geometry import ijk_to_ras
+from PETriageSlicer.results import CLOT_ATTRIBUTES, INPUT_ROLE, add_column, add_heatmap, place_results
+from PETriageSlicer.settings import DisplayOptions
+
+log = logging.getLogger(__name__)
+
+EMBOLUS_SEGMENT = "Embolus"
+EMBOLUS_COLOR = (0.85, 0.1, 0.1)  # red, as Slicer's generic anatomy colours show clots and haemorrhage
+CLOT_COLUMN = "clot_ml"  # per-slice clot volume in the results table
+VOLUME_TOLERANCE = 1e-6  # relative, scene volume vs report.json
+GEOMETRY_TOLERANCE_MM = 1e-3
+NO_CLOT = "No clot segmented"
+
+
+@dataclass
+class EmbolusNodes:
+    """What one report folder's embolus block put into the scene (nodes None when no segmentation ran)."""
+
+    segmentation: Any = None
+    probability: Any = None
+    volume_ml: float | None = None  # None: no segmentation ran
+    slices: list[int] = field(default_factory=list)
+    summary: str = NO_CLOT
+
+
+class EmbolusRefused(ValueError):
+    """The report folder's mask cannot be shown on this CT (the reason says why); nothing was added."""
+
+
+def read_volume(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """(k, j, i) voxels and the IJK -> RAS matrix of an NRRD/NIfTI file written in LPS."""
+    import SimpleITK as sitk
+
+    image = sitk.ReadImage(str(path))
+    direction = np.asarray(image.GetDirection(), float).reshape(3, 3)
+    lps = np.eye(4)
+    lps[:3, :3] = direction * np.asarray(image.GetSpacing(), float)
+    lps[:3, 3] = image.GetOrigin()
+    lps[:3, :] = LPS_TO_RAS @ lps[:3, :]
+    return sitk.GetArrayFromImage(image), lps
+
+
+def check_same_grid(ct: Any, array: np.ndarray, matrix: np.ndarray, what: str) -> None:
+    """Refuse (EmbolusRefused) a volume whose size, spacing, origin or direction differ from the CT's."""
+    dims = ct.GetImageData().GetDimensions()
+    if tuple(array.shape) != (dims[2], dims[1], dims[0]):
+        raise EmbolusRefused(f"{what}: size {array.shape[::-1]} (i, j, k) differs from the CT's {tuple(dims)}")
+    ct_matrix = ijk_to_ras(ct)
+    if not np.allclose(matrix, ct_matrix, atol=GEOMETRY_TOLERANCE_MM, rtol=0):
+        worst = float(np.abs(matrix - ct_matrix).max())
+        raise EmbolusRefused(f"{what}: spacing, origin or direction differ from the CT's "
+                             f"(IJK-to-RAS differs by up to {worst:.4g} mm)")
+
+
+def clot_summary(volume_ml: float | None, slices: list[int]) -> str:
+    """summary.md's clot line (the contract's wording)."""
+    if not volume_ml or not slices:
+        return NO_CLOT
+    return f"Clot volume: {volume_ml:.1f} mL on slices {slices[0]}-{slices[-1]} ({len(slices)} slices)"
+
+
+def voxel_volume_ml(ct: Any) -> float:
+    return float(np.prod(ct.GetSpacing())) / 1000.0
+
+
+def read_mask(block: EmbolusBlock, ct: Any) -> np.ndarray:
+    mask, matrix = read_volume(block.mask_path)
+    check_same_grid(ct, mask, matrix, str(block.mask_path))
+    values = np.unique(mask)
+    if not set(values.tolist()) <= {0, 1}:
+        raise EmbolusRefused(f"{block.mask_path}: a mask holds 0 and 1 only, this one {values[:6].tolist()}")
+    return mask.astype(np.uint8)
+
+
+def add_embolus_nodes(ct: Any, report_dir: "str | Path", table: Any = None,
+                      options: DisplayOptions | None = None) -> EmbolusNodes:
+    """The embolus segmentation and probability of ``report_dir`` for ``ct``, and the clot columns in ``table``.
+
+    Raises EmbolusRefused (nothing added) for a mask on another grid or a volume that disagrees with
+    report.json; a folder whose report says no segmentation ran adds no node and marks the table.
+    """
+    block = read_embolus_block(report_dir)
+    if block is None:
+        found = EmbolusNodes()
+        mark_table(table, ct, found, [None] * _rows(table))
+        return found
+    mask = read_mask(block, ct)
+    probability = None
+    if block.probability_path is not None:
+        probability, matrix = read_volume(block.probability_path)
+        check_same_grid(ct, probability, matrix, str(block.probability_path))
+    seg = add_segmentation(ct, mask)
+    try:
+        measured = segment_array(seg, EMBOLUS_SEGMENT, ct) > 0
+        volume = float(measured.sum()) * voxel_volume_ml(ct)
+        if abs(volume - block.volume_ml) > VOLUME_TOLERANCE * max(abs(block.volume_ml), 1e-12):
+            raise EmbolusRefused(f"{report_dir}: the segment holds {volume:.6f} mL but report.json says "
+                                 f"{block.volume_ml:.6f} mL")
+        slices = [int(k) for k in np.flatnonzero(measured.any(axis=(1, 2)))]
+        if slices != block.slices:
+            raise EmbolusRefused(f"{report_dir}: the segment spans slices {_span(slices)} but report.json "
+                                 f"says {_span(block.slices)}")
+    except Exception:
+        ct.GetScene().RemoveNode(seg)
+        raise
+    prob_node = None
+    if probability is not None:
+        prob_node = add_heatmap(ct.GetScene(), ct, f"{ct.GetName()} embolus probability",
+                                probability.astype(np.float32), options or DisplayOptions(threshold=block.threshold))
+    found = EmbolusNodes(seg, prob_node, volume, slices, clot_summary(volume, slices))
+    per_slice = (measured.sum(axis=(1, 2)) * voxel_volume_ml(ct)).tolist()
+    mark_table(table, ct, found, per_slice)
+    place_beside_results(ct, table, [n for n in (seg, prob_node) if n is not None])
+    for node in (seg, prob_node):
+        if node is not None:
+            node.SetNodeReferenceID(INPUT_ROLE, ct.GetID())
+            node.SetAttribute("PETriage.embolusModel", block.model)
+            node.SetAttribute("PETriage.embolusPathway", block.pathway)
+    log.info("%s: %s (model %s, %s pathway)", ct.GetName(), found.summary, block.model, block.pathway)
+    return found
+
+
+def add_segmentation(ct: Any, mask: np.ndarray) -> Any:
+    """A segmentation node on the CT's grid with an "Embolus" segment filled from ``mask``."""
+    seg = ct.GetScene().AddNewNodeByClass("vtkMRMLSegmentationNode", f"{ct.GetName()} PETriage embolus")
+    seg.CreateDefaultDisplayNodes()
+    seg.SetReferenceImageGeometryParameterFromVolumeNode(ct)
+    seg.GetSegmentation().AddEmptySegment(EMBOLUS_SEGMENT, EMBOLUS_SEGMENT, EMBOLUS_COLOR)
+    set_segment_from_array(seg, EMBOLUS_SEGMENT, mask, ct)
+    return seg
+
+
+def mark_table(table: Any, ct: Any, found: EmbolusNodes, per_slice: list) -> None:
+    """Per-slice ``clot_ml`` column (empty when no segmentation ran) and the totals as attributes."""
+    values = ("" if found.volume_ml is None else repr(found.volume_ml), json.dumps(found.slices), found.summary)
+    attrs = dict(zip(CLOT_ATTRIBUTES, values))
+    if table is not None:
+        t = table.GetTable()
+        if t.GetColumnByName(CLOT_COLUMN) is not None:
+            t.RemoveColumnByName(CLOT_COLUMN)
+        index = [t.GetValueByName(r, "index").ToInt() for r in range(t.GetNumberOfRows())]
+        add_column(t, CLOT_COLUMN, [per_slice[k] if 0 <= k < len(per_slice) else None for k in index], "float")
+        table.Modified()
+    for node in (ct, table, found.segmentation, found.probability):
+        if node is not None:
+            for key, value in attrs.items():
+                node.SetAttribute(key, value)
+
+
+def place_beside_results(ct: Any, table: Any, nodes: list) -> None:
+    """Into the folder of the CT's results (under its study), so that a new run removes them too."""
+    sh = ct.GetScene().GetSubjectHierarchyNode()
+    folder = sh.GetItemParent(sh.GetItemByDataNode(table)) if table is not None else 0
+    if not folder:
+        place_results(ct, nodes, f"PETriage: {ct.GetName()} embolus")
+        return
+    for node in nodes:
+        sh.SetItemParent(sh.GetItemByDataNode(node) or sh.CreateItem(folder, node), folder)
+
+
+def _rows(table: Any) -> int:
+    return 0 if table is None else table.GetNumberOfRows()
+
+
+def _span(slices: list[int]) -> str:
+    return f"{slices[0]}-{slices[-1]} ({len(slices)} slices)" if slices else "none"
