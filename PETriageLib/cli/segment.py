@@ -37,7 +37,8 @@ def run(args: argparse.Namespace) -> int:
     model, meta = load_seg_checkpoint(args.model)
     volume = load_series(args.series)
     threshold = float(meta["threshold"] if args.threshold is None else args.threshold)
-    prob = predict_embolus_probability(model, volume, args.input_size, meta["windows"])
+    prob = predict_embolus_probability(model, volume, args.input_size, meta["windows"],
+                                       pixel_mm=None if args.input_size else meta.get("pixel_mm"))
     mask = (prob >= threshold).astype(np.float32)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

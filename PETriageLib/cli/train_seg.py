@@ -25,6 +25,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--slices", type=int, default=24)
     p.add_argument("--crop", type=int, default=48)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--anatomy", choices=("formula", "real"), default="formula",
+                   help="real: paired CTPA/NCT phantoms on real CAD-PE cases (scripts/real_anatomy_split.json), "
+                        "scored as whole held-back studies with per-clot-level tables")
+    p.add_argument("--cases-dir", help="CAD-PE vessel masks (default ../shared/data/real/cadpe-vessels)")
+    p.add_argument("--validation-patients", type=int, default=4, help="real: training-split cases that choose "
+                   "the operating point (PE + no-PE study each)")
+    p.add_argument("--pixel-mm", type=float, default=1.2, help="real: pixel size of training and inference")
+    p.add_argument("--slice-thickness", type=float, default=2.5, help="real: slice thickness in mm")
+    p.add_argument("--patch", type=int, default=64, help="real: training patch side in pixels")
+    p.add_argument("--ifd-margin", type=float, default=1.0, help="CPMN: the IFD hinge margin")
     p.add_argument("--out", help="folder for the checkpoints (none written without it)")
     p.set_defaults(func=run)
 
@@ -42,7 +52,9 @@ def run(args: argparse.Namespace) -> int:
         for ab in ablations:
             ifa, ifd = ABLATIONS[ab]
             configs.append(SegTrainConfig(model=name, width=args.width, steps=args.steps, lr=args.lr,
-                                          seed=args.seed, ifa=ifa, ifd=ifd))
+                                          seed=args.seed, ifa=ifa, ifd=ifd, ifd_margin=args.ifd_margin))
+    if args.anatomy == "real":
+        return _run_real(args, configs)
     n, m = args.train_patients, args.eval_patients
     data = PhantomSegData(range(n), range(n, n + m), range(1000, 1000 + args.eval_negatives), args.matrix,
                           args.slices, args.crop)
@@ -51,4 +63,32 @@ def run(args: argparse.Namespace) -> int:
     for r in runs:
         print(f"\n{r.label}: lesion classes by size" + (f" (checkpoint {r.checkpoint})" if r.checkpoint else ""))
         print(lesion_class_table(r.evaluation))
+    return 0
+
+
+def _run_real(args: argparse.Namespace, configs: list) -> int:
+    import json
+    from pathlib import Path
+
+    from PETriageLib.phantom.cases_dir import require_cases_dir
+    from PETriageLib.training.seg_real_data import RealSegSpec
+    from PETriageLib.training.seg_real_run import RealSegPlan, run_real_segmentation
+    from PETriageLib.training.seg_volume_eval import level_table, volume_table
+
+    split = json.loads((Path(__file__).resolve().parents[2] / "scripts" / "real_anatomy_split.json").read_text())
+    train_cases, test_cases = split["train_cases"], split["test_cases"]
+    n, v, m = args.train_patients, args.validation_patients, args.eval_patients
+    if n + v > len(train_cases) or m > len(test_cases):
+        raise SystemExit(f"the split has {len(train_cases)} training and {len(test_cases)} held-back cases")
+    seed = 100 * args.seed
+    train = [(c, seed + i, True) for i, c in enumerate(train_cases[:n])]
+    val = [(c, seed + i + k, k == 0) for i, c in enumerate(train_cases[n:n + v]) for k in (0, 1)]
+    test = [(c, seed + i + k, k == 0) for i, c in enumerate(test_cases[:m]) for k in (0, 1)]
+    plan = RealSegPlan(Path(require_cases_dir(args.cases_dir)), train, val, test,
+                       RealSegSpec(args.pixel_mm, args.slice_thickness), args.patch)
+    runs = run_real_segmentation(plan, configs, args.out or "seg_models_real")
+    rows = [(f"{r.label} on {phase.upper()}", ev) for r in runs for phase, ev in r.test.items()]
+    print(volume_table(rows))
+    print("\nClots found and voxel recall per level")
+    print(level_table(rows))
     return 0

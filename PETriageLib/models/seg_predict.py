@@ -28,11 +28,14 @@ def check_on_grid(array: np.ndarray, volume: CTVolume, what: str = "mask") -> No
 
 @torch.no_grad()
 def predict_embolus_probability(model: SegmentationNet, volume: CTVolume, input_size: "int | None" = None,
-                                windows: "Sequence | None" = None, batch_size: int = 8) -> np.ndarray:
+                                windows: "Sequence | None" = None, batch_size: int = 8,
+                                pixel_mm: "float | None" = None) -> np.ndarray:
     """Per-voxel embolus probability, float32 of ``volume.hu.shape`` (k, j, i), values in [0, 1].
 
-    ``input_size``: square side the model was trained on (the checkpoint's ``input_size``); None runs
-    at the native slice size. ``windows``: the checkpoint's window dicts (default: the model's names).
+    ``pixel_mm``: the pixel size the model was trained at (the checkpoint's ``pixel_mm``); each slice
+    is resampled to it, so a clot is as many pixels wide as in training. Else ``input_size``: a square
+    side to resize to. Neither: the native slice size. ``windows``: the checkpoint's window dicts
+    (default: the model's names).
     """
     if not isinstance(model, SegmentationNet):
         raise ValueError(f"{type(model).__name__} is not a segmentation model")
@@ -43,17 +46,29 @@ def predict_embolus_probability(model: SegmentationNet, volume: CTVolume, input_
     model.eval()
     hu = volume.hu
     rows, cols = hu.shape[1:]
+    size = model_grid(volume, input_size, pixel_mm)
     out = np.empty(hu.shape, np.float32)
     for start in range(0, hu.shape[0], batch_size):
         chunk = hu[start : start + batch_size].astype(np.float32)
         x = torch.from_numpy(stack_windows(chunk, windows).astype(np.float32)).to(device)
-        if input_size:
-            x = F.interpolate(x, size=(input_size, input_size), mode="bilinear", align_corners=False)
+        if size != (rows, cols):
+            x = F.interpolate(x, size=size, mode="bilinear", align_corners=False)
         prob = torch.sigmoid(model(x).float())
         if prob.shape[-2:] != (rows, cols):
             prob = F.interpolate(prob, size=(rows, cols), mode="bilinear", align_corners=False)
         out[start : start + len(chunk)] = prob[:, 0].clamp_(0, 1).cpu().numpy()
     return out
+
+
+def model_grid(volume: CTVolume, input_size: "int | None", pixel_mm: "float | None") -> tuple[int, int]:
+    """The (rows, columns) a slice is resampled to before the model sees it."""
+    rows, cols = volume.hu.shape[1:]
+    if pixel_mm:
+        col_mm, row_mm = float(volume.spacing[0]), float(volume.spacing[1])
+        return max(16, round(rows * row_mm / pixel_mm)), max(16, round(cols * col_mm / pixel_mm))
+    if input_size:
+        return int(input_size), int(input_size)
+    return int(rows), int(cols)
 
 
 def clot_volume_ml(mask: np.ndarray, volume: CTVolume) -> float:

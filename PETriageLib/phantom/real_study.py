@@ -69,14 +69,16 @@ def render_case(case: RealCase, seed: int, phases: Sequence[str], options: RealO
         masks[les.box][les.mask] = FINDING_CODES[les.finding.kind]
         edits.append((les.box, les.mask, les.mode, les.value))
     clots: list[Clot] = []
+    clot_ids = np.zeros(case.shape, np.uint16)
     if options.pe:
         radius = lumen_radius(case.artery, case.spacing)
         clots = plan_clots(case.artery, radius, centre_points(radius), case.spacing, fit["clots"], rng,
                            options.difficulty, options.clots)
         if not clots:
             raise AnatomyError(f"{case.source}: no embolus could be placed in its artery mask")
-        for c in clots:
+        for n, c in enumerate(clots, start=1):
             masks[c.box][c.mask] = FINDING_CODES["pe"]
+            clot_ids[c.box][c.mask] = n
             side = "left" if x[c.box[2]].mean() > frame.centre_x else "right"
             findings.append(c.finding(case.spacing, side))
     slice_labels, flags = _labels(masks)
@@ -104,7 +106,8 @@ def render_case(case: RealCase, seed: int, phases: Sequence[str], options: RealO
                                     "pe": options.pe, "other_kinds": list(options.other_kinds),
                                     "difficulty": options.difficulty, "kernel": options.kernel,
                                     "slice_thickness": case.spacing[2], "pixel_mm": case.spacing[0],
-                                    "hu": hu_tables[phase].values})
+                                    "hu": hu_tables[phase].values},
+                           clot_ids=clot_ids, clot_levels=[c.level for c in clots])
     log.debug("%s seed %d: %d clots, %d lesions", case.case_id, seed, len(clots), len(lesions))
     return out
 

@@ -36,6 +36,9 @@ class Study:
     slice_flags: dict[str, np.ndarray] = field(default_factory=dict)  # FLAG_NAMES -> bool (k,)
     seed: int = 0
     options: dict = field(default_factory=dict)
+    # real-anatomy studies: uint16 (k, j, i) clot number (0 = none, n = clot_levels[n - 1]), for per-level scores
+    clot_ids: "np.ndarray | None" = None
+    clot_levels: list[str] = field(default_factory=list)
 
     @property
     def finding_names(self) -> list[str]:

@@ -71,19 +71,27 @@ class EmbolusModel:
         """Probability and mask of ``volume`` at the checkpoint's input size and windows."""
         from PETriageLib.models.seg_predict import predict_embolus_probability
 
-        prob = predict_embolus_probability(self.model, volume, self.meta.get("input_size"), self.meta.get("windows"))
-        return embolus_result(self.name, self.pathway, self.threshold, prob, volume)
+        prob = predict_embolus_probability(self.model, volume, self.meta.get("input_size"), self.meta.get("windows"),
+                                           pixel_mm=self.meta.get("pixel_mm"))
+        return embolus_result(self.name, self.pathway, self.threshold, prob, volume,
+                              float(self.meta.get("min_component_ml") or 0.0))
 
 
 def embolus_result(model: str, pathway: str, threshold: float, probability: np.ndarray,
-                   volume: CTVolume) -> EmbolusResult:
-    """An EmbolusResult from a probability map; one not on the CT's grid is refused (never written)."""
+                   volume: CTVolume, min_component_ml: float = 0.0) -> EmbolusResult:
+    """An EmbolusResult from a probability map; one not on the CT's grid is refused (never written).
+    Components under ``min_component_ml`` (the checkpoint's operating point) are left out of the mask."""
     from PETriageLib.models.seg_predict import check_on_grid, clot_volume_ml
 
     check_on_grid(probability, volume, "embolus probability")
     prob = np.asarray(probability, np.float32)
     mask = (prob >= threshold).astype(np.uint8)
-    _, n_components = ndimage.label(mask)  # 3D, face-connected: one clot across slices is one component
+    labels, n_components = ndimage.label(mask)  # 3D, face-connected: one clot across slices is one component
+    if min_component_ml > 0 and n_components:
+        voxel_ml = float(np.prod([float(s) for s in volume.spacing])) / 1000.0
+        keep = np.flatnonzero(np.bincount(labels.ravel())[1:] * voxel_ml >= min_component_ml) + 1
+        mask = np.isin(labels, keep).astype(np.uint8)
+        n_components = len(keep)
     slices = [int(k) for k in np.flatnonzero(mask.reshape(mask.shape[0], -1).any(axis=1))]
     return EmbolusResult(model=model, pathway=pathway, threshold=float(threshold),
                          volume_ml=float(clot_volume_ml(mask, volume)),

@@ -1,0 +1,185 @@
+"""Volume-wise embolus segmentation scores on real-anatomy phantoms: voxel Dice / precision /
+recall, clot-wise detection per clot level (main, lobar, segmental, subsegmental), false-positive
+components, and patient sensitivity / specificity with Wilson 95% intervals.
+
+A clot is one placed embolus (``Study.clot_ids``); it counts as found when the predicted mask
+overlaps it by one voxel. The predicted mask is ``prob >= threshold`` with 3D components smaller
+than ``min_component_ml`` dropped, as triage does (triage/embolus.embolus_result). A patient is
+called positive when any component is left. The operating point (threshold, minimum component) is
+chosen on validation studies (``choose_operating_point``), never on the test set.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+from scipy import ndimage
+from scipy.stats import binomtest
+
+from PETriageLib.phantom.centrelines import LEVELS
+from PETriageLib.phantom.study import Study
+from PETriageLib.training.tables import markdown_table
+
+
+@dataclass
+class LevelCounts:
+    clots: int = 0
+    found: int = 0
+    voxels: int = 0
+    voxels_hit: int = 0
+
+
+@dataclass
+class VolumeEvaluation:
+    threshold: float
+    min_component_ml: float
+    tp: int = 0
+    fp: int = 0
+    fn: int = 0
+    levels: dict[str, LevelCounts] = field(default_factory=lambda: {lv: LevelCounts() for lv in LEVELS})
+    fp_components: int = 0
+    patients_positive: int = 0
+    patients_negative: int = 0
+    true_positive_patients: int = 0
+    true_negative_patients: int = 0
+
+    @property
+    def dice(self) -> float:
+        return _ratio(2 * self.tp, 2 * self.tp + self.fp + self.fn)
+
+    @property
+    def precision(self) -> float:
+        return _ratio(self.tp, self.tp + self.fp)
+
+    @property
+    def recall(self) -> float:
+        return _ratio(self.tp, self.tp + self.fn)
+
+    @property
+    def clots(self) -> int:
+        return sum(c.clots for c in self.levels.values())
+
+    @property
+    def clots_found(self) -> int:
+        return sum(c.found for c in self.levels.values())
+
+    @property
+    def sensitivity(self) -> float:
+        return _ratio(self.true_positive_patients, self.patients_positive)
+
+    @property
+    def specificity(self) -> float:
+        return _ratio(self.true_negative_patients, self.patients_negative)
+
+
+def _ratio(num: float, den: float) -> float:
+    return float(num / den) if den else float("nan")
+
+
+def kept_mask(prob: np.ndarray, threshold: float, min_voxels: float) -> tuple[np.ndarray, np.ndarray, int]:
+    """(mask, component labels, component count) after dropping components under ``min_voxels``."""
+    labels, n = ndimage.label(prob >= threshold)
+    if n and min_voxels > 0:
+        sizes = np.bincount(labels.ravel())
+        small = np.flatnonzero(sizes < min_voxels)
+        small = small[small > 0]
+        if len(small):
+            labels[np.isin(labels, small)] = 0
+            labels, n = ndimage.label(labels > 0)
+    return labels > 0, labels, int(n)
+
+
+def add_study(ev: VolumeEvaluation, prob: np.ndarray, study: Study) -> None:
+    """Add one study's scores (``prob`` on its grid) to ``ev``."""
+    if prob.shape != study.masks.shape or study.clot_ids is None:
+        raise ValueError(f"probability {prob.shape} vs study {study.masks.shape}, or a study without clot ids")
+    voxel_ml = float(np.prod([float(s) for s in study.volume.spacing])) / 1000.0
+    pred, labels, n = kept_mask(prob, ev.threshold, ev.min_component_ml / voxel_ml)
+    ref = study.clot_ids > 0
+    ev.tp += int(np.count_nonzero(pred & ref))
+    ev.fp += int(np.count_nonzero(pred & ~ref))
+    ev.fn += int(np.count_nonzero(~pred & ref))
+    for number, level in enumerate(study.clot_levels, start=1):
+        clot = study.clot_ids == number
+        counts = ev.levels[level]
+        hit = int(np.count_nonzero(pred & clot))
+        counts.clots += 1
+        counts.found += int(hit > 0)
+        counts.voxels += int(np.count_nonzero(clot))
+        counts.voxels_hit += hit
+    touching = set(np.unique(labels[pred & ref]).tolist()) - {0}
+    ev.fp_components += n - len(touching)
+    positive, called = bool(ref.any()), n > 0
+    if positive:
+        ev.patients_positive += 1
+        ev.true_positive_patients += int(called)
+    else:
+        ev.patients_negative += 1
+        ev.true_negative_patients += int(not called)
+
+
+def evaluate_volumes(probs: Sequence[np.ndarray], studies: Sequence[Study], threshold: float = 0.5,
+                     min_component_ml: float = 0.0) -> VolumeEvaluation:
+    ev = VolumeEvaluation(threshold, min_component_ml)
+    for prob, study in zip(probs, studies, strict=True):
+        add_study(ev, prob, study)
+    return ev
+
+
+def choose_operating_point(probs: Sequence[np.ndarray], studies: Sequence[Study], min_sensitivity: float = 0.95,
+                           thresholds: Sequence[float] = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9),
+                           min_mls: Sequence[float] = (0.0, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)) -> VolumeEvaluation:
+    """The (threshold, minimum component) with the highest patient specificity among those with
+    patient sensitivity >= ``min_sensitivity`` (ties: more clots found); if none reaches it, the most
+    sensitive one. Returns that point's validation evaluation."""
+    grid = [evaluate_volumes(probs, studies, t, m) for t in thresholds for m in min_mls]
+
+    def key(ev: VolumeEvaluation) -> tuple:
+        spec = ev.specificity if np.isfinite(ev.specificity) else 0.0
+        return (spec, ev.clots_found, ev.dice if np.isfinite(ev.dice) else 0.0)
+
+    good = [ev for ev in grid if ev.sensitivity >= min_sensitivity]
+    if good:
+        return max(good, key=key)
+    return max(grid, key=lambda ev: (ev.sensitivity,) + key(ev))
+
+
+def wilson(k: int, n: int) -> str:
+    """``k/n`` as a percentage with its Wilson 95% interval."""
+    if not n:
+        return "n/a"
+    ci = binomtest(k, n).proportion_ci(method="wilson")
+    return f"{100 * k / n:.1f} ({100 * ci.low:.0f}-{100 * ci.high:.0f}; {k}/{n})"
+
+
+def _pct(v: float) -> str:
+    return "n/a" if not np.isfinite(v) else f"{100 * v:.1f}"
+
+
+def volume_table(rows: Sequence["tuple[str, VolumeEvaluation]"]) -> str:
+    """The papers' table: Dice, precision, recall, clots found, FP components, patient sens / spec."""
+    head = ["Model", "Dice (%)", "Precision (%)", "Recall (%)", "Clots found", "FP comps / patient",
+            "Patient sens. (%, 95% CI)", "Patient spec. (%, 95% CI)", "Operating point"]
+    body = []
+    for label, ev in rows:
+        patients = ev.patients_positive + ev.patients_negative
+        body.append([label, _pct(ev.dice), _pct(ev.precision), _pct(ev.recall), f"{ev.clots_found}/{ev.clots}",
+                     f"{ev.fp_components / patients:.1f}" if patients else "n/a",
+                     wilson(ev.true_positive_patients, ev.patients_positive),
+                     wilson(ev.true_negative_patients, ev.patients_negative),
+                     f"p >= {ev.threshold:g}, comps >= {ev.min_component_ml:g} mL"])
+    return markdown_table(head, body)
+
+
+def level_table(rows: Sequence["tuple[str, VolumeEvaluation]"]) -> str:
+    """Clots found and voxel recall per clot level, one column pair per level."""
+    head = ["Model"] + [f"{lv}: found / recall (%)" for lv in LEVELS]
+    body = []
+    for label, ev in rows:
+        cells = []
+        for lv in LEVELS:
+            c = ev.levels[lv]
+            cells.append(f"{c.found}/{c.clots} / {_pct(_ratio(c.voxels_hit, c.voxels))}" if c.clots else "none")
+        body.append([label] + cells)
+    return markdown_table(head, body)
