@@ -9,7 +9,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-REQUIRED_KEYS = ("model", "pathway", "threshold", "volume_ml", "max_probability", "slices", "n_components", "files")
+from PETriageLib.triage.embolus import REPORT_KEYS as REQUIRED_KEYS
 
 
 @dataclass(frozen=True)

@@ -54,14 +54,14 @@ class SegEvaluation:
         return self.true_negative_patients / self.patients_negative if self.patients_negative else float("nan")
 
 
-def _ratio(num: float, den: float) -> float:
+def ratio(num: float, den: float) -> float:
     return float(num / den) if den else float("nan")
 
 
 def _scores(pred: np.ndarray, ref: np.ndarray, lesions: int, found: int) -> PixelScores:
     tp = float(np.count_nonzero(pred & ref))
-    return PixelScores(_ratio(2 * tp, np.count_nonzero(pred) + np.count_nonzero(ref)),
-                       _ratio(tp, np.count_nonzero(pred)), _ratio(tp, np.count_nonzero(ref)), lesions, found)
+    return PixelScores(ratio(2 * tp, np.count_nonzero(pred) + np.count_nonzero(ref)),
+                       ratio(tp, np.count_nonzero(pred)), ratio(tp, np.count_nonzero(ref)), lesions, found)
 
 
 def _structure(ndim: int, per_slice: bool) -> np.ndarray:
@@ -130,7 +130,7 @@ def _patient_counts(result: SegEvaluation, pred_labels: np.ndarray, ref: np.ndar
             result.true_negative_patients += int(not called)
 
 
-def _pct(value: float) -> str:
+def pct(value: float) -> str:
     return "n/a" if not np.isfinite(value) else f"{100 * value:.1f}"
 
 
@@ -142,14 +142,14 @@ def segmentation_table(rows: Sequence["tuple[str, SegEvaluation]"]) -> str:
     body = []
     for name, ev in rows:
         o = ev.overall
-        body.append([name, _pct(o.dice), _pct(o.precision), _pct(o.recall), f"{o.found}/{o.lesions}",
-                     str(ev.false_positive_components), _pct(ev.patient_sensitivity),
-                     _pct(ev.patient_specificity)])
+        body.append([name, pct(o.dice), pct(o.precision), pct(o.recall), f"{o.found}/{o.lesions}",
+                     str(ev.false_positive_components), pct(ev.patient_sensitivity),
+                     pct(ev.patient_specificity)])
     return markdown_table(head, body)
 
 
 def lesion_class_table(ev: SegEvaluation) -> str:
     """Per lesion (size) class: Dice, precision, recall and lesions found."""
-    body = [[name, _pct(s.dice), _pct(s.precision), _pct(s.recall), f"{s.found}/{s.lesions}"]
+    body = [[name, pct(s.dice), pct(s.precision), pct(s.recall), f"{s.found}/{s.lesions}"]
             for name, s in ev.by_class.items()]
     return markdown_table(["Lesion class", "Dice (%)", "Precision (%)", "Recall (%)", "Found"], body)

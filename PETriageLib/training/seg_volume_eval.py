@@ -14,12 +14,13 @@ from dataclasses import dataclass, field
 from typing import Sequence
 
 import numpy as np
-from scipy import ndimage
 from scipy.stats import binomtest
 
 from PETriageLib.phantom.centrelines import LEVELS
 from PETriageLib.phantom.study import Study
+from PETriageLib.training.seg_eval import pct, ratio
 from PETriageLib.training.tables import markdown_table
+from PETriageLib.triage.embolus import large_components
 
 
 @dataclass
@@ -46,15 +47,15 @@ class VolumeEvaluation:
 
     @property
     def dice(self) -> float:
-        return _ratio(2 * self.tp, 2 * self.tp + self.fp + self.fn)
+        return ratio(2 * self.tp, 2 * self.tp + self.fp + self.fn)
 
     @property
     def precision(self) -> float:
-        return _ratio(self.tp, self.tp + self.fp)
+        return ratio(self.tp, self.tp + self.fp)
 
     @property
     def recall(self) -> float:
-        return _ratio(self.tp, self.tp + self.fn)
+        return ratio(self.tp, self.tp + self.fn)
 
     @property
     def clots(self) -> int:
@@ -66,28 +67,11 @@ class VolumeEvaluation:
 
     @property
     def sensitivity(self) -> float:
-        return _ratio(self.true_positive_patients, self.patients_positive)
+        return ratio(self.true_positive_patients, self.patients_positive)
 
     @property
     def specificity(self) -> float:
-        return _ratio(self.true_negative_patients, self.patients_negative)
-
-
-def _ratio(num: float, den: float) -> float:
-    return float(num / den) if den else float("nan")
-
-
-def kept_mask(prob: np.ndarray, threshold: float, min_voxels: float) -> tuple[np.ndarray, np.ndarray, int]:
-    """(mask, component labels, component count) after dropping components under ``min_voxels``."""
-    labels, n = ndimage.label(prob >= threshold)
-    if n and min_voxels > 0:
-        sizes = np.bincount(labels.ravel())
-        small = np.flatnonzero(sizes < min_voxels)
-        small = small[small > 0]
-        if len(small):
-            labels[np.isin(labels, small)] = 0
-            labels, n = ndimage.label(labels > 0)
-    return labels > 0, labels, int(n)
+        return ratio(self.true_negative_patients, self.patients_negative)
 
 
 def add_study(ev: VolumeEvaluation, prob: np.ndarray, study: Study) -> None:
@@ -95,7 +79,8 @@ def add_study(ev: VolumeEvaluation, prob: np.ndarray, study: Study) -> None:
     if prob.shape != study.masks.shape or study.clot_ids is None:
         raise ValueError(f"probability {prob.shape} vs study {study.masks.shape}, or a study without clot ids")
     voxel_ml = float(np.prod([float(s) for s in study.volume.spacing])) / 1000.0
-    pred, labels, n = kept_mask(prob, ev.threshold, ev.min_component_ml / voxel_ml)
+    labels, n = large_components(prob >= ev.threshold, ev.min_component_ml / voxel_ml)
+    pred = labels > 0
     ref = study.clot_ids > 0
     ev.tp += int(np.count_nonzero(pred & ref))
     ev.fp += int(np.count_nonzero(pred & ~ref))
@@ -153,10 +138,6 @@ def wilson(k: int, n: int) -> str:
     return f"{100 * k / n:.1f} ({100 * ci.low:.0f}-{100 * ci.high:.0f}; {k}/{n})"
 
 
-def _pct(v: float) -> str:
-    return "n/a" if not np.isfinite(v) else f"{100 * v:.1f}"
-
-
 def volume_table(rows: Sequence["tuple[str, VolumeEvaluation]"]) -> str:
     """The papers' table: Dice, precision, recall, clots found, FP components, patient sens / spec."""
     head = ["Model", "Dice (%)", "Precision (%)", "Recall (%)", "Clots found", "FP comps / patient",
@@ -164,7 +145,7 @@ def volume_table(rows: Sequence["tuple[str, VolumeEvaluation]"]) -> str:
     body = []
     for label, ev in rows:
         patients = ev.patients_positive + ev.patients_negative
-        body.append([label, _pct(ev.dice), _pct(ev.precision), _pct(ev.recall), f"{ev.clots_found}/{ev.clots}",
+        body.append([label, pct(ev.dice), pct(ev.precision), pct(ev.recall), f"{ev.clots_found}/{ev.clots}",
                      f"{ev.fp_components / patients:.1f}" if patients else "n/a",
                      wilson(ev.true_positive_patients, ev.patients_positive),
                      wilson(ev.true_negative_patients, ev.patients_negative),
@@ -180,6 +161,6 @@ def level_table(rows: Sequence["tuple[str, VolumeEvaluation]"]) -> str:
         cells = []
         for lv in LEVELS:
             c = ev.levels[lv]
-            cells.append(f"{c.found}/{c.clots} / {_pct(_ratio(c.voxels_hit, c.voxels))}" if c.clots else "none")
+            cells.append(f"{c.found}/{c.clots} / {pct(ratio(c.voxels_hit, c.voxels))}" if c.clots else "none")
         body.append([label] + cells)
     return markdown_table(head, body)

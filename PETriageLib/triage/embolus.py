@@ -21,6 +21,10 @@ PATHWAYS = ("ctpa", "nct")
 PATHWAY_TASKS = {"ctpa": ("segmentation", "cross_phase"), "nct": ("cross_phase",)}
 
 
+# report.json's "embolus" block (EmbolusResult.to_dict), which the Slicer module reads back
+REPORT_KEYS = ("model", "pathway", "threshold", "volume_ml", "max_probability", "slices", "n_components", "files")
+
+
 @dataclass
 class EmbolusResult:
     """What the segmentation found; ``probability`` (float32) and ``mask`` (uint8 0/1) are on the CT's grid."""
@@ -77,6 +81,21 @@ class EmbolusModel:
                               float(self.meta.get("min_component_ml") or 0.0))
 
 
+def large_components(binary: np.ndarray, min_voxels: float = 0.0) -> tuple[np.ndarray, int]:
+    """(labels 1..count, count) of the 3D face-connected components of ``binary`` with at least
+    ``min_voxels`` voxels: one clot across slices is one component. Triage and the segmentation
+    evaluation (training/seg_volume_eval) drop small components with this one rule."""
+    labels, n = ndimage.label(binary)
+    if n and min_voxels > 0:
+        keep = np.bincount(labels.ravel()) >= min_voxels
+        keep[0] = False
+        if not keep[1:].all():
+            renumber = np.zeros(n + 1, labels.dtype)
+            renumber[keep] = np.arange(1, int(keep.sum()) + 1)
+            labels, n = renumber[labels], int(keep.sum())
+    return labels, int(n)
+
+
 def embolus_result(model: str, pathway: str, threshold: float, probability: np.ndarray,
                    volume: CTVolume, min_component_ml: float = 0.0) -> EmbolusResult:
     """An EmbolusResult from a probability map; one not on the CT's grid is refused (never written).
@@ -86,12 +105,9 @@ def embolus_result(model: str, pathway: str, threshold: float, probability: np.n
     check_on_grid(probability, volume, "embolus probability")
     prob = np.asarray(probability, np.float32)
     mask = (prob >= threshold).astype(np.uint8)
-    labels, n_components = ndimage.label(mask)  # 3D, face-connected: one clot across slices is one component
-    if min_component_ml > 0 and n_components:
-        voxel_ml = float(np.prod([float(s) for s in volume.spacing])) / 1000.0
-        keep = np.flatnonzero(np.bincount(labels.ravel())[1:] * voxel_ml >= min_component_ml) + 1
-        mask = np.isin(labels, keep).astype(np.uint8)
-        n_components = len(keep)
+    voxel_ml = float(np.prod([float(s) for s in volume.spacing])) / 1000.0
+    labels, n_components = large_components(mask, min_component_ml / voxel_ml)
+    mask = (labels > 0).astype(np.uint8)
     slices = [int(k) for k in np.flatnonzero(mask.reshape(mask.shape[0], -1).any(axis=1))]
     return EmbolusResult(model=model, pathway=pathway, threshold=float(threshold),
                          volume_ml=float(clot_volume_ml(mask, volume)),

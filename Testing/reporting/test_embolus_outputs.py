@@ -21,7 +21,7 @@ from PETriageLib.reporting.dicom_seg import build_embolus_seg
 from PETriageLib.reporting.dicom_source import read_source
 from PETriageLib.reporting.report import write_report
 from PETriageLib.triage.cascade import build_cascade
-from PETriageLib.triage.embolus import embolus_result
+from PETriageLib.triage.embolus import REPORT_KEYS, embolus_result
 from support.dciodvfy import dciodvfy
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread_per_test")
@@ -65,6 +65,7 @@ def test_report_json_summary_and_worklist_carry_the_clot(seg_run, phantom_series
     report = json.loads((folder / "report.json").read_text())
     whole_ml = np.prod(volume.hu.shape) * np.prod(volume.spacing) / 1000
     e = report["embolus"]
+    assert tuple(e) == REPORT_KEYS  # the keys the Slicer module reads back
     assert e["model"] == "seg_all.pt" and e["pathway"] == "ctpa" and e["threshold"] == 0.0
     assert e["volume_ml"] == pytest.approx(whole_ml, rel=1e-4) and e["n_components"] == 1
     assert e["slices"] == list(range(volume.num_slices)) and 0 < e["max_probability"] <= 1
