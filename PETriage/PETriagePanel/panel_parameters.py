@@ -5,12 +5,14 @@ from typing import Annotated
 from slicer import vtkMRMLScalarVolumeNode
 from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper
 
-from PETriageLib.vocabulary import CAM_MODES, DOMAIN_CHECK_MODES, SLICE_LABELS
+from PETriageLib.vocabulary import CAM_MODES, DOMAIN_CHECK_MODES, PHASE_CHOICES, SLICE_LABELS
 
 NO_MODEL = "(none)"  # the optional series-model combos' entry for "not used"
 # model combos (filled at run time, so bound by hand in both directions): widget name -> parameter
 MODEL_COMBOS = {"stage1ModelComboBox": "stage1Model", "stage2ModelComboBox": "stage2Model",
-                "refinerModelComboBox": "refinerModel", "patientModelComboBox": "patientModel"}
+                "refinerModelComboBox": "refinerModel", "patientModelComboBox": "patientModel",
+                "segModelComboBox": "segModel", "nctModelComboBox": "nctModel"}
+OPTIONAL_MODELS = ("refinerModel", "patientModel", "segModel", "nctModel")  # may be NO_MODEL
 
 
 @parameterNodeWrapper
@@ -24,6 +26,9 @@ class PETriageParameterNode:
     patientModel: str = ""  # a patient classifier file; empty: a patient is flagged when a slice is
     refinerModel: str = ""  # a slice refiner file; empty: the stages' own slice probabilities
     domainCheck: Annotated[str, Choice(list(DOMAIN_CHECK_MODES))] = "refuse"  # series unlike the training data
+    phase: Annotated[str, Choice(list(PHASE_CHOICES))] = "auto"  # CTPA cascade or non-contrast model
+    segModel: str = ""  # an embolus segmentation model for CTPA series; empty: none
+    nctModel: str = ""  # the non-contrast (CPMN) model; the combo starts on the shipped one
     camMode: Annotated[str, Choice(list(CAM_MODES))] = "top-k"
     topK: Annotated[int, WithinRange(1, 100)] = 5
     opacity: Annotated[float, WithinRange(0.0, 1.0)] = 0.5
@@ -46,6 +51,7 @@ def settings_from(p: PETriageParameterNode):
     return TriageSettings(
         stage1=p.stage1Model, stage2=p.stage2Model, device=p.device,
         threshold_pe=None if p.useModelThreshold else p.threshold, patient_model=p.patientModel or None,
-        refiner=p.refinerModel or None, domain_check=p.domainCheck, cam=p.camMode, top_k=p.topK,
+        refiner=p.refinerModel or None, domain_check=p.domainCheck, phase=p.phase,
+        seg_model=p.segModel or None, nct_model=p.nctModel or None, cam=p.camMode, top_k=p.topK,
         display=DisplayOptions(threshold=p.heatmapThreshold, opacity=p.opacity, foreground_branch=p.foregroundBranch or None),
     )

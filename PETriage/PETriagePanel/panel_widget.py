@@ -18,7 +18,7 @@ import vtk
 from slicer.util import VTKObservationMixin
 
 from PETriagePanel.panel_annotation import AnnotationSection
-from PETriagePanel.panel_parameters import MODEL_COMBOS, NO_MODEL, settings_from
+from PETriagePanel.panel_parameters import MODEL_COMBOS, NO_MODEL, OPTIONAL_MODELS, settings_from
 
 # Buttons that must not start a second job (or run Grad-CAM on the GUI thread) while one runs.
 BUSY_DISABLED = ("screenFolderButton", "screenDatabaseButton", "heatmapSliceButton", "retrainButton",
@@ -134,7 +134,7 @@ class PETriagePanel(AnnotationSection, VTKObservationMixin):
         console or a loaded scene shows in the panel."""
         for widget, name in MODEL_COMBOS.items():
             combo = getattr(self.ui, widget)
-            value = getattr(self._parameterNode, name) or (NO_MODEL if name in ("refinerModel", "patientModel") else "")
+            value = getattr(self._parameterNode, name) or (NO_MODEL if name in OPTIONAL_MODELS else "")
             if value and combo.currentText != value:
                 wasBlocked = combo.blockSignals(True)
                 combo.setCurrentText(value)
@@ -172,13 +172,16 @@ class PETriagePanel(AnnotationSection, VTKObservationMixin):
         if self.dependenciesMissing():
             self.ui.statusLabel.text = "Press 'Install dependencies' first (PyTorch and PETriage's packages)."
             return
-        from PETriageSlicer.model_list import model_names, series_model_names
+        from PETriageSlicer.model_list import model_names, segmentation_model_names, series_model_names
 
         u = self.ui
         lists = ((u.stage1ModelComboBox, "stage1Model", model_names(1)),
                  (u.stage2ModelComboBox, "stage2Model", model_names(2)),
                  (u.refinerModelComboBox, "refinerModel", [NO_MODEL] + series_model_names("slice_refiner")),
-                 (u.patientModelComboBox, "patientModel", [NO_MODEL] + series_model_names("patient_classifier")))
+                 (u.patientModelComboBox, "patientModel", [NO_MODEL] + series_model_names("patient_classifier")),
+                 (u.segModelComboBox, "segModel", [NO_MODEL] + segmentation_model_names()),
+                 # the shipped non-contrast model first: non-contrast series use it unless "(none)" is chosen
+                 (u.nctModelComboBox, "nctModel", segmentation_model_names("cross_phase") + [NO_MODEL]))
         for combo, name, names in lists:
             current = getattr(self._parameterNode, name, "") if self._parameterNode else ""
             wasBlocked = combo.blockSignals(True)

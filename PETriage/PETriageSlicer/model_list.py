@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from PETriageLib.models.zoo import (
-    read_manifest, read_series_models, register_model, resolve_model, resources_dir)
+    read_manifest, read_segmentation_models, read_series_models, register_model, resolve_model, resources_dir)
 from PETriageLib.errors import CheckpointError
 
 
@@ -31,6 +31,12 @@ def series_model_names(model_type: str) -> list[str]:
     """Registered names of the shipped series models of one type ('slice_refiner' or
     'patient_classifier'); the panel offers them beside typing a file path."""
     return [e["name"] for e in read_series_models(resources_dir()) if e.get("type") == model_type]
+
+
+def segmentation_model_names(task: str | None = None) -> list[str]:
+    """Registered names of the shipped embolus segmentation models (task 'segmentation' or
+    'cross_phase'; None: both, as a CTPA series can take either)."""
+    return [e["name"] for e in read_segmentation_models(resources_dir(), task)]
 
 
 def resolve(name_or_path: str) -> tuple[Path, str | None]:

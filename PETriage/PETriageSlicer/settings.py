@@ -26,6 +26,9 @@ class TriageSettings:
     patient_model: Optional[str] = None  # a patient classifier file (petriage train-patient); None: any-slice rule
     refiner: Optional[str] = None  # a slice refiner file (petriage train-refiner); None: the stages' own scores
     domain_check: str = "refuse"  # refuse | warn | off: series unlike stage 1's training data (domain_check)
+    phase: str = "auto"  # auto | ctpa | nct: the pathway, by the measured blood-pool HU unless forced
+    seg_model: Optional[str] = None  # an embolus segmentation model for CTPA series; "default": the shipped one
+    nct_model: Optional[str] = "default"  # the non-contrast (CPMN) model; "default": the shipped one; None: none
     cam: str = "top-k"  # top-k | pe | none
     top_k: int = 5
     display: DisplayOptions = field(default_factory=DisplayOptions)
@@ -33,19 +36,22 @@ class TriageSettings:
     def cascade_key(self) -> tuple:
         """What the cascade depends on (the display and Grad-CAM choices do not rebuild it)."""
         return (self.stage1, self.stage2, self.device, self.threshold_pe, self.patient_model, self.refiner,
-                self.domain_check)
+                self.domain_check, self.phase, self.seg_model, self.nct_model)
 
 
 def build_cascade_for(settings: TriageSettings) -> Any:
     """The PETriageLib Cascade for these settings (model names resolved through the module's model list)."""
     from PETriageLib.triage.cascade import build_cascade
+    from PETriageLib.triage.embolus import embolus_model_spec
 
     from PETriageSlicer.model_list import verified_path
 
     paths = [str(verified_path(name)) for name in (settings.stage1, settings.stage2)]
     return build_cascade(paths[0], paths[1], device=settings.device, threshold_pe=settings.threshold_pe,
                          patient_model=settings.patient_model or None, refiner=settings.refiner or None,
-                         domain_check=settings.domain_check)
+                         domain_check=settings.domain_check, phase=settings.phase,
+                         seg_model=embolus_model_spec(settings.seg_model or None, "ctpa"),
+                         nct_model=embolus_model_spec(settings.nct_model or None, "nct"))
 
 
 def output_folder(text: "str | None", what: str = "export folder") -> Path:

@@ -72,7 +72,7 @@ def _run_real(args: argparse.Namespace, configs: list) -> int:
 
     from PETriageLib.phantom.cases_dir import require_cases_dir
     from PETriageLib.training.seg_real_data import RealSegSpec
-    from PETriageLib.training.seg_real_run import RealSegPlan, run_real_segmentation
+    from PETriageLib.training.seg_real_run import RealSegPlan, result_rows, run_real_segmentation
     from PETriageLib.training.seg_volume_eval import level_table, volume_table
 
     split = json.loads((Path(__file__).resolve().parents[2] / "scripts" / "real_anatomy_split.json").read_text())
@@ -87,7 +87,7 @@ def _run_real(args: argparse.Namespace, configs: list) -> int:
     plan = RealSegPlan(Path(require_cases_dir(args.cases_dir)), train, val, test,
                        RealSegSpec(args.pixel_mm, args.slice_thickness), args.patch)
     runs = run_real_segmentation(plan, configs, args.out or "seg_models_real")
-    rows = [(f"{r.label} on {phase.upper()}", ev) for r in runs for phase, ev in r.test.items()]
+    rows = result_rows(runs)
     print(volume_table(rows))
     print("\nClots found and voxel recall per level")
     print(level_table(rows))

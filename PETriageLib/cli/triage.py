@@ -92,11 +92,14 @@ def add_cascade_options(p: argparse.ArgumentParser) -> None:
                         "CTPA cascade, with a warning, when none is given or the phase is undecided); ctpa or nct "
                         "force one")
     p.add_argument("--seg-model", default=None, metavar="SEG_PT",
-                   help="an embolus segmentation checkpoint (petriage train-seg) run on CTPA series: "
-                        "embolus_probability/embolus_mask on the CT's grid and the clot volume in the report")
-    p.add_argument("--nct-model", default=None, metavar="NCT_PT",
-                   help="a cross_phase (CPMN) checkpoint for non-contrast series: its predicted embolus "
-                        "components decide their verdict, and its mask is written as for --seg-model")
+                   help="an embolus segmentation checkpoint (petriage train-seg; a file or a registered name, "
+                        "'default' for the shipped one) run on CTPA series: embolus_probability/embolus_mask on "
+                        "the CT's grid and the clot volume in the report; off unless given")
+    p.add_argument("--nct-model", default="default", metavar="NCT_PT",
+                   help="a cross_phase (CPMN) checkpoint for non-contrast series (a file or a registered name): "
+                        "its predicted embolus components decide their verdict, and its mask is written as for "
+                        "--seg-model; default: the shipped non-contrast model when one is registered; 'none': "
+                        "non-contrast series go to the CTPA cascade with a warning")
     p.add_argument("--nifti", action="store_true", help="write heatmaps as NIfTI (.nii.gz) instead of NRRD")
     p.add_argument("--no-images", action="store_true", help="skip the key image PNGs")
 
@@ -120,8 +123,12 @@ class TqdmProgress:
 
 
 def routing_options(args: argparse.Namespace) -> dict[str, Any]:
-    """The contrast-phase routing fields of CascadeOptions, from the command line."""
-    return {"phase": args.phase, "seg_model": args.seg_model, "nct_model": args.nct_model}
+    """The contrast-phase routing fields of CascadeOptions, from the command line ('default': the
+    registered model of that pathway, if any; 'none': no model)."""
+    from PETriageLib.triage.embolus import embolus_model_spec
+
+    return {"phase": args.phase, "seg_model": embolus_model_spec(args.seg_model, "ctpa"),
+            "nct_model": embolus_model_spec(args.nct_model, "nct")}
 
 
 def cascade_from_args(args: argparse.Namespace) -> Any:

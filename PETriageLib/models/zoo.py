@@ -2,8 +2,10 @@
 
 Format: {"models": [{"name", "stage": 1|2, "file" (relative to Resources/), "sha256",
 "card": {"intended_use", "training_data", "limits", "metrics"}}], "series_models": [{"name",
-"type": "slice_refiner"|"patient_classifier", "file", "sha256", "card"}]} (``series_models``
-optional: models over a series' slice features, bound to a stage pair, PETriageLib.training.series_models).
+"type": "slice_refiner"|"patient_classifier", "file", "sha256", "card"}], "segmentation_models": [{"name",
+"task": "segmentation"|"cross_phase", "file", "sha256", "card"}]} (``series_models`` optional: models over a
+series' slice features, bound to a stage pair, PETriageLib.training.series_models; ``segmentation_models``
+optional: embolus segmentation and non-contrast (CPMN) checkpoints, petriage train-seg).
 """
 from __future__ import annotations
 
@@ -21,6 +23,8 @@ from PETriageLib.models.checkpoint import file_sha256
 MANIFEST_NAME = "models.json"
 CARD_KEYS = ("intended_use", "training_data", "limits", "metrics")
 ENTRY_KEYS = ("name", "stage", "file", "sha256", "card")
+SEG_ENTRY_KEYS = ("name", "task", "file", "sha256", "card")
+SEG_TASKS = ("segmentation", "cross_phase")
 
 log = logging.getLogger(__name__)
 
@@ -45,19 +49,37 @@ def _check_entry(entry: Any, where: Path) -> None:
         raise CheckpointError(f"{where}: model card of {entry['name']!r} lacks {missing}")
 
 
-def read_manifest(resources: "str | os.PathLike | None" = None) -> dict:
-    """The manifest dict (``{"models": []}`` when the file does not exist), structure-checked."""
-    path = manifest_path(resources)
-    if not path.is_file():
-        return {"models": []}
+def _check_seg_entry(entry: Any, where: Path) -> None:
+    if not isinstance(entry, dict) or any(k not in entry for k in SEG_ENTRY_KEYS):
+        raise CheckpointError(f"{where}: segmentation model entry {entry!r} needs the keys {list(SEG_ENTRY_KEYS)}")
+    if entry["task"] not in SEG_TASKS:
+        raise CheckpointError(f"{where}: segmentation model {entry['name']!r} has task {entry['task']!r}, "
+                              f"expected one of {', '.join(SEG_TASKS)}")
+    missing = [k for k in CARD_KEYS if k not in entry["card"]]
+    if missing:
+        raise CheckpointError(f"{where}: model card of {entry['name']!r} lacks {missing}")
+
+
+def _read_json(path: Path) -> dict:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
         raise CheckpointError(f"model manifest {path} is not valid JSON: {exc}") from None
     if not isinstance(data, dict) or not isinstance(data.get("models"), list):
         raise CheckpointError(f"model manifest {path} must be an object with a 'models' list")
+    return data
+
+
+def read_manifest(resources: "str | os.PathLike | None" = None) -> dict:
+    """The manifest dict (``{"models": []}`` when the file does not exist), structure-checked."""
+    path = manifest_path(resources)
+    if not path.is_file():
+        return {"models": []}
+    data = _read_json(path)
     for entry in data["models"]:
         _check_entry(entry, path)
+    for entry in data.get("segmentation_models", []):
+        _check_seg_entry(entry, path)
     return data
 
 
@@ -71,7 +93,8 @@ def verify_manifest(resources: "str | os.PathLike | None" = None) -> list[str]:
     """Problems found (missing files, SHA256 mismatches); an empty list means all is well."""
     root = Path(resources or resources_dir())
     problems = []
-    for entry in read_manifest(root)["models"] + read_series_models(root):
+    data = read_manifest(root)
+    for entry in data["models"] + data.get("series_models", []) + data.get("segmentation_models", []):
         file = root / entry["file"]
         if not file.is_file():
             problems.append(f"{entry['name']}: file {file} is missing")
@@ -83,17 +106,40 @@ def verify_manifest(resources: "str | os.PathLike | None" = None) -> list[str]:
 def resolve_series_model(name_or_path: "str | os.PathLike", resources: "str | os.PathLike | None" = None
                          ) -> tuple[Path, "str | None"]:
     """(file, expected SHA256 or None) of a series model: a file path, or a ``series_models`` name."""
+    root = Path(resources or resources_dir())
+    return _resolve(name_or_path, read_series_models(root), root, "series model")
+
+
+def read_segmentation_models(resources: "str | os.PathLike | None" = None, task: "str | None" = None
+                             ) -> list[dict]:
+    """The manifest's ``segmentation_models`` entries (all, or those of one task), structure-checked."""
+    entries = read_manifest(resources).get("segmentation_models", [])
+    return [e for e in entries if task is None or e["task"] == task]
+
+
+def resolve_segmentation_model(name_or_path: "str | os.PathLike", resources: "str | os.PathLike | None" = None
+                               ) -> tuple[Path, "str | None"]:
+    """(checkpoint path, expected SHA256 or None) of a segmentation or cross-phase model: a
+    ``segmentation_models`` name or a file (a registered file gets its entry's SHA256)."""
+    root = Path(resources or resources_dir())
+    return _resolve(name_or_path, read_segmentation_models(root), root, "segmentation model")
+
+
+def _resolve(name_or_path: "str | os.PathLike", entries: list[dict], root: Path, what: str
+             ) -> tuple[Path, "str | None"]:
     candidate = Path(name_or_path)
     if candidate.is_file():
+        target = candidate.resolve()
+        for e in entries:
+            if (root / e["file"]).resolve() == target:
+                return candidate, e["sha256"]
         return candidate, None
-    root = Path(resources or resources_dir())
-    entries = read_series_models(root)
     for e in entries:
-        if e.get("name") == str(name_or_path):
+        if e["name"] == str(name_or_path):
             return root / e["file"], e["sha256"]
-    known = ", ".join(e.get("name", "?") for e in entries) or "none registered"
-    raise CheckpointError(f"no file or registered series model named {str(name_or_path)!r} "
-                          f"({manifest_path(root)}: {known})")
+    known = ", ".join(e["name"] for e in entries) or "none registered"
+    raise CheckpointError(f"no checkpoint file or registered {what} named {str(name_or_path)!r} "
+                          f"(manifest {root / MANIFEST_NAME}: {known})")
 
 
 def find_entry(name: str, resources: "str | os.PathLike | None" = None) -> "dict | None":
@@ -107,20 +153,7 @@ def resolve_model(name_or_path: "str | os.PathLike", resources: "str | os.PathLi
     A path that is a manifest entry's file gets that entry's SHA256; any other file gets None.
     """
     root = Path(resources or resources_dir())
-    entries = read_manifest(root)["models"]
-    candidate = Path(name_or_path)
-    if candidate.is_file():
-        target = candidate.resolve()
-        for e in entries:
-            if (root / e["file"]).resolve() == target:
-                return candidate, e["sha256"]
-        return candidate, None
-    for e in entries:
-        if e["name"] == str(name_or_path):
-            return root / e["file"], e["sha256"]
-    known = ", ".join(e["name"] for e in entries) or "none registered"
-    raise CheckpointError(f"no checkpoint file or registered model named {str(name_or_path)!r} "
-                          f"(manifest {root / MANIFEST_NAME}: {known})")
+    return _resolve(name_or_path, read_manifest(root)["models"], root, "model")
 
 
 def register_model(name: str, stage: int, checkpoint: "str | os.PathLike", card: Mapping[str, Any],
@@ -135,21 +168,48 @@ def register_model(name: str, stage: int, checkpoint: "str | os.PathLike", card:
     root = Path(resources or resources_dir())
     src = Path(checkpoint).resolve()
     load_checkpoint(src)  # raises CheckpointError for a file that would be refused later
+    entry = {"name": name, "stage": int(stage), "file": _copied_in(src, root), "sha256": file_sha256(src),
+             "card": dict(card)}
+    _check_entry(entry, manifest_path(root))
+    _put_entry(root, "models", entry)
+    log.info("registered model %s (stage %d) -> %s", name, stage, entry["file"])
+    return entry
+
+
+def register_segmentation_model(name: str, checkpoint: "str | os.PathLike", card: Mapping[str, Any],
+                                resources: "str | os.PathLike | None" = None) -> dict:
+    """Add or replace the ``segmentation_models`` entry ``name`` (task read from the checkpoint,
+    which must load as a segmentation model); copied into Resources/models/ as register_model does."""
+    from PETriageLib.models.seg_checkpoint import load_seg_checkpoint
+
+    root = Path(resources or resources_dir())
+    src = Path(checkpoint).resolve()
+    _, meta = load_seg_checkpoint(src)
+    entry = {"name": name, "task": meta["task"], "file": _copied_in(src, root), "sha256": file_sha256(src),
+             "card": dict(card)}
+    _check_seg_entry(entry, manifest_path(root))
+    _put_entry(root, "segmentation_models", entry)
+    log.info("registered segmentation model %s (%s) -> %s", name, meta["task"], entry["file"])
+    return entry
+
+
+def _copied_in(src: Path, root: Path) -> str:
+    """``src``'s path relative to Resources/, copying it to Resources/models/ when it lies outside."""
     if not src.is_relative_to(root.resolve()):
         dest = root / "models" / src.name
         dest.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(src, dest)
         src = dest.resolve()
-    entry = {"name": name, "stage": int(stage), "file": src.relative_to(root.resolve()).as_posix(),
-             "sha256": file_sha256(src), "card": dict(card)}
-    _check_entry(entry, manifest_path(root))
+    return src.relative_to(root.resolve()).as_posix()
+
+
+def _put_entry(root: Path, section: str, entry: dict) -> None:
+    """Replace the entry of the same name in ``section`` (keeping its place) or append it."""
     data = read_manifest(root)
-    models = [e for e in data["models"] if e["name"] != name]
-    index = next((i for i, e in enumerate(data["models"]) if e["name"] == name), len(models))
-    models.insert(index, entry)
-    data["models"] = models
+    old = data.get(section, [])
+    index = next((i for i, e in enumerate(old) if e["name"] == entry["name"]), len(old))
+    data[section] = [e for e in old if e["name"] != entry["name"]]
+    data[section].insert(index, entry)
     path = manifest_path(root)
     text = json.dumps(data, indent=2) + "\n"
     atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
-    log.info("registered model %s (stage %d) -> %s", name, stage, entry["file"])
-    return entry

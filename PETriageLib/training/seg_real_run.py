@@ -5,10 +5,12 @@ Every study is a real CAD-PE case (``scripts/real_anatomy_split.json`` says whic
 rendered in both phases. Cross-phase models (CPMN) train on the CTPA/NCT pairs and are scored on
 the NCT studies, their inference path; segmentation models train on CTPA and are scored on CTPA and,
 to show what they lose without contrast, on NCT. A run whose checkpoint already exists in ``out_dir``
-is loaded instead of trained again, so an interrupted experiment resumes where it stopped.
+is loaded instead of trained again, so an interrupted experiment resumes where it stopped. The scores
+go to ``out_dir``/evaluation.json (read by ``petriage ship-seg`` for the model cards) and tables.md.
 """
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +23,9 @@ from PETriageLib.models.seg_base import SegmentationNet
 from PETriageLib.models.seg_checkpoint import load_seg_checkpoint, save_seg_checkpoint
 from PETriageLib.models.seg_predict import predict_embolus_probability
 from PETriageLib.training.seg_real_data import RealSegSpec, RealSegStudy, patch_slices, real_seg_studies
-from PETriageLib.training.seg_volume_eval import VolumeEvaluation, choose_operating_point, evaluate_volumes
+from PETriageLib.atomic import atomic_write
+from PETriageLib.training.seg_volume_eval import (VolumeEvaluation, choose_operating_point, evaluate_volumes,
+                                                  evaluation_dict, level_table, volume_table)
 from PETriageLib.training.segmentation import SegTrainConfig, train_cross_phase, train_segmentation
 
 log = logging.getLogger(__name__)
@@ -100,4 +104,26 @@ def run_real_segmentation(plan: RealSegPlan, configs: Sequence[SegTrainConfig], 
                                               point.threshold, point.min_component_ml)
         note(f"{label}: test " + ", ".join(f"{k} Dice {v.dice:.3f}" for k, v in run.test.items()))
         runs.append(run)
+        write_results(runs, plan, out)  # after every run, so an interrupted experiment keeps its scores
     return runs
+
+
+def result_rows(runs: Sequence[RealSegRun]) -> list[tuple[str, VolumeEvaluation]]:
+    return [(f"{r.label} on {phase.upper()}", ev) for r in runs for phase, ev in r.test.items()]
+
+
+def write_results(runs: Sequence[RealSegRun], plan: RealSegPlan, out: Path) -> None:
+    """evaluation.json (every run: checkpoint, validation operating point, test scores per phase,
+    the split) and tables.md (the volume and per-level tables)."""
+    split = {name: [list(item) for item in items]
+             for name, items in (("train", plan.train), ("validation", plan.validation), ("test", plan.test))}
+    data = {"spec": {"pixel_mm": plan.spec.pixel_mm, "slice_thickness": plan.spec.slice_thickness,
+                     "patch": plan.patch, "min_sensitivity": plan.min_sensitivity},
+            "split": split,
+            "runs": [{"label": r.label, "checkpoint": r.checkpoint.name, "validation": evaluation_dict(r.validation),
+                      "test": {phase: evaluation_dict(ev) for phase, ev in r.test.items()}} for r in runs]}
+    text = json.dumps(data, indent=2) + "\n"
+    atomic_write(out / "evaluation.json", lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    rows = result_rows(runs)
+    tables = (f"{volume_table(rows)}\n\nClots found and voxel recall per level\n\n{level_table(rows)}\n")
+    atomic_write(out / "tables.md", lambda tmp: tmp.write_text(tables, encoding="utf-8"))

@@ -10,7 +10,7 @@ chosen on validation studies (``choose_operating_point``), never on the test set
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Sequence
 
 import numpy as np
@@ -72,6 +72,21 @@ class VolumeEvaluation:
     @property
     def specificity(self) -> float:
         return ratio(self.true_negative_patients, self.patients_negative)
+
+
+def evaluation_dict(ev: VolumeEvaluation) -> dict:
+    """``ev``'s counts and the scores derived from them (NaN where undefined becomes None), for
+    evaluation.json and the model cards."""
+    def number(x: float) -> "float | None":
+        return round(float(x), 4) if np.isfinite(x) else None
+
+    d = asdict(ev)
+    d.update(dice=number(ev.dice), precision=number(ev.precision), recall=number(ev.recall),
+             clots=ev.clots, clots_found=ev.clots_found, sensitivity=number(ev.sensitivity),
+             specificity=number(ev.specificity),
+             sensitivity_text=wilson(ev.true_positive_patients, ev.patients_positive),
+             specificity_text=wilson(ev.true_negative_patients, ev.patients_negative))
+    return d
 
 
 def add_study(ev: VolumeEvaluation, prob: np.ndarray, study: Study) -> None:

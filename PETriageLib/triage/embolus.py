@@ -130,17 +130,44 @@ def load_embolus_model(spec: "str | Path", pathway: str, device: Any = "cpu") ->
     from PETriageLib.errors import CheckpointError
     from PETriageLib.models.checkpoint import file_sha256
     from PETriageLib.models.seg_checkpoint import load_seg_checkpoint
-    from PETriageLib.models.zoo import resolve_model
+    from PETriageLib.models.zoo import resolve_segmentation_model
 
     if pathway not in PATHWAYS:
         raise ValueError(f"unknown pathway {pathway!r}; use one of {', '.join(PATHWAYS)}")
-    path, expected = resolve_model(str(spec))
+    path, expected = resolve_segmentation_model(str(spec))
     model, meta = load_seg_checkpoint(path, expected)
     if meta["task"] not in PATHWAY_TASKS[pathway]:
         raise CheckpointError(f"{path} holds a {meta['task']} model ({meta['architecture']}); the {pathway} "
                               f"pathway needs {' or '.join(PATHWAY_TASKS[pathway])}")
     name = str(spec) if not Path(str(spec)).exists() else Path(path).name
     return EmbolusModel(name, pathway, model.to(device).eval(), meta, expected or file_sha256(path))
+
+
+def default_embolus_model(pathway: str) -> "str | None":
+    """The registered model a pathway uses by default (Resources/models.json's first
+    ``segmentation_models`` entry of the pathway's own task: segmentation for CTPA, cross_phase for
+    non-contrast series), or None when none is registered."""
+    from PETriageLib.models.zoo import read_segmentation_models
+
+    task = PATHWAY_TASKS[pathway][0]
+    return next((e["name"] for e in read_segmentation_models(task=task)), None)
+
+
+def embolus_model_spec(spec: "str | None", pathway: str) -> "str | None":
+    """The model a pathway is asked to use: None or 'none' for no model, 'default' for the registered
+    default (None for the non-contrast pathway when none is registered: its series then go to the
+    CTPA cascade with a warning; an error for the CTPA pathway, where it was asked for), else ``spec``."""
+    from PETriageLib.errors import CheckpointError
+
+    if spec is None or spec.lower() == "none":
+        return None
+    if spec != "default":
+        return spec
+    name = default_embolus_model(pathway)
+    if name is None and pathway == "ctpa":
+        raise CheckpointError("segmentation model 'default': no segmentation model is registered in "
+                              "Resources/models.json; pass a checkpoint file")
+    return name
 
 
 def nct_verdict(cascade: PatientVerdict, embolus: EmbolusResult) -> PatientVerdict:

@@ -42,6 +42,8 @@ def test_segment_writes_maps_on_the_series_grid(cpmn_checkpoint, phantom_series_
     # threshold 0: every voxel is "clot", so the volume is the whole grid's
     whole = np.prod(volume.hu.shape) * np.prod(volume.spacing) / 1000
     assert summary["clot_volume_ml"] == pytest.approx(whole, rel=1e-3)
+    assert summary["components"] == 1 and summary["slices"] == list(range(volume.num_slices))
+    assert summary["min_component_ml"] == 0.0  # the phantom runs keep every component
     assert json.loads((tmp_path / "segment.json").read_text()) == summary
 
 

@@ -244,3 +244,23 @@ def scene_labelmap_array(seg, ct):
     import slicer
 
     return slicer.util.arrayFromVolume(scene_labelmap(seg, ct)) > 0
+
+
+def test_settings_with_a_segmentation_model_give_a_segment_from_a_real_run(scene, clot_study, tiny_models,
+                                                                         embolus_checkpoints):
+    """The panel's segmentation choice reaches the cascade: a model thresholded at 0 (every voxel is
+    clot) run from TriageSettings gives one segment covering the CT, its volume the CT's."""
+    from PETriageSlicer.logic import PETriageSceneLogic, TriageSettings
+
+    logic = PETriageSceneLogic(scene)
+    ct = logic.load_dicom(str(clot_study[0]))
+    settings = TriageSettings(*tiny_models, device="cpu", cam="none", domain_check="off",
+                              seg_model=str(embolus_checkpoints["seg_all"]))
+    nodes = logic.run(ct, settings)
+    dims = ct.GetImageData().GetDimensions()
+    assert nodes.embolus.slices == list(range(dims[2]))
+    assert nodes.embolus.volume_ml == pytest.approx(np.prod(dims) * np.prod(ct.GetSpacing()) / 1000.0, rel=1e-6)
+    assert scene_labelmap_array(nodes.embolus.segmentation, ct).all()
+    import dataclasses
+
+    assert dataclasses.replace(settings, seg_model=None).cascade_key() != settings.cascade_key()  # rebuilt

@@ -90,7 +90,7 @@ def test_registered_refiner_loads_by_name_with_its_sha256(lesion_data, tmp_path,
     monkeypatch.setenv("PETRIAGE_RESOURCES", str(resources))
     loaded, meta = load_slice_refiner("my_refiner")
     assert meta["threshold_pe"] == best["threshold_pe"] and verify_manifest() == []
-    with pytest.raises(CheckpointError, match="no file or registered series model named 'other'"):
+    with pytest.raises(CheckpointError, match="no checkpoint file or registered series model named 'other'"):
         load_slice_refiner("other")
     path.write_bytes(path.read_bytes() + b"x")
     with pytest.raises(CheckpointError, match="does not match its registered SHA256"):
