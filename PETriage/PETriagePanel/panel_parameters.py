@@ -28,7 +28,7 @@ class PETriageParameterNode:
     domainCheck: Annotated[str, Choice(list(DOMAIN_CHECK_MODES))] = "refuse"  # series unlike the training data
     phase: Annotated[str, Choice(list(PHASE_CHOICES))] = "auto"  # CTPA cascade or non-contrast model
     segModel: str = ""  # an embolus segmentation model for CTPA series; empty: none
-    nctModel: str = ""  # the non-contrast (CPMN) model; the combo starts on the shipped one
+    nctModel: str = ""  # the non-contrast (CPMN) model for non-contrast series; empty: none
     camMode: Annotated[str, Choice(list(CAM_MODES))] = "top-k"
     topK: Annotated[int, WithinRange(1, 100)] = 5
     opacity: Annotated[float, WithinRange(0.0, 1.0)] = 0.5

@@ -180,8 +180,7 @@ class PETriagePanel(AnnotationSection, VTKObservationMixin):
                  (u.refinerModelComboBox, "refinerModel", [NO_MODEL] + series_model_names("slice_refiner")),
                  (u.patientModelComboBox, "patientModel", [NO_MODEL] + series_model_names("patient_classifier")),
                  (u.segModelComboBox, "segModel", [NO_MODEL] + segmentation_model_names()),
-                 # the shipped non-contrast model first: non-contrast series use it unless "(none)" is chosen
-                 (u.nctModelComboBox, "nctModel", segmentation_model_names("cross_phase") + [NO_MODEL]))
+                 (u.nctModelComboBox, "nctModel", [NO_MODEL] + segmentation_model_names("cross_phase")))
         for combo, name, names in lists:
             current = getattr(self._parameterNode, name, "") if self._parameterNode else ""
             wasBlocked = combo.blockSignals(True)

@@ -28,7 +28,7 @@ class TriageSettings:
     domain_check: str = "refuse"  # refuse | warn | off: series unlike stage 1's training data (domain_check)
     phase: str = "auto"  # auto | ctpa | nct: the pathway, by the measured blood-pool HU unless forced
     seg_model: Optional[str] = None  # an embolus segmentation model for CTPA series; "default": the shipped one
-    nct_model: Optional[str] = "default"  # the non-contrast (CPMN) model; "default": the shipped one; None: none
+    nct_model: Optional[str] = None  # the non-contrast (CPMN) model; "default": the shipped one; None: none
     cam: str = "top-k"  # top-k | pe | none
     top_k: int = 5
     display: DisplayOptions = field(default_factory=DisplayOptions)

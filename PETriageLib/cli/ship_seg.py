@@ -9,8 +9,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "ship-seg", help="register a petriage train-seg --anatomy real run as a shipped model, with its card",
         description="Copies one run's checkpoint of a train-seg --anatomy real folder into Resources/models/ and "
                     "lists it under segmentation_models in Resources/models.json; its card gives the run's "
-                    "held-out scores (evaluation.json) beside the paper's. The first cross_phase model "
-                    "listed is the one petriage triage uses for non-contrast series by default.")
+                    "held-out scores (evaluation.json) beside the paper's. The first model of a task listed "
+                    "is what petriage triage --seg-model default / --nct-model default use.")
     p.add_argument("run_dir", help="the train-seg --out folder (holds evaluation.json and the checkpoints)")
     p.add_argument("label", help="the run, as evaluation.json names it, e.g. 'cpmn (full)' or fusa_resunet")
     p.add_argument("name", help="the registered name, e.g. cpmn_demo_nct")

@@ -95,11 +95,12 @@ def add_cascade_options(p: argparse.ArgumentParser) -> None:
                    help="an embolus segmentation checkpoint (petriage train-seg; a file or a registered name, "
                         "'default' for the shipped one) run on CTPA series: embolus_probability/embolus_mask on "
                         "the CT's grid and the clot volume in the report; off unless given")
-    p.add_argument("--nct-model", default="default", metavar="NCT_PT",
-                   help="a cross_phase (CPMN) checkpoint for non-contrast series (a file or a registered name): "
-                        "its predicted embolus components decide their verdict, and its mask is written as for "
-                        "--seg-model; default: the shipped non-contrast model when one is registered; 'none': "
-                        "non-contrast series go to the CTPA cascade with a warning")
+    p.add_argument("--nct-model", default=None, metavar="NCT_PT",
+                   help="a cross_phase (CPMN) checkpoint for non-contrast series (a file or a registered name, "
+                        "'default' for the shipped one): its predicted embolus components decide their verdict, "
+                        "and its mask is written as for --seg-model; off unless given (the shipped demo model "
+                        "flags most non-PE phantoms, docs/segmentation.md): non-contrast series then go to the "
+                        "CTPA cascade with a warning")
     p.add_argument("--nifti", action="store_true", help="write heatmaps as NIfTI (.nii.gz) instead of NRRD")
     p.add_argument("--no-images", action="store_true", help="skip the key image PNGs")
 

@@ -179,13 +179,13 @@ def register_model(name: str, stage: int, checkpoint: "str | os.PathLike", card:
 def register_segmentation_model(name: str, checkpoint: "str | os.PathLike", card: Mapping[str, Any],
                                 resources: "str | os.PathLike | None" = None) -> dict:
     """Add or replace the ``segmentation_models`` entry ``name`` (task read from the checkpoint,
-    which must load as a segmentation model); copied into Resources/models/ as register_model does."""
+    which must load as a segmentation model); copied into Resources/models/<name>.pt when outside."""
     from PETriageLib.models.seg_checkpoint import load_seg_checkpoint
 
     root = Path(resources or resources_dir())
     src = Path(checkpoint).resolve()
     _, meta = load_seg_checkpoint(src)
-    entry = {"name": name, "task": meta["task"], "file": _copied_in(src, root), "sha256": file_sha256(src),
+    entry = {"name": name, "task": meta["task"], "file": _copied_in(src, root, f"{name}.pt"), "sha256": file_sha256(src),
              "card": dict(card)}
     _check_seg_entry(entry, manifest_path(root))
     _put_entry(root, "segmentation_models", entry)
@@ -193,10 +193,11 @@ def register_segmentation_model(name: str, checkpoint: "str | os.PathLike", card
     return entry
 
 
-def _copied_in(src: Path, root: Path) -> str:
-    """``src``'s path relative to Resources/, copying it to Resources/models/ when it lies outside."""
+def _copied_in(src: Path, root: Path, file_name: "str | None" = None) -> str:
+    """``src``'s path relative to Resources/, copying it to Resources/models/ (as ``file_name``,
+    default its own name) when it lies outside."""
     if not src.is_relative_to(root.resolve()):
-        dest = root / "models" / src.name
+        dest = root / "models" / (file_name or src.name)
         dest.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(src, dest)
         src = dest.resolve()

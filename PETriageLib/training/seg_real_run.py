@@ -5,7 +5,8 @@ Every study is a real CAD-PE case (``scripts/real_anatomy_split.json`` says whic
 rendered in both phases. Cross-phase models (CPMN) train on the CTPA/NCT pairs and are scored on
 the NCT studies, their inference path; segmentation models train on CTPA and are scored on CTPA and,
 to show what they lose without contrast, on NCT. A run whose checkpoint already exists in ``out_dir``
-is loaded instead of trained again, so an interrupted experiment resumes where it stopped. The scores
+is loaded instead of trained again (its operating point chosen again on validation, and the checkpoint
+updated when that changes), so an interrupted experiment resumes where it stopped. The scores
 go to ``out_dir``/evaluation.json (read by ``petriage ship-seg`` for the model cards) and tables.md.
 """
 from __future__ import annotations
@@ -90,6 +91,13 @@ def run_real_segmentation(plan: RealSegPlan, configs: Sequence[SegTrainConfig], 
             meta = None
         point = choose_operating_point(_probabilities(model, val, phase), [getattr(s, phase) for s in val],
                                        plan.min_sensitivity)
+        if meta is not None and (meta["threshold"], meta["min_component_ml"]) != (point.threshold,
+                                                                                 point.min_component_ml):
+            note(f"{label}: operating point now p >= {point.threshold:g}, comps >= {point.min_component_ml:g} mL "
+                 f"(was {meta['threshold']:g}, {meta['min_component_ml']:g}): checkpoint updated")
+            save_seg_checkpoint(path, model, input_size=meta["input_size"], threshold=point.threshold,
+                                training=meta["training"], pixel_mm=meta["pixel_mm"],
+                                min_component_ml=point.min_component_ml)
         if meta is None:
             training = {"steps": config.steps, "lr": config.lr, "width": config.width, "batch_size": config.batch_size,
                         "ablation": config.ablation if cross else None, "ifd_margin": config.ifd_margin,

@@ -128,8 +128,9 @@ def evaluate_volumes(probs: Sequence[np.ndarray], studies: Sequence[Study], thre
 
 
 def choose_operating_point(probs: Sequence[np.ndarray], studies: Sequence[Study], min_sensitivity: float = 0.95,
-                           thresholds: Sequence[float] = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9),
-                           min_mls: Sequence[float] = (0.0, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)) -> VolumeEvaluation:
+                           thresholds: Sequence[float] = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95),
+                           min_mls: Sequence[float] = (0.0, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
+                           ) -> VolumeEvaluation:
     """The (threshold, minimum component) with the highest patient specificity among those with
     patient sensitivity >= ``min_sensitivity`` (ties: more clots found); if none reaches it, the most
     sensitive one. Returns that point's validation evaluation."""

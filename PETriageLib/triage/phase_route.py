@@ -25,7 +25,7 @@ class PhaseDecision:
 def _non_contrast_warning(phase: ContrastPhase) -> str:
     # the cascade's PE class was learned from CTPA (the phantoms draw a clot only against contrast)
     return (f"non-contrast scan ({phase.reason}): the cascade learned PE from contrast-enhanced (CTPA) "
-            "scans only and no non-contrast model is installed; a clot is hard to see without contrast, "
+            "scans only and no non-contrast model was given (--nct-model); a clot is hard to see without contrast, "
             "so a negative result does not rule out PE")
 
 

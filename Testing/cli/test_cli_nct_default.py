@@ -1,6 +1,6 @@
-"""`petriage triage` on a non-contrast series uses the registered non-contrast (CPMN) model by
-default, says so in report.json, and `--nct-model none` sends the series to the CTPA cascade with
-the non-contrast warning instead."""
+"""`petriage triage --nct-model default` sends a non-contrast series to the registered non-contrast
+(CPMN) model and says so in report.json; without it (or with `none`) the series goes to the CTPA
+cascade with the non-contrast warning."""
 from __future__ import annotations
 
 import csv
@@ -31,7 +31,7 @@ def _report(series, out, tiny_checkpoints, *extra) -> dict:
     return json.loads((Path(row["report_dir"]) / "report.json").read_text())
 
 
-def test_the_registered_nct_model_is_the_default_and_none_turns_it_off(nct_series, tiny_checkpoints,
+def test_default_names_the_registered_nct_model_and_it_is_off_unless_asked(nct_series, tiny_checkpoints,
                                                                        embolus_checkpoints, tmp_path, monkeypatch):
     resources = tmp_path / "Resources"
     resources.mkdir()
@@ -39,12 +39,13 @@ def test_the_registered_nct_model_is_the_default_and_none_turns_it_off(nct_serie
     monkeypatch.setenv("PETRIAGE_RESOURCES", str(resources))
     register_segmentation_model("nct_test", embolus_checkpoints["nct_all"], CARD)
 
-    report = _report(nct_series, tmp_path / "default", tiny_checkpoints)
+    report = _report(nct_series, tmp_path / "default", tiny_checkpoints, "--nct-model", "default")
     assert report["phase"]["used"] == "nct" and "the non-contrast model" in report["phase"]["reason"]
     assert report["embolus"]["model"] == "nct_test" and report["embolus"]["pathway"] == "nct"
     assert report["patient"]["verdict"] == "pe_suspected"  # nct_all calls every voxel clot
     assert report["patient"]["rule"] == "non-contrast model: any predicted embolus component"
 
-    report = _report(nct_series, tmp_path / "none", tiny_checkpoints, "--nct-model", "none")
-    assert report["phase"]["used"] == "ctpa" and report["embolus"] is None
-    assert any("no non-contrast model is installed" in w for w in report["warnings"])
+    for extra in ((), ("--nct-model", "none")):
+        report = _report(nct_series, tmp_path / f"off{len(extra)}", tiny_checkpoints, *extra)
+        assert report["phase"]["used"] == "ctpa" and report["embolus"] is None
+        assert any("no non-contrast model was given (--nct-model)" in w for w in report["warnings"])

@@ -59,7 +59,7 @@ def _ship_the_run(out, resources, capsys, caplog, monkeypatch) -> None:
     assert main(["ship-seg", str(out), "resunet", "resunet_demo"]) == 0
     assert "registered resunet_demo (segmentation)" in capsys.readouterr().out
     (entry,) = read_segmentation_models(resources)
-    assert verify_manifest(resources) == [] and entry["file"] == "models/resunet.pt"
+    assert verify_manifest(resources) == [] and entry["file"] == "models/resunet_demo.pt"
     test = json.loads((out / "evaluation.json").read_text())["runs"][0]["test"]
     card = entry["card"]
     assert card["metrics"]["held_out_ctpa"]["dice"] == test["ctpa"]["dice"]

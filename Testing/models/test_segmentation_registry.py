@@ -31,7 +31,7 @@ def test_registered_models_resolve_with_their_task_and_digest(resources, embolus
     assert [(e["name"], e["task"]) for e in entries] == [("seg_demo", "segmentation"), ("nct_demo", "cross_phase")]
     assert [e["name"] for e in read_segmentation_models(resources, "cross_phase")] == ["nct_demo"]
     path, sha = resolve_segmentation_model("nct_demo", resources)
-    assert path == resources / "models" / embolus_checkpoints["nct_all"].name  # copied into Resources/
+    assert path == resources / "models" / "nct_demo.pt"  # copied into Resources/ under its name
     assert sha == file_sha256(path) == file_sha256(embolus_checkpoints["nct_all"])
     assert resolve_segmentation_model(path, resources) == (path, sha)  # the registered file keeps its digest
     assert verify_manifest(resources) == []
@@ -83,3 +83,21 @@ def test_a_classifier_is_not_registered_as_a_segmentation_model(tmp_path, tiny_c
     with pytest.raises(CheckpointError, match="not an embolus segmentation model"):
         register_segmentation_model("wrong", tiny_checkpoints[0], CARD, resources=tmp_path)
     assert read_segmentation_models(tmp_path) == []
+
+
+def test_the_shipped_demo_models_load_and_their_cards_match_their_checkpoints(monkeypatch):
+    """Resources/models.json as committed: both pathways' defaults load by name, and each card's
+    operating point is the one stored in its checkpoint (what triage applies)."""
+    monkeypatch.delenv("PETRIAGE_RESOURCES", raising=False)
+    entries = read_segmentation_models()
+    if not entries:
+        pytest.skip("no segmentation model registered in Resources/models.json")
+    assert verify_manifest() == []
+    for pathway in ("ctpa", "nct"):
+        name = default_embolus_model(pathway)
+        model = load_embolus_model(name, pathway)
+        card = next(e["card"] for e in entries if e["name"] == name)
+        assert (card["threshold"], card["min_component_ml"], card["pixel_mm"]) == (
+            model.meta["threshold"], model.meta["min_component_ml"], model.meta["pixel_mm"])
+        assert "NOT for clinical use" in card["intended_use"] and card["metrics"]["paper"]
+    assert load_embolus_model(default_embolus_model("nct"), "nct").meta["task"] == "cross_phase"

@@ -30,7 +30,7 @@ def test_non_contrast_series_is_warned_about(cascade, tmp_path):
     result = cascade.run(generate_study(8, matrix=128, slices=16, contrast="none", pe=False).volume)
     assert result.contrast_phase.phase == "non_contrast"
     (warning,) = [w for w in result.warnings if w.startswith("non-contrast scan (blood pool ")]
-    assert "no non-contrast model is installed" in warning and "does not rule out PE" in warning
+    assert "no non-contrast model was given (--nct-model)" in warning and "does not rule out PE" in warning
     report = json.loads(write_report(result, tmp_path).report_json.read_text())
     assert report["contrast_phase"]["phase"] == "non_contrast" and warning in report["warnings"]
 

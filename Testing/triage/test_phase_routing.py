@@ -58,7 +58,7 @@ def test_nct_rendering_goes_to_the_nct_model_whose_components_decide(routed, pha
     result = routed.run(volume)
     assert result.contrast_phase.phase == "non_contrast"
     assert result.phase.used == "nct" and "the non-contrast model" in result.phase.reason
-    assert not any("no non-contrast model is installed" in w for w in result.warnings)
+    assert not any("no non-contrast model was given (--nct-model)" in w for w in result.warnings)
     e = result.embolus
     assert e.pathway == "nct" and e.model == "nct_all.pt"
     _assert_on_grid(e, volume)
@@ -81,7 +81,7 @@ def test_non_contrast_without_nct_model_uses_the_cascade_and_warns(tiny_checkpoi
     result = cascade.run(nct_rendering(phantom_study))
     assert result.phase.used == "ctpa" and "no non-contrast model given" in result.phase.reason
     (warning,) = [w for w in result.warnings if w.startswith("non-contrast scan (blood pool ")]
-    assert "no non-contrast model is installed" in warning
+    assert "no non-contrast model was given (--nct-model)" in warning
     assert result.embolus.pathway == "ctpa"  # the CTPA seg model still runs on the CTPA pathway
 
 
