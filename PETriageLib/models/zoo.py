@@ -44,6 +44,10 @@ def _check_entry(entry: Any, where: Path) -> None:
         raise CheckpointError(f"{where}: model entry {entry!r} needs the keys {list(ENTRY_KEYS)}")
     if entry["stage"] not in (1, 2):
         raise CheckpointError(f"{where}: model {entry['name']!r} has stage {entry['stage']!r}, expected 1 or 2")
+    _check_card(entry, where)
+
+
+def _check_card(entry: dict, where: Path) -> None:
     missing = [k for k in CARD_KEYS if k not in entry["card"]]
     if missing:
         raise CheckpointError(f"{where}: model card of {entry['name']!r} lacks {missing}")
@@ -55,9 +59,7 @@ def _check_seg_entry(entry: Any, where: Path) -> None:
     if entry["task"] not in SEG_TASKS:
         raise CheckpointError(f"{where}: segmentation model {entry['name']!r} has task {entry['task']!r}, "
                               f"expected one of {', '.join(SEG_TASKS)}")
-    missing = [k for k in CARD_KEYS if k not in entry["card"]]
-    if missing:
-        raise CheckpointError(f"{where}: model card of {entry['name']!r} lacks {missing}")
+    _check_card(entry, where)
 
 
 def _read_json(path: Path) -> dict:
