@@ -28,6 +28,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--anatomy", choices=("formula", "real"), default="formula",
                    help="real: paired CTPA/NCT phantoms on real CAD-PE cases (scripts/real_anatomy_split.json), "
                         "scored as whole held-back studies with per-clot-level tables")
+    p.add_argument("--manifest", help="train on your own series instead of phantoms: a training manifest whose "
+                   "'mask' column gives each series' PE mask (1 = PE, on the series' grid); segmentation models "
+                   "only; split by its split column or --splits")
+    p.add_argument("--splits", help="--manifest: the splits JSON to use, or to write when new (default OUT/splits.json)")
     p.add_argument("--cases-dir", help="CAD-PE vessel masks (default ../shared/data/real/cadpe-vessels)")
     p.add_argument("--validation-patients", type=int, default=4, help="real: training-split cases that choose "
                    "the operating point (PE + no-PE study each)")
@@ -53,6 +57,8 @@ def run(args: argparse.Namespace) -> int:
             ifa, ifd = ABLATIONS[ab]
             configs.append(SegTrainConfig(model=name, width=args.width, steps=args.steps, lr=args.lr,
                                           seed=args.seed, ifa=ifa, ifd=ifd, ifd_margin=args.ifd_margin))
+    if args.manifest:
+        return _run_manifest(args, configs)
     if args.anatomy == "real":
         return _run_real(args, configs)
     n, m = args.train_patients, args.eval_patients
@@ -88,6 +94,23 @@ def _run_real(args: argparse.Namespace, configs: list) -> int:
                        RealSegSpec(args.pixel_mm, args.slice_thickness), args.patch)
     runs = run_real_segmentation(plan, configs, args.out or "seg_models_real")
     rows = result_rows(runs)
+    print(volume_table(rows))
+    print("\nClots found and voxel recall per level")
+    print(level_table(rows))
+    return 0
+
+
+def _run_manifest(args: argparse.Namespace, configs: list) -> int:
+    from pathlib import Path
+
+    from PETriageLib.training.seg_manifest_run import ManifestSegPlan, run_manifest_segmentation
+    from PETriageLib.training.seg_real_run import result_rows
+    from PETriageLib.training.seg_volume_eval import level_table, volume_table
+
+    if not args.out:
+        raise SystemExit("--manifest needs --out (the checkpoints, splits.json and evaluation.json go there)")
+    plan = ManifestSegPlan(Path(args.manifest), Path(args.splits) if args.splits else None, args.pixel_mm, args.patch)
+    rows = result_rows(run_manifest_segmentation(plan, configs, args.out))
     print(volume_table(rows))
     print("\nClots found and voxel recall per level")
     print(level_table(rows))

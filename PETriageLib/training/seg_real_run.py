@@ -112,7 +112,8 @@ def run_real_segmentation(plan: RealSegPlan, configs: Sequence[SegTrainConfig], 
                                               point.threshold, point.min_component_ml)
         note(f"{label}: test " + ", ".join(f"{k} Dice {v.dice:.3f}" for k, v in run.test.items()))
         runs.append(run)
-        write_results(runs, plan, out)  # after every run, so an interrupted experiment keeps its scores
+        write_results(runs, _plan_spec(plan), _plan_split(plan), out)  # after every run: an interrupted
+        # experiment keeps its scores
     return runs
 
 
@@ -120,14 +121,21 @@ def result_rows(runs: Sequence[RealSegRun]) -> list[tuple[str, VolumeEvaluation]
     return [(f"{r.label} on {phase.upper()}", ev) for r in runs for phase, ev in r.test.items()]
 
 
-def write_results(runs: Sequence[RealSegRun], plan: RealSegPlan, out: Path) -> None:
-    """evaluation.json (every run: checkpoint, validation operating point, test scores per phase,
-    the split) and tables.md (the volume and per-level tables)."""
-    split = {name: [list(item) for item in items]
-             for name, items in (("train", plan.train), ("validation", plan.validation), ("test", plan.test))}
-    data = {"spec": {"pixel_mm": plan.spec.pixel_mm, "slice_thickness": plan.spec.slice_thickness,
-                     "patch": plan.patch, "min_sensitivity": plan.min_sensitivity},
-            "split": split,
+def _plan_spec(plan: RealSegPlan) -> dict:
+    return {"pixel_mm": plan.spec.pixel_mm, "slice_thickness": plan.spec.slice_thickness, "patch": plan.patch,
+            "min_sensitivity": plan.min_sensitivity}
+
+
+def _plan_split(plan: RealSegPlan) -> dict:
+    return {name: [list(item) for item in items]
+            for name, items in (("train", plan.train), ("validation", plan.validation), ("test", plan.test))}
+
+
+def write_results(runs: Sequence[RealSegRun], spec: dict, split: dict, out: Path) -> None:
+    """evaluation.json (every run: checkpoint, validation operating point, test scores per phase;
+    the data spec and the split, each split a list of [id, seed, has PE]) and tables.md (the volume
+    and per-level tables)."""
+    data = {"spec": spec, "split": split,
             "runs": [{"label": r.label, "checkpoint": r.checkpoint.name, "validation": evaluation_dict(r.validation),
                       "test": {phase: evaluation_dict(ev) for phase, ev in r.test.items()}} for r in runs]}
     text = json.dumps(data, indent=2) + "\n"

@@ -50,8 +50,9 @@ def segmentation_card(data: dict, run: dict, meta: dict) -> dict[str, Any]:
     n_test = len({case for case, _, _ in split["test"]})
     metrics = {f"held_out_{phase}": _scores(ev) for phase, ev in run["test"].items()}
     metrics.update(
-        test_set=f"{len(split['test'])} studies from {n_test} held-back CAD-PE cases (each once with and once "
-                 "without clots), real-anatomy phantoms",
+        test_set=(f"{len(split['test'])} test series of {spec['manifest']}" if spec.get("manifest") else
+                  f"{len(split['test'])} studies from {n_test} held-back CAD-PE cases (each once with and once "
+                  "without clots), real-anatomy phantoms"),
         operating_point=f"p >= {meta['threshold']:g}, components >= {meta['min_component_ml']:g} mL, chosen on "
                         f"{len(split['validation'])} validation studies for >= "
                         f"{100 * spec['min_sensitivity']:.0f}% patient sensitivity",
@@ -60,6 +61,15 @@ def segmentation_card(data: dict, run: dict, meta: dict) -> dict[str, Any]:
            + ("triages non-contrast chest CT for PE (its NCT pathway; a series is PE-suspected when a "
               "predicted embolus component remains) and segments the emboli"
               if cross else "segments pulmonary emboli on CTPA series (the clot mask and volume in the report)"))
+    if spec.get("manifest"):  # petriage train-seg --manifest: the user's own series
+        data_text = (f"The series of manifest {spec['manifest']}: {len(split['train'])} training series "
+                     f"({training.get('patches')} {spec['patch']} px patches at {spec['pixel_mm']} mm), "
+                     f"{training.get('steps')} steps, lr {training.get('lr')}, width {training.get('width')}.")
+        limits = ("Figures on the manifest's own test split only; check them on your data before any use.")
+        return {"intended_use": "Research only, NOT for clinical use: segments pulmonary emboli",
+                "training_data": data_text, "limits": limits, "metrics": metrics, "architecture": architecture,
+                "threshold": meta["threshold"], "min_component_ml": meta["min_component_ml"],
+                "pixel_mm": meta.get("pixel_mm")}
     data_text = (f"Synthetic real-anatomy phantoms (petriage phantom --anatomy real): the artery, vein and lung "
                  f"masks of {len(training.get('train_cases', []))} CAD-PE cases with clots drawn from the FUMPE "
                  f"clot statistics, rendered {'as CTPA / non-contrast pairs' if cross else 'as CTPA and non-contrast'} "

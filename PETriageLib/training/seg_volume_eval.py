@@ -90,7 +90,8 @@ def evaluation_dict(ev: VolumeEvaluation) -> dict:
 
 
 def add_study(ev: VolumeEvaluation, prob: np.ndarray, study: Study) -> None:
-    """Add one study's scores (``prob`` on its grid) to ``ev``."""
+    """Add one study's scores (``prob`` on its grid) to ``ev``; ``study``: a phantom Study or any
+    object with its ``volume``, ``masks``, ``clot_ids`` and ``clot_levels`` (seg_manifest_data)."""
     if prob.shape != study.masks.shape or study.clot_ids is None:
         raise ValueError(f"probability {prob.shape} vs study {study.masks.shape}, or a study without clot ids")
     voxel_ml = float(np.prod([float(s) for s in study.volume.spacing])) / 1000.0
@@ -102,7 +103,7 @@ def add_study(ev: VolumeEvaluation, prob: np.ndarray, study: Study) -> None:
     ev.fn += int(np.count_nonzero(~pred & ref))
     for number, level in enumerate(study.clot_levels, start=1):
         clot = study.clot_ids == number
-        counts = ev.levels[level]
+        counts = ev.levels.setdefault(level, LevelCounts())  # a manifest's clots are "unlabelled"
         hit = int(np.count_nonzero(pred & clot))
         counts.clots += 1
         counts.found += int(hit > 0)
@@ -171,12 +172,13 @@ def volume_table(rows: Sequence["tuple[str, VolumeEvaluation]"]) -> str:
 
 def level_table(rows: Sequence["tuple[str, VolumeEvaluation]"]) -> str:
     """Clots found and voxel recall per clot level, one column pair per level."""
-    head = ["Model"] + [f"{lv}: found / recall (%)" for lv in LEVELS]
+    levels = list(LEVELS) + sorted({lv for _, ev in rows for lv in ev.levels} - set(LEVELS))
+    head = ["Model"] + [f"{lv}: found / recall (%)" for lv in levels]
     body = []
     for label, ev in rows:
         cells = []
-        for lv in LEVELS:
-            c = ev.levels[lv]
+        for lv in levels:
+            c = ev.levels.get(lv, LevelCounts())
             cells.append(f"{c.found}/{c.clots} / {pct(ratio(c.voxels_hit, c.voxels))}" if c.clots else "none")
         body.append([label] + cells)
     return markdown_table(head, body)

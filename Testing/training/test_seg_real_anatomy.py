@@ -80,8 +80,8 @@ def test_one_clot_missed_is_counted_at_its_level(studies) -> None:
 def test_operating_point_drops_small_components_like_triage(studies) -> None:
     pe, neg = studies[0], studies[1]
     blob = np.zeros(neg.nct.masks.shape, np.float32)
-    blob[2, 10:12, 10:12] = 0.9  # 4 voxels of 2 x 2 x 5 mm = 0.08 mL
-    probs = [(pe.nct.clot_ids > 0).astype(np.float32) * 0.95, blob]
+    blob[2, 10:12, 10:12] = 0.99  # 4 voxels of 2 x 2 x 5 mm = 0.08 mL, above every grid threshold
+    probs = [(pe.nct.clot_ids > 0).astype(np.float32), blob]
     point = choose_operating_point(probs, [pe.nct, neg.nct], min_sensitivity=1.0)
     assert point.sensitivity == 1.0 and point.specificity == 1.0 and point.min_component_ml > 0.08
     result = embolus_result("m", "nct", point.threshold, blob, neg.nct.volume, point.min_component_ml)

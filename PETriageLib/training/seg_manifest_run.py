@@ -1,0 +1,93 @@
+"""Segmentation experiment on a training manifest (your own series with PE masks): train on
+patches of the train split, choose the operating point on the val split, score whole test series
+(training/seg_volume_eval.py), with evaluation.json and tables.md as the real-anatomy run writes
+them (so ``petriage ship-seg`` can register the result). Segmentation models only: a manifest holds
+one phase per series, and CPMN needs paired phases. Resumable like the real-anatomy run: an
+existing checkpoint is loaded and its operating point chosen again on validation."""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+from PETriageLib.models.registry import model_task
+from PETriageLib.models.seg_checkpoint import load_seg_checkpoint, save_seg_checkpoint
+from PETriageLib.models.seg_predict import predict_embolus_probability
+from PETriageLib.training.data import make_splits
+from PETriageLib.training.manifest import ManifestError, load_manifest
+from PETriageLib.training.seg_manifest_data import MaskedSeries, manifest_patches, masked_series
+from PETriageLib.training.seg_real_run import RealSegRun, _file_name, write_results
+from PETriageLib.training.seg_volume_eval import VolumeEvaluation, add_study, choose_operating_point
+from PETriageLib.training.segmentation import SegTrainConfig, train_segmentation
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ManifestSegPlan:
+    manifest: Path
+    splits_file: "Path | None" = None  # read, or written when new (training/data.make_splits)
+    pixel_mm: float = 1.2
+    patch: int = 64
+    min_sensitivity: float = 0.95
+
+
+def _probabilities(model, series: Sequence[MaskedSeries], pixel_mm: float) -> list:
+    return [predict_embolus_probability(model, s.volume, pixel_mm=pixel_mm) for s in series]
+
+
+def run_manifest_segmentation(plan: ManifestSegPlan, configs: Sequence[SegTrainConfig], out_dir: "str | Path",
+                              progress: "Callable[[str], None] | None" = None) -> list[RealSegRun]:
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    note = progress or (lambda text: log.info("%s", text))
+    for config in configs:
+        if model_task(config.model) != "segmentation":
+            raise ManifestError(f"{config.model} is a {model_task(config.model)} model: it needs paired "
+                                "CTPA / non-contrast series, which a manifest does not give (use --anatomy real)")
+    sources = load_manifest(plan.manifest)
+    splits = make_splits(sources, plan.splits_file or out / "splits.json")
+    parts = {}
+    for name in ("train", "val", "test"):
+        ids = set(splits.get(name, []))
+        parts[name] = [s for s in sources if s.patient_id in ids]
+        if not parts[name]:
+            raise ManifestError(f"{plan.manifest}: the {name} split has no series (splits {sorted(splits)})")
+    # training series stream through the patch sampler, test series through the scores one at a
+    # time; the validation series stay in memory, as the operating-point grid needs them all
+    train = manifest_patches(masked_series(parts["train"]), patch=plan.patch, pixel_mm=plan.pixel_mm)
+    val = list(masked_series(parts["val"]))
+    note(f"{len(train)} training patches from {len(parts['train'])} series; "
+         f"{len(val)} validation and {len(parts['test'])} test series")
+    spec = {"manifest": str(plan.manifest), "pixel_mm": plan.pixel_mm, "slice_thickness": None,
+            "patch": plan.patch, "min_sensitivity": plan.min_sensitivity}
+    def has_pe(source) -> "bool | None":
+        return (source.patient_label == "pe") if source.patient_label else None
+
+    split = {key: [[s.patient_id, None, has_pe(s)] for s in parts[name]]
+             for key, name in (("train", "train"), ("validation", "val"), ("test", "test"))}
+    runs = []
+    for config in configs:
+        path = out / _file_name(config.model)
+        if path.is_file():
+            note(f"{config.model}: loading {path} (already trained)")
+            model, meta = load_seg_checkpoint(path)
+        else:
+            note(f"{config.model}: training {config.steps} steps")
+            model, meta = train_segmentation(train, config).model, None
+        point = choose_operating_point(_probabilities(model, val, plan.pixel_mm), val, plan.min_sensitivity)
+        training = meta["training"] if meta else {
+            "steps": config.steps, "lr": config.lr, "width": config.width, "batch_size": config.batch_size,
+            "train_cases": sorted({s.patient_id for s in parts["train"]}), "patches": len(train),
+            "data": f"manifest {plan.manifest}, {plan.patch} px patches at {plan.pixel_mm} mm"}
+        if meta is None or (meta["threshold"], meta["min_component_ml"]) != (point.threshold, point.min_component_ml):
+            save_seg_checkpoint(path, model, input_size=plan.patch, threshold=point.threshold, training=training,
+                                pixel_mm=plan.pixel_mm, min_component_ml=point.min_component_ml)
+        test = VolumeEvaluation(point.threshold, point.min_component_ml)
+        for series in masked_series(parts["test"]):
+            add_study(test, predict_embolus_probability(model, series.volume, pixel_mm=plan.pixel_mm), series)
+        runs.append(RealSegRun(config.model, config, path, point, {"manifest": test}))
+        note(f"{config.model}: test Dice {test.dice:.3f}")
+        write_results(runs, spec, split, out)
+    return runs

@@ -1,0 +1,81 @@
+"""`petriage train-seg --manifest`: embolus segmentation trained on a manifest's own series and masks
+(here: formula phantoms written as a dataset), scored on its test split as whole volumes, with
+evaluation.json and the tables; a series without a mask, a mask on another grid and a cross-phase
+model are refused with the reason."""
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from PETriageLib.cli import main
+from PETriageLib.models.seg_checkpoint import load_seg_checkpoint
+from PETriageLib.phantom.dataset import generate_dataset
+from PETriageLib.training.lesion_masks import MaskError
+from PETriageLib.training.manifest import ManifestError, load_manifest
+from PETriageLib.training.seg_manifest_data import UNLABELLED, manifest_patches, masked_series
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread_per_test")
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    """Six small CTPA phantoms, three with PE, written as a dataset (manifest.csv with a mask column),
+    and a splits file with one PE and one PE-free patient in each of train, val and test."""
+    root = tmp_path_factory.mktemp("segds")
+    manifest = generate_dataset(root, 6, seed=3, pe_fraction=0.5, other_fraction=0.0, contrast="ctpa",
+                                matrix=64, slices=12, difficulty="easy")
+    rows = list(csv.DictReader(manifest.open()))
+    pe = [r["patient_id"] for r in rows if r["patient_label"] == "pe"]
+    no = [r["patient_id"] for r in rows if r["patient_label"] != "pe"]
+    assert len(pe) == 3 and len(no) == 3
+    splits = {"train": [pe[0], no[0]], "val": [pe[1], no[1]], "test": [pe[2], no[2]]}
+    (root / "splits.json").write_text(json.dumps(splits))
+    return manifest, root / "splits.json", splits
+
+
+def test_masks_become_clots_and_patches(dataset):
+    manifest, _, splits = dataset
+    sources = [s for s in load_manifest(manifest) if s.patient_id in splits["train"]]
+    series = list(masked_series(sources))
+    pe = next(s for s in series if s.patient_id == splits["train"][0])
+    assert pe.has_pe and pe.masks.shape == pe.volume.hu.shape and set(pe.clot_levels) == {UNLABELLED}
+    assert int(pe.clot_ids.max()) == len(pe.clot_levels) and ((pe.clot_ids > 0) == (pe.masks > 0)).all()
+    data = manifest_patches(series, patch=32, pixel_mm=3.0)
+    assert data.x.shape[1:] == (2, 32, 32) and data.mask.shape[1:] == (1, 32, 32) and data.nct is None
+    assert data.mask.any() and (~data.mask.reshape(len(data), -1).any(axis=1)).any()  # clots and negatives
+
+
+def test_train_seg_on_a_manifest_scores_its_test_split(dataset, tmp_path, capsys, caplog):
+    manifest, splits_file, splits = dataset
+    out = tmp_path / "run"
+    args = ["-q", "train-seg", "--manifest", str(manifest), "--splits", str(splits_file), "--model", "resunet",
+            "--steps", "3", "--pixel-mm", "3.0", "--patch", "32", "--out", str(out)]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "| resunet on MANIFEST |" in printed and "unlabelled: found / recall (%)" in printed
+    _, meta = load_seg_checkpoint(out / "resunet.pt")
+    assert meta["pixel_mm"] == 3.0 and meta["training"]["train_cases"] == splits["train"]
+    (run,) = json.loads((out / "evaluation.json").read_text())["runs"]
+    ev = run["test"]["manifest"]
+    assert (ev["patients_positive"], ev["patients_negative"]) == (1, 1) and ev["clots"] >= 1
+    assert ev["threshold"] == meta["threshold"] == run["validation"]["threshold"]
+    assert main(args + ["--model", "cpmn"]) != 0
+    assert "cpmn is a cross_phase model: it needs paired CTPA / non-contrast series" in caplog.text
+
+
+def test_a_series_without_a_mask_or_with_one_on_another_grid_is_refused(dataset, tmp_path):
+    manifest, _, splits = dataset
+    source = next(s for s in load_manifest(manifest) if s.patient_id == splits["train"][0])
+    source.mask = None
+    with pytest.raises(ManifestError, match=f"patient {source.patient_id}.*needs a mask"):
+        list(masked_series([source]))
+    source = next(s for s in load_manifest(manifest) if s.patient_id == splits["train"][0])
+    small = tmp_path / "mask.nrrd"
+    sitk.WriteImage(sitk.GetImageFromArray(np.zeros((12, 32, 32), np.uint8)), str(small))
+    source.mask = small
+    with pytest.raises(MaskError, match="does not match the series' slices"):
+        list(masked_series([source]))
