@@ -10,8 +10,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                           "tables, AUROC with bootstrap CI, confusion matrices, calibration "
                                           "and ROC curves (report.json, report.md, roc_*.png).")
     p.add_argument("--manifest", required=True, nargs="+", help="data manifest CSV(s)")
-    p.add_argument("--stage1", required=True, help="stage 1 checkpoint (file or registered model name)")
-    p.add_argument("--stage2", required=True, help="stage 2 checkpoint (file or registered model name)")
+    p.add_argument("--stage1", help="stage 1 checkpoint (file or registered model name)")
+    p.add_argument("--stage2", help="stage 2 checkpoint (file or registered model name)")
+    p.add_argument("--seg-model", default=None,
+                   help="instead of a stage pair: score this embolus segmentation model (file or registered name) "
+                        "against the manifest's masks, whole series in 3D, at its own operating point: Dice, "
+                        "precision, recall, clots found, FP components, patient sensitivity / specificity with "
+                        "95%% CIs (seg_report.md, seg_report.json)")
     p.add_argument("--out", required=True)
     p.add_argument("--splits", default=None, help="splits JSON; without it --split all evaluates every patient")
     p.add_argument("--split", default="test", help="which split to evaluate (default test; 'all' = whole manifest)")
@@ -46,6 +51,10 @@ def run(args: argparse.Namespace) -> int:
         splits.write_text(json.dumps({"all": ids}))
     elif not splits:
         raise ValueError("--splits is needed unless --split all")
+    if args.seg_model:
+        return _run_segmentation(args, Path(splits))
+    if not (args.stage1 and args.stage2):
+        raise ValueError("give --stage1 and --stage2 (or --seg-model)")
     stage1, sha1 = resolve_model(args.stage1)
     stage2, sha2 = resolve_model(args.stage2)
     for path, sha in ((stage1, sha1), (stage2, sha2)):
@@ -54,4 +63,26 @@ def run(args: argparse.Namespace) -> int:
                      args.split, args.min_slices, args.bootstrap, patient_model=args.patient_model,
                      refiner=args.refiner)
     print((Path(args.out) / "report.md").read_text())
+    return 0
+
+
+def _run_segmentation(args: argparse.Namespace, splits_file) -> int:
+    from pathlib import Path
+
+    from PETriageLib.atomic import atomic_write
+    from PETriageLib.reporting.json_text import to_json
+    from PETriageLib.training.seg_manifest_run import evaluate_segmentation_model
+    from PETriageLib.training.seg_volume_eval import evaluation_dict, level_table, volume_table
+    from PETriageLib.training.splits import load_splits
+
+    ev, meta = evaluate_segmentation_model(args.seg_model, args.manifest, load_splits(splits_file), args.split)
+    rows = [(f"{args.seg_model} on {args.split}", ev)]
+    text = f"{volume_table(rows)}\n\nClots found and voxel recall per level\n\n{level_table(rows)}\n"
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write(out / "seg_report.md", lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    report = {"model": args.seg_model, "architecture": meta["architecture"], "split": args.split,
+              "scores": evaluation_dict(ev)}
+    atomic_write(out / "seg_report.json", lambda tmp: tmp.write_text(to_json(report, indent=1), encoding="utf-8"))
+    print(text)
     return 0

@@ -15,7 +15,7 @@ from PETriageLib.models.registry import model_task
 from PETriageLib.models.seg_checkpoint import load_seg_checkpoint, save_seg_checkpoint
 from PETriageLib.models.seg_predict import predict_embolus_probability
 from PETriageLib.training.data import make_splits
-from PETriageLib.training.manifest import ManifestError, load_manifest
+from PETriageLib.training.manifest import ManifestError, Source, load_manifest
 from PETriageLib.training.seg_manifest_data import MaskedSeries, manifest_patches, masked_series
 from PETriageLib.training.seg_real_run import RealSegRun, _file_name, write_results
 from PETriageLib.training.seg_volume_eval import VolumeEvaluation, add_study, choose_operating_point
@@ -84,10 +84,36 @@ def run_manifest_segmentation(plan: ManifestSegPlan, configs: Sequence[SegTrainC
         if meta is None or (meta["threshold"], meta["min_component_ml"]) != (point.threshold, point.min_component_ml):
             save_seg_checkpoint(path, model, input_size=plan.patch, threshold=point.threshold, training=training,
                                 pixel_mm=plan.pixel_mm, min_component_ml=point.min_component_ml)
-        test = VolumeEvaluation(point.threshold, point.min_component_ml)
-        for series in masked_series(parts["test"]):
-            add_study(test, predict_embolus_probability(model, series.volume, pixel_mm=plan.pixel_mm), series)
+        test = score_series(model, parts["test"], point.threshold, point.min_component_ml, plan.pixel_mm)
         runs.append(RealSegRun(config.model, config, path, point, {"manifest": test}))
         note(f"{config.model}: test Dice {test.dice:.3f}")
         write_results(runs, spec, split, out)
     return runs
+
+
+def score_series(model, sources: Sequence[Source], threshold: float, min_component_ml: float,
+                 pixel_mm: "float | None") -> VolumeEvaluation:
+    """Volume scores of ``model`` on the sources' series and masks, one series in memory at a time."""
+    ev = VolumeEvaluation(threshold, min_component_ml)
+    for series in masked_series(sources):
+        add_study(ev, predict_embolus_probability(model, series.volume, pixel_mm=pixel_mm), series)
+    return ev
+
+
+def evaluate_segmentation_model(spec: str, manifest: "str | Path | Sequence", splits: "dict[str, list[str]] | None",
+                                split: str) -> tuple[VolumeEvaluation, dict]:
+    """``petriage evaluate --seg-model``: a registered or file segmentation model on one split of a
+    manifest (all of it when ``splits`` is None), at the checkpoint's own operating point."""
+    from PETriageLib.models.zoo import resolve_segmentation_model
+
+    model, meta = load_seg_checkpoint(*resolve_segmentation_model(spec))
+    sources = load_manifest(manifest)
+    if splits is not None:
+        if split not in splits:
+            raise ManifestError(f"no split {split!r} (the splits file has {sorted(splits)})")
+        ids = set(splits[split])
+        sources = [s for s in sources if s.patient_id in ids]
+    if not sources:
+        raise ManifestError(f"the {split} split has no series of {manifest}")
+    ev = score_series(model, sources, meta["threshold"], meta["min_component_ml"], meta.get("pixel_mm"))
+    return ev, meta

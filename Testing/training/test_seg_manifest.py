@@ -63,6 +63,12 @@ def test_train_seg_on_a_manifest_scores_its_test_split(dataset, tmp_path, capsys
     ev = run["test"]["manifest"]
     assert (ev["patients_positive"], ev["patients_negative"]) == (1, 1) and ev["clots"] >= 1
     assert ev["threshold"] == meta["threshold"] == run["validation"]["threshold"]
+    # petriage evaluate --seg-model scores the same split at the checkpoint's point: the same numbers
+    assert main(["-q", "evaluate", "--seg-model", str(out / "resunet.pt"), "--manifest", str(manifest),
+                 "--splits", str(splits_file), "--split", "test", "--out", str(tmp_path / "eval")]) == 0
+    scores = json.loads((tmp_path / "eval" / "seg_report.json").read_text())["scores"]
+    assert scores == ev
+    assert "| Model | Dice (%)" in (tmp_path / "eval" / "seg_report.md").read_text()
     assert main(args + ["--model", "cpmn"]) != 0
     assert "cpmn is a cross_phase model: it needs paired CTPA / non-contrast series" in caplog.text
 
