@@ -72,12 +72,12 @@ def _run_segmentation(args: argparse.Namespace, splits_file) -> int:
     from PETriageLib.atomic import atomic_write
     from PETriageLib.reporting.json_text import to_json
     from PETriageLib.training.seg_manifest_run import evaluate_segmentation_model
-    from PETriageLib.training.seg_volume_eval import evaluation_dict, level_table, volume_table
+    from PETriageLib.training.seg_volume_eval import evaluation_dict, results_text
     from PETriageLib.training.splits import load_splits
 
     ev, meta = evaluate_segmentation_model(args.seg_model, args.manifest, load_splits(splits_file), args.split)
     rows = [(f"{args.seg_model} on {args.split}", ev)]
-    text = f"{volume_table(rows)}\n\nClots found and voxel recall per level\n\n{level_table(rows)}\n"
+    text = results_text(rows)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write(out / "seg_report.md", lambda tmp: tmp.write_text(text, encoding="utf-8"))

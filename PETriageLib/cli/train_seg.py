@@ -79,7 +79,7 @@ def _run_real(args: argparse.Namespace, configs: list) -> int:
     from PETriageLib.phantom.cases_dir import require_cases_dir
     from PETriageLib.training.seg_real_data import RealSegSpec
     from PETriageLib.training.seg_real_run import RealSegPlan, result_rows, run_real_segmentation
-    from PETriageLib.training.seg_volume_eval import level_table, volume_table
+    from PETriageLib.training.seg_volume_eval import results_text
 
     split = json.loads((Path(__file__).resolve().parents[2] / "scripts" / "real_anatomy_split.json").read_text())
     train_cases, test_cases = split["train_cases"], split["test_cases"]
@@ -92,11 +92,7 @@ def _run_real(args: argparse.Namespace, configs: list) -> int:
     test = [(c, seed + i + k, k == 0) for i, c in enumerate(test_cases[:m]) for k in (0, 1)]
     plan = RealSegPlan(Path(require_cases_dir(args.cases_dir)), train, val, test,
                        RealSegSpec(args.pixel_mm, args.slice_thickness), args.patch)
-    runs = run_real_segmentation(plan, configs, args.out or "seg_models_real")
-    rows = result_rows(runs)
-    print(volume_table(rows))
-    print("\nClots found and voxel recall per level")
-    print(level_table(rows))
+    print(results_text(result_rows(run_real_segmentation(plan, configs, args.out or "seg_models_real"))))
     return 0
 
 
@@ -105,13 +101,10 @@ def _run_manifest(args: argparse.Namespace, configs: list) -> int:
 
     from PETriageLib.training.seg_manifest_run import ManifestSegPlan, run_manifest_segmentation
     from PETriageLib.training.seg_real_run import result_rows
-    from PETriageLib.training.seg_volume_eval import level_table, volume_table
+    from PETriageLib.training.seg_volume_eval import results_text
 
     if not args.out:
         raise SystemExit("--manifest needs --out (the checkpoints, splits.json and evaluation.json go there)")
     plan = ManifestSegPlan(Path(args.manifest), Path(args.splits) if args.splits else None, args.pixel_mm, args.patch)
-    rows = result_rows(run_manifest_segmentation(plan, configs, args.out))
-    print(volume_table(rows))
-    print("\nClots found and voxel recall per level")
-    print(level_table(rows))
+    print(results_text(result_rows(run_manifest_segmentation(plan, configs, args.out))))
     return 0

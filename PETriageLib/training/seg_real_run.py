@@ -26,7 +26,7 @@ from PETriageLib.models.seg_predict import predict_embolus_probability
 from PETriageLib.training.seg_real_data import RealSegSpec, RealSegStudy, patch_slices, real_seg_studies
 from PETriageLib.atomic import atomic_write
 from PETriageLib.training.seg_volume_eval import (VolumeEvaluation, choose_operating_point, evaluate_volumes,
-                                                  evaluation_dict, level_table, volume_table)
+                                                  evaluation_dict, results_text)
 from PETriageLib.training.segmentation import SegTrainConfig, train_cross_phase, train_segmentation
 
 log = logging.getLogger(__name__)
@@ -140,6 +140,5 @@ def write_results(runs: Sequence[RealSegRun], spec: dict, split: dict, out: Path
                       "test": {phase: evaluation_dict(ev) for phase, ev in r.test.items()}} for r in runs]}
     text = json.dumps(data, indent=2) + "\n"
     atomic_write(out / "evaluation.json", lambda tmp: tmp.write_text(text, encoding="utf-8"))
-    rows = result_rows(runs)
-    tables = (f"{volume_table(rows)}\n\nClots found and voxel recall per level\n\n{level_table(rows)}\n")
+    tables = results_text(result_rows(runs))
     atomic_write(out / "tables.md", lambda tmp: tmp.write_text(tables, encoding="utf-8"))

@@ -182,3 +182,8 @@ def level_table(rows: Sequence["tuple[str, VolumeEvaluation]"]) -> str:
             cells.append(f"{c.found}/{c.clots} / {pct(ratio(c.voxels_hit, c.voxels))}" if c.clots else "none")
         body.append([label] + cells)
     return markdown_table(head, body)
+
+
+def results_text(rows: Sequence["tuple[str, VolumeEvaluation]"]) -> str:
+    """The volume table and the per-level table as one Markdown text (tables.md, seg_report.md, printed)."""
+    return f"{volume_table(rows)}\n\nClots found and voxel recall per level\n\n{level_table(rows)}\n"
