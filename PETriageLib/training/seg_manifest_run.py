@@ -11,13 +11,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
+import numpy as np
+
+from PETriageLib.ingest.volume import CTVolume
 from PETriageLib.models.registry import model_task
-from PETriageLib.models.seg_checkpoint import load_seg_checkpoint, save_seg_checkpoint
+from PETriageLib.models.seg_checkpoint import load_seg_checkpoint
 from PETriageLib.models.seg_predict import predict_embolus_probability
 from PETriageLib.training.data import make_splits
 from PETriageLib.training.manifest import ManifestError, Source, load_manifest
-from PETriageLib.training.seg_manifest_data import MaskedSeries, manifest_patches, masked_series
-from PETriageLib.training.seg_real_run import RealSegRun, _file_name, write_results
+from PETriageLib.training.seg_manifest_data import manifest_patches, masked_series
+from PETriageLib.training.seg_real_run import RealSegRun, _file_name, store_operating_point, write_results
 from PETriageLib.training.seg_volume_eval import VolumeEvaluation, add_study, choose_operating_point
 from PETriageLib.training.segmentation import SegTrainConfig, train_segmentation
 
@@ -31,10 +34,6 @@ class ManifestSegPlan:
     pixel_mm: float = 1.2
     patch: int = 64
     min_sensitivity: float = 0.95
-
-
-def _probabilities(model, series: Sequence[MaskedSeries], pixel_mm: float) -> list:
-    return [predict_embolus_probability(model, s.volume, pixel_mm=pixel_mm) for s in series]
 
 
 def run_manifest_segmentation(plan: ManifestSegPlan, configs: Sequence[SegTrainConfig], out_dir: "str | Path",
@@ -76,37 +75,43 @@ def run_manifest_segmentation(plan: ManifestSegPlan, configs: Sequence[SegTrainC
         else:
             note(f"{config.model}: training {config.steps} steps")
             model, meta = train_segmentation(train, config).model, None
-        point = choose_operating_point(_probabilities(model, val, plan.pixel_mm), val, plan.min_sensitivity)
-        training = meta["training"] if meta else {
+        pixel_mm = meta["pixel_mm"] if meta else plan.pixel_mm  # a loaded model runs at its own pixel size
+
+        def probability(volume: CTVolume, model=model, pixel_mm=pixel_mm) -> np.ndarray:
+            return predict_embolus_probability(model, volume, pixel_mm=pixel_mm)
+
+        point = choose_operating_point([probability(s.volume) for s in val], val, plan.min_sensitivity)
+        training = None if meta else {
             "steps": config.steps, "lr": config.lr, "width": config.width, "batch_size": config.batch_size,
             "train_cases": sorted({s.patient_id for s in parts["train"]}), "patches": len(train),
             "data": f"manifest {plan.manifest}, {plan.patch} px patches at {plan.pixel_mm} mm"}
-        if meta is None or (meta["threshold"], meta["min_component_ml"]) != (point.threshold, point.min_component_ml):
-            save_seg_checkpoint(path, model, input_size=plan.patch, threshold=point.threshold, training=training,
-                                pixel_mm=plan.pixel_mm, min_component_ml=point.min_component_ml)
-        test = score_series(model, parts["test"], point.threshold, point.min_component_ml, plan.pixel_mm)
+        store_operating_point(path, model, meta, point, plan.patch, plan.pixel_mm, training,
+                              lambda text: note(f"{config.model}: {text}"))
+        test = score_series(probability, parts["test"], point.threshold, point.min_component_ml)
         runs.append(RealSegRun(config.model, config, path, point, {"manifest": test}))
         note(f"{config.model}: test Dice {test.dice:.3f}")
         write_results(runs, spec, split, out)
     return runs
 
 
-def score_series(model, sources: Sequence[Source], threshold: float, min_component_ml: float,
-                 pixel_mm: "float | None") -> VolumeEvaluation:
-    """Volume scores of ``model`` on the sources' series and masks, one series in memory at a time."""
+def score_series(probability: Callable[[CTVolume], np.ndarray], sources: Sequence[Source], threshold: float,
+                 min_component_ml: float) -> VolumeEvaluation:
+    """Volume scores of a model's ``probability`` map on the sources' series and masks, one series in
+    memory at a time."""
     ev = VolumeEvaluation(threshold, min_component_ml)
     for series in masked_series(sources):
-        add_study(ev, predict_embolus_probability(model, series.volume, pixel_mm=pixel_mm), series)
+        add_study(ev, probability(series.volume), series)
     return ev
 
 
 def evaluate_segmentation_model(spec: str, manifest: "str | Path | Sequence", splits: "dict[str, list[str]] | None",
                                 split: str) -> tuple[VolumeEvaluation, dict]:
     """``petriage evaluate --seg-model``: a registered or file segmentation model on one split of a
-    manifest (all of it when ``splits`` is None), at the checkpoint's own operating point."""
-    from PETriageLib.models.zoo import resolve_segmentation_model
+    manifest (all of it when ``splits`` is None), run as triage runs it (triage.embolus.EmbolusModel:
+    the checkpoint's input size, windows and pixel size) at the checkpoint's own operating point."""
+    from PETriageLib.triage.embolus import load_embolus_model
 
-    model, meta = load_seg_checkpoint(*resolve_segmentation_model(spec))
+    embolus = load_embolus_model(spec, "ctpa")  # this pathway takes either task; it only names the result
     sources = load_manifest(manifest)
     if splits is not None:
         if split not in splits:
@@ -115,5 +120,6 @@ def evaluate_segmentation_model(spec: str, manifest: "str | Path | Sequence", sp
         sources = [s for s in sources if s.patient_id in ids]
     if not sources:
         raise ManifestError(f"the {split} split has no series of {manifest}")
-    ev = score_series(model, sources, meta["threshold"], meta["min_component_ml"], meta.get("pixel_mm"))
-    return ev, meta
+    ev = score_series(lambda volume: embolus.segment(volume).probability, sources, embolus.threshold,
+                      embolus.min_component_ml)
+    return ev, embolus.meta

@@ -91,21 +91,14 @@ def run_real_segmentation(plan: RealSegPlan, configs: Sequence[SegTrainConfig], 
             meta = None
         point = choose_operating_point(_probabilities(model, val, phase), [getattr(s, phase) for s in val],
                                        plan.min_sensitivity)
-        if meta is not None and (meta["threshold"], meta["min_component_ml"]) != (point.threshold,
-                                                                                 point.min_component_ml):
-            note(f"{label}: operating point now p >= {point.threshold:g}, comps >= {point.min_component_ml:g} mL "
-                 f"(was {meta['threshold']:g}, {meta['min_component_ml']:g}): checkpoint updated")
-            save_seg_checkpoint(path, model, input_size=meta["input_size"], threshold=point.threshold,
-                                training=meta["training"], pixel_mm=meta["pixel_mm"],
-                                min_component_ml=point.min_component_ml)
-        if meta is None:
-            training = {"steps": config.steps, "lr": config.lr, "width": config.width, "batch_size": config.batch_size,
-                        "ablation": config.ablation if cross else None, "ifd_margin": config.ifd_margin,
-                        "ifd_weight": config.ifd_weight, "ifa_weight": config.ifa_weight,
-                        "train_cases": sorted({c for c, _, _ in plan.train}), "patches": len(train),
-                        "data": f"real-anatomy phantoms, {plan.patch} px patches at {plan.spec.pixel_mm} mm"}
-            save_seg_checkpoint(path, model, input_size=plan.patch, threshold=point.threshold, training=training,
-                                pixel_mm=plan.spec.pixel_mm, min_component_ml=point.min_component_ml)
+        training = None if meta else {
+            "steps": config.steps, "lr": config.lr, "width": config.width, "batch_size": config.batch_size,
+            "ablation": config.ablation if cross else None, "ifd_margin": config.ifd_margin,
+            "ifd_weight": config.ifd_weight, "ifa_weight": config.ifa_weight,
+            "train_cases": sorted({c for c, _, _ in plan.train}), "patches": len(train),
+            "data": f"real-anatomy phantoms, {plan.patch} px patches at {plan.spec.pixel_mm} mm"}
+        store_operating_point(path, model, meta, point, plan.patch, plan.spec.pixel_mm, training,
+                              lambda text: note(f"{label}: {text}"))
         run = RealSegRun(label, config, path, point)
         for name in ("nct",) if cross else ("ctpa", "nct"):
             run.test[name] = evaluate_volumes(_probabilities(model, test, name), [getattr(s, name) for s in test],
@@ -115,6 +108,22 @@ def run_real_segmentation(plan: RealSegPlan, configs: Sequence[SegTrainConfig], 
         write_results(runs, _plan_spec(plan), _plan_split(plan), out)  # after every run: an interrupted
         # experiment keeps its scores
     return runs
+
+
+def store_operating_point(path: Path, model: SegmentationNet, meta: "dict | None", point: VolumeEvaluation,
+                          input_size: int, pixel_mm: float, training: "dict | None",
+                          note: Callable[[str], None]) -> None:
+    """Write the checkpoint with the validation-chosen operating point. A new model is saved with
+    the run's input size, pixel size and ``training`` record; a loaded one (``meta``) only when its
+    point changed, keeping its own input size, pixel size and training record."""
+    if meta is not None:
+        if (meta["threshold"], meta["min_component_ml"]) == (point.threshold, point.min_component_ml):
+            return
+        note(f"operating point now p >= {point.threshold:g}, comps >= {point.min_component_ml:g} mL "
+             f"(was {meta['threshold']:g}, {meta['min_component_ml']:g}): checkpoint updated")
+        input_size, pixel_mm, training = meta["input_size"], meta["pixel_mm"], meta["training"]
+    save_seg_checkpoint(path, model, input_size=input_size, threshold=point.threshold, training=training,
+                        pixel_mm=pixel_mm, min_component_ml=point.min_component_ml)
 
 
 def result_rows(runs: Sequence[RealSegRun]) -> list[tuple[str, VolumeEvaluation]]:

@@ -71,14 +71,17 @@ class EmbolusModel:
     def threshold(self) -> float:
         return float(self.meta.get("threshold", 0.5))
 
+    @property
+    def min_component_ml(self) -> float:
+        return float(self.meta.get("min_component_ml") or 0.0)
+
     def segment(self, volume: CTVolume) -> EmbolusResult:
         """Probability and mask of ``volume`` at the checkpoint's input size and windows."""
         from PETriageLib.models.seg_predict import predict_embolus_probability
 
         prob = predict_embolus_probability(self.model, volume, self.meta.get("input_size"), self.meta.get("windows"),
                                            pixel_mm=self.meta.get("pixel_mm"))
-        return embolus_result(self.name, self.pathway, self.threshold, prob, volume,
-                              float(self.meta.get("min_component_ml") or 0.0))
+        return embolus_result(self.name, self.pathway, self.threshold, prob, volume, self.min_component_ml)
 
 
 def large_components(binary: np.ndarray, min_voxels: float = 0.0) -> tuple[np.ndarray, int]:
