@@ -25,7 +25,7 @@ from PETriageLib.training.lesion_masks import PE_CODE, read_lesion_mask
 from PETriageLib.training.loaders import load_source
 from PETriageLib.training.manifest import ManifestError, Source
 from PETriageLib.training.seg_data import SegSlices
-from PETriageLib.training.seg_real_data import _box, _jittered
+from PETriageLib.training.seg_real_data import jittered_point, patch_box
 
 log = logging.getLogger(__name__)
 UNLABELLED = "unlabelled"
@@ -90,8 +90,8 @@ def manifest_patches(series: Iterable[MaskedSeries], windows: Sequence[str] = ("
             pool = np.argwhere(mask) if positive and mask.any() else np.argwhere(image[0] > image[0].min())
             if len(pool) == 0:
                 continue
-            r, c = _jittered(pool, rng, patch // 4 if positive else 0)
-            box = _box(size, r, c, patch)
+            r, c = jittered_point(pool, rng, patch // 4 if positive else 0)
+            box = patch_box(size, r, c, patch)
             crop_x, crop_m = image[(slice(None),) + box], mask[box]
             if crop_x.shape[-2:] != (patch, patch):
                 raise ManifestError(f"patient {s.patient_id}: slices of {size} px at {pixel_mm} mm are smaller than "

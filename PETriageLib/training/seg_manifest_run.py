@@ -20,7 +20,7 @@ from PETriageLib.models.seg_predict import predict_embolus_probability
 from PETriageLib.training.data import make_splits
 from PETriageLib.training.manifest import ManifestError, Source, load_manifest
 from PETriageLib.training.seg_manifest_data import manifest_patches, masked_series
-from PETriageLib.training.seg_real_run import RealSegRun, _file_name, store_operating_point, write_results
+from PETriageLib.training.seg_real_run import RealSegRun, run_file_name, store_operating_point, write_results
 from PETriageLib.training.seg_volume_eval import VolumeEvaluation, add_study, choose_operating_point
 from PETriageLib.training.segmentation import SegTrainConfig, train_segmentation
 
@@ -68,7 +68,7 @@ def run_manifest_segmentation(plan: ManifestSegPlan, configs: Sequence[SegTrainC
              for key, name in (("train", "train"), ("validation", "val"), ("test", "test"))}
     runs = []
     for config in configs:
-        path = out / _file_name(config.model)
+        path = out / run_file_name(config.model)
         if path.is_file():
             note(f"{config.model}: loading {path} (already trained)")
             model, meta = load_seg_checkpoint(path)

@@ -77,7 +77,7 @@ def patch_slices(studies: Sequence[RealSegStudy], windows: Sequence[str] = ("vas
         body = st.ctpa.volume.hu > -500
         centres = []
         for k in np.flatnonzero(clot.any(axis=(1, 2))):
-            centres.append((k, *_jittered(np.argwhere(clot[k]), rng, patch // 4)))
+            centres.append((k, *jittered_point(np.argwhere(clot[k]), rng, patch // 4)))
         n_neg = int(round(negatives_per_positive * max(len(centres), 2)))
         free = np.flatnonzero(~clot.any(axis=(1, 2)) & artery.any(axis=(1, 2)))
         for i in range(n_neg):
@@ -85,9 +85,9 @@ def patch_slices(studies: Sequence[RealSegStudy], windows: Sequence[str] = ("vas
                 break
             k = int(rng.choice(free))
             pool = artery[k] if i % 2 == 0 else body[k]
-            centres.append((k, *_jittered(np.argwhere(pool), rng, 0)))
+            centres.append((k, *jittered_point(np.argwhere(pool), rng, 0)))
         for k, r, c in centres:
-            box = _box(clot.shape[1:], r, c, patch)
+            box = patch_box(clot.shape[1:], r, c, patch)
             xs.append(stack_windows(st.ctpa.volume.hu[k][box][None].astype(np.float32), windows)[0])
             ncts.append(stack_windows(st.nct.volume.hu[k][box][None].astype(np.float32), windows)[0])
             masks.append(clot[k][box][None].astype(np.uint8))
@@ -96,14 +96,14 @@ def patch_slices(studies: Sequence[RealSegStudy], windows: Sequence[str] = ("vas
                      [st.seed for st in studies], tuple(windows), np.stack(ncts).astype(np.float32))
 
 
-def _jittered(points: np.ndarray, rng: np.random.Generator, jitter: int) -> tuple[int, int]:
+def jittered_point(points: np.ndarray, rng: np.random.Generator, jitter: int) -> tuple[int, int]:
     r, c = points[int(rng.integers(len(points)))]
     if jitter:
         r, c = r + int(rng.integers(-jitter, jitter + 1)), c + int(rng.integers(-jitter, jitter + 1))
     return int(r), int(c)
 
 
-def _box(shape: tuple[int, int], r: int, c: int, patch: int) -> tuple[slice, slice]:
+def patch_box(shape: tuple[int, int], r: int, c: int, patch: int) -> tuple[slice, slice]:
     """A ``patch`` square around (r, c), shifted to lie inside the slice."""
     r0 = int(np.clip(r - patch // 2, 0, max(shape[0] - patch, 0)))
     c0 = int(np.clip(c - patch // 2, 0, max(shape[1] - patch, 0)))

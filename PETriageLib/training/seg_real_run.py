@@ -58,7 +58,7 @@ def run_label(config: SegTrainConfig) -> str:
     return f"{config.model} ({config.ablation})" if model_task(config.model) == "cross_phase" else config.model
 
 
-def _file_name(label: str) -> str:
+def run_file_name(label: str) -> str:
     return label.replace(" (", "_").replace(")", "").replace(" ", "_").lower() + ".pt"
 
 
@@ -80,7 +80,7 @@ def run_real_segmentation(plan: RealSegPlan, configs: Sequence[SegTrainConfig], 
     for config in configs:
         label = run_label(config)
         cross = model_task(config.model) == "cross_phase"
-        path = out / _file_name(label)
+        path = out / run_file_name(label)
         phase = "nct" if cross else "ctpa"
         if path.is_file():
             note(f"{label}: loading {path} (already trained)")
