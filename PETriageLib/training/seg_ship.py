@@ -57,19 +57,28 @@ def segmentation_card(data: dict, run: dict, meta: dict) -> dict[str, Any]:
                         f"{len(split['validation'])} validation studies for >= "
                         f"{100 * spec['min_sensitivity']:.0f}% patient sensitivity",
         paper=PAPER_FIGURES.get(architecture, "none quoted"))
+    texts = _manifest_texts if spec.get("manifest") else _phantom_texts
+    use, data_text, limits = texts(spec, split, training, cross)
+    return {"intended_use": use, "training_data": data_text, "limits": limits, "metrics": metrics,
+            "architecture": architecture, "threshold": meta["threshold"],
+            "min_component_ml": meta["min_component_ml"], "pixel_mm": meta.get("pixel_mm")}
+
+
+def _manifest_texts(spec: dict, split: dict, training: dict, cross: bool) -> tuple[str, str, str]:
+    """(use, data, limits) of a petriage train-seg --manifest run: the user's own series."""
+    data_text = (f"The series of manifest {spec['manifest']}: {len(split['train'])} training series "
+                 f"({training.get('patches')} {spec['patch']} px patches at {spec['pixel_mm']} mm), "
+                 f"{training.get('steps')} steps, lr {training.get('lr')}, width {training.get('width')}.")
+    return ("Research only, NOT for clinical use: segments pulmonary emboli", data_text,
+            "Figures on the manifest's own test split only; check them on your data before any use.")
+
+
+def _phantom_texts(spec: dict, split: dict, training: dict, cross: bool) -> tuple[str, str, str]:
+    """(use, data, limits) of a petriage train-seg --anatomy real run on synthetic phantoms."""
     use = ("Research and demonstration only, NOT for clinical use: "
            + ("triages non-contrast chest CT for PE (its NCT pathway; a series is PE-suspected when a "
               "predicted embolus component remains) and segments the emboli"
               if cross else "segments pulmonary emboli on CTPA series (the clot mask and volume in the report)"))
-    if spec.get("manifest"):  # petriage train-seg --manifest: the user's own series
-        data_text = (f"The series of manifest {spec['manifest']}: {len(split['train'])} training series "
-                     f"({training.get('patches')} {spec['patch']} px patches at {spec['pixel_mm']} mm), "
-                     f"{training.get('steps')} steps, lr {training.get('lr')}, width {training.get('width')}.")
-        limits = ("Figures on the manifest's own test split only; check them on your data before any use.")
-        return {"intended_use": "Research only, NOT for clinical use: segments pulmonary emboli",
-                "training_data": data_text, "limits": limits, "metrics": metrics, "architecture": architecture,
-                "threshold": meta["threshold"], "min_component_ml": meta["min_component_ml"],
-                "pixel_mm": meta.get("pixel_mm")}
     data_text = (f"Synthetic real-anatomy phantoms (petriage phantom --anatomy real): the artery, vein and lung "
                  f"masks of {len(training.get('train_cases', []))} CAD-PE cases with clots drawn from the FUMPE "
                  f"clot statistics, rendered {'as CTPA / non-contrast pairs' if cross else 'as CTPA and non-contrast'} "
@@ -82,9 +91,7 @@ def segmentation_card(data: dict, run: dict, meta: dict) -> dict[str, Any]:
               "not on patients, and say nothing about real CT; the paper's figures are on real patients and "
               "are quoted only for comparison. Real CT differs from the phantoms (docs/phantom.md). "
               "Inference resamples slices to the training pixel size.")
-    return {"intended_use": use, "training_data": data_text, "limits": limits, "metrics": metrics,
-            "architecture": architecture, "threshold": meta["threshold"],
-            "min_component_ml": meta["min_component_ml"], "pixel_mm": meta.get("pixel_mm")}
+    return use, data_text, limits
 
 
 def ship_segmentation(run_dir: "str | Path", label: str, name: str,
