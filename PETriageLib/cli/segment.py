@@ -15,7 +15,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("series", help="DICOM folder or file of one series")
     p.add_argument("--model", required=True,
                    help="segmentation checkpoint (.pt) or a registered name (Resources/models.json's "
-                        "segmentation_models, e.g. fusa_resunet_demo)")
+                        "segmentation_models, e.g. resunet_demo_seg)")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--threshold", type=float, help="pixel threshold (default: the checkpoint's)")
     p.add_argument("--input-size", type=int,
