@@ -5,6 +5,9 @@ before its dependencies are installed."""
 SLICE_LABELS = ("wnl", "other", "pe")  # within normal limits, other lung disease, pulmonary embolism
 STAGE_CLASSES = {1: ("wnl", "disease"), 2: ("other", "pe")}  # each stage's negative and positive class
 PHASE_CHOICES = ("auto", "ctpa", "nct")  # petriage triage --phase: measured, or forced
+# How triage turns slices into a patient flag: the pair's registered patient rule (chosen for patient
+# sensitivity, models.patient_rules) where it has one, or each checkpoint's slice operating point.
+OPERATING_POINTS = ("patient", "slice")
 VERDICTS = ("pe_suspected", "other_disease", "no_finding", "not_analysable")
 CAM_MODES = ("top-k", "pe", "none")  # which slices get Grad-CAM
 DOMAIN_CHECK_MODES = ("refuse", "warn", "off")  # a series unlike the training data: refused, warned, not checked

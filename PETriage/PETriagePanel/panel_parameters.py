@@ -5,7 +5,7 @@ from typing import Annotated
 from slicer import vtkMRMLScalarVolumeNode
 from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper
 
-from PETriageLib.vocabulary import CAM_MODES, DOMAIN_CHECK_MODES, PHASE_CHOICES, SLICE_LABELS
+from PETriageLib.vocabulary import CAM_MODES, DOMAIN_CHECK_MODES, OPERATING_POINTS, PHASE_CHOICES, SLICE_LABELS
 
 NO_MODEL = "(none)"  # the optional series-model combos' entry for "not used"
 # model combos (filled at run time, so bound by hand in both directions): widget name -> parameter
@@ -25,6 +25,7 @@ class PETriageParameterNode:
     threshold: Annotated[float, WithinRange(0.0, 1.0)] = 0.5
     patientModel: str = ""  # a patient classifier file; empty: a patient is flagged when a slice is
     refinerModel: str = ""  # a slice refiner file; empty: the stages' own slice probabilities
+    operatingPoint: Annotated[str, Choice(list(OPERATING_POINTS))] = "patient"  # the pair's patient rule, or slice points
     domainCheck: Annotated[str, Choice(list(DOMAIN_CHECK_MODES))] = "refuse"  # series unlike the training data
     phase: Annotated[str, Choice(list(PHASE_CHOICES))] = "auto"  # CTPA cascade or non-contrast model
     segModel: str = ""  # an embolus segmentation model for CTPA series; empty: none
@@ -51,7 +52,7 @@ def settings_from(p: PETriageParameterNode):
     return TriageSettings(
         stage1=p.stage1Model, stage2=p.stage2Model, device=p.device,
         threshold_pe=None if p.useModelThreshold else p.threshold, patient_model=p.patientModel or None,
-        refiner=p.refinerModel or None, domain_check=p.domainCheck, phase=p.phase,
+        refiner=p.refinerModel or None, operating_point=p.operatingPoint, domain_check=p.domainCheck, phase=p.phase,
         seg_model=p.segModel or None, nct_model=p.nctModel or None, cam=p.camMode, top_k=p.topK,
         display=DisplayOptions(threshold=p.heatmapThreshold, opacity=p.opacity, foreground_branch=p.foregroundBranch or None),
     )

@@ -25,6 +25,7 @@ class TriageSettings:
     threshold_pe: Optional[float] = None  # None: the checkpoint's operating point
     patient_model: Optional[str] = None  # a patient classifier file (petriage train-patient); None: any-slice rule
     refiner: Optional[str] = None  # a slice refiner file (petriage train-refiner); None: the stages' own scores
+    operating_point: str = "patient"  # patient: the pair's registered patient rule where it has one | slice
     domain_check: str = "refuse"  # refuse | warn | off: series unlike stage 1's training data (domain_check)
     phase: str = "auto"  # auto | ctpa | nct: the pathway, by the measured blood-pool HU unless forced
     seg_model: Optional[str] = None  # an embolus segmentation model for CTPA series; "default": the shipped one
@@ -36,7 +37,7 @@ class TriageSettings:
     def cascade_key(self) -> tuple:
         """What the cascade depends on (the display and Grad-CAM choices do not rebuild it)."""
         return (self.stage1, self.stage2, self.device, self.threshold_pe, self.patient_model, self.refiner,
-                self.domain_check, self.phase, self.seg_model, self.nct_model)
+                self.operating_point, self.domain_check, self.phase, self.seg_model, self.nct_model)
 
 
 def build_cascade_for(settings: TriageSettings) -> Any:
@@ -49,7 +50,7 @@ def build_cascade_for(settings: TriageSettings) -> Any:
     paths = [str(verified_path(name)) for name in (settings.stage1, settings.stage2)]
     return build_cascade(paths[0], paths[1], device=settings.device, threshold_pe=settings.threshold_pe,
                          patient_model=settings.patient_model or None, refiner=settings.refiner or None,
-                         domain_check=settings.domain_check, phase=settings.phase,
+                         operating_point=settings.operating_point, domain_check=settings.domain_check, phase=settings.phase,
                          seg_model=embolus_model_spec(settings.seg_model or None, "ctpa"),
                          nct_model=embolus_model_spec(settings.nct_model or None, "nct"))
 

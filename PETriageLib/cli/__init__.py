@@ -15,7 +15,7 @@ from PETriageLib import __version__
 
 # Order here is the order in `petriage --help`, following the data flow.
 SUBCOMMANDS = ["info", "phantom", "phantom-realism", "models", "triage", "screen", "demo", "train", "fit-domain", "train-refiner",
-               "train-patient", "train-seg", "ship-seg", "segment", "evaluate", "experiment", "cache", "bench", "listen", "queue"]
+               "train-patient", "train-seg", "ship-seg", "segment", "evaluate", "patient-rule", "experiment", "cache", "bench", "listen", "queue"]
 
 log = logging.getLogger("petriage")
 

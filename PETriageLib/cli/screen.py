@@ -53,6 +53,7 @@ def cascade_spec(args: argparse.Namespace) -> Any:
     return CascadeSpec(str(stage1), str(stage2), device=device, patient_model=args.patient_model,
                        refiner=args.refiner, threshold_disease=args.threshold_disease, threshold_pe=args.threshold,
                        options={"batch_size": args.batch_size, "all_slices": args.all_slices, "min_run": args.min_run,
+                                "operating_point": args.operating_point,
                                 "inference": args.inference, "domain_check": args.domain_check,
                                 "engine": args.engine, **routing_options(args)})
 

@@ -11,8 +11,8 @@ import logging
 from pathlib import Path
 from typing import Any, Callable
 
-from PETriageLib.vocabulary import (CAM_MODES, DOMAIN_CHECK_MODES, ENGINE_CHOICES, INFERENCE_PATHS, PHASE_CHOICES,
-                                   is_probability)
+from PETriageLib.vocabulary import (CAM_MODES, DOMAIN_CHECK_MODES, ENGINE_CHOICES, INFERENCE_PATHS, OPERATING_POINTS,
+                                   PHASE_CHOICES, is_probability)
 
 log = logging.getLogger("petriage.triage")
 
@@ -60,8 +60,14 @@ def add_cascade_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", help="auto, cpu or cuda[:N] (default auto)")
     p.add_argument("--threshold", type=probability, help="stage 2 PE operating point (default: the checkpoint's)")
     p.add_argument("--threshold-disease", type=probability, help="stage 1 operating point (default: the checkpoint's)")
-    p.add_argument("--min-run", type=whole_number(1), default=1,
-                   help="consecutive positive slices needed for a positive patient (default 1: any slice)")
+    p.add_argument("--operating-point", choices=OPERATING_POINTS, default="patient",
+                   help="patient (default): the pair's registered patient rule (petriage patient-rule: thresholds "
+                        "and run length chosen for 95%% patient PE sensitivity), where it has one; slice: each "
+                        "checkpoint's slice operating point, any slice flags. --threshold, --threshold-disease and "
+                        "--min-run override it value by value")
+    p.add_argument("--min-run", type=whole_number(1), default=None,
+                   help="consecutive positive slices needed for a positive patient (default: the patient rule's, "
+                        "else 1: any slice)")
     p.add_argument("--patient-model", default=None, metavar="PATIENT_PT",
                    help="a patient classifier (petriage train-patient) for these models: its p(PE) decides "
                         "the verdict instead of the any-slice rule; stage 2 then runs on every lung slice")
@@ -139,7 +145,7 @@ def cascade_from_args(args: argparse.Namespace) -> Any:
     stage1, stage2 = args.models or default_models()
     return build_cascade(stage1, stage2, device=args.device, batch_size=args.batch_size, all_slices=args.all_slices,
                  threshold_disease=args.threshold_disease, threshold_pe=args.threshold, min_run=args.min_run,
-                 inference=args.inference, patient_model=args.patient_model, refiner=args.refiner,
+                 operating_point=args.operating_point, inference=args.inference, patient_model=args.patient_model, refiner=args.refiner,
                  domain_check=args.domain_check, engine=args.engine, **routing_options(args))
 
 

@@ -173,7 +173,7 @@ def register_model(name: str, stage: int, checkpoint: "str | os.PathLike", card:
     entry = {"name": name, "stage": int(stage), "file": _copied_in(src, root), "sha256": file_sha256(src),
              "card": dict(card)}
     _check_entry(entry, manifest_path(root))
-    _put_entry(root, "models", entry)
+    put_entry(root, "models", entry)
     log.info("registered model %s (stage %d) -> %s", name, stage, entry["file"])
     return entry
 
@@ -190,7 +190,7 @@ def register_segmentation_model(name: str, checkpoint: "str | os.PathLike", card
     entry = {"name": name, "task": meta["task"], "file": _copied_in(src, root, f"{name}.pt"), "sha256": file_sha256(src),
              "card": dict(card)}
     _check_seg_entry(entry, manifest_path(root))
-    _put_entry(root, "segmentation_models", entry)
+    put_entry(root, "segmentation_models", entry)
     log.info("registered segmentation model %s (%s) -> %s", name, meta["task"], entry["file"])
     return entry
 
@@ -206,7 +206,7 @@ def _copied_in(src: Path, root: Path, file_name: "str | None" = None) -> str:
     return src.relative_to(root.resolve()).as_posix()
 
 
-def _put_entry(root: Path, section: str, entry: dict) -> None:
+def put_entry(root: Path, section: str, entry: dict) -> None:
     """Replace the entry of the same name in ``section`` (keeping its place) or append it."""
     data = read_manifest(root)
     old = data.get(section, [])

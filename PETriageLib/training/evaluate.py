@@ -15,11 +15,13 @@ from typing import Any, Optional, Sequence
 import numpy as np
 import torch
 
+from PETriageLib.models.patient_rules import rule_for_pair
 from PETriageLib.preprocess.slices import PreprocessConfig
 from PETriageLib.reporting.json_text import to_json
 from PETriageLib.training.cache import CachedSource, stage_targets
 from PETriageLib.training.data import cached_splits
 from PETriageLib.training.manifest import load_manifest, manifest_paths
+from PETriageLib.training.patient_rule import RuleScore, rule_table, score_rule, series_probabilities
 from PETriageLib.training.metrics import auroc_ci, binary_report, fmt_count, operating_point, roc_points
 from PETriageLib.training.tables import (
     auroc_text, confusion_table, markdown_table, operating_point_table, patient_table, slice_table)
@@ -187,20 +189,30 @@ def _patient_classifier_md(r: dict) -> list[str]:
             "was chosen on the validation patients.", ""]
 
 
+def registered_rule_score(stages: Sequence, cached: Sequence[CachedSource], p1: Sequence[np.ndarray],
+                          p2: Sequence[np.ndarray]) -> "RuleScore | None":
+    """The pair's registered patient rule (``petriage patient-rule --register``) on these series;
+    None when it has none. ``stages``: the pair as ``triage.stages.load_stage`` gives it."""
+    rule = rule_for_pair(stages[0].identities(), stages[1].identities())
+    return None if rule is None else score_rule(series_probabilities(cached, p1, p2), rule)
+
+
 def write_slice_csv(cached: Sequence[CachedSource], p1: Sequence[np.ndarray], p2: Sequence[np.ndarray],
                     t1: float, t2: float, path: Path) -> None:
-    """One row per slice: its label and both stages' probabilities, for error analysis."""
+    """One row per slice: its label and both stages' probabilities, for error analysis and for
+    choosing a patient rule (``training.patient_rule.read_slice_csv``; ``series`` numbers the
+    evaluated series, as one patient may have several)."""
     import csv
 
     with open(path, "w", newline="") as fh:
         w = csv.writer(fh, lineterminator="\n")
         w.writerow(["patient_id", "slice_index", "label", "has_lung", "p_stage1", "p_stage2", "passes_stage1",
-                    "passes_both"])
-        for c, a, b in zip(cached, p1, p2):
+                    "passes_both", "series", "patient_label"])
+        for n, (c, a, b) in enumerate(zip(cached, p1, p2)):
             for k, label in enumerate(c.labels):
                 passes1 = bool(c.has_lung[k] and a[k] >= t1)
-                w.writerow([c.patient_id, k, label, int(c.has_lung[k]), f"{a[k]:.5f}", f"{b[k]:.5f}", int(passes1),
-                            int(passes1 and b[k] >= t2)])
+                w.writerow([c.patient_id, k, label, int(c.has_lung[k]), f"{a[k]:.6f}", f"{b[k]:.6f}", int(passes1),
+                            int(passes1 and b[k] >= t2), n, c.patient_label])
 
 
 def save_roc(curves: Sequence["tuple[str, np.ndarray, np.ndarray]"], path: Path, title: str) -> None:
@@ -309,6 +321,8 @@ def evaluate_cascade(stage1: "str | Path", stage2: "str | Path", manifest: "str 
               "by_lesion_area": by_area,
               "operating_points": points}
     report["domain_check"] = domain_summary(stages[0], cached1, patients)
+    rule_score = None if refiner is not None else registered_rule_score(stages, cached1, p1, p2)
+    report["patient_rule"] = None if rule_score is None else rule_score.to_dict()
     if patient_model is not None:
         from PETriageLib.training.series_models.from_manifest import patient_classifier_report
 
@@ -331,6 +345,8 @@ def evaluate_cascade(stage1: "str | Path", stage2: "str | Path", manifest: "str 
           f"patients: AUROC (95% CI) {auroc_text(patient_auroc)}. The table above flags by the slice thresholds; "
           f"this shows how well the same scores rank the patients (`roc_patients.png`).", "",
           *(_patient_classifier_md(report["patient_classifier"]) if patient_model is not None else []),
+          *(["## PE per patient at the pair's patient rule (what petriage triage runs)", "",
+             rule_table([(f"rule {rule_score.rule.name}", rule_score)]), ""] if rule_score is not None else []),
           *(["## PE patients found, by the most central clot (phantom ground truth)", "",
              patient_table(by_level, "Most central clot", "Flagged"), ""] if by_level else []),
           *(["## Slices found, by lesion area on the slice (lesion masks)", "",

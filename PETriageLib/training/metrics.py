@@ -14,6 +14,25 @@ def fmt_count(correct: int, total: int) -> str:
     return f"{100.0 * correct / total:.1f}% ({correct}/{total})"
 
 
+def wilson_interval(k: int, n: int) -> "tuple[float, float]":
+    """Wilson 95% interval of the proportion k/n ((nan, nan) when n is 0): honest at the small
+    patient counts of a validation or test split, where the normal approximation is not."""
+    if n == 0:
+        return float("nan"), float("nan")
+    from scipy.stats import binomtest
+
+    ci = binomtest(k, n).proportion_ci(method="wilson")
+    return float(ci.low), float(ci.high)
+
+
+def fmt_count_ci(correct: int, total: int) -> str:
+    """``fmt_count`` with the Wilson 95% interval: "95.0% (76-99; 19/20)"."""
+    if total == 0:
+        return "n/a (0/0)"
+    low, high = wilson_interval(correct, total)
+    return f"{100.0 * correct / total:.1f}% ({100 * low:.0f}-{100 * high:.0f}; {correct}/{total})"
+
+
 def auroc_ci(y_true: np.ndarray, y_prob: np.ndarray, n_boot: int = 1000, seed: int = 0,
              alpha: float = 0.05) -> dict:
     """AUROC with a percentile bootstrap (1 - alpha) confidence interval; None when one class is absent."""

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from PETriageLib.ingest.volume import CTVolume
+from PETriageLib.models.patient_rules import PatientRule, rule_for_pair
 from PETriageLib.preprocess.background import ahead
 from PETriageLib.preprocess.contrast_phase import measure_contrast_phase
 from PETriageLib.preprocess.lungs import analyse_lungs
@@ -61,13 +62,34 @@ class Cascade:
         self.embolus_models = dict(embolus_models or {})
         self.series_models = series_models or SeriesModels()
         sm = self.series_models
-        own = sm.refiner.thresholds if sm.refiner is not None else (runner.stage1.threshold, runner.stage2.threshold)
+        rule = self._patient_rule(options)
+        if rule is not None:
+            own, run = (rule.threshold_disease, rule.threshold_pe), rule.min_run
+        elif sm.refiner is not None:
+            own, run = sm.refiner.thresholds, 1
+        else:
+            own, run = (runner.stage1.threshold, runner.stage2.threshold), 1
+        # explicit values win one by one; the rule is named only where it supplies something
+        supplies = rule is not None and None in (options.threshold_disease, options.threshold_pe, options.min_run)
         self.options = replace(options, threshold_disease=own[0] if options.threshold_disease is None
                                else options.threshold_disease,
-                               threshold_pe=own[1] if options.threshold_pe is None else options.threshold_pe)
+                               threshold_pe=own[1] if options.threshold_pe is None else options.threshold_pe,
+                               min_run=run if options.min_run is None else options.min_run,
+                               patient_rule=rule.name if supplies else None)
         # the preprocessing each checkpoint was trained with (windows, input size, crop, margin)
         self.config1 = PreprocessConfig.from_dict(runner.stage1.meta)
         self.config2 = PreprocessConfig.from_dict(runner.stage2.meta)
+
+    def _patient_rule(self, options: CascadeOptions) -> "PatientRule | None":
+        """The pair's registered patient rule, when asked for and when it applies: a slice refiner
+        rescales the probabilities and a patient classifier decides PE itself, so neither uses it."""
+        sm = self.series_models
+        if options.operating_point != "patient" or sm.refiner is not None or sm.patient is not None:
+            return None
+        rule = rule_for_pair(self.runner.stage1.identities(), self.runner.stage2.identities())
+        if rule is None:
+            log.info("this stage pair has no registered patient rule; the checkpoints' slice operating points apply")
+        return rule
 
     @property
     def stage1(self) -> Stage:

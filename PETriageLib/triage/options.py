@@ -8,18 +8,21 @@ from typing import Any
 
 from PETriageLib.ingest.limits import MIN_SLICES
 from PETriageLib.vocabulary import (DOMAIN_CHECK_MODES, ENGINE_ALIASES, ENGINE_CHOICES, INFERENCE_PATHS,
-                                    PHASE_CHOICES, is_probability)
+                                    OPERATING_POINTS, PHASE_CHOICES, is_probability)
 
 ROUTING_FIELDS = ("phase", "seg_model", "nct_model")
 
 
 @dataclass(frozen=True)
 class CascadeOptions:
-    # Operating points; None: the refiner's when there is one, else each checkpoint's own
+    # Operating points; None: the refiner's when there is one, else the pair's patient rule
+    # (operating_point "patient", when one is registered), else each checkpoint's own with min_run 1
     # (``Cascade`` fills them in, so a cascade's options always hold numbers).
     threshold_disease: float | None = None  # stage 1
     threshold_pe: float | None = None  # stage 2
-    min_run: int = 1  # consecutive positive slices for a positive patient (1: any slice)
+    min_run: int | None = None  # consecutive positive slices for a positive patient (1: any slice)
+    operating_point: str = "patient"
+    patient_rule: str | None = None  # the registered rule's name, filled in by ``Cascade`` when it applies
     min_slices: int = MIN_SLICES
     all_slices: bool = False  # stage 2 on every lung slice, not only the diseased ones
     batch_size: int = 16  # 32 measured about 250 MB more peak memory (activations) for a few % of speed
@@ -48,6 +51,8 @@ class CascadeOptions:
                 object.__setattr__(self, name, float(value))
         for name in ("batch_size", "min_run", "min_slices"):
             value = getattr(self, name)
+            if value is None and name == "min_run":
+                continue
             whole = isinstance(value, numbers.Real) and not isinstance(value, bool) and float(value).is_integer()
             if not whole or value < 1:
                 raise ValueError(f"{name} must be a whole number >= 1, got {value!r}")
@@ -60,6 +65,8 @@ class CascadeOptions:
             raise ValueError(f"unknown engine {self.engine!r}; use one of {', '.join(ENGINE_CHOICES)}")
         if self.domain_check not in DOMAIN_CHECK_MODES:
             raise ValueError(f"unknown domain check {self.domain_check!r}; use one of {', '.join(DOMAIN_CHECK_MODES)}")
+        if self.operating_point not in OPERATING_POINTS:
+            raise ValueError(f"unknown operating point {self.operating_point!r}; use one of {', '.join(OPERATING_POINTS)}")
         if self.phase not in PHASE_CHOICES:
             raise ValueError(f"unknown phase {self.phase!r}; use one of {', '.join(PHASE_CHOICES)}")
         for name in ("seg_model", "nct_model"):

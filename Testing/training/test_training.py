@@ -514,3 +514,43 @@ def test_best_on_split_scores_every_candidate_on_the_same_patients(tiny_run, cap
     assert chosen == runs[int(stored[1] > stored[0])]
     scored = [float(m) for m in re.findall(r"scores AUROC ([0-9.]+) on split val", caplog.text)]
     assert scored == pytest.approx(stored, abs=1e-3)
+
+
+def test_patient_rule_chosen_registered_and_run_by_triage(tiny_run, tmp_path, monkeypatch, capsys) -> None:
+    from PETriageLib.cli import main
+
+    s1, s2 = str(tiny_run["s1"].best_path), str(tiny_run["s2"].best_path)
+    ev = tmp_path / "eval"
+    assert main(["-q", "evaluate", "--manifest", str(tiny_run["manifest"]), "--split", "all", "--bootstrap", "10",
+                 "--stage1", s1, "--stage2", s2, "--cache", str(tiny_run["out"] / "cache"), "--out", str(ev),
+                 "--threads", "1"]) == 0
+    assert json.loads((ev / "report.json").read_text())["patient_rule"] is None  # none registered yet
+    resources = tmp_path / "resources"
+    assert main(["-q", "patient-rule", "--validation", str(ev), "--test", f"again={ev}", "--target", "1.0",
+                 "--out", str(tmp_path / "rule"), "--register", "tiny_rule", "--resources", str(resources)]) == 0
+    printed = capsys.readouterr().out
+    chosen = json.loads((tmp_path / "rule" / "patient_rule.json").read_text())
+    assert chosen["validation"]["sensitivity"]["value"] == 1.0  # the target, reached on validation
+    # the same folder as a test set scores the same
+    assert chosen["tests"][0]["specificity"] == chosen["validation"]["specificity"]
+    assert "registered patient rule tiny_rule" in printed and "Wilson 95%" in printed
+    rule = chosen["rule"]
+
+    monkeypatch.setenv("PETRIAGE_RESOURCES", str(resources))
+    ev2 = tmp_path / "eval-with-rule"
+    assert main(["-q", "evaluate", "--manifest", str(tiny_run["manifest"]), "--split", "all", "--bootstrap", "10",
+                 "--stage1", s1, "--stage2", s2, "--cache", str(tiny_run["out"] / "cache"), "--out", str(ev2),
+                 "--threads", "1"]) == 0
+    scored = json.loads((ev2 / "report.json").read_text())["patient_rule"]
+    assert scored["sensitivity"] == chosen["validation"]["sensitivity"]
+    assert "at the pair's patient rule" in (ev2 / "report.md").read_text()
+
+    series = load_manifest(tiny_run["manifest"])[0].paths[0]
+    out = tmp_path / "triage"
+    assert main(["-q", "triage", str(series), "--out", str(out), "--models", s1, s2, "--device", "cpu",
+                 "--domain-check", "off", "--cam", "none"]) == 0
+    report = json.loads(next(out.rglob("report.json")).read_text())
+    opts = report["options"]
+    assert opts["patient_rule"] == "tiny_rule" and opts["operating_point"] == "patient"
+    assert (opts["threshold_disease"], opts["threshold_pe"], opts["min_run"]) == (
+        rule["threshold_disease"], rule["threshold_pe"], rule["min_run"])
