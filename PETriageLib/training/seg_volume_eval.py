@@ -134,7 +134,15 @@ def choose_operating_point(probs: Sequence[np.ndarray], studies: Sequence[Study]
                            ) -> VolumeEvaluation:
     """The (threshold, minimum component) with the highest patient specificity among those with
     patient sensitivity >= ``min_sensitivity`` (ties: more clots found); if none reaches it, the most
-    sensitive one. Returns that point's validation evaluation."""
+    sensitive one. Returns that point's validation evaluation. Validation needs studies with and
+    without PE: without either, sensitivity or specificity is undefined at every point (ValueError)."""
+    positive = [bool((study.clot_ids > 0).any()) for study in studies]
+    if not any(positive):
+        raise ValueError(f"no PE studies on validation ({len(positive)} studies, none with a clot): cannot "
+                         "choose an operating point (patient sensitivity is undefined)")
+    if all(positive):
+        raise ValueError(f"no study without PE on validation (all {len(positive)} have clots): cannot choose "
+                         "an operating point (patient specificity is undefined)")
     grid = [evaluate_volumes(probs, studies, t, m) for t in thresholds for m in min_mls]
 
     def key(ev: VolumeEvaluation) -> tuple:

@@ -16,7 +16,9 @@ from PETriageLib.models.seg_checkpoint import load_seg_checkpoint
 from PETriageLib.phantom.dataset import generate_dataset
 from PETriageLib.training.lesion_masks import MaskError
 from PETriageLib.training.manifest import ManifestError, load_manifest
-from PETriageLib.training.seg_manifest_data import UNLABELLED, manifest_patches, masked_series
+from PETriageLib.training.seg_manifest_data import UNLABELLED, manifest_patches, masked_series, source_has_pe
+from PETriageLib.training.seg_manifest_run import split_sources
+from PETriageLib.training.seg_volume_eval import choose_operating_point
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread_per_test")
 
@@ -85,3 +87,55 @@ def test_a_series_without_a_mask_or_with_one_on_another_grid_is_refused(dataset,
     source.mask = small
     with pytest.raises(MaskError, match="does not match the series' slices"):
         list(masked_series([source]))
+
+
+def test_the_operating_point_needs_validation_studies_with_and_without_pe(dataset):
+    manifest, _, splits = dataset
+    series = list(masked_series([s for s in load_manifest(manifest) if s.patient_id in splits["val"]]))
+    pe = next(s for s in series if s.has_pe)
+    neg = next(s for s in series if not s.has_pe)
+    truth = [(pe.clot_ids > 0).astype(np.float32), np.zeros(neg.masks.shape, np.float32)]
+    with pytest.raises(ValueError, match=r"^no PE studies on validation \(1 studies, none with a clot\): cannot "
+                                         "choose an operating point"):
+        choose_operating_point(truth[1:], [neg])
+    with pytest.raises(ValueError, match=r"^no study without PE on validation \(all 1 have clots\): cannot "
+                                         "choose an operating point \\(patient specificity is undefined\\)"):
+        choose_operating_point(truth[:1], [pe])
+    point = choose_operating_point(truth, [pe, neg])
+    assert point.sensitivity == 1.0 and point.specificity == 1.0
+
+
+def _manifest_without_patient_label(manifest):
+    """The dataset's manifest without its patient_label column, beside it (its paths are relative)."""
+    rows = list(csv.DictReader(manifest.open()))
+    path = manifest.parent / "manifest_no_patient_label.csv"
+    with path.open("w", newline="") as fh:
+        columns = [c for c in rows[0] if c != "patient_label"]
+        writer = csv.DictWriter(fh, fieldnames=columns, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    return path, {r["patient_id"]: r["patient_label"] == "pe" for r in rows}
+
+
+def test_without_patient_label_the_split_is_stratified_and_has_pe_recorded_from_the_masks(dataset, tmp_path):
+    manifest, _, _ = dataset
+    unlabelled, truth = _manifest_without_patient_label(manifest)
+    sources = load_manifest(unlabelled)
+    assert all(s.patient_label is None for s in sources)
+    pe = {s.key: source_has_pe(s) for s in sources}
+    assert {s.patient_id: pe[s.key] for s in sources} == truth  # the masks hold the PE patients' clots
+    parts = split_sources(sources, pe, tmp_path / "splits.json")
+    # 3 PE and 3 PE-free patients at 5:3:2: one of each in every split (unstratified, seed 0 gives
+    # the test split a single patient, so validation or test would miss one class)
+    for name, part in parts.items():
+        assert sorted(pe[s.key] for s in part) == [False, True], name
+    saved = json.loads((tmp_path / "splits.json").read_text())
+    assert {name: sorted(s.patient_id for s in part) for name, part in parts.items()} == saved
+
+    out = tmp_path / "run"
+    assert main(["-q", "train-seg", "--manifest", str(unlabelled), "--model", "resunet", "--steps", "2",
+                 "--pixel-mm", "3.0", "--patch", "32", "--out", str(out)]) == 0
+    assert json.loads((out / "splits.json").read_text()) == saved  # the automatic split, written to --out
+    split = json.loads((out / "evaluation.json").read_text())["split"]
+    for key, name in (("train", "train"), ("validation", "val"), ("test", "test")):
+        assert sorted(split[key]) == sorted([pid, None, truth[pid]] for pid in saved[name])
