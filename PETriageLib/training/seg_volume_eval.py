@@ -10,7 +10,7 @@ chosen on validation studies (``choose_operating_point``), never on the test set
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Sequence
 
 import numpy as np
@@ -87,6 +87,12 @@ def evaluation_dict(ev: VolumeEvaluation) -> dict:
              sensitivity_text=wilson(ev.true_positive_patients, ev.patients_positive),
              specificity_text=wilson(ev.true_negative_patients, ev.patients_negative))
     return d
+
+
+def evaluation_from_dict(d: dict) -> VolumeEvaluation:
+    """The VolumeEvaluation of an ``evaluation_dict`` (its counts; the derived scores are recomputed)."""
+    counts = {f.name: d[f.name] for f in fields(VolumeEvaluation) if f.name != "levels"}
+    return VolumeEvaluation(**counts, levels={lv: LevelCounts(**c) for lv, c in d["levels"].items()})
 
 
 def add_study(ev: VolumeEvaluation, prob: np.ndarray, study: Study) -> None:

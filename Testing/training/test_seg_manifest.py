@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
+import shutil
 
 import numpy as np
 import pytest
@@ -139,3 +141,59 @@ def test_without_patient_label_the_split_is_stratified_and_has_pe_recorded_from_
     split = json.loads((out / "evaluation.json").read_text())["split"]
     for key, name in (("train", "train"), ("validation", "val"), ("test", "test")):
         assert sorted(split[key]) == sorted([pid, None, truth[pid]] for pid in saved[name])
+
+
+def _train_seg(manifest, splits_file, model, out) -> list:
+    assert main(["-q", "train-seg", "--manifest", str(manifest), "--splits", str(splits_file), "--model", model,
+                 "--steps", "2", "--pixel-mm", "3.0", "--patch", "32", "--out", str(out)]) == 0
+    return json.loads((out / "evaluation.json").read_text())["runs"]
+
+
+@pytest.fixture(scope="module")
+def resunet_run(dataset, tmp_path_factory):
+    """A train-seg --manifest folder with one run, resunet (tests copy it before changing it)."""
+    manifest, splits_file, _ = dataset
+    out = tmp_path_factory.mktemp("resunet_run")
+    _train_seg(manifest, splits_file, "resunet", out)
+    return out
+
+
+def _scratch_resources(tmp_path, monkeypatch):
+    resources = tmp_path / "Resources"
+    resources.mkdir()
+    (resources / "models.json").write_text('{"models": []}')
+    monkeypatch.setenv("PETRIAGE_RESOURCES", str(resources))
+    return resources
+
+
+def test_another_model_in_the_same_folder_keeps_the_earlier_runs(dataset, resunet_run, tmp_path, monkeypatch,
+                                                                 caplog):
+    from PETriageLib.models.zoo import read_segmentation_models
+
+    manifest, splits_file, splits = dataset
+    out = tmp_path / "run"
+    shutil.copytree(resunet_run, out)
+    (first,) = json.loads((out / "evaluation.json").read_text())["runs"]
+    runs = _train_seg(manifest, splits_file, "fusa_resunet", out)
+    assert [r["label"] for r in runs] == ["resunet", "fusa_resunet"] and runs[0] == first
+    tables = (out / "tables.md").read_text()
+    assert "| resunet on MANIFEST |" in tables and "| fusa_resunet on MANIFEST |" in tables
+    # the earlier run's volume-table row, rebuilt from evaluation.json's counts
+    row = next(line for line in tables.splitlines() if line.startswith("| resunet on MANIFEST |"))
+    ev = first["test"]["manifest"]
+    assert f"| {ev['clots_found']}/{ev['clots']} |" in row and row.endswith(
+        f"| p >= {ev['threshold']:g}, comps >= {ev['min_component_ml']:g} mL |")
+    resources = _scratch_resources(tmp_path, monkeypatch)
+    assert main(["ship-seg", str(out), "resunet", "mine"]) == 0  # the earlier run is still shippable
+    assert [e["name"] for e in read_segmentation_models(resources)] == ["mine"]
+    # rerunning a label replaces its entry in place
+    runs = _train_seg(manifest, splits_file, "resunet", out)
+    assert [r["label"] for r in runs] == ["resunet", "fusa_resunet"]
+    # another split: the earlier runs were scored on other series, so they are dropped with a warning
+    swapped = tmp_path / "swapped.json"
+    swapped.write_text(json.dumps({"train": splits["train"], "val": splits["test"], "test": splits["val"]}))
+    with caplog.at_level(logging.WARNING, logger="PETriageLib.training.seg_real_run"):
+        runs = _train_seg(manifest, swapped, "resunet", out)
+    assert [r["label"] for r in runs] == ["resunet"]
+    assert "was written for another data spec or split: its runs (resunet, fusa_resunet) are dropped" in caplog.text
+    assert "fusa_resunet" not in (out / "tables.md").read_text()
