@@ -197,3 +197,30 @@ def test_another_model_in_the_same_folder_keeps_the_earlier_runs(dataset, resune
     assert [r["label"] for r in runs] == ["resunet"]
     assert "was written for another data spec or split: its runs (resunet, fusa_resunet) are dropped" in caplog.text
     assert "fusa_resunet" not in (out / "tables.md").read_text()
+
+
+def test_ship_seg_refuses_a_checkpoint_whose_operating_point_is_not_the_evaluated_one(resunet_run, tmp_path,
+                                                                                    monkeypatch, caplog):
+    from PETriageLib.models.seg_checkpoint import save_seg_checkpoint
+    from PETriageLib.models.zoo import read_segmentation_models
+
+    out = tmp_path / "run"
+    shutil.copytree(resunet_run, out)
+    (run,) = json.loads((out / "evaluation.json").read_text())["runs"]
+    point = (run["validation"]["threshold"], run["validation"]["min_component_ml"])
+    model, meta = load_seg_checkpoint(out / "resunet.pt")
+    assert (meta["threshold"], meta["min_component_ml"]) == point
+    resources = _scratch_resources(tmp_path, monkeypatch)
+    other = 0.35 if point[0] != 0.35 else 0.45
+    for changed in ((other, point[1]), (point[0], point[1] + 0.5)):  # threshold, then the minimum component
+        save_seg_checkpoint(out / "resunet.pt", model, input_size=meta["input_size"], threshold=changed[0],
+                            training=meta["training"], pixel_mm=meta["pixel_mm"], min_component_ml=changed[1])
+        caplog.clear()
+        assert main(["ship-seg", str(out), "resunet", "mine"]) != 0
+        assert (f"resunet.pt runs at p >= {changed[0]:g}, comps >= {changed[1]:g} mL, but evaluation.json scores "
+                f"run 'resunet' at p >= {point[0]:g}, comps >= {point[1]:g} mL") in caplog.text
+        assert read_segmentation_models(resources) == []  # nothing registered
+    save_seg_checkpoint(out / "resunet.pt", model, input_size=meta["input_size"], threshold=point[0],
+                        training=meta["training"], pixel_mm=meta["pixel_mm"], min_component_ml=point[1])
+    assert main(["ship-seg", str(out), "resunet", "mine"]) == 0
+    assert [e["name"] for e in read_segmentation_models(resources)] == ["mine"]
