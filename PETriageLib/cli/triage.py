@@ -131,7 +131,7 @@ class TqdmProgress:
 
 def routing_options(args: argparse.Namespace) -> dict[str, Any]:
     """The contrast-phase routing fields of CascadeOptions, from the command line ('default': the
-    registered model of that pathway, if any; 'none': no model)."""
+    registered model of that pathway, an error when none is; 'none': no model)."""
     from PETriageLib.triage.embolus import embolus_model_spec
 
     return {"phase": args.phase, "seg_model": embolus_model_spec(args.seg_model, "ctpa"),

@@ -25,6 +25,7 @@ CARD_KEYS = ("intended_use", "training_data", "limits", "metrics")
 ENTRY_KEYS = ("name", "stage", "file", "sha256", "card")
 SEG_ENTRY_KEYS = ("name", "task", "file", "sha256", "card")
 SEG_TASKS = ("segmentation", "cross_phase")
+RESOLVE_KEYS = ("name", "file", "sha256")  # what resolving a name reads of any entry
 
 log = logging.getLogger(__name__)
 
@@ -129,6 +130,10 @@ def resolve_segmentation_model(name_or_path: "str | os.PathLike", resources: "st
 
 def _resolve(name_or_path: "str | os.PathLike", entries: list[dict], root: Path, what: str
              ) -> tuple[Path, "str | None"]:
+    for e in entries:  # series_models are not structure-checked on reading
+        missing = [k for k in RESOLVE_KEYS if k not in e] if isinstance(e, dict) else list(RESOLVE_KEYS)
+        if missing:
+            raise CheckpointError(f"{root / MANIFEST_NAME}: {what} entry {e!r} lacks the keys {missing}")
     candidate = Path(name_or_path)
     if candidate.is_file():
         target = candidate.resolve()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
 import numpy as np
@@ -46,16 +47,30 @@ class MaskedSeries:
         return bool(self.clot_levels)
 
 
+def _mask_of(source: Source) -> Path:
+    """The source's mask file; a source without one is refused with the patient."""
+    if source.kind == "image" or source.mask is None:
+        raise ManifestError(f"patient {source.patient_id} ({source.paths[0]}): segmentation training needs "
+                            "a mask on the series' grid (the manifest's 'mask' column, 1 = PE)")
+    return source.mask
+
+
+def source_has_pe(source: Source) -> bool:
+    """Whether the source's mask holds a PE voxel (code 1, as its clots are counted): the patient's
+    PE status for the split and evaluation.json, which a manifest's patient_label may lack or contradict."""
+    import SimpleITK as sitk
+
+    return bool((sitk.GetArrayFromImage(sitk.ReadImage(str(_mask_of(source)))) == PE_CODE).any())
+
+
 def masked_series(sources: Iterable[Source]) -> Iterator[MaskedSeries]:
     """Each source loaded with its PE mask, one at a time (a list of whole series would not fit in
     memory for an archive); a source without a mask, or with one on another grid, is refused with
     the patient and the reason (MaskError names the file)."""
     for source in sources:
-        if source.kind == "image" or source.mask is None:
-            raise ManifestError(f"patient {source.patient_id} ({source.paths[0]}): segmentation training needs "
-                                "a mask on the series' grid (the manifest's 'mask' column, 1 = PE)")
+        mask = _mask_of(source)
         volume, _ = load_source(source)
-        pe = (read_lesion_mask(source.mask, volume) == PE_CODE).astype(np.uint8)
+        pe = (read_lesion_mask(mask, volume) == PE_CODE).astype(np.uint8)
         ids, n = ndimage.label(pe)
         log.info("segmentation series %s: %s, %d clot component(s)", source.patient_id, volume.hu.shape, n)
         yield MaskedSeries(source.patient_id, volume, pe, ids.astype(np.uint16), [UNLABELLED] * int(n))

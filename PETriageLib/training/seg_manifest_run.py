@@ -7,7 +7,7 @@ existing checkpoint is loaded and its operating point chosen again on validation
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -19,7 +19,7 @@ from PETriageLib.models.seg_checkpoint import load_seg_checkpoint
 from PETriageLib.models.seg_predict import predict_embolus_probability
 from PETriageLib.training.data import make_splits
 from PETriageLib.training.manifest import ManifestError, Source, load_manifest
-from PETriageLib.training.seg_manifest_data import manifest_patches, masked_series
+from PETriageLib.training.seg_manifest_data import manifest_patches, masked_series, source_has_pe
 from PETriageLib.training.seg_real_run import RealSegRun, run_file_name, store_operating_point, write_results
 from PETriageLib.training.seg_volume_eval import VolumeEvaluation, add_study, choose_operating_point
 from PETriageLib.training.segmentation import SegTrainConfig, train_segmentation
@@ -46,13 +46,8 @@ def run_manifest_segmentation(plan: ManifestSegPlan, configs: Sequence[SegTrainC
             raise ManifestError(f"{config.model} is a {model_task(config.model)} model: it needs paired "
                                 "CTPA / non-contrast series, which a manifest does not give (use --anatomy real)")
     sources = load_manifest(plan.manifest)
-    splits = make_splits(sources, plan.splits_file or out / "splits.json")
-    parts = {}
-    for name in ("train", "val", "test"):
-        ids = set(splits.get(name, []))
-        parts[name] = [s for s in sources if s.patient_id in ids]
-        if not parts[name]:
-            raise ManifestError(f"{plan.manifest}: the {name} split has no series (splits {sorted(splits)})")
+    pe = {s.key: source_has_pe(s) for s in sources}
+    parts = split_sources(sources, pe, plan.splits_file or out / "splits.json")
     # training series stream through the patch sampler, test series through the scores one at a
     # time; the validation series stay in memory, as the operating-point grid needs them all
     train = manifest_patches(masked_series(parts["train"]), patch=plan.patch, pixel_mm=plan.pixel_mm)
@@ -61,10 +56,7 @@ def run_manifest_segmentation(plan: ManifestSegPlan, configs: Sequence[SegTrainC
          f"{len(val)} validation and {len(parts['test'])} test series")
     spec = {"manifest": str(plan.manifest), "pixel_mm": plan.pixel_mm, "slice_thickness": None,
             "patch": plan.patch, "min_sensitivity": plan.min_sensitivity}
-    def has_pe(source) -> "bool | None":
-        return (source.patient_label == "pe") if source.patient_label else None
-
-    split = {key: [[s.patient_id, None, has_pe(s)] for s in parts[name]]
+    split = {key: [[s.patient_id, None, pe[s.key]] for s in parts[name]]
              for key, name in (("train", "train"), ("validation", "val"), ("test", "test"))}
     runs = []
     for config in configs:
@@ -92,6 +84,22 @@ def run_manifest_segmentation(plan: ManifestSegPlan, configs: Sequence[SegTrainC
         note(f"{config.model}: test Dice {test.dice:.3f}")
         write_results(runs, spec, split, out)
     return runs
+
+
+def split_sources(sources: Sequence[Source], pe: "dict[str, bool]", splits_file: Path) -> dict[str, list[Source]]:
+    """The train / val / test sources (training/data.make_splits). A new split is stratified by
+    patient_label or, for a source without one, by its mask's PE (``pe``, by Source.key), so that
+    validation and test get patients with and without PE."""
+    # "wnl" only stands for "no PE voxel" here: make_splits reads the label as the stratum
+    labelled = [s if s.patient_label else replace(s, patient_label="pe" if pe[s.key] else "wnl") for s in sources]
+    splits = make_splits(labelled, splits_file)
+    parts = {}
+    for name in ("train", "val", "test"):
+        ids = set(splits.get(name, []))
+        parts[name] = [s for s in sources if s.patient_id in ids]
+        if not parts[name]:
+            raise ManifestError(f"the {name} split of the manifest's series is empty (splits {sorted(splits)})")
+    return parts
 
 
 def score_series(probability: Callable[[CTVolume], np.ndarray], sources: Sequence[Source], threshold: float,

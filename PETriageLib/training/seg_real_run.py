@@ -26,7 +26,7 @@ from PETriageLib.models.seg_predict import predict_embolus_probability
 from PETriageLib.training.seg_real_data import RealSegSpec, RealSegStudy, patch_slices, real_seg_studies
 from PETriageLib.atomic import atomic_write
 from PETriageLib.training.seg_volume_eval import (VolumeEvaluation, choose_operating_point, evaluate_volumes,
-                                                  evaluation_dict, results_text)
+                                                  evaluation_dict, evaluation_from_dict, results_text)
 from PETriageLib.training.segmentation import SegTrainConfig, train_cross_phase, train_segmentation
 
 log = logging.getLogger(__name__)
@@ -130,6 +130,12 @@ def result_rows(runs: Sequence[RealSegRun]) -> list[tuple[str, VolumeEvaluation]
     return [(f"{r.label} on {phase.upper()}", ev) for r in runs for phase, ev in r.test.items()]
 
 
+def _saved_rows(entries: Sequence[dict]) -> list[tuple[str, VolumeEvaluation]]:
+    """result_rows of evaluation.json's run entries (earlier invocations' runs have no RealSegRun)."""
+    return [(f"{e['label']} on {phase.upper()}", evaluation_from_dict(ev)) for e in entries
+            for phase, ev in e["test"].items()]
+
+
 def _plan_spec(plan: RealSegPlan) -> dict:
     return {"pixel_mm": plan.spec.pixel_mm, "slice_thickness": plan.spec.slice_thickness, "patch": plan.patch,
             "min_sensitivity": plan.min_sensitivity}
@@ -143,11 +149,26 @@ def _plan_split(plan: RealSegPlan) -> dict:
 def write_results(runs: Sequence[RealSegRun], spec: dict, split: dict, out: Path) -> None:
     """evaluation.json (every run: checkpoint, validation operating point, test scores per phase;
     the data spec and the split, each split a list of [id, seed, has PE]) and tables.md (the volume
-    and per-level tables)."""
-    data = {"spec": spec, "split": split,
-            "runs": [{"label": r.label, "checkpoint": r.checkpoint.name, "validation": evaluation_dict(r.validation),
-                      "test": {phase: evaluation_dict(ev) for phase, ev in r.test.items()}} for r in runs]}
+    and per-level tables). Runs of an earlier evaluation.json with the same spec and split are kept
+    (``runs`` replace those of their label), so that training one more --model into the folder keeps
+    the others for ship-seg; with another spec or split the old file is replaced, with a warning."""
+    path = out / "evaluation.json"
+    # compared as JSON reads them back (tuples become lists)
+    spec, split = json.loads(json.dumps(spec)), json.loads(json.dumps(split))
+    entries = {}
+    if path.is_file():
+        old = json.loads(path.read_text(encoding="utf-8"))
+        if (old.get("spec"), old.get("split")) == (spec, split):
+            entries = {e["label"]: e for e in old["runs"]}
+        else:
+            log.warning("%s was written for another data spec or split: its runs (%s) are dropped", path,
+                        ", ".join(e["label"] for e in old.get("runs", [])))
+    for r in runs:  # a label already there keeps its place
+        entries[r.label] = {"label": r.label, "checkpoint": r.checkpoint.name,
+                            "validation": evaluation_dict(r.validation),
+                            "test": {phase: evaluation_dict(ev) for phase, ev in r.test.items()}}
+    data = {"spec": spec, "split": split, "runs": list(entries.values())}
     text = json.dumps(data, indent=2) + "\n"
-    atomic_write(out / "evaluation.json", lambda tmp: tmp.write_text(text, encoding="utf-8"))
-    tables = results_text(result_rows(runs))
+    atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    tables = results_text(_saved_rows(data["runs"]))
     atomic_write(out / "tables.md", lambda tmp: tmp.write_text(tables, encoding="utf-8"))

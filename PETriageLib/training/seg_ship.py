@@ -4,6 +4,7 @@ model card whose figures are that run's held-out scores (evaluation.json), besid
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -94,6 +95,18 @@ def _phantom_texts(spec: dict, split: dict, training: dict, cross: bool) -> tupl
     return use, data_text, limits
 
 
+def _check_operating_point(run: dict, meta: dict, checkpoint: Path, label: str) -> None:
+    """The card's figures hold at evaluation.json's operating point only: refuse a checkpoint that
+    triage would run at another one (retrained or re-chosen after evaluation.json was written)."""
+    recorded = (float(run["validation"]["threshold"]), float(run["validation"]["min_component_ml"]))
+    stored = (float(meta["threshold"]), float(meta.get("min_component_ml") or 0.0))
+    if not all(math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12) for a, b in zip(recorded, stored)):
+        raise CheckpointError(
+            f"{checkpoint} runs at p >= {stored[0]:g}, comps >= {stored[1]:g} mL, but evaluation.json scores run "
+            f"{label!r} at p >= {recorded[0]:g}, comps >= {recorded[1]:g} mL: its figures are not this checkpoint's; "
+            f"run petriage train-seg again with --out {checkpoint.parent} to score it")
+
+
 def ship_segmentation(run_dir: "str | Path", label: str, name: str,
                       resources: "str | Path | None" = None) -> dict:
     """Register run ``label`` of ``run_dir`` as ``name``; returns the manifest entry."""
@@ -101,4 +114,5 @@ def ship_segmentation(run_dir: "str | Path", label: str, name: str,
     data, run = _run(run_dir, label)
     checkpoint = run_dir / run["checkpoint"]
     _, meta = load_seg_checkpoint(checkpoint)
+    _check_operating_point(run, meta, checkpoint, label)
     return register_segmentation_model(name, checkpoint, segmentation_card(data, run, meta), resources)

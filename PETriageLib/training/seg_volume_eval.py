@@ -10,7 +10,7 @@ chosen on validation studies (``choose_operating_point``), never on the test set
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Sequence
 
 import numpy as np
@@ -89,6 +89,12 @@ def evaluation_dict(ev: VolumeEvaluation) -> dict:
     return d
 
 
+def evaluation_from_dict(d: dict) -> VolumeEvaluation:
+    """The VolumeEvaluation of an ``evaluation_dict`` (its counts; the derived scores are recomputed)."""
+    counts = {f.name: d[f.name] for f in fields(VolumeEvaluation) if f.name != "levels"}
+    return VolumeEvaluation(**counts, levels={lv: LevelCounts(**c) for lv, c in d["levels"].items()})
+
+
 def add_study(ev: VolumeEvaluation, prob: np.ndarray, study: Study) -> None:
     """Add one study's scores (``prob`` on its grid) to ``ev``; ``study``: a phantom Study or any
     object with its ``volume``, ``masks``, ``clot_ids`` and ``clot_levels`` (seg_manifest_data)."""
@@ -134,7 +140,15 @@ def choose_operating_point(probs: Sequence[np.ndarray], studies: Sequence[Study]
                            ) -> VolumeEvaluation:
     """The (threshold, minimum component) with the highest patient specificity among those with
     patient sensitivity >= ``min_sensitivity`` (ties: more clots found); if none reaches it, the most
-    sensitive one. Returns that point's validation evaluation."""
+    sensitive one. Returns that point's validation evaluation. Validation needs studies with and
+    without PE: without either, sensitivity or specificity is undefined at every point (ValueError)."""
+    positive = [bool((study.clot_ids > 0).any()) for study in studies]
+    if not any(positive):
+        raise ValueError(f"no PE studies on validation ({len(positive)} studies, none with a clot): cannot "
+                         "choose an operating point (patient sensitivity is undefined)")
+    if all(positive):
+        raise ValueError(f"no study without PE on validation (all {len(positive)} have clots): cannot choose "
+                         "an operating point (patient specificity is undefined)")
     grid = [evaluate_volumes(probs, studies, t, m) for t in thresholds for m in min_mls]
 
     def key(ev: VolumeEvaluation) -> tuple:

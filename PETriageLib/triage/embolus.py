@@ -158,8 +158,8 @@ def default_embolus_model(pathway: str) -> "str | None":
 
 def embolus_model_spec(spec: "str | None", pathway: str) -> "str | None":
     """The model a pathway is asked to use: None or 'none' for no model, 'default' for the registered
-    default (None for the non-contrast pathway when none is registered: its series then go to the
-    CTPA cascade with a warning; an error for the CTPA pathway, where it was asked for), else ``spec``."""
+    default (an error when none of the pathway's task is registered: it was asked for, and a silent
+    fallback to the CTPA cascade would hide that), else ``spec``."""
     from PETriageLib.errors import CheckpointError
 
     if spec is None or spec.lower() == "none":
@@ -167,9 +167,11 @@ def embolus_model_spec(spec: "str | None", pathway: str) -> "str | None":
     if spec != "default":
         return spec
     name = default_embolus_model(pathway)
-    if name is None and pathway == "ctpa":
-        raise CheckpointError("segmentation model 'default': no segmentation model is registered in "
-                              "Resources/models.json; pass a checkpoint file")
+    if name is None:
+        task = PATHWAY_TASKS[pathway][0]
+        what = "segmentation" if pathway == "ctpa" else "non-contrast"  # --seg-model / --nct-model
+        raise CheckpointError(f"{what} model 'default': no {task} model is registered in Resources/models.json; "
+                              "pass a checkpoint file")
     return name
 
 

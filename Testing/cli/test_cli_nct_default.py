@@ -1,6 +1,6 @@
 """`petriage triage --nct-model default` sends a non-contrast series to the registered non-contrast
 (CPMN) model and says so in report.json; without it (or with `none`) the series goes to the CTPA
-cascade with the non-contrast warning."""
+cascade with the non-contrast warning; `default` with no non-contrast model registered is refused."""
 from __future__ import annotations
 
 import csv
@@ -49,3 +49,16 @@ def test_default_names_the_registered_nct_model_and_it_is_off_unless_asked(nct_s
         report = _report(nct_series, tmp_path / f"off{len(extra)}", tiny_checkpoints, *extra)
         assert report["phase"]["used"] == "ctpa" and report["embolus"] is None
         assert any("no non-contrast model was given (--nct-model)" in w for w in report["warnings"])
+
+
+def test_default_without_a_registered_nct_model_is_refused_by_name(nct_series, tiny_checkpoints, tmp_path,
+                                                                  monkeypatch, caplog):
+    resources = tmp_path / "Resources"
+    resources.mkdir()
+    (resources / "models.json").write_text('{"models": []}')
+    monkeypatch.setenv("PETRIAGE_RESOURCES", str(resources))
+    out = tmp_path / "refused"
+    assert main(["-q", "triage", str(nct_series), "--out", str(out), "--device", "cpu", "--cam", "none",
+                 "--domain-check", "off", "--models", *map(str, tiny_checkpoints), "--nct-model", "default"]) != 0
+    assert "non-contrast model 'default': no cross_phase model is registered" in caplog.text
+    assert not (out / "worklist.csv").exists()  # refused before any series is triaged

@@ -9,6 +9,7 @@ import logging
 import pytest
 
 from PETriageLib.cli import main
+from PETriageLib.errors import CheckpointError
 from PETriageLib.models.seg_checkpoint import load_seg_checkpoint
 from Testing.support.data_paths import CADPE_VESSELS
 
@@ -67,4 +68,5 @@ def _ship_the_run(out, resources, capsys, caplog, monkeypatch) -> None:
     assert "NOT for clinical use" in card["intended_use"] and "Synthetic" in card["training_data"]
     assert "FUSA" in card["metrics"]["paper"] and card["pixel_mm"] == 3.0
     assert embolus_model_spec("default", "ctpa") == "resunet_demo"  # --seg-model default
-    assert embolus_model_spec("default", "nct") is None  # no cross-phase model registered
+    with pytest.raises(CheckpointError, match="no cross_phase model is registered"):
+        embolus_model_spec("default", "nct")  # --nct-model default: none registered

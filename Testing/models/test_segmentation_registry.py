@@ -1,6 +1,6 @@
 """Segmentation and non-contrast models in the manifest (Resources/models.json's
 ``segmentation_models``): registered with a card and SHA256, resolved by name, verified, refused when
-the entry or the file is wrong, and the non-contrast pathway's default taken from it."""
+the entry or the file is wrong, and each pathway's default taken from it (refused when there is none)."""
 from __future__ import annotations
 
 import json
@@ -10,7 +10,7 @@ import pytest
 from PETriageLib.errors import CheckpointError
 from PETriageLib.models.checkpoint import file_sha256
 from PETriageLib.models.zoo import (read_manifest, read_segmentation_models, register_segmentation_model,
-                                    resolve_segmentation_model, verify_manifest)
+                                    resolve_segmentation_model, resolve_series_model, verify_manifest)
 from PETriageLib.triage.embolus import default_embolus_model, embolus_model_spec, load_embolus_model
 
 CARD = {"intended_use": "test only", "training_data": "synthetic", "limits": "none tested", "metrics": {}}
@@ -57,12 +57,29 @@ def test_default_models_come_from_the_manifest(resources):
     assert embolus_model_spec("my.pt", "ctpa") == "my.pt"
 
 
-def test_without_registered_models_the_default_is_none_or_refused(tmp_path, monkeypatch):
+def test_without_a_registered_model_of_its_task_the_default_is_refused(tmp_path, monkeypatch, embolus_checkpoints):
     (tmp_path / "models.json").write_text('{"models": []}')
     monkeypatch.setenv("PETRIAGE_RESOURCES", str(tmp_path))
-    assert embolus_model_spec("default", "nct") is None  # non-contrast series then go to the cascade, warned
-    with pytest.raises(CheckpointError, match="no segmentation model is registered"):
+    with pytest.raises(CheckpointError, match="^non-contrast model 'default': no cross_phase model is registered"):
+        embolus_model_spec("default", "nct")  # asked for: never a silent fallback to the CTPA cascade
+    with pytest.raises(CheckpointError, match="^segmentation model 'default': no segmentation model is registered"):
         embolus_model_spec("default", "ctpa")
+    # a segmentation model serves CTPA only: the non-contrast default is still refused
+    register_segmentation_model("seg_only", embolus_checkpoints["seg_own"], CARD)
+    assert embolus_model_spec("default", "ctpa") == "seg_only"
+    with pytest.raises(CheckpointError, match="no cross_phase model is registered"):
+        embolus_model_spec("default", "nct")
+    assert embolus_model_spec("none", "nct") is None
+
+
+def test_a_series_model_entry_without_its_keys_is_a_checkpoint_error(tmp_path):
+    entry = {"name": "refiner", "type": "slice_refiner", "file": "models/refiner.pt"}  # no sha256
+    (tmp_path / "models.json").write_text(json.dumps({"models": [], "series_models": [entry]}))
+    with pytest.raises(CheckpointError, match=r"series model entry \{'name': 'refiner'.* lacks the keys \['sha256'\]"):
+        resolve_series_model("refiner", tmp_path)
+    (tmp_path / "models.json").write_text(json.dumps({"models": [], "series_models": ["refiner.pt"]}))
+    with pytest.raises(CheckpointError, match=r"entry 'refiner.pt' lacks the keys \['name', 'file', 'sha256'\]"):
+        resolve_series_model("refiner", tmp_path)
 
 
 def test_a_damaged_file_or_a_bad_entry_is_reported(resources):
