@@ -20,8 +20,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "slice operating points on each test set, with Wilson 95%% intervals (patient_rule.json, "
                     "patient_rule.md). Reads petriage evaluate output folders; runs no model. With --register "
                     "the rule becomes the pair's default in petriage triage (--operating-point patient).")
-    p.add_argument("--validation", required=True, metavar="FOLDER",
-                   help="petriage evaluate --out folder of the validation patients (never the test patients)")
+    p.add_argument("--validation", required=True, nargs="+", metavar="FOLDER",
+                   help="petriage evaluate --out folder(s) of the validation patients (never the test patients); "
+                        "several are pooled")
     p.add_argument("--test", action="append", type=_labelled, default=[], metavar="LABEL=FOLDER",
                    help="a petriage evaluate --out folder of a test set, with its label; repeatable")
     p.add_argument("--target", type=float, default=0.95,
@@ -39,13 +40,13 @@ def run(args: argparse.Namespace) -> int:
 
     if not 0.0 < args.target <= 1.0:
         raise ValueError(f"--target must be in (0, 1], got {args.target}")
-    validation = Evaluation.read("validation", args.validation)
+    validation = Evaluation.pooled("validation", args.validation)
     tests = [Evaluation.read(label, folder) for label, folder in args.test]
     result = run_patient_rule(validation, tests, args.target)
     md = write_patient_rule(result, args.out)
     print(md.read_text(encoding="utf-8"))
     if args.register:
-        entry = register_run(result, args.register, args.validation_data or str(validation.folder), args.resources)
+        entry = register_run(result, args.register, args.validation_data or ", ".join(args.validation), args.resources)
         print(f"registered patient rule {entry['name']} for the pair {entry['stage1_sha256'][:12]} / "
               f"{entry['stage2_sha256'][:12]}")
     return 0

@@ -45,6 +45,15 @@ class Evaluation:
         return cls(label, folder, Path(data["stage1_checkpoint"]), Path(data["stage2_checkpoint"]),
                    read_slice_csv(folder / "slices.csv"))
 
+    @classmethod
+    def pooled(cls, label: str, folders: Sequence["str | Path"]) -> "Evaluation":
+        """Several evaluations of one pair as one set of series (e.g. validation sets of several seeds)."""
+        parts = [cls.read(label, f) for f in folders]
+        for part in parts[1:]:
+            if part.pair_sha256() != parts[0].pair_sha256():
+                raise ValueError(f"{part.folder} evaluated another stage pair than {parts[0].folder}")
+        return cls(label, parts[0].folder, parts[0].stage1, parts[0].stage2, [s for p in parts for s in p.series])
+
     def pair_sha256(self) -> "tuple[str, str]":
         return file_sha256(self.stage1), file_sha256(self.stage2)
 
@@ -69,7 +78,7 @@ class PatientRuleRun:
                 "slice_operating_points": [{"set": name, **score.to_dict()} for name, score in self.slice_points]}
 
     def markdown(self) -> str:
-        rows = [(f"{self.validation[0]} (validation: the rule was chosen here)", self.validation[1]), *self.tests]
+        rows = [(f"{self.validation[0]} (the rule was chosen here)", self.validation[1]), *self.tests]
         return "\n".join([
             f"# Patient rule: {self.rule.describe()}", "",
             f"Chosen for a patient PE sensitivity of at least {self.rule.target_sensitivity:.0%} on the validation "

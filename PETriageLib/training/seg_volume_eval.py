@@ -14,11 +14,11 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Sequence
 
 import numpy as np
-from scipy.stats import binomtest
 
 from PETriageLib.phantom.centrelines import LEVELS
 from PETriageLib.phantom.study import Study
 from PETriageLib.training.seg_eval import pct, ratio
+from PETriageLib.training.metrics import wilson_interval
 from PETriageLib.training.tables import markdown_table
 from PETriageLib.triage.embolus import large_components
 
@@ -165,8 +165,8 @@ def wilson(k: int, n: int) -> str:
     """``k/n`` as a percentage with its Wilson 95% interval."""
     if not n:
         return "n/a"
-    ci = binomtest(k, n).proportion_ci(method="wilson")
-    return f"{100 * k / n:.1f} ({100 * ci.low:.0f}-{100 * ci.high:.0f}; {k}/{n})"
+    low, high = wilson_interval(k, n)
+    return f"{100 * k / n:.1f} ({100 * low:.0f}-{100 * high:.0f}; {k}/{n})"
 
 
 def volume_table(rows: Sequence["tuple[str, VolumeEvaluation]"]) -> str:

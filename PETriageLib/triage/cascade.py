@@ -12,12 +12,11 @@ import logging
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from PETriageLib.ingest.volume import CTVolume
-from PETriageLib.models.patient_rules import PatientRule, rule_for_pair
 from PETriageLib.preprocess.background import ahead
 from PETriageLib.preprocess.contrast_phase import measure_contrast_phase
 from PETriageLib.preprocess.lungs import analyse_lungs
@@ -33,6 +32,9 @@ from PETriageLib.triage.stage_runner import StageRunner
 from PETriageLib.triage.series_models import SeriesModels, stack_features
 from PETriageLib.triage.stages import Stage, load_stage
 from PETriageLib.triage.verdict import SliceRow, label_slice, patient_verdict
+
+if TYPE_CHECKING:  # PETriageLib.models loads torch; triage imports it only where a model is loaded
+    from PETriageLib.models.patient_rules import PatientRule
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +88,8 @@ class Cascade:
         sm = self.series_models
         if options.operating_point != "patient" or sm.refiner is not None or sm.patient is not None:
             return None
+        from PETriageLib.models.patient_rules import rule_for_pair
+
         rule = rule_for_pair(self.runner.stage1.identities(), self.runner.stage2.identities())
         if rule is None:
             log.info("this stage pair has no registered patient rule; the checkpoints' slice operating points apply")

@@ -526,13 +526,16 @@ def test_patient_rule_chosen_registered_and_run_by_triage(tiny_run, tmp_path, mo
                  "--threads", "1"]) == 0
     assert json.loads((ev / "report.json").read_text())["patient_rule"] is None  # none registered yet
     resources = tmp_path / "resources"
-    assert main(["-q", "patient-rule", "--validation", str(ev), "--test", f"again={ev}", "--target", "1.0",
+    # the same folder twice as validation: pooled, every series counted twice
+    assert main(["-q", "patient-rule", "--validation", str(ev), str(ev), "--test", f"again={ev}", "--target", "1.0",
                  "--out", str(tmp_path / "rule"), "--register", "tiny_rule", "--resources", str(resources)]) == 0
     printed = capsys.readouterr().out
     chosen = json.loads((tmp_path / "rule" / "patient_rule.json").read_text())
     assert chosen["validation"]["sensitivity"]["value"] == 1.0  # the target, reached on validation
     # the same folder as a test set scores the same
-    assert chosen["tests"][0]["specificity"] == chosen["validation"]["specificity"]
+    val, test = chosen["validation"], chosen["tests"][0]
+    assert val["sensitivity"]["total"] == 2 * test["sensitivity"]["total"] > 0
+    assert val["specificity"]["correct"] == 2 * test["specificity"]["correct"]
     assert "registered patient rule tiny_rule" in printed and "Wilson 95%" in printed
     rule = chosen["rule"]
 
@@ -542,7 +545,7 @@ def test_patient_rule_chosen_registered_and_run_by_triage(tiny_run, tmp_path, mo
                  "--stage1", s1, "--stage2", s2, "--cache", str(tiny_run["out"] / "cache"), "--out", str(ev2),
                  "--threads", "1"]) == 0
     scored = json.loads((ev2 / "report.json").read_text())["patient_rule"]
-    assert scored["sensitivity"] == chosen["validation"]["sensitivity"]
+    assert scored["sensitivity"] == test["sensitivity"] and scored["specificity"] == test["specificity"]
     assert "at the pair's patient rule" in (ev2 / "report.md").read_text()
 
     series = load_manifest(tiny_run["manifest"])[0].paths[0]
