@@ -60,7 +60,8 @@ def summary_markdown(result: TriageResult, file_names: Sequence[str] = (),
         f"- Reason: {v.reason}",
         f"- Series: {s.get('series_description') or ''} (patient {s.get('patient_id') or '?'}, "
         f"study date {s.get('study_date') or '?'}), {result.volume.num_slices} slices",
-        f"- Rule: {v.rule}; thresholds p_disease >= {v.threshold_disease:g}, p_pe >= {v.threshold_pe:g}",
+        f"- Rule: {v.rule}; thresholds p_disease >= {v.threshold_disease:g}, p_pe >= {v.threshold_pe:g}"
+        + (f" (patient rule {result.options.patient_rule})" if result.options.patient_rule else ""),
     ]
     if v.verdict != "not_analysable":
         top = "none" if v.max_pe_slice is None else \

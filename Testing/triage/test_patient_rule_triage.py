@@ -55,6 +55,9 @@ def test_verdict_runs_with_the_rule(tiny_checkpoints, rule_resources, phantom_st
     v = result.verdict
     assert (v.threshold_disease, v.threshold_pe, v.min_run, v.rule) == (0.3, 0.7, 3, "3 consecutive slices")
     assert result.options_dict()["patient_rule"] == "tiny_rule"
+    from PETriageLib.reporting.summary import summary_markdown
+
+    assert "p_disease >= 0.3, p_pe >= 0.7 (patient rule tiny_rule)" in summary_markdown(result)
 
 
 def test_unknown_operating_point_is_refused(tiny_checkpoints):
