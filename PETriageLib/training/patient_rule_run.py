@@ -126,6 +126,8 @@ def register_run(run: PatientRuleRun, name: str, validation_data: str,
     from dataclasses import replace
 
     figures = run.to_dict()
+    for block in [figures["validation"], *figures["tests"], *figures["slice_operating_points"]]:
+        block.pop("flagged")  # per-patient lists stay in patient_rule.json, not in the card
     card = {"intended_use": "The default patient PE rule of its stage pair in petriage triage (--operating-point "
                             "patient). Demonstration and software testing only, like the pair: NOT for clinical use.",
             "training_data": f"Chosen on {validation_data}: the highest patient specificity among the rules reaching "
