@@ -30,13 +30,15 @@ def shipped_cascade():
         pytest.skip(f"no shipped stage 1/2 models: {exc}")
     before = torch.get_num_threads()
     torch.set_num_threads(1)
-    yield build_cascade(stage1, stage2, device="cpu")
+    # the slice operating points (any slice flags): what the per-phantom PE check below is about
+    yield build_cascade(stage1, stage2, device="cpu", operating_point="slice")
     torch.set_num_threads(before)
 
 
 def _slice_scores(cascade) -> "tuple[list, list, list, list]":
     """Triage the CASES; (y1, p1) of slices with lung, (y2, p2) of diseased slices stage 2 saw.
-    Every PE phantom here has clots the models find (patient sensitivity 100% on the test set)."""
+    Every PE phantom here has clots the models find at the slice operating points (patient
+    sensitivity 100% on the test set)."""
     y1, p1, y2, p2 = [], [], [], []
     for seed, pe, other in CASES:
         study = generate_study(seed, matrix=256, slices=40, pe=pe, other=other, contrast="ctpa")
@@ -65,6 +67,28 @@ def test_shipped_models_beat_chance_on_unseen_phantoms(shipped_cascade) -> None:
     # a floor, not the figure: the shipped pair (224 px, stage 1 with slice context) scores about 0.99
     # (stage 1, 201 slices) and 0.89 (stage 2, 57 slices) here; a retrained pair must still beat chance
     assert _auroc(y1, p1) > 0.68 and _auroc(y2, p2) > 0.62
+
+
+def test_shipped_patient_rule_is_the_default_and_flags_a_subset(shipped_cascade) -> None:
+    """The registered rule of the shipped pair is what triage runs by default. Its thresholds are at
+    least the slice points and it needs 2 consecutive slices, so it flags a subset of the patients
+    the slice points flag: here it keeps PE phantoms 71 and 76 and misses 74, whose PE slices lie in
+    other disease and get p(PE) 0.02-0.05 (docs/training.md, "Patient rule"); of the three
+    phantoms without PE it flags the normal one, 73."""
+    from PETriageLib.triage.cascade import build_cascade
+
+    ruled = build_cascade(shipped_cascade.stage1, shipped_cascade.stage2, device="cpu")
+    o, s = ruled.options, shipped_cascade.options
+    assert o.patient_rule == "cbamdrn_d22_demo_patient_rule" and s.patient_rule is None
+    assert o.threshold_disease >= s.threshold_disease and o.threshold_pe >= s.threshold_pe and o.min_run == 2
+    flagged = {}
+    for seed, pe, other in CASES:
+        study = generate_study(seed, matrix=256, slices=40, pe=pe, other=other, contrast="ctpa")
+        flagged[seed] = tuple(c.run(study.volume).verdict.verdict == "pe_suspected" for c in (ruled, shipped_cascade))
+    assert all(by_slice or not by_rule for by_rule, by_slice in flagged.values())
+    pe_seeds = [seed for seed, pe, _ in CASES if pe]
+    assert [seed for seed in pe_seeds if flagged[seed][0]] == [71, 76]
+    assert [seed for seed in flagged if seed not in pe_seeds and flagged[seed][0]] == [73]
 
 
 def test_shipped_refiner_with_the_shipped_pair(shipped_cascade) -> None:
