@@ -22,7 +22,7 @@ class TriageSettings:
     stage1: str
     stage2: str
     device: str = "auto"
-    threshold_pe: Optional[float] = None  # None: the checkpoint's operating point
+    threshold_pe: Optional[float] = None  # None: the patient rule's (operating_point patient), else the checkpoint's
     patient_model: Optional[str] = None  # a patient classifier file (petriage train-patient); None: any-slice rule
     refiner: Optional[str] = None  # a slice refiner file (petriage train-refiner); None: the stages' own scores
     operating_point: str = "patient"  # patient: the pair's registered patient rule where it has one | slice

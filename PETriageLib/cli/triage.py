@@ -58,8 +58,8 @@ def add_cascade_options(p: argparse.ArgumentParser) -> None:
                    help="stage 1 and stage 2 model names (Resources/models.json) or checkpoint files; "
                         "default: the shipped default models")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda[:N] (default auto)")
-    p.add_argument("--threshold", type=probability, help="stage 2 PE operating point (default: the checkpoint's)")
-    p.add_argument("--threshold-disease", type=probability, help="stage 1 operating point (default: the checkpoint's)")
+    p.add_argument("--threshold", type=probability, help="stage 2 PE operating point (default: the patient rule's, else the checkpoint's)")
+    p.add_argument("--threshold-disease", type=probability, help="stage 1 operating point (default: the patient rule's, else the checkpoint's)")
     p.add_argument("--operating-point", choices=OPERATING_POINTS, default="patient",
                    help="patient (default): the pair's registered patient rule (petriage patient-rule: thresholds "
                         "and run length chosen for 95%% patient PE sensitivity), where it has one; slice: each "

@@ -316,6 +316,9 @@ def evaluate_cascade(stage1: "str | Path", stage2: "str | Path", manifest: "str 
     report = {"split": split, "manifest": manifest_paths(manifest),
               "stage1_checkpoint": str(stage1),
               "stage2_checkpoint": str(stage2), "refiner": None if refiner is None else str(refiner),
+              # what a patient rule chosen on this evaluation is bound to (petriage patient-rule)
+              "stage1_sha256": stages[0].sha256, "stage2_sha256": stages[1].sha256,
+              "thresholds": {"stage1": t1, "stage2": t2},
               "min_slices": min_slices, "stage1": r1, "stage2": r2,
               "patients": patients, "patient_tables": ptables, "patient_pe_auroc": patient_auroc,
               "by_lesion_area": by_area,
@@ -345,7 +348,7 @@ def evaluate_cascade(stage1: "str | Path", stage2: "str | Path", manifest: "str 
           f"patients: AUROC (95% CI) {auroc_text(patient_auroc)}. The table above flags by the slice thresholds; "
           f"this shows how well the same scores rank the patients (`roc_patients.png`).", "",
           *(_patient_classifier_md(report["patient_classifier"]) if patient_model is not None else []),
-          *(["## PE per patient at the pair's patient rule (what petriage triage runs)", "",
+          *(["## PE per patient at the pair's patient rule (what petriage triage runs without series models)", "",
              rule_table([(f"rule {rule_score.rule.name}", rule_score)]), ""] if rule_score is not None else []),
           *(["## PE patients found, by the most central clot (phantom ground truth)", "",
              patient_table(by_level, "Most central clot", "Flagged"), ""] if by_level else []),

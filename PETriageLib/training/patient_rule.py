@@ -1,6 +1,7 @@
 """Choose and score patient rules on a split's slice probabilities.
 
-A series is flagged for PE exactly as ``triage.verdict`` flags it: ``min_run`` consecutive slices
+A series is flagged for PE by the same rule as ``triage.verdict`` applies (on an evaluation's
+probabilities, which may differ slightly from triage's fast path): ``min_run`` consecutive slices
 with lung whose p(disease) >= the stage 1 threshold and p(PE) >= the stage 2 threshold. The choice
 searches stage 1 thresholds, stage 2 thresholds and run lengths for the highest patient
 specificity among the rules whose patient PE sensitivity reaches the target on the validation

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from PETriageLib.atomic import atomic_write
-from PETriageLib.models.checkpoint import file_sha256, read_checkpoint
+from PETriageLib.models.checkpoint import file_sha256
 from PETriageLib.models.patient_rules import PatientRule, register_patient_rule
 from PETriageLib.training.patient_rule import (RuleScore, SeriesProbabilities, choose_patient_rule, read_slice_csv,
                                                rule_table, score_rule)
@@ -31,6 +31,8 @@ class Evaluation:
     stage1: Path
     stage2: Path
     series: list[SeriesProbabilities]
+    sha256: "tuple[str, str]"  # of the two checkpoints evaluated, as report.json records them
+    thresholds: "tuple[float, float]"  # their slice operating points
 
     @classmethod
     def read(cls, label: str, folder: "str | Path") -> "Evaluation":
@@ -42,8 +44,17 @@ class Evaluation:
         if data.get("refiner"):
             raise ValueError(f"{folder} scored refined slices (--refiner); a patient rule is chosen on the stages' own "
                              "probabilities, as triage runs them without a refiner")
-        return cls(label, folder, Path(data["stage1_checkpoint"]), Path(data["stage2_checkpoint"]),
-                   read_slice_csv(folder / "slices.csv"))
+        if "stage1_sha256" not in data:
+            raise ValueError(f"{report} does not record its checkpoints' SHA256 (an older petriage evaluate); "
+                             "run the evaluation again")
+        ev = cls(label, folder, Path(data["stage1_checkpoint"]), Path(data["stage2_checkpoint"]),
+                 read_slice_csv(folder / "slices.csv"), (data["stage1_sha256"], data["stage2_sha256"]),
+                 (float(data["thresholds"]["stage1"]), float(data["thresholds"]["stage2"])))
+        for path, sha in zip((ev.stage1, ev.stage2), ev.sha256):
+            if not path.is_file() or file_sha256(path) != sha:
+                raise ValueError(f"{path} is no longer the checkpoint {folder} evaluated (SHA256 {sha[:12]}...): "
+                                 "a rule must be chosen on the probabilities of the weights it is bound to")
+        return ev
 
     @classmethod
     def pooled(cls, label: str, folders: Sequence["str | Path"]) -> "Evaluation":
@@ -52,10 +63,11 @@ class Evaluation:
         for part in parts[1:]:
             if part.pair_sha256() != parts[0].pair_sha256():
                 raise ValueError(f"{part.folder} evaluated another stage pair than {parts[0].folder}")
-        return cls(label, parts[0].folder, parts[0].stage1, parts[0].stage2, [s for p in parts for s in p.series])
+        return cls(label, parts[0].folder, parts[0].stage1, parts[0].stage2, [s for p in parts for s in p.series],
+                   parts[0].sha256, parts[0].thresholds)
 
     def pair_sha256(self) -> "tuple[str, str]":
-        return file_sha256(self.stage1), file_sha256(self.stage2)
+        return self.sha256
 
 
 @dataclass
@@ -88,12 +100,6 @@ class PatientRuleRun:
             rule_table(self.slice_points), ""])
 
 
-def slice_point_rule(stage1: Path, stage2: Path) -> PatientRule:
-    """The rule triage ran before patient rules: each checkpoint's threshold, any slice."""
-    return PatientRule(float(read_checkpoint(stage1)["meta"]["threshold"]),
-                       float(read_checkpoint(stage2)["meta"]["threshold"]), 1)
-
-
 def run_patient_rule(validation: Evaluation, tests: Sequence[Evaluation], target_sensitivity: float = 0.95
                      ) -> PatientRuleRun:
     """Choose on ``validation``, score on ``tests``; every evaluation must be of the same pair."""
@@ -103,7 +109,7 @@ def run_patient_rule(validation: Evaluation, tests: Sequence[Evaluation], target
             raise ValueError(f"{ev.folder} evaluated another stage pair than {validation.folder}; "
                              "a rule belongs to one pair")
     chosen = choose_patient_rule(validation.series, target_sensitivity)
-    slice_rule = slice_point_rule(validation.stage1, validation.stage2)
+    slice_rule = PatientRule(*validation.thresholds, 1)  # the checkpoints' own points, any slice
     every = [validation, *tests]
     return PatientRuleRun(chosen.rule, pair, (validation.label, chosen),
                           [(ev.label, score_rule(ev.series, chosen.rule)) for ev in tests],

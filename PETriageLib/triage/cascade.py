@@ -71,8 +71,13 @@ class Cascade:
             own, run = sm.refiner.thresholds, 1
         else:
             own, run = (runner.stage1.threshold, runner.stage2.threshold), 1
-        # explicit values win one by one; the rule is named only where it supplies something
-        supplies = rule is not None and None in (options.threshold_disease, options.threshold_pe, options.min_run)
+        # explicit values win one by one; the rule is named only where it supplies all three, as its
+        # validated sensitivity holds only for its own values
+        given = [name for name in ("threshold_disease", "threshold_pe", "min_run") if getattr(options, name) is not None]
+        if rule is not None and given:
+            log.warning("%s given: they replace part of the patient rule %s, whose validation figures then do not "
+                        "apply", ", ".join(given), rule.name)
+        supplies = rule is not None and not given
         self.options = replace(options, threshold_disease=own[0] if options.threshold_disease is None
                                else options.threshold_disease,
                                threshold_pe=own[1] if options.threshold_pe is None else options.threshold_pe,

@@ -116,3 +116,25 @@ def test_registered_rule_is_found_by_its_pair_only(tmp_path) -> None:
     (tmp_path / "models.json").write_text(json.dumps(data))
     with pytest.raises(CheckpointError, match="min_run must be a whole number >= 1"):
         rule_for_pair(["a" * 64], ["b" * 64], tmp_path)
+
+
+def test_an_evaluation_whose_checkpoint_changed_is_refused(tmp_path) -> None:
+    from PETriageLib.models.checkpoint import file_sha256
+    from PETriageLib.training.patient_rule_run import Evaluation
+
+    s1, s2 = tmp_path / "s1.pt", tmp_path / "s2.pt"
+    s1.write_bytes(b"stage one weights")
+    s2.write_bytes(b"stage two weights")
+    ev = tmp_path / "eval"
+    ev.mkdir()
+    source = CachedSource("P1", "pe", np.zeros((2, 1, 2, 2), np.float16), ["pe", "pe"], np.array([True, True]))
+    write_slice_csv([source], [np.array([0.9, 0.9])], [np.array([0.8, 0.8])], 0.5, 0.5, ev / "slices.csv")
+    report = {"stage1_checkpoint": str(s1), "stage2_checkpoint": str(s2), "refiner": None,
+              "stage1_sha256": file_sha256(s1), "stage2_sha256": file_sha256(s2),
+              "thresholds": {"stage1": 0.2, "stage2": 0.05}}
+    (ev / "report.json").write_text(json.dumps(report))
+    read = Evaluation.read("val", ev)
+    assert read.thresholds == (0.2, 0.05) and read.pair_sha256() == (report["stage1_sha256"], report["stage2_sha256"])
+    s2.write_bytes(b"stage two retrained")  # same path, other weights: the probabilities are not theirs
+    with pytest.raises(ValueError, match="is no longer the checkpoint"):
+        Evaluation.read("val", ev)
