@@ -29,8 +29,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="real: paired CTPA/NCT phantoms on real CAD-PE cases (scripts/real_anatomy_split.json), "
                         "scored as whole held-back studies with per-clot-level tables")
     p.add_argument("--manifest", help="train on your own series instead of phantoms: a training manifest whose "
-                   "'mask' column gives each series' PE mask (1 = PE, on the series' grid); segmentation models "
-                   "only; split by its split column or --splits")
+                   "'mask' column gives each series' PE mask (1 = PE, on the series' grid); split by its split "
+                   "column or --splits; cross-phase models (cpmn) need a 'contrast' column (ctpa / none) with both "
+                   "phases of each patient on one grid")
     p.add_argument("--splits", help="--manifest: the splits JSON to use, or to write when new (default OUT/splits.json)")
     p.add_argument("--cases-dir", help="CAD-PE vessel masks (default ../shared/data/real/cadpe-vessels)")
     p.add_argument("--validation-patients", type=int, default=4, help="real: training-split cases that choose "

@@ -10,6 +10,8 @@ A manifest is a CSV (or the phantom's dataset ``manifest.csv``, read as is). Our
 ``split``        optional fixed split (train/val/test)
 ``mask``         optional, dicom/volume: a lesion label volume on the series' grid (1 = PE, other
                  non-zero = other disease) for the auxiliary lesion-map loss (``--mask-loss``)
+``contrast``     optional, dicom/volume: ``ctpa`` or ``none`` (the series' phase); a patient with one
+                 series of each is a CTPA / non-contrast pair for cross-phase training (CPMN)
 
 Per-slice labels CSV: a ``label`` column (wnl/other/pe) or a binary ``infection`` column
 (1 = other disease), matched to slices by ``instance_uid``, ``file`` (file name) or
@@ -30,6 +32,8 @@ log = logging.getLogger(__name__)
 ALIASES = {"normal": "wnl", "negative": "wnl", "healthy": "wnl", "disease": "other", "pneumonia": "other",
            "covid": "other", "covid-19": "other", "cap": "other", "embolism": "pe"}
 KINDS = ("dicom", "volume", "image")
+CONTRAST_WORDS = {"ctpa": "ctpa", "contrast": "ctpa", "arterial": "ctpa", "none": "none", "nct": "none",
+                  "non-contrast": "none", "noncontrast": "none", "native": "none"}
 
 
 class ManifestError(PETriageError, ValueError):
@@ -48,6 +52,7 @@ class Source:
     patient_label: Optional[str] = None
     split: Optional[str] = None
     mask: Optional[Path] = None  # lesion label volume (dicom/volume sources), for the lesion-map loss
+    contrast: Optional[str] = None  # "ctpa" or "none" where the manifest says (its contrast column)
 
     @property
     def key(self) -> str:
@@ -61,6 +66,16 @@ def normalize_label(value: str, where: str = "") -> str:
         raise ManifestError(f"{where}unknown label {value!r}; use one of {', '.join(SLICE_LABELS)} "
                             f"(or {', '.join(ALIASES)})")
     return word
+
+
+def contrast_of(row: dict, where: str) -> Optional[str]:
+    """The row's ``contrast`` word as "ctpa" or "none", or None where the column is absent or empty."""
+    word = (row.get("contrast") or "").strip().lower()
+    if not word:
+        return None
+    if word not in CONTRAST_WORDS:
+        raise ManifestError(f"{where}contrast must be ctpa or none (or {', '.join(CONTRAST_WORDS)}), got {word!r}")
+    return CONTRAST_WORDS[word]
 
 
 def patient_label_of(slice_labels: list[str]) -> str:
@@ -111,7 +126,7 @@ def load_manifest(path: "str | Path | Sequence[str | Path]") -> list[Source]:
         if phantom:
             mask = base / row["mask"] if row.get("mask") else None
             sources.append(Source(pid, "dicom", [base / row["series_dir"]], base / row["labels_csv"], [], plabel, split,
-                                  mask))
+                                  mask, contrast_of(row, where)))
             continue
         kind = row.get("kind", "").lower()
         if kind not in KINDS:
@@ -133,7 +148,7 @@ def load_manifest(path: "str | Path | Sequence[str | Path]") -> list[Source]:
             mask = base / row["mask"] if row.get("mask") else None
             if mask is not None and not mask.is_file():
                 raise ManifestError(f"{where}mask {mask} does not exist")
-            sources.append(Source(pid, kind, [target], labels, [], plabel, split, mask))
+            sources.append(Source(pid, kind, [target], labels, [], plabel, split, mask, contrast_of(row, where)))
     log.info("manifest %s: %d sources, %d patients", path, len(sources), len({s.patient_id for s in sources}))
     return sources
 

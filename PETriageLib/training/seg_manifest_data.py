@@ -41,6 +41,7 @@ class MaskedSeries:
     masks: np.ndarray  # uint8 (k, j, i): 1 = PE
     clot_ids: np.ndarray  # uint16: 3D PE components numbered 1..n
     clot_levels: list[str] = field(default_factory=list)
+    nct: "CTVolume | None" = None  # the same patient without contrast, on the same grid (seg_manifest_pairs)
 
     @property
     def has_pe(self) -> bool:
@@ -88,9 +89,10 @@ def _resampled(x: np.ndarray, size: tuple[int, int], mode: str) -> np.ndarray:
 def manifest_patches(series: Iterable[MaskedSeries], windows: Sequence[str] = ("vascular", "lung"),
                      patch: int = 64, pixel_mm: float = 1.2, negatives_per_positive: float = 0.5,
                      seed: int = 0) -> SegSlices:
-    """Training patches (``x`` and ``mask``) at ``pixel_mm``; no second phase (``nct`` None)."""
+    """Training patches (``x`` and ``mask``) at ``pixel_mm``; for paired series (``MaskedSeries.nct``)
+    also the same pixels of the non-contrast scan (``nct``), else ``nct`` None."""
     rng = np.random.default_rng(seed)
-    xs, masks, patients, ids = [], [], [], []
+    xs, ncts, masks, patients, ids = [], [], [], [], []
     for p, s in enumerate(series):
         ids.append(s.patient_id)
         size = model_grid(s.volume, None, pixel_mm)
@@ -100,7 +102,7 @@ def manifest_patches(series: Iterable[MaskedSeries], windows: Sequence[str] = ("
         picks = [(int(k), True) for k in clot_slices]
         picks += [(int(rng.choice(free)), False) for _ in range(n_neg if len(free) else 0)]
         for k, positive in picks:
-            image = _resampled(stack_windows(s.volume.hu[k][None].astype(np.float32), windows)[0], size, "bilinear")
+            image = _windowed(s.volume, k, windows, size)
             mask = _resampled(s.masks[k][None].astype(np.float32), size, "nearest")[0] > 0.5
             pool = np.argwhere(mask) if positive and mask.any() else np.argwhere(image[0] > image[0].min())
             if len(pool) == 0:
@@ -112,9 +114,19 @@ def manifest_patches(series: Iterable[MaskedSeries], windows: Sequence[str] = ("
                 raise ManifestError(f"patient {s.patient_id}: slices of {size} px at {pixel_mm} mm are smaller than "
                                     f"the {patch} px patch; use a smaller --patch or --pixel-mm")
             xs.append(crop_x)
+            if s.nct is not None:
+                ncts.append(_windowed(s.nct, k, windows, size)[(slice(None),) + box])
             masks.append(crop_m[None].astype(np.uint8))
             patients.append(p)
     if not xs or not any(m.any() for m in masks):
         raise ManifestError("the training series hold no PE voxels in their masks: nothing to learn")
+    if ncts and len(ncts) != len(xs):
+        raise ManifestError("some training series have a non-contrast pair and some do not: give every one a pair "
+                            "or none")
     return SegSlices(np.stack(xs).astype(np.float32), np.stack(masks), np.array(patients),
-                     list(range(len(ids))), tuple(windows), None)
+                     list(range(len(ids))), tuple(windows), np.stack(ncts).astype(np.float32) if ncts else None)
+
+
+def _windowed(volume: CTVolume, k: int, windows: Sequence[str], size: tuple[int, int]) -> np.ndarray:
+    """Slice ``k`` as window channels at the model grid ``size``."""
+    return _resampled(stack_windows(volume.hu[k][None].astype(np.float32), windows)[0], size, "bilinear")

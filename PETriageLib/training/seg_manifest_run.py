@@ -1,15 +1,16 @@
 """Segmentation experiment on a training manifest (your own series with PE masks): train on
 patches of the train split, choose the operating point on the val split, score whole test series
 (training/seg_volume_eval.py), with evaluation.json and tables.md as the real-anatomy run writes
-them (so ``petriage ship-seg`` can register the result). Segmentation models only: a manifest holds
-one phase per series, and CPMN needs paired phases. Resumable like the real-anatomy run: an
-existing checkpoint is loaded and its operating point chosen again on validation."""
+them (so ``petriage ship-seg`` can register the result). Cross-phase models (CPMN) need a manifest whose
+patients have a CTPA and a non-contrast series on one grid (training/seg_manifest_pairs.py).
+Resumable like the real-anatomy run: an existing checkpoint is loaded and its operating point
+chosen again on validation."""
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
@@ -19,10 +20,12 @@ from PETriageLib.models.seg_checkpoint import load_seg_checkpoint
 from PETriageLib.models.seg_predict import predict_embolus_probability
 from PETriageLib.training.data import make_splits
 from PETriageLib.training.manifest import ManifestError, Source, load_manifest
-from PETriageLib.training.seg_manifest_data import manifest_patches, masked_series, source_has_pe
-from PETriageLib.training.seg_real_run import RealSegRun, run_file_name, store_operating_point, write_results
+from PETriageLib.training.seg_manifest_data import MaskedSeries, manifest_patches, masked_series, source_has_pe
+from PETriageLib.training.seg_manifest_pairs import has_pairs, nct_series, paired_series, phase_pairs
+from PETriageLib.training.seg_real_run import (RealSegRun, run_file_name, run_label, store_operating_point,
+                                               write_results)
 from PETriageLib.training.seg_volume_eval import VolumeEvaluation, add_study, choose_operating_point
-from PETriageLib.training.segmentation import SegTrainConfig, train_segmentation
+from PETriageLib.training.segmentation import SegTrainConfig, train_cross_phase, train_segmentation
 
 log = logging.getLogger(__name__)
 
@@ -38,50 +41,74 @@ class ManifestSegPlan:
 
 def run_manifest_segmentation(plan: ManifestSegPlan, configs: Sequence[SegTrainConfig], out_dir: "str | Path",
                               progress: "Callable[[str], None] | None" = None) -> list[RealSegRun]:
+    """Train, choose the operating point and score every config. A manifest whose patients have
+    CTPA / non-contrast pairs (its contrast column) runs paired: segmentation models train on the
+    CTPA series and are scored on both phases, cross-phase models (CPMN) train on the pairs and are
+    scored on the NCT series; without pairs, every series trains and cross-phase models are refused."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     note = progress or (lambda text: log.info("%s", text))
-    for config in configs:
-        if model_task(config.model) != "segmentation":
-            raise ManifestError(f"{config.model} is a {model_task(config.model)} model: it needs paired "
-                                "CTPA / non-contrast series, which a manifest does not give (use --anatomy real)")
     sources = load_manifest(plan.manifest)
+    paired = has_pairs(sources)
+    for config in configs:
+        if model_task(config.model) != "segmentation" and not paired:
+            raise ManifestError(f"{config.model} is a {model_task(config.model)} model: it needs paired "
+                                "CTPA / non-contrast series of the same patients, which this manifest does not "
+                                "give (a 'contrast' column, ctpa / none, with both phases per patient; "
+                                "petriage phantom --anatomy real writes such manifests)")
+    pairs = {p.ctpa.key: p for p in phase_pairs(sources)} if paired else {}
+    if paired:
+        sources = [p.ctpa for p in pairs.values()]
     pe = {s.key: source_has_pe(s) for s in sources}
     parts = split_sources(sources, pe, plan.splits_file or out / "splits.json")
+
+    def series(part: str):
+        return paired_series(pairs[s.key] for s in parts[part]) if paired else masked_series(parts[part])
+
     # training series stream through the patch sampler, test series through the scores one at a
     # time; the validation series stay in memory, as the operating-point grid needs them all
-    train = manifest_patches(masked_series(parts["train"]), patch=plan.patch, pixel_mm=plan.pixel_mm)
-    val = list(masked_series(parts["val"]))
-    note(f"{len(train)} training patches from {len(parts['train'])} series; "
-         f"{len(val)} validation and {len(parts['test'])} test series")
+    train = manifest_patches(series("train"), patch=plan.patch, pixel_mm=plan.pixel_mm)
+    val = list(series("val"))
+    note(f"{len(train)} training patches from {len(parts['train'])} {'patients (CTPA / NCT pairs)' if paired else 'series'}; "
+         f"{len(val)} validation and {len(parts['test'])} test {'patients' if paired else 'series'}")
     spec = {"manifest": str(plan.manifest), "pixel_mm": plan.pixel_mm, "slice_thickness": None,
             "patch": plan.patch, "min_sensitivity": plan.min_sensitivity}
+    if paired:
+        spec["pairs"] = True
     split = {key: [[s.patient_id, None, pe[s.key]] for s in parts[name]]
              for key, name in (("train", "train"), ("validation", "val"), ("test", "test"))}
     runs = []
     for config in configs:
-        path = out / run_file_name(config.model)
+        cross = model_task(config.model) == "cross_phase"
+        label = run_label(config)
+        path = out / run_file_name(label)
         if path.is_file():
-            note(f"{config.model}: loading {path} (already trained)")
+            note(f"{label}: loading {path} (already trained)")
             model, meta = load_seg_checkpoint(path)
         else:
-            note(f"{config.model}: training {config.steps} steps")
-            model, meta = train_segmentation(train, config).model, None
+            note(f"{label}: training {config.steps} steps")
+            model, meta = (train_cross_phase if cross else train_segmentation)(train, config).model, None
         pixel_mm = meta["pixel_mm"] if meta else plan.pixel_mm  # a loaded model runs at its own pixel size
 
         def probability(volume: CTVolume, model=model, pixel_mm=pixel_mm) -> np.ndarray:
             return predict_embolus_probability(model, volume, pixel_mm=pixel_mm)
 
-        point = choose_operating_point([probability(s.volume) for s in val], val, plan.min_sensitivity)
+        val_series = list(nct_series(val)) if cross else val
+        point = choose_operating_point([probability(s.volume) for s in val_series], val_series, plan.min_sensitivity)
         training = None if meta else {
             "steps": config.steps, "lr": config.lr, "width": config.width, "batch_size": config.batch_size,
-            "train_cases": sorted({s.patient_id for s in parts["train"]}), "patches": len(train),
-            "data": f"manifest {plan.manifest}, {plan.patch} px patches at {plan.pixel_mm} mm"}
+            "ablation": config.ablation if cross else None, "train_cases": sorted({s.patient_id for s in parts["train"]}),
+            "patches": len(train), "data": f"manifest {plan.manifest}{', CTPA / non-contrast pairs' if paired else ''}, "
+                                            f"{plan.patch} px patches at {plan.pixel_mm} mm"}
         store_operating_point(path, model, meta, point, plan.patch, plan.pixel_mm, training,
-                              lambda text: note(f"{config.model}: {text}"))
-        test = score_series(probability, parts["test"], point.threshold, point.min_component_ml)
-        runs.append(RealSegRun(config.model, config, path, point, {"manifest": test}))
-        note(f"{config.model}: test Dice {test.dice:.3f}")
+                              lambda text: note(f"{label}: {text}"))
+        run = RealSegRun(label, config, path, point)
+        for phase in (("nct",) if cross else ("ctpa", "nct")) if paired else ("manifest",):
+            tested = series("test")
+            run.test[phase] = score_masked(probability, nct_series(tested) if phase == "nct" else tested,
+                                           point.threshold, point.min_component_ml)
+        note(f"{label}: test " + ", ".join(f"{k} Dice {v.dice:.3f}" for k, v in run.test.items()))
+        runs.append(run)
         write_results(runs, spec, split, out)
     return runs
 
@@ -102,13 +129,13 @@ def split_sources(sources: Sequence[Source], pe: "dict[str, bool]", splits_file:
     return parts
 
 
-def score_series(probability: Callable[[CTVolume], np.ndarray], sources: Sequence[Source], threshold: float,
+def score_masked(probability: Callable[[CTVolume], np.ndarray], series: Iterable[MaskedSeries], threshold: float,
                  min_component_ml: float) -> VolumeEvaluation:
-    """Volume scores of a model's ``probability`` map on the sources' series and masks, one series in
+    """Volume scores of a model's ``probability`` map on each series and its clots, one series in
     memory at a time."""
     ev = VolumeEvaluation(threshold, min_component_ml)
-    for series in masked_series(sources):
-        add_study(ev, probability(series.volume), series)
+    for one in series:
+        add_study(ev, probability(one.volume), one)
     return ev
 
 
@@ -116,10 +143,14 @@ def evaluate_segmentation_model(spec: str, manifest: "str | Path | Sequence", sp
                                 split: str) -> tuple[VolumeEvaluation, dict]:
     """``petriage evaluate --seg-model``: a registered or file segmentation model on one split of a
     manifest (all of it when ``splits`` is None), run as triage runs it (triage.embolus.EmbolusModel:
-    the checkpoint's input size, windows and pixel size) at the checkpoint's own operating point."""
+    the checkpoint's input size, windows and pixel size) at the checkpoint's own operating point.
+    Each model is scored on the phase it triages: a cross-phase model on the non-contrast series
+    (of the CTPA / NCT pairs where the manifest has them, with the CTPA masks, as train-seg scores
+    it), a segmentation model on the series not marked ``contrast=none``."""
     from PETriageLib.triage.embolus import load_embolus_model
 
     embolus = load_embolus_model(spec, "ctpa")  # this pathway takes either task; it only names the result
+    cross = embolus.meta.get("task") == "cross_phase"
     sources = load_manifest(manifest)
     if splits is not None:
         if split not in splits:
@@ -128,6 +159,17 @@ def evaluate_segmentation_model(spec: str, manifest: "str | Path | Sequence", sp
         sources = [s for s in sources if s.patient_id in ids]
     if not sources:
         raise ManifestError(f"the {split} split has no series of {manifest}")
-    ev = score_series(lambda volume: embolus.segment(volume).probability, sources, embolus.threshold,
+    if cross and has_pairs(sources):
+        series = nct_series(paired_series(phase_pairs(sources)))
+    else:
+        kept = [s for s in sources if (s.contrast == "none") == cross]
+        if not kept:
+            raise ManifestError(f"the {split} split has no {'non-contrast' if cross else 'CTPA'} series for "
+                                f"{spec} (a {embolus.meta.get('task')} model; the manifest's contrast column)")
+        if len(kept) < len(sources):
+            log.info("scoring %s on %d of the %d series (the %s ones)", spec, len(kept), len(sources),
+                     "non-contrast" if cross else "contrast")
+        series = masked_series(kept)
+    ev = score_masked(lambda volume: embolus.segment(volume).probability, series, embolus.threshold,
                       embolus.min_component_ml)
     return ev, embolus.meta

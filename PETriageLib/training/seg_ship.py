@@ -51,7 +51,8 @@ def segmentation_card(data: dict, run: dict, meta: dict) -> dict[str, Any]:
     n_test = len({case for case, _, _ in split["test"]})
     metrics = {f"held_out_{phase}": _scores(ev) for phase, ev in run["test"].items()}
     metrics.update(
-        test_set=(f"{len(split['test'])} test series of {spec['manifest']}" if spec.get("manifest") else
+        test_set=(f"{len(split['test'])} test {'patients (CTPA / NCT pairs)' if spec.get('pairs') else 'series'} "
+                  f"of {spec['manifest']}" if spec.get("manifest") else
                   f"{len(split['test'])} studies from {n_test} held-back CAD-PE cases (each once with and once "
                   "without clots), real-anatomy phantoms"),
         operating_point=f"p >= {meta['threshold']:g}, components >= {meta['min_component_ml']:g} mL, chosen on "
@@ -67,11 +68,15 @@ def segmentation_card(data: dict, run: dict, meta: dict) -> dict[str, Any]:
 
 def _manifest_texts(spec: dict, split: dict, training: dict, cross: bool) -> tuple[str, str, str]:
     """(use, data, limits) of a petriage train-seg --manifest run: the user's own series."""
-    data_text = (f"The series of manifest {spec['manifest']}: {len(split['train'])} training series "
+    unit = "patients (a CTPA and a non-contrast series each)" if spec.get("pairs") else "series"
+    data_text = (f"The series of manifest {spec['manifest']}: {len(split['train'])} training {unit} "
                  f"({training.get('patches')} {spec['patch']} px patches at {spec['pixel_mm']} mm), "
-                 f"{training.get('steps')} steps, lr {training.get('lr')}, width {training.get('width')}.")
-    return ("Research only, NOT for clinical use: segments pulmonary emboli", data_text,
-            "Figures on the manifest's own test split only; check them on your data before any use.")
+                 f"{training.get('steps')} steps, lr {training.get('lr')}, width {training.get('width')}"
+                 + (f", CPMN losses {training.get('ablation')}." if cross else "."))
+    use = ("Research only, NOT for clinical use: finds pulmonary emboli on non-contrast chest CT (the NCT "
+           "pathway of a cross-phase model)" if cross else "Research only, NOT for clinical use: segments "
+           "pulmonary emboli")
+    return (use, data_text, "Figures on the manifest's own test split only; check them on your data before any use.")
 
 
 def _phantom_texts(spec: dict, split: dict, training: dict, cross: bool) -> tuple[str, str, str]:
