@@ -16,7 +16,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="instead of a stage pair: score this embolus segmentation model (file or registered name) "
                         "against the manifest's masks, whole series in 3D, at its own operating point: Dice, "
                         "precision, recall, clots found, FP components, patient sensitivity / specificity with "
-                        "95%% CIs (seg_report.md, seg_report.json)")
+                        "95%% CIs, one row per lesion class the model segments (seg_report.md, seg_report.json)")
     p.add_argument("--out", required=True)
     p.add_argument("--splits", default=None, help="splits JSON; without it --split all evaluates every patient")
     p.add_argument("--split", default="test", help="which split to evaluate (default test; 'all' = whole manifest)")
@@ -70,19 +70,23 @@ def _run_segmentation(args: argparse.Namespace, splits_file) -> int:
     from pathlib import Path
 
     from PETriageLib.atomic import atomic_write
+    from PETriageLib.models.seg_base import LESION_TITLES
     from PETriageLib.reporting.json_text import to_json
     from PETriageLib.training.seg_manifest_run import evaluate_segmentation_model
     from PETriageLib.training.seg_volume_eval import evaluation_dict, results_text
     from PETriageLib.training.splits import load_splits
 
-    ev, meta = evaluate_segmentation_model(args.seg_model, args.manifest, load_splits(splits_file), args.split)
-    rows = [(f"{args.seg_model} on {args.split}", ev)]
+    scores, meta = evaluate_segmentation_model(args.seg_model, args.manifest, load_splits(splits_file), args.split)
+    rows = [(f"{args.seg_model} on {args.split}" + ("" if c == "pe" else f", {LESION_TITLES[c]}"), ev)
+            for c, ev in scores.items()]
+    first = next(iter(scores.values()))
     text = results_text(rows)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write(out / "seg_report.md", lambda tmp: tmp.write_text(text, encoding="utf-8"))
     report = {"model": args.seg_model, "architecture": meta["architecture"], "split": args.split,
-              "scores": evaluation_dict(ev)}
+              "lesion_classes": list(scores), "scores": evaluation_dict(first),
+              "class_scores": {c: evaluation_dict(ev) for c, ev in scores.items()}}
     atomic_write(out / "seg_report.json", lambda tmp: tmp.write_text(to_json(report, indent=1), encoding="utf-8"))
     print(text)
     return 0

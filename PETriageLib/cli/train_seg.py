@@ -40,6 +40,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--slice-thickness", type=float, default=2.5, help="real: slice thickness in mm")
     p.add_argument("--patch", type=int, default=64, help="real: training patch side in pixels")
     p.add_argument("--ifd-margin", type=float, default=1.0, help="CPMN: the IFD hinge margin")
+    p.add_argument("--lesion-classes", default="pe", help="--manifest, resunet / fusa_resunet: the lesion classes "
+                   "to segment, one output channel each, comma-separated: pe (mask code 1), other (any other "
+                   "non-zero code: other lung disease); e.g. pe,other. Each gets its own operating point and table "
+                   "row")
     p.add_argument("--out", help="folder for the checkpoints (none written without it)")
     p.set_defaults(func=run)
 
@@ -50,14 +54,23 @@ def run(args: argparse.Namespace) -> int:
     from PETriageLib.training.seg_phantom_run import PhantomSegData, run_phantom_segmentation
     from PETriageLib.training.segmentation import SegTrainConfig
 
+    from PETriageLib.models.seg_base import DEFAULT_CLASSES, lesion_classes
+
+    classes = lesion_classes([c.strip() for c in args.lesion_classes.split(",") if c.strip()])
+    if classes != DEFAULT_CLASSES and not args.manifest:
+        raise SystemExit("--lesion-classes needs --manifest (phantom runs segment the embolus only)")
     configs = []
     for name in args.model or ["fusa_resunet"]:
         model_task(name)  # unknown names fail here, before any phantom is made
+        if classes != DEFAULT_CLASSES and name not in ("resunet", "fusa_resunet"):
+            raise SystemExit(f"--lesion-classes {args.lesion_classes}: only resunet and fusa_resunet segment more "
+                             f"than the embolus, not {name}")
         ablations = (args.ablation or ["full"]) if model_task(name) == "cross_phase" else ["full"]
         for ab in ablations:
             ifa, ifd = ABLATIONS[ab]
             configs.append(SegTrainConfig(model=name, width=args.width, steps=args.steps, lr=args.lr,
-                                          seed=args.seed, ifa=ifa, ifd=ifd, ifd_margin=args.ifd_margin))
+                                          seed=args.seed, ifa=ifa, ifd=ifd, ifd_margin=args.ifd_margin,
+                                          classes=classes))
     if args.manifest:
         return _run_manifest(args, configs)
     if args.anatomy == "real":

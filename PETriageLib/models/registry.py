@@ -10,6 +10,7 @@ import torch
 from PETriageLib.models.base import SliceClassifier
 from PETriageLib.models.cpmn import CPMN
 from PETriageLib.models.resunet import ResUnet
+from PETriageLib.models.seg_base import DEFAULT_CLASSES
 from PETriageLib.models.seg_head import DRNSegNet
 from PETriageLib.models.baselines import EfficientNetB5, MultiScaleResNet50, ResNet50
 from PETriageLib.models.drn import build_drn
@@ -58,8 +59,9 @@ _MODELS: dict[str, tuple[str, Callable[..., SliceClassifier]]] = {
 
 
 def _resunet(attention: str) -> Callable[..., SliceClassifier]:
-    def build(name: str, windows: Sequence[str], width: float = 1.0) -> SliceClassifier:
-        return ResUnet(name, windows, width, attention)
+    def build(name: str, windows: Sequence[str], width: float = 1.0,
+              classes: Sequence[str] = DEFAULT_CLASSES) -> SliceClassifier:
+        return ResUnet(name, windows, width, attention, classes)
     return build
 
 

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from PETriageLib.models.attention import make_attention
-from PETriageLib.models.seg_base import SegmentationNet
+from PETriageLib.models.seg_base import DEFAULT_CLASSES, SegmentationNet
 
 BASE = (32, 64, 128, 256)  # encoder widths at width 1.0; a bridge at twice the last
 
@@ -82,9 +82,9 @@ class ResEncoder(nn.Module):
 
 
 class UNetDecoder(nn.Module):
-    """U-Net decoder over a ``ResEncoder``'s skips -> (N, 1, H, W) logits."""
+    """U-Net decoder over a ``ResEncoder``'s skips -> (N, ``out_channels``, H, W) logits."""
 
-    def __init__(self, encoder: ResEncoder) -> None:
+    def __init__(self, encoder: ResEncoder, out_channels: int = 1) -> None:
         super().__init__()
         chans = encoder.channels
         blocks, cin = [], encoder.out_channels
@@ -92,7 +92,7 @@ class UNetDecoder(nn.Module):
             blocks.append(DecoderBlock(cin, c, c))
             cin = c
         self.blocks = nn.ModuleList(blocks)
-        self.head = nn.Conv2d(cin, 1, 1)
+        self.head = nn.Conv2d(cin, out_channels, 1)
 
     def forward(self, skips: Sequence[torch.Tensor], bridge: torch.Tensor) -> torch.Tensor:
         x = bridge
@@ -102,12 +102,15 @@ class UNetDecoder(nn.Module):
 
 
 class ResUnet(SegmentationNet):
-    """ResUnet (``attention="none"``) or FUSA-ResUnet (``attention="fusa"``)."""
+    """ResUnet (``attention="none"``) or FUSA-ResUnet (``attention="fusa"``); one output channel per
+    lesion class (``classes``: the embolus by default, "other" for other lung disease as the FUSA
+    paper segments COVID-19 lesions)."""
 
-    def __init__(self, name: str, windows: Sequence[str], width: float = 1.0, attention: str = "none") -> None:
-        super().__init__(name, windows, {"width": float(width)})
+    def __init__(self, name: str, windows: Sequence[str], width: float = 1.0, attention: str = "none",
+                 classes: Sequence[str] = DEFAULT_CLASSES) -> None:
+        super().__init__(name, windows, {"width": float(width)}, classes)
         self.encoder = ResEncoder(self.in_channels, width, attention)
-        self.decoder = UNetDecoder(self.encoder)
+        self.decoder = UNetDecoder(self.encoder, len(self.classes))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self.check_input(x)

@@ -1,8 +1,10 @@
-"""What every segmentation model shares: window channels in, per-pixel embolus logits out.
+"""What every segmentation model shares: window channels in, per-pixel lesion logits out.
 
 A ``SegmentationNet`` is a ``SliceClassifier`` as far as the registry and checkpoints go (name,
 windows, rebuildable config, input checks), so ``save_checkpoint`` / ``load_checkpoint`` keep their
-digest and strict-load checks; only its output differs: (N, 1, H, W) logits at the input size.
+digest and strict-load checks; only its output differs: (N, K, H, W) logits at the input size, one
+channel per lesion class of ``classes`` (default: the embolus alone, K = 1). Each channel is its own
+sigmoid: a pixel can be both (a clot inside consolidated lung).
 """
 from __future__ import annotations
 
@@ -14,17 +16,43 @@ import torch.nn.functional as F
 from PETriageLib.models.base import SliceClassifier
 
 SEG_CLASS_NAMES = ["background", "embolus"]
+# the lesion classes a channel can segment, as a lesion mask codes them (training/lesion_masks.py):
+# "pe" = code 1, "other" = any other non-zero code (other lung disease)
+LESION_CLASSES = ("pe", "other")
+LESION_TITLES = {"pe": "embolus", "other": "other disease"}
+DEFAULT_CLASSES = ("pe",)
+
+
+def lesion_classes(classes: "Sequence[str] | str") -> tuple[str, ...]:
+    """``classes`` checked: a non-empty ordered subset of LESION_CLASSES without repeats."""
+    names = (classes,) if isinstance(classes, str) else tuple(str(c) for c in classes)
+    unknown = [c for c in names if c not in LESION_CLASSES]
+    if not names or unknown or len(set(names)) != len(names):
+        raise ValueError(f"lesion classes {list(names)}: give one or more of {', '.join(LESION_CLASSES)}, each once")
+    return names
 
 
 class SegmentationNet(SliceClassifier):
-    """(N, C, H, W) window channels -> (N, 1, H, W) embolus logits; any H, W >= ``min_size``."""
+    """(N, C, H, W) window channels -> (N, K, H, W) lesion logits (K = len(classes)); any H, W >= ``min_size``."""
 
     task = "segmentation"
     min_size = 16
     stride = 16  # inputs are padded to a multiple of this and the output cropped back
 
-    def __init__(self, name: str, windows: Sequence[str], config: dict) -> None:
+    def __init__(self, name: str, windows: Sequence[str], config: dict,
+                 classes: "Sequence[str]" = DEFAULT_CLASSES) -> None:
+        checked = lesion_classes(classes)
+        if checked != DEFAULT_CLASSES:  # a one-class embolus model keeps the config it always had
+            config = {**config, "classes": list(checked)}
         super().__init__(name, windows, config)
+        self.classes = checked
+
+    def channel(self, lesion: str) -> int:
+        """The output channel of lesion class ``lesion``; ValueError when the model lacks it."""
+        if lesion not in self.classes:
+            raise ValueError(f"{self.name} segments {', '.join(LESION_TITLES[c] for c in self.classes)}, "
+                             f"not {LESION_TITLES.get(lesion, lesion)}")
+        return self.classes.index(lesion)
 
     def padded(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
         """``x`` padded (replicate) at the bottom/right to a multiple of ``stride``, and its size."""

@@ -1,4 +1,4 @@
-"""Embolus probability on a CT's own grid, and clot volume from a mask.
+"""Embolus (and other lesion) probability on a CT's own grid, and clot volume from a mask.
 
 The model sees each axial slice windowed as it was trained (its windows), resized to its input size
 when one is given, and its per-pixel probabilities are resized back: the result has the shape of
@@ -26,7 +26,6 @@ def check_on_grid(array: np.ndarray, volume: CTVolume, what: str = "mask") -> No
                                  "it belongs to another geometry")
 
 
-@torch.no_grad()
 def predict_embolus_probability(model: SegmentationNet, volume: CTVolume, input_size: "int | None" = None,
                                 windows: "Sequence | None" = None, batch_size: int = 8,
                                 pixel_mm: "float | None" = None) -> np.ndarray:
@@ -35,10 +34,22 @@ def predict_embolus_probability(model: SegmentationNet, volume: CTVolume, input_
     ``pixel_mm``: the pixel size the model was trained at (the checkpoint's ``pixel_mm``); each slice
     is resampled to it, so a clot is as many pixels wide as in training. Else ``input_size``: a square
     side to resize to. Neither: the native slice size. ``windows``: the checkpoint's window dicts
-    (default: the model's names).
+    (default: the model's names). A model that does not segment emboli is refused (ValueError).
     """
+    return predict_lesion_probabilities(model, volume, input_size, windows, batch_size, pixel_mm, ("pe",))["pe"]
+
+
+@torch.no_grad()
+def predict_lesion_probabilities(model: SegmentationNet, volume: CTVolume, input_size: "int | None" = None,
+                                 windows: "Sequence | None" = None, batch_size: int = 8,
+                                 pixel_mm: "float | None" = None,
+                                 lesions: "Sequence[str] | None" = None) -> dict[str, np.ndarray]:
+    """Per-voxel probability of each lesion class in ``lesions`` (default: every class the model
+    segments), each float32 of ``volume.hu.shape``; arguments as ``predict_embolus_probability``."""
     if not isinstance(model, SegmentationNet):
         raise ValueError(f"{type(model).__name__} is not a segmentation model")
+    lesions = tuple(lesions or model.classes)
+    channels = [model.channel(c) for c in lesions]
     windows = list(windows or model.windows)
     if len(windows) * model.slices_per_window != model.in_channels:
         raise ValueError(f"{len(windows)} windows given for a model of {model.in_channels} input channels")
@@ -47,16 +58,18 @@ def predict_embolus_probability(model: SegmentationNet, volume: CTVolume, input_
     hu = volume.hu
     rows, cols = hu.shape[1:]
     size = model_grid(volume, input_size, pixel_mm)
-    out = np.empty(hu.shape, np.float32)
+    out = {c: np.empty(hu.shape, np.float32) for c in lesions}
     for start in range(0, hu.shape[0], batch_size):
         chunk = hu[start : start + batch_size].astype(np.float32)
         x = torch.from_numpy(stack_windows(chunk, windows).astype(np.float32)).to(device)
         if size != (rows, cols):
             x = F.interpolate(x, size=size, mode="bilinear", align_corners=False)
-        prob = torch.sigmoid(model(x).float())
+        prob = torch.sigmoid(model(x).float()[:, channels])
         if prob.shape[-2:] != (rows, cols):
             prob = F.interpolate(prob, size=(rows, cols), mode="bilinear", align_corners=False)
-        out[start : start + len(chunk)] = prob[:, 0].clamp_(0, 1).cpu().numpy()
+        prob = prob.clamp_(0, 1).cpu().numpy()
+        for n, c in enumerate(lesions):
+            out[c][start : start + len(chunk)] = prob[:, n]
     return out
 
 

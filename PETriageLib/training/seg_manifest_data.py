@@ -10,7 +10,7 @@ clot, of level "unlabelled" (a manifest mask does not say where in the tree it l
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from scipy import ndimage
 
 from PETriageLib.ingest.volume import CTVolume
+from PETriageLib.models.seg_base import LESION_TITLES
 from PETriageLib.models.seg_predict import model_grid
 from PETriageLib.preprocess.windows import stack_windows
 from PETriageLib.training.lesion_masks import PE_CODE, read_lesion_mask
@@ -32,9 +33,13 @@ log = logging.getLogger(__name__)
 UNLABELLED = "unlabelled"
 
 
+OTHER_LEVEL = "other disease"  # the "level" of every other-disease lesion component in the tables
+
+
 @dataclass
 class MaskedSeries:
-    """One manifest series with its PE mask, in the shape seg_volume_eval scores."""
+    """One manifest series with its PE mask, in the shape seg_volume_eval scores (``for_class``
+    gives the same for another lesion class)."""
 
     patient_id: str
     volume: CTVolume
@@ -42,10 +47,29 @@ class MaskedSeries:
     clot_ids: np.ndarray  # uint16: 3D PE components numbered 1..n
     clot_levels: list[str] = field(default_factory=list)
     nct: "CTVolume | None" = None  # the same patient without contrast, on the same grid (seg_manifest_pairs)
+    labels: "np.ndarray | None" = None  # uint8 (k, j, i): the mask's own codes (1 = PE, others = other disease)
 
     @property
     def has_pe(self) -> bool:
         return bool(self.clot_levels)
+
+    def class_mask(self, lesion: str) -> np.ndarray:
+        """uint8 (k, j, i) 0/1 mask of one lesion class (models/seg_base.LESION_CLASSES)."""
+        if lesion == "pe":
+            return self.masks
+        if lesion != "other":
+            raise ValueError(f"unknown lesion class {lesion!r}")
+        if self.labels is None:
+            raise ValueError(f"patient {self.patient_id}: the series was loaded without its mask's codes")
+        return ((self.labels != 0) & (self.labels != PE_CODE)).astype(np.uint8)
+
+    def for_class(self, lesion: str) -> "MaskedSeries":
+        """This series scored for ``lesion``: its mask, 3D components and their level name."""
+        if lesion == "pe":
+            return self
+        mask = self.class_mask(lesion)
+        ids, n = ndimage.label(mask)
+        return replace(self, masks=mask, clot_ids=ids.astype(np.uint16), clot_levels=[OTHER_LEVEL] * int(n))
 
 
 def _mask_of(source: Source) -> Path:
@@ -71,10 +95,11 @@ def masked_series(sources: Iterable[Source]) -> Iterator[MaskedSeries]:
     for source in sources:
         mask = _mask_of(source)
         volume, _ = load_source(source)
-        pe = (read_lesion_mask(mask, volume) == PE_CODE).astype(np.uint8)
+        labels = read_lesion_mask(mask, volume)
+        pe = (labels == PE_CODE).astype(np.uint8)
         ids, n = ndimage.label(pe)
         log.info("segmentation series %s: %s, %d clot component(s)", source.patient_id, volume.hu.shape, n)
-        yield MaskedSeries(source.patient_id, volume, pe, ids.astype(np.uint16), [UNLABELLED] * int(n))
+        yield MaskedSeries(source.patient_id, volume, pe, ids.astype(np.uint16), [UNLABELLED] * int(n), labels=labels)
 
 
 def _resampled(x: np.ndarray, size: tuple[int, int], mode: str) -> np.ndarray:
@@ -88,38 +113,47 @@ def _resampled(x: np.ndarray, size: tuple[int, int], mode: str) -> np.ndarray:
 
 def manifest_patches(series: Iterable[MaskedSeries], windows: Sequence[str] = ("vascular", "lung"),
                      patch: int = 64, pixel_mm: float = 1.2, negatives_per_positive: float = 0.5,
-                     seed: int = 0) -> SegSlices:
-    """Training patches (``x`` and ``mask``) at ``pixel_mm``; for paired series (``MaskedSeries.nct``)
-    also the same pixels of the non-contrast scan (``nct``), else ``nct`` None."""
+                     seed: int = 0, classes: Sequence[str] = ("pe",)) -> SegSlices:
+    """Training patches (``x`` and ``mask``, one mask channel per lesion class of ``classes``) at
+    ``pixel_mm``: one near a lesion pixel of every slice with a lesion of those classes, negatives on
+    slices without; for paired series (``MaskedSeries.nct``) also the same pixels of the
+    non-contrast scan (``nct``), else ``nct`` None."""
     rng = np.random.default_rng(seed)
     xs, ncts, masks, patients, ids = [], [], [], [], []
     for p, s in enumerate(series):
         ids.append(s.patient_id)
         size = model_grid(s.volume, None, pixel_mm)
-        clot_slices = np.flatnonzero(s.masks.any(axis=(1, 2)))
-        free = np.flatnonzero(~s.masks.any(axis=(1, 2)))
+        lesions = np.stack([s.class_mask(c) for c in classes])  # (K, k, j, i)
+        clot_slices = np.flatnonzero(lesions.any(axis=(0, 2, 3)))
+        free = np.flatnonzero(~lesions.any(axis=(0, 2, 3)))
         n_neg = int(round(negatives_per_positive * max(len(clot_slices), 2)))
         picks = [(int(k), True) for k in clot_slices]
         picks += [(int(rng.choice(free)), False) for _ in range(n_neg if len(free) else 0)]
         for k, positive in picks:
             image = _windowed(s.volume, k, windows, size)
-            mask = _resampled(s.masks[k][None].astype(np.float32), size, "nearest")[0] > 0.5
-            pool = np.argwhere(mask) if positive and mask.any() else np.argwhere(image[0] > image[0].min())
+            mask = _resampled(lesions[:, k].astype(np.float32), size, "nearest") > 0.5  # (K, rows, cols)
+            hit = mask.any(axis=0)
+            pool = np.argwhere(hit) if positive and hit.any() else np.argwhere(image[0] > image[0].min())
             if len(pool) == 0:
                 continue
             r, c = jittered_point(pool, rng, patch // 4 if positive else 0)
             box = patch_box(size, r, c, patch)
-            crop_x, crop_m = image[(slice(None),) + box], mask[box]
+            crop_x, crop_m = image[(slice(None),) + box], mask[(slice(None),) + box]
             if crop_x.shape[-2:] != (patch, patch):
                 raise ManifestError(f"patient {s.patient_id}: slices of {size} px at {pixel_mm} mm are smaller than "
                                     f"the {patch} px patch; use a smaller --patch or --pixel-mm")
             xs.append(crop_x)
             if s.nct is not None:
                 ncts.append(_windowed(s.nct, k, windows, size)[(slice(None),) + box])
-            masks.append(crop_m[None].astype(np.uint8))
+            masks.append(crop_m.astype(np.uint8))
             patients.append(p)
     if not xs or not any(m.any() for m in masks):
-        raise ManifestError("the training series hold no PE voxels in their masks: nothing to learn")
+        raise ManifestError(f"the training series hold no {' or '.join(LESION_TITLES[c] for c in classes)} voxels "
+                            "in their masks: nothing to learn")
+    empty = [c for n, c in enumerate(classes) if not any(m[n].any() for m in masks)]
+    if empty:
+        raise ManifestError(f"no training patch holds {', '.join(LESION_TITLES[c] for c in empty)}: that class "
+                            "cannot be learnt from these masks")
     if ncts and len(ncts) != len(xs):
         raise ManifestError("some training series have a non-contrast pair and some do not: give every one a pair "
                             "or none")

@@ -17,12 +17,14 @@ import numpy as np
 from PETriageLib.ingest.volume import CTVolume
 from PETriageLib.models.registry import model_task
 from PETriageLib.models.seg_checkpoint import load_seg_checkpoint
-from PETriageLib.models.seg_predict import predict_embolus_probability
+from PETriageLib.models.seg_base import LESION_TITLES
+from PETriageLib.models.seg_predict import predict_lesion_probabilities
 from PETriageLib.training.data import make_splits
 from PETriageLib.training.manifest import ManifestError, Source, load_manifest
 from PETriageLib.training.seg_manifest_data import MaskedSeries, manifest_patches, masked_series, source_has_pe
 from PETriageLib.training.seg_manifest_pairs import has_pairs, nct_series, paired_series, phase_pairs
-from PETriageLib.training.seg_real_run import (RealSegRun, run_file_name, run_label, store_operating_point,
+from PETriageLib.training.seg_data import SegSlices
+from PETriageLib.training.seg_real_run import (RealSegRun, run_file_name, run_label, store_operating_point, test_key,
                                                write_results)
 from PETriageLib.training.seg_volume_eval import VolumeEvaluation, add_study, choose_operating_point
 from PETriageLib.training.segmentation import SegTrainConfig, train_cross_phase, train_segmentation
@@ -67,7 +69,15 @@ def run_manifest_segmentation(plan: ManifestSegPlan, configs: Sequence[SegTrainC
 
     # training series stream through the patch sampler, test series through the scores one at a
     # time; the validation series stay in memory, as the operating-point grid needs them all
-    train = manifest_patches(series("train"), patch=plan.patch, pixel_mm=plan.pixel_mm)
+    patches: dict[tuple[str, ...], SegSlices] = {}  # per lesion-class set: the masks' channels differ
+
+    def training_patches(classes: tuple[str, ...]) -> SegSlices:
+        if classes not in patches:
+            patches[classes] = manifest_patches(series("train"), patch=plan.patch, pixel_mm=plan.pixel_mm,
+                                                classes=classes)
+        return patches[classes]
+
+    train = training_patches(configs[0].classes)
     val = list(series("val"))
     note(f"{len(train)} training patches from {len(parts['train'])} {'patients (CTPA / NCT pairs)' if paired else 'series'}; "
          f"{len(val)} validation and {len(parts['test'])} test {'patients' if paired else 'series'}")
@@ -87,26 +97,34 @@ def run_manifest_segmentation(plan: ManifestSegPlan, configs: Sequence[SegTrainC
             model, meta = load_seg_checkpoint(path)
         else:
             note(f"{label}: training {config.steps} steps")
+            train = training_patches(config.classes)
             model, meta = (train_cross_phase if cross else train_segmentation)(train, config).model, None
         pixel_mm = meta["pixel_mm"] if meta else plan.pixel_mm  # a loaded model runs at its own pixel size
 
-        def probability(volume: CTVolume, model=model, pixel_mm=pixel_mm) -> np.ndarray:
-            return predict_embolus_probability(model, volume, pixel_mm=pixel_mm)
+        def probabilities(volume: CTVolume, model=model, pixel_mm=pixel_mm) -> dict[str, np.ndarray]:
+            return predict_lesion_probabilities(model, volume, pixel_mm=pixel_mm)
 
         val_series = list(nct_series(val)) if cross else val
-        point = choose_operating_point([probability(s.volume) for s in val_series], val_series, plan.min_sensitivity)
+        val_probs = [probabilities(s.volume) for s in val_series]
+        points = {c: choose_operating_point([p[c] for p in val_probs], [s.for_class(c) for s in val_series],
+                                            plan.min_sensitivity, what="PE" if c == "pe" else LESION_TITLES[c])
+                  for c in model.classes}
+        point = points[model.classes[0]]
+        del val_probs
         training = None if meta else {
             "steps": config.steps, "lr": config.lr, "width": config.width, "batch_size": config.batch_size,
             "ablation": config.ablation if cross else None, "train_cases": sorted({s.patient_id for s in parts["train"]}),
-            "patches": len(train), "data": f"manifest {plan.manifest}{', CTPA / non-contrast pairs' if paired else ''}, "
-                                            f"{plan.patch} px patches at {plan.pixel_mm} mm"}
+            "patches": len(train), "lesion_classes": list(model.classes),
+            "data": f"manifest {plan.manifest}{', CTPA / non-contrast pairs' if paired else ''}, "
+                    f"{plan.patch} px patches at {plan.pixel_mm} mm"}
         store_operating_point(path, model, meta, point, plan.patch, plan.pixel_mm, training,
-                              lambda text: note(f"{label}: {text}"))
+                              lambda text: note(f"{label}: {text}"),
+                              {c: (ev.threshold, ev.min_component_ml) for c, ev in points.items()})
         run = RealSegRun(label, config, path, point)
         for phase in (("nct",) if cross else ("ctpa", "nct")) if paired else ("manifest",):
             tested = series("test")
-            run.test[phase] = score_masked(probability, nct_series(tested) if phase == "nct" else tested,
-                                           point.threshold, point.min_component_ml)
+            scores = score_classes(probabilities, nct_series(tested) if phase == "nct" else tested, points)
+            run.test.update({test_key(phase, c): ev for c, ev in scores.items()})
         note(f"{label}: test " + ", ".join(f"{k} Dice {v.dice:.3f}" for k, v in run.test.items()))
         runs.append(run)
         write_results(runs, spec, split, out)
@@ -129,6 +147,18 @@ def split_sources(sources: Sequence[Source], pe: "dict[str, bool]", splits_file:
     return parts
 
 
+def score_classes(probabilities: Callable[[CTVolume], "dict[str, np.ndarray]"], series: Iterable[MaskedSeries],
+                  points: "dict[str, VolumeEvaluation]") -> dict[str, VolumeEvaluation]:
+    """Volume scores of every lesion class of ``points`` (each at its own threshold and minimum
+    component), the model run once per series, one series in memory at a time."""
+    scores = {c: VolumeEvaluation(ev.threshold, ev.min_component_ml) for c, ev in points.items()}
+    for one in series:
+        probs = probabilities(one.volume)
+        for c, ev in scores.items():
+            add_study(ev, probs[c], one.for_class(c))
+    return scores
+
+
 def score_masked(probability: Callable[[CTVolume], np.ndarray], series: Iterable[MaskedSeries], threshold: float,
                  min_component_ml: float) -> VolumeEvaluation:
     """Volume scores of a model's ``probability`` map on each series and its clots, one series in
@@ -140,17 +170,20 @@ def score_masked(probability: Callable[[CTVolume], np.ndarray], series: Iterable
 
 
 def evaluate_segmentation_model(spec: str, manifest: "str | Path | Sequence", splits: "dict[str, list[str]] | None",
-                                split: str) -> tuple[VolumeEvaluation, dict]:
+                                split: str) -> tuple[dict[str, VolumeEvaluation], dict]:
     """``petriage evaluate --seg-model``: a registered or file segmentation model on one split of a
-    manifest (all of it when ``splits`` is None), run as triage runs it (triage.embolus.EmbolusModel:
-    the checkpoint's input size, windows and pixel size) at the checkpoint's own operating point.
+    manifest (all of it when ``splits`` is None), run as triage runs it (the checkpoint's input size,
+    windows and pixel size), each of its lesion classes at the checkpoint's own operating point.
     Each model is scored on the phase it triages: a cross-phase model on the non-contrast series
     (of the CTPA / NCT pairs where the manifest has them, with the CTPA masks, as train-seg scores
-    it), a segmentation model on the series not marked ``contrast=none``."""
-    from PETriageLib.triage.embolus import load_embolus_model
+    it), a segmentation model on the series not marked ``contrast=none``. Returns the scores per
+    lesion class (in the model's order) and the checkpoint's metadata."""
+    from PETriageLib.models.seg_checkpoint import class_point, load_seg_checkpoint
+    from PETriageLib.models.zoo import resolve_segmentation_model
 
-    embolus = load_embolus_model(spec, "ctpa")  # this pathway takes either task; it only names the result
-    cross = embolus.meta.get("task") == "cross_phase"
+    path, expected = resolve_segmentation_model(str(spec))
+    model, meta = load_seg_checkpoint(path, expected)
+    cross = meta.get("task") == "cross_phase"
     sources = load_manifest(manifest)
     if splits is not None:
         if split not in splits:
@@ -165,11 +198,15 @@ def evaluate_segmentation_model(spec: str, manifest: "str | Path | Sequence", sp
         kept = [s for s in sources if (s.contrast == "none") == cross]
         if not kept:
             raise ManifestError(f"the {split} split has no {'non-contrast' if cross else 'CTPA'} series for "
-                                f"{spec} (a {embolus.meta.get('task')} model; the manifest's contrast column)")
+                                f"{spec} (a {meta.get('task')} model; the manifest's contrast column)")
         if len(kept) < len(sources):
             log.info("scoring %s on %d of the %d series (the %s ones)", spec, len(kept), len(sources),
                      "non-contrast" if cross else "contrast")
         series = masked_series(kept)
-    ev = score_masked(lambda volume: embolus.segment(volume).probability, series, embolus.threshold,
-                      embolus.min_component_ml)
-    return ev, embolus.meta
+    points = {c: VolumeEvaluation(*class_point(meta, c)) for c in model.classes}
+
+    def probabilities(volume: CTVolume) -> dict[str, np.ndarray]:
+        return predict_lesion_probabilities(model, volume, meta.get("input_size"), meta.get("windows"),
+                                            pixel_mm=meta.get("pixel_mm"))
+
+    return score_classes(probabilities, series, points), meta

@@ -20,8 +20,8 @@ from typing import Callable, Sequence
 import numpy as np
 
 from PETriageLib.models.registry import model_task
-from PETriageLib.models.seg_base import SegmentationNet
-from PETriageLib.models.seg_checkpoint import load_seg_checkpoint, save_seg_checkpoint
+from PETriageLib.models.seg_base import LESION_TITLES, SegmentationNet
+from PETriageLib.models.seg_checkpoint import class_point, load_seg_checkpoint, save_seg_checkpoint
 from PETriageLib.models.seg_predict import predict_embolus_probability
 from PETriageLib.training.seg_real_data import RealSegSpec, RealSegStudy, patch_slices, real_seg_studies
 from PETriageLib.atomic import atomic_write
@@ -112,28 +112,44 @@ def run_real_segmentation(plan: RealSegPlan, configs: Sequence[SegTrainConfig], 
 
 def store_operating_point(path: Path, model: SegmentationNet, meta: "dict | None", point: VolumeEvaluation,
                           input_size: int, pixel_mm: float, training: "dict | None",
-                          note: Callable[[str], None]) -> None:
-    """Write the checkpoint with the validation-chosen operating point. A new model is saved with
-    the run's input size, pixel size and ``training`` record; a loaded one (``meta``) only when its
-    point changed, keeping its own input size, pixel size and training record."""
+                          note: Callable[[str], None],
+                          class_points: "dict[str, tuple[float, float]] | None" = None) -> None:
+    """Write the checkpoint with the validation-chosen operating point (``point``: of the model's
+    first lesion class; ``class_points``: every class's, for a model with several). A new model is
+    saved with the run's input size, pixel size and ``training`` record; a loaded one (``meta``) only
+    when a point changed, keeping its own input size, pixel size and training record."""
+    points = {model.classes[0]: (point.threshold, point.min_component_ml), **(class_points or {})}
     if meta is not None:
-        if (meta["threshold"], meta["min_component_ml"]) == (point.threshold, point.min_component_ml):
+        old = {c: class_point(meta, c) for c in model.classes}
+        if old == points:
             return
         note(f"operating point now p >= {point.threshold:g}, comps >= {point.min_component_ml:g} mL "
-             f"(was {meta['threshold']:g}, {meta['min_component_ml']:g}): checkpoint updated")
+             f"(was {meta['threshold']:g}, {meta['min_component_ml']:g})"
+             + (f", per class {points} (was {old})" if len(points) > 1 else "") + ": checkpoint updated")
         input_size, pixel_mm, training = meta["input_size"], meta["pixel_mm"], meta["training"]
     save_seg_checkpoint(path, model, input_size=input_size, threshold=point.threshold, training=training,
-                        pixel_mm=pixel_mm, min_component_ml=point.min_component_ml)
+                        pixel_mm=pixel_mm, min_component_ml=point.min_component_ml, class_points=points)
+
+
+def test_key(phase: str, lesion: str) -> str:
+    """The key of one phase and lesion class in RealSegRun.test and evaluation.json: the phase alone
+    for the embolus (as always), ``phase-class`` for another class."""
+    return phase if lesion == "pe" else f"{phase}-{lesion}"
+
+
+def row_label(label: str, key: str) -> str:
+    """A table row's name for a run ``label`` and a ``test_key``."""
+    phase, _, lesion = key.partition("-")
+    return f"{label} on {phase.upper()}" + (f", {LESION_TITLES.get(lesion, lesion)}" if lesion else "")
 
 
 def result_rows(runs: Sequence[RealSegRun]) -> list[tuple[str, VolumeEvaluation]]:
-    return [(f"{r.label} on {phase.upper()}", ev) for r in runs for phase, ev in r.test.items()]
+    return [(row_label(r.label, key), ev) for r in runs for key, ev in r.test.items()]
 
 
 def _saved_rows(entries: Sequence[dict]) -> list[tuple[str, VolumeEvaluation]]:
     """result_rows of evaluation.json's run entries (earlier invocations' runs have no RealSegRun)."""
-    return [(f"{e['label']} on {phase.upper()}", evaluation_from_dict(ev)) for e in entries
-            for phase, ev in e["test"].items()]
+    return [(row_label(e["label"], key), evaluation_from_dict(ev)) for e in entries for key, ev in e["test"].items()]
 
 
 def _plan_spec(plan: RealSegPlan) -> dict:

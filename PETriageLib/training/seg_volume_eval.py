@@ -136,19 +136,21 @@ def evaluate_volumes(probs: Sequence[np.ndarray], studies: Sequence[Study], thre
 
 def choose_operating_point(probs: Sequence[np.ndarray], studies: Sequence[Study], min_sensitivity: float = 0.95,
                            thresholds: Sequence[float] = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95),
-                           min_mls: Sequence[float] = (0.0, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
-                           ) -> VolumeEvaluation:
+                           min_mls: Sequence[float] = (0.0, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0),
+                           what: str = "PE") -> VolumeEvaluation:
     """The (threshold, minimum component) with the highest patient specificity among those with
     patient sensitivity >= ``min_sensitivity`` (ties: more clots found); if none reaches it, the most
     sensitive one. Returns that point's validation evaluation. Validation needs studies with and
-    without PE: without either, sensitivity or specificity is undefined at every point (ValueError)."""
+    without the lesion (``what``: PE, or another lesion class the studies' masks stand for): without
+    either, sensitivity or specificity is undefined at every point (ValueError)."""
     positive = [bool((study.clot_ids > 0).any()) for study in studies]
+    lesion, lesions = ("a clot", "clots") if what == "PE" else ("a lesion", "lesions")
     if not any(positive):
-        raise ValueError(f"no PE studies on validation ({len(positive)} studies, none with a clot): cannot "
+        raise ValueError(f"no {what} studies on validation ({len(positive)} studies, none with {lesion}): cannot "
                          "choose an operating point (patient sensitivity is undefined)")
     if all(positive):
-        raise ValueError(f"no study without PE on validation (all {len(positive)} have clots): cannot choose "
-                         "an operating point (patient specificity is undefined)")
+        raise ValueError(f"no study without {what} on validation (all {len(positive)} have {lesions}): cannot "
+                         "choose an operating point (patient specificity is undefined)")
     grid = [evaluate_volumes(probs, studies, t, m) for t in thresholds for m in min_mls]
 
     def key(ev: VolumeEvaluation) -> tuple:

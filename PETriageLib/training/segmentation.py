@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from PETriageLib.models.cpmn import CPMN
 from PETriageLib.models.cpmn_losses import dice_bce_loss, ifa_loss, ifd_loss
 from PETriageLib.models.registry import build_model, model_task
-from PETriageLib.models.seg_base import SegmentationNet
+from PETriageLib.models.seg_base import DEFAULT_CLASSES, SegmentationNet, lesion_classes
 from PETriageLib.training.seg_data import SegSlices
 
 log = logging.getLogger(__name__)
@@ -38,6 +38,7 @@ class SegTrainConfig:
     ifa_weight: float = 1.0
     ifd_weight: float = 0.1
     ifd_margin: float = 1.0
+    classes: tuple[str, ...] = DEFAULT_CLASSES  # lesion classes, one output channel each (ResUnet family)
 
     @property
     def ablation(self) -> str:
@@ -66,8 +67,13 @@ def _setup(data: SegSlices, config: SegTrainConfig, task: str) -> tuple[Segmenta
         raise ValueError(f"model {config.model!r} does {model_task(config.model)}, not {task}")
     if len(data) == 0 or not data.mask.any():
         raise ValueError("no training slice has an embolus: nothing to learn")
+    classes = lesion_classes(config.classes)
+    if data.mask.shape[1] != len(classes):
+        raise ValueError(f"the training masks have {data.mask.shape[1]} channel(s), the model {len(classes)} "
+                         f"lesion class(es) {list(classes)}")
     torch.manual_seed(config.seed)
-    model = build_model(config.model, windows=data.windows, width=config.width).train()
+    extra = {"classes": list(classes)} if classes != DEFAULT_CLASSES else {}
+    model = build_model(config.model, windows=data.windows, width=config.width, **extra).train()
     return model, torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=1e-4)
 
 

@@ -69,11 +69,17 @@ class EmbolusModel:
 
     @property
     def threshold(self) -> float:
-        return float(self.meta.get("threshold", 0.5))
+        return self._point()[0]
 
     @property
     def min_component_ml(self) -> float:
-        return float(self.meta.get("min_component_ml") or 0.0)
+        return self._point()[1]
+
+    def _point(self) -> tuple[float, float]:
+        """The embolus class's operating point (a model may segment other lesion classes too)."""
+        from PETriageLib.models.seg_checkpoint import class_point
+
+        return class_point(self.meta, "pe")
 
     def segment(self, volume: CTVolume) -> EmbolusResult:
         """Probability and mask of ``volume`` at the checkpoint's input size and windows."""
@@ -142,6 +148,9 @@ def load_embolus_model(spec: "str | Path", pathway: str, device: Any = "cpu") ->
     if meta["task"] not in PATHWAY_TASKS[pathway]:
         raise CheckpointError(f"{path} holds a {meta['task']} model ({meta['architecture']}); the {pathway} "
                               f"pathway needs {' or '.join(PATHWAY_TASKS[pathway])}")
+    if "pe" not in model.classes:
+        raise CheckpointError(f"{path} segments {', '.join(model.classes)} only, not emboli: it cannot find PE "
+                              "(train it with --lesion-classes pe or pe,other)")
     name = str(spec) if not Path(str(spec)).exists() else Path(path).name
     return EmbolusModel(name, pathway, model.to(device).eval(), meta, expected or file_sha256(path))
 
