@@ -1,5 +1,6 @@
 """A report folder's embolus mask and probability as MRML nodes under the CT's study, and the clot
-volume in the results table (issue #24).
+volume in the results table (issue #24); a lesion model's other classes as more segments of the
+same node (one segment per finding class), each checked against report.json the same way.
 
 The clot volume shown is measured in the scene (segment voxels x the CT's voxel volume), not copied
 from report.json: it must agree with the report's ``volume_ml`` to 1e-6 relative, so a mask that
@@ -17,7 +18,7 @@ import numpy as np
 
 from PETriageLib.ingest.volume import LPS_TO_RAS
 from PETriageSlicer.annotation import segment_array, set_segment_from_array
-from PETriageSlicer.embolus_report import EmbolusBlock, read_embolus_block
+from PETriageSlicer.embolus_report import EmbolusBlock, other_lesion_blocks, read_embolus_block
 from PETriageSlicer.geometry import ijk_to_ras
 from PETriageSlicer.results import CLOT_ATTRIBUTES, INPUT_ROLE, add_column, add_heatmap, place_results
 from PETriageSlicer.settings import DisplayOptions
@@ -30,6 +31,9 @@ CLOT_COLUMN = "clot_ml"  # per-slice clot volume in the results table
 VOLUME_TOLERANCE = 1e-6  # relative, scene volume vs report.json
 GEOMETRY_TOLERANCE_MM = 1e-3
 NO_CLOT = "No clot segmented"
+# a lesion model's other classes: segment name and colour (yellow, apart from the clot's red)
+LESION_SEGMENTS = {"other": ("Other disease", (0.95, 0.8, 0.2))}
+LESION_ATTRIBUTES = {"other": "PETriage.otherDiseaseMl"}
 
 
 @dataclass
@@ -41,6 +45,7 @@ class EmbolusNodes:
     volume_ml: float | None = None  # None: no segmentation ran
     slices: list[int] = field(default_factory=list)
     summary: str = NO_CLOT
+    other_ml: dict[str, float] = field(default_factory=dict)  # other lesion classes the model segmented, mL
 
 
 class EmbolusRefused(ValueError):
@@ -109,17 +114,17 @@ def add_embolus_nodes(ct: Any, report_dir: "str | Path", table: Any = None,
     if block.probability_path is not None:
         probability, matrix = read_volume(block.probability_path)
         check_same_grid(ct, probability, matrix, str(block.probability_path))
+    others = other_lesion_blocks(report_dir, block)
+    other_masks = {lesion: read_mask(other, ct) for lesion, other in others.items()}
     seg = add_segmentation(ct, mask)
+    other_ml = {}
     try:
-        measured = segment_array(seg, EMBOLUS_SEGMENT, ct) > 0
-        volume = float(measured.sum()) * voxel_volume_ml(ct)
-        if abs(volume - block.volume_ml) > VOLUME_TOLERANCE * max(abs(block.volume_ml), 1e-12):
-            raise EmbolusRefused(f"{report_dir}: the segment holds {volume:.6f} mL but report.json says "
-                                 f"{block.volume_ml:.6f} mL")
-        slices = [int(k) for k in np.flatnonzero(measured.any(axis=(1, 2)))]
-        if slices != block.slices:
-            raise EmbolusRefused(f"{report_dir}: the segment spans slices {_span(slices)} but report.json "
-                                 f"says {_span(block.slices)}")
+        measured, volume, slices = checked_segment(seg, EMBOLUS_SEGMENT, block, ct, report_dir)
+        for lesion, other in others.items():
+            name, color = LESION_SEGMENTS[lesion]
+            seg.GetSegmentation().AddEmptySegment(name, name, color)
+            set_segment_from_array(seg, name, other_masks[lesion], ct)
+            other_ml[lesion] = checked_segment(seg, name, other, ct, report_dir)[1]
     except Exception:
         ct.GetScene().RemoveNode(seg)
         raise
@@ -127,7 +132,7 @@ def add_embolus_nodes(ct: Any, report_dir: "str | Path", table: Any = None,
     if probability is not None:
         prob_node = add_heatmap(ct.GetScene(), ct, f"{ct.GetName()} embolus probability",
                                 probability.astype(np.float32), options or DisplayOptions(threshold=block.threshold))
-    found = EmbolusNodes(seg, prob_node, volume, slices, clot_summary(volume, slices))
+    found = EmbolusNodes(seg, prob_node, volume, slices, clot_summary(volume, slices), other_ml)
     per_slice = (measured.sum(axis=(1, 2)) * voxel_volume_ml(ct)).tolist()
     mark_table(table, ct, found, per_slice)
     place_beside_results(ct, table, [n for n in (seg, prob_node) if n is not None])
@@ -136,8 +141,26 @@ def add_embolus_nodes(ct: Any, report_dir: "str | Path", table: Any = None,
             node.SetNodeReferenceID(INPUT_ROLE, ct.GetID())
             node.SetAttribute("PETriage.embolusModel", block.model)
             node.SetAttribute("PETriage.embolusPathway", block.pathway)
+    for lesion, ml in other_ml.items():
+        seg.SetAttribute(LESION_ATTRIBUTES[lesion], repr(ml))
     log.info("%s: %s (model %s, %s pathway)", ct.GetName(), found.summary, block.model, block.pathway)
     return found
+
+
+def checked_segment(seg: Any, name: str, block: EmbolusBlock, ct: Any, report_dir: "str | Path"
+                    ) -> tuple[np.ndarray, float, list[int]]:
+    """(voxels, mL, slices) of segment ``name`` as the scene holds it, refused (EmbolusRefused)
+    where its volume or slices disagree with ``block`` (report.json)."""
+    measured = segment_array(seg, name, ct) > 0
+    volume = float(measured.sum()) * voxel_volume_ml(ct)
+    if abs(volume - block.volume_ml) > VOLUME_TOLERANCE * max(abs(block.volume_ml), 1e-12):
+        raise EmbolusRefused(f"{report_dir}: the {name} segment holds {volume:.6f} mL but report.json says "
+                             f"{block.volume_ml:.6f} mL")
+    slices = [int(k) for k in np.flatnonzero(measured.any(axis=(1, 2)))]
+    if slices != block.slices:
+        raise EmbolusRefused(f"{report_dir}: the {name} segment spans slices {_span(slices)} but report.json "
+                             f"says {_span(block.slices)}")
+    return measured, volume, slices
 
 
 def add_segmentation(ct: Any, mask: np.ndarray) -> Any:

@@ -45,23 +45,35 @@ def read_embolus_block(report_dir: "str | Path") -> EmbolusBlock | None:
     block = data.get("embolus")
     if block is None:
         return None
+    return _block(folder, path, block, "embolus")
+
+
+def _block(folder: Path, path: Path, block: dict, what: str) -> EmbolusBlock:
     missing = [k for k in REQUIRED_KEYS if k not in block]
     if missing:
-        raise ValueError(f"{path}: the embolus block lacks {', '.join(missing)}")
+        raise ValueError(f"{path}: the {what} block lacks {', '.join(missing)}")
     files = block["files"] or {}
     if not files.get("mask"):
-        raise ValueError(f"{path}: the embolus block names no mask file")
+        raise ValueError(f"{path}: the {what} block names no mask file")
     mask = folder / files["mask"]
     if not mask.is_file():
-        raise ValueError(f"{path}: the embolus mask {mask.name} is not in the folder")
+        raise ValueError(f"{path}: the {what} mask {mask.name} is not in the folder")
     probability = folder / files["probability"] if files.get("probability") else None
     if probability is not None and not probability.is_file():
-        raise ValueError(f"{path}: the embolus probability {probability.name} is not in the folder")
+        raise ValueError(f"{path}: the {what} probability {probability.name} is not in the folder")
     return EmbolusBlock(model=str(block["model"]), pathway=str(block["pathway"]), threshold=float(block["threshold"]),
                         volume_ml=float(block["volume_ml"]), max_probability=float(block["max_probability"]),
                         slices=[int(k) for k in block["slices"]], n_components=int(block["n_components"]),
                         mask_path=mask, probability_path=probability,
                         extra={k: v for k, v in block.items() if k not in REQUIRED_KEYS})
+
+
+def other_lesion_blocks(report_dir: "str | Path", block: EmbolusBlock) -> dict[str, EmbolusBlock]:
+    """The blocks of the other lesion classes the same model segmented (``other_lesions`` of the
+    embolus block), by class; checked as the embolus block is."""
+    folder = Path(report_dir)
+    return {lesion: _block(folder, folder / "report.json", entry, f"{lesion} lesion")
+            for lesion, entry in (block.extra.get("other_lesions") or {}).items()}
 
 
 REPORT_SUBFOLDER = "report"  # where the triage child writes the report folder it hands back

@@ -1,5 +1,6 @@
-"""The embolus mask as a DICOM Segmentation (one segment "Embolus", one frame per source slice),
-referencing the source CT instances, so a PACS viewer or 3D Slicer shows it on the CT."""
+"""The embolus mask as a DICOM Segmentation (segment 1 "Embolus", one frame per source slice),
+referencing the source CT instances, so a PACS viewer or 3D Slicer shows it on the CT; a lesion
+model's other classes as further segments ("Other disease")."""
 from __future__ import annotations
 
 import highdicom as hd
@@ -15,6 +16,8 @@ SEG_SERIES_NUMBER = SERIES_NUMBERS["heatmaps"] + 1  # after the SR, key images a
 # SNOMED CT: the segment is a morphologically abnormal structure, an embolus
 ABNORMAL_STRUCTURE = CodedConcept("49755003", "SCT", "Morphologically Abnormal Structure")
 EMBOLUS = CodedConcept("55584005", "SCT", "Embolus")
+LESION = CodedConcept("52988006", "SCT", "Lesion")
+SEGMENTS = {"pe": ("Embolus", EMBOLUS), "other": ("Other disease", LESION)}  # label and property type
 
 
 def build_embolus_seg(result: TriageResult, source: SourceSeries) -> hd.seg.Segmentation:
@@ -29,13 +32,19 @@ def build_embolus_seg(result: TriageResult, source: SourceSeries) -> hd.seg.Segm
     algorithm = hd.AlgorithmIdentificationSequence(name=f"PETriage {embolus.pathway} embolus segmentation",
                                                    version=SOFTWARE_VERSION,
                                                    family=codes.cid7162.ArtificialIntelligence)
-    segment = hd.seg.SegmentDescription(
-        segment_number=1, segment_label="Embolus", segmented_property_category=ABNORMAL_STRUCTURE,
-        segmented_property_type=EMBOLUS, algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
-        algorithm_identification=algorithm)
+    results = [embolus, *embolus.others.values()]
+    for other in results[1:]:
+        check_on_grid(other.mask, result.volume, f"{SEGMENTS[other.lesion][0].lower()} mask")
+    segments = [hd.seg.SegmentDescription(
+        segment_number=n, segment_label=SEGMENTS[r.lesion][0], segmented_property_category=ABNORMAL_STRUCTURE,
+        segmented_property_type=SEGMENTS[r.lesion][1], algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
+        algorithm_identification=algorithm) for n, r in enumerate(results, start=1)]
+    masks = [(np.asarray(r.mask) > 0).astype(np.uint8) for r in results]
+    # one segment: (frames, rows, columns); several: a last axis of one channel per segment
+    pixels = masks[0] if len(masks) == 1 else np.stack(masks, axis=-1)
     seg = hd.seg.Segmentation(
-        source_images=source.datasets, pixel_array=(np.asarray(embolus.mask) > 0).astype(np.uint8),
-        segmentation_type=hd.seg.SegmentationTypeValues.BINARY, segment_descriptions=[segment],
+        source_images=source.datasets, pixel_array=pixels,
+        segmentation_type=hd.seg.SegmentationTypeValues.BINARY, segment_descriptions=segments,
         series_instance_uid=hd.UID(), series_number=SEG_SERIES_NUMBER, sop_instance_uid=hd.UID(), instance_number=1,
         manufacturer=MANUFACTURER, manufacturer_model_name=MODEL_NAME, software_versions=SOFTWARE_VERSION,
         device_serial_number=DEVICE_SERIAL, omit_empty_frames=False, content_label="EMBOLUS",

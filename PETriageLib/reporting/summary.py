@@ -46,6 +46,11 @@ def _embolus_lines(result: TriageResult) -> list[str]:
         lines += [f"- {clot_text(result)}",
                   f"- Embolus segmentation: model {e.model}, {e.pathway} pathway, threshold {e.threshold:g}, "
                   f"max p {e.max_probability:.3f}, {e.n_components} component(s)"]
+        for lesion, other in e.others.items():
+            where = (f"{other.volume_ml:.1f} mL on slices {other.slices[0]}-{other.slices[-1]} "
+                     f"({len(other.slices)} slices)" if other.slices else "none segmented")
+            lines.append(f"- {lesion.capitalize()} lung disease (same model, p >= {other.threshold:g}): {where}, "
+                         f"{other.n_components} component(s)")
     return lines
 
 

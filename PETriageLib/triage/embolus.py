@@ -21,8 +21,10 @@ PATHWAYS = ("ctpa", "nct")
 PATHWAY_TASKS = {"ctpa": ("segmentation", "cross_phase"), "nct": ("cross_phase",)}
 
 
-# report.json's "embolus" block (EmbolusResult.to_dict), which the Slicer module reads back
+# report.json's "embolus" block (EmbolusResult.to_dict), which the Slicer module reads back; a model
+# that segments other lesion classes too adds "other_lesions": {class: the same keys + "lesion"}
 REPORT_KEYS = ("model", "pathway", "threshold", "volume_ml", "max_probability", "slices", "n_components", "files")
+FILE_PREFIX = {"pe": "embolus", "other": "other_disease"}  # file names per lesion class
 
 
 @dataclass
@@ -38,6 +40,9 @@ class EmbolusResult:
     n_components: int
     probability: np.ndarray = field(repr=False)
     mask: np.ndarray = field(repr=False)
+    lesion: str = "pe"  # the lesion class (models/seg_base.LESION_CLASSES); "pe" for the embolus
+    # the same model's other lesion classes (e.g. "other": other lung disease), each its own result
+    others: dict[str, "EmbolusResult"] = field(default_factory=dict, repr=False)
 
     @property
     def found(self) -> bool:
@@ -45,16 +50,22 @@ class EmbolusResult:
 
     def file_names(self, nifti: bool = False) -> dict[str, str]:
         ext = ".nii.gz" if nifti else ".nrrd"
-        return {"probability": f"embolus_probability{ext}", "mask": f"embolus_mask{ext}"}
+        prefix = FILE_PREFIX[self.lesion]
+        return {"probability": f"{prefix}_probability{ext}", "mask": f"{prefix}_mask{ext}"}
 
     def slices_text(self) -> str:
         """``a-b`` of the slices with clot ("" when none), as worklist.csv writes it."""
         return "" if not self.slices else f"{self.slices[0]}-{self.slices[-1]}"
 
     def to_dict(self, nifti: bool = False) -> dict[str, Any]:
-        return {"model": self.model, "pathway": self.pathway, "threshold": self.threshold,
-                "volume_ml": self.volume_ml, "max_probability": self.max_probability, "slices": list(self.slices),
-                "n_components": self.n_components, "files": self.file_names(nifti)}
+        d = {"model": self.model, "pathway": self.pathway, "threshold": self.threshold,
+             "volume_ml": self.volume_ml, "max_probability": self.max_probability, "slices": list(self.slices),
+             "n_components": self.n_components, "files": self.file_names(nifti)}
+        if self.lesion != "pe":
+            d["lesion"] = self.lesion
+        if self.others:
+            d["other_lesions"] = {c: r.to_dict(nifti) for c, r in self.others.items()}
+        return d
 
 
 @dataclass(frozen=True)
@@ -82,12 +93,19 @@ class EmbolusModel:
         return class_point(self.meta, "pe")
 
     def segment(self, volume: CTVolume) -> EmbolusResult:
-        """Probability and mask of ``volume`` at the checkpoint's input size and windows."""
-        from PETriageLib.models.seg_predict import predict_embolus_probability
+        """Probability and mask of ``volume`` at the checkpoint's input size and windows; a model
+        with other lesion classes gives theirs too (``EmbolusResult.others``), each at its own point."""
+        from PETriageLib.models.seg_checkpoint import class_point
+        from PETriageLib.models.seg_predict import predict_lesion_probabilities
 
-        prob = predict_embolus_probability(self.model, volume, self.meta.get("input_size"), self.meta.get("windows"),
-                                           pixel_mm=self.meta.get("pixel_mm"))
-        return embolus_result(self.name, self.pathway, self.threshold, prob, volume, self.min_component_ml)
+        probs = predict_lesion_probabilities(self.model, volume, self.meta.get("input_size"), self.meta.get("windows"),
+                                             pixel_mm=self.meta.get("pixel_mm"))
+        result = embolus_result(self.name, self.pathway, self.threshold, probs.pop("pe"), volume,
+                                self.min_component_ml)
+        for lesion, prob in probs.items():
+            threshold, min_ml = class_point(self.meta, lesion)
+            result.others[lesion] = embolus_result(self.name, self.pathway, threshold, prob, volume, min_ml, lesion)
+        return result
 
 
 def large_components(binary: np.ndarray, min_voxels: float = 0.0) -> tuple[np.ndarray, int]:
@@ -106,9 +124,10 @@ def large_components(binary: np.ndarray, min_voxels: float = 0.0) -> tuple[np.nd
 
 
 def embolus_result(model: str, pathway: str, threshold: float, probability: np.ndarray,
-                   volume: CTVolume, min_component_ml: float = 0.0) -> EmbolusResult:
+                   volume: CTVolume, min_component_ml: float = 0.0, lesion: str = "pe") -> EmbolusResult:
     """An EmbolusResult from a probability map; one not on the CT's grid is refused (never written).
-    Components under ``min_component_ml`` (the checkpoint's operating point) are left out of the mask."""
+    Components under ``min_component_ml`` (the checkpoint's operating point) are left out of the mask.
+    ``lesion``: the class the map is of (another class than "pe" for a lesion model's other channels)."""
     from PETriageLib.models.seg_predict import check_on_grid, clot_volume_ml
 
     check_on_grid(probability, volume, "embolus probability")
@@ -121,7 +140,7 @@ def embolus_result(model: str, pathway: str, threshold: float, probability: np.n
     return EmbolusResult(model=model, pathway=pathway, threshold=float(threshold),
                          volume_ml=float(clot_volume_ml(mask, volume)),
                          max_probability=round(float(prob.max()) if prob.size else 0.0, 4), slices=slices,
-                         n_components=int(n_components), probability=prob, mask=mask)
+                         n_components=int(n_components), probability=prob, mask=mask, lesion=lesion)
 
 
 def slice_ranges(slices: list[int]) -> list[tuple[int, int]]:
