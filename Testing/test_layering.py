@@ -13,7 +13,7 @@ import pytest
 LIB = Path(__file__).resolve().parents[1] / "PETriageLib"
 # Each step may import the steps before it (and the shared base), never one after it.
 STEPS = ["ingest", "preprocess", "models", "triage", "explain", "reporting", "screening"]
-BASE = {"errors", "progress", "atomic", "vocabulary", ""}  # "" = the package root (__version__, lazy public API)
+BASE = {"errors", "progress", "atomic", "vocabulary", "heap", ""}  # "" = the package root (__version__, lazy public API)
 # Consumers of the steps, each allowed the steps and the consumers listed with it.
 CONSUMERS = {"phantom": set(), "training": {"phantom"}, "bench": {"phantom", "training"}, "pacs": set(),
              "cluster": set(), "cli": {"phantom", "training", "bench", "pacs", "cluster"}}

@@ -1,8 +1,10 @@
 """Peak resident memory of one triage, measured in a fresh subprocess per series.
 
 The child imports torch, loads both models (``baseline``), then reads and triages the
-series with Grad-CAM and the report, and prints its peak RSS (``resource.getrusage``) as
-JSON. A fresh process per series keeps one run's peak from hiding another's.
+series with Grad-CAM and the report, and prints its peak RSS (VmHWM) as JSON, with the resident
+pages of mapped files at the end (``file_backed_mb``: shared libraries, part of every peak) and the
+malloc in use (``allocator``; run the bench under ``LD_PRELOAD=.../libjemalloc.so.2`` to measure
+jemalloc). A fresh process per series keeps one run's peak from hiding another's.
 
 Child usage: ``python -m PETriageLib.bench.memory SERIES_DIR STAGE1 STAGE2 [--device D] [--inference I] [--top-k K]``
 """
@@ -11,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import resource
 import subprocess
 import sys
@@ -35,6 +38,24 @@ def peak_rss_mb() -> float:
         pass
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
+
+
+def status_mb(field: str) -> "float | None":
+    """One ``/proc/self/status`` field in MB (Linux), e.g. RssFile: the resident pages of mapped files
+    (shared libraries: torch's CUDA libraries count here even on a CPU), which VmHWM includes."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(f"{field}:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
+
+
+def allocator() -> str:
+    """The malloc in use: a preloaded one (LD_PRELOAD, e.g. jemalloc) or the C library's."""
+    preload = os.environ.get("LD_PRELOAD", "").strip()
+    return Path(preload.split()[0].split(":")[0]).name if preload else "glibc"
 
 
 def measure_in_subprocess(series_dir: str | Path, stage1: str, stage2: str, device: str = "cpu",
@@ -80,6 +101,7 @@ def _child(argv: Sequence[str] | None = None) -> int:
     volume_mb = run["volume_mb"]
     row = {"slices": run["slices"], "matrix": run["matrix"], "peak_rss_mb": peak, "baseline_rss_mb": baseline,
            "volume_mb": volume_mb, "beyond_volume_mb": peak - baseline - volume_mb,
+           "file_backed_mb": status_mb("RssFile"), "allocator": allocator(),
            "total_s": run["steps"]["total"], "steps": run["steps"], "inference": args.inference}
     if args.device.startswith("cuda"):
         import torch

@@ -154,9 +154,11 @@ def _accuracy_cells(acc: "dict | None") -> list[str]:
 
 def _memory_md(rows: list[dict]) -> list[str]:
     body = [[f"{r['slices']} x {r['matrix']}", f"{r['peak_rss_mb']:.0f}", f"{r['baseline_rss_mb']:.0f}",
-             f"{r['volume_mb']:.0f}", f"{r['beyond_volume_mb']:.0f}", f"{r['total_s']:.1f}"] for r in rows]
+             f"{r['volume_mb']:.0f}", f"{r['beyond_volume_mb']:.0f}", _f(r.get("file_backed_mb"), 0),
+             r.get("allocator", "n/a"), f"{r['total_s']:.1f}"] for r in rows]
     return ["## Peak memory of one triage (fresh process each)", ""] + \
-        _table(["series", "peak RSS MB", "after model load MB", "HU volume MB", "beyond volume MB", "triage s"], body)
+        _table(["series", "peak RSS MB", "after model load MB", "HU volume MB", "beyond volume MB",
+                "library file pages MB", "malloc", "triage s"], body)
 
 
 def _scaling_md(s: dict) -> list[str]:

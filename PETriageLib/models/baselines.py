@@ -1,7 +1,9 @@
 """Baselines from the seed papers' tables, built from torchvision (no pretrained weights).
 
 Each is a single network over all window channels: the first conv is replaced by one with
-C = len(windows) input channels and the head gives one logit.
+C = len(windows) input channels and the head gives one logit. torchvision is imported where a
+baseline is built, not with the registry: importing it costs about 160 MB of memory (it loads
+torch's compiler stack), which a triage with the CBAMDRN cascade does not need.
 """
 from __future__ import annotations
 
@@ -9,7 +11,6 @@ from typing import Sequence
 
 import torch
 from torch import nn
-from torchvision import models as tvm
 
 from PETriageLib.models.base import SliceClassifier
 
@@ -24,6 +25,8 @@ class ResNet50(SliceClassifier):
 
     def __init__(self, name: str, windows: Sequence[str], config: dict, dropout: float = 0.0) -> None:
         super().__init__(name, windows, config)
+        from torchvision import models as tvm
+
         net = tvm.resnet50(weights=None, num_classes=1)
         net.conv1 = _adapt_conv(net.conv1, len(self.windows))
         net.fc = nn.Sequential(nn.Dropout(dropout), nn.Linear(net.fc.in_features, 1))
@@ -62,6 +65,8 @@ class EfficientNetB5(SliceClassifier):
 
     def __init__(self, name: str, windows: Sequence[str], config: dict, dropout: float = 0.4) -> None:
         super().__init__(name, windows, config)
+        from torchvision import models as tvm
+
         net = tvm.efficientnet_b5(weights=None, num_classes=1, dropout=dropout)
         net.features[0][0] = _adapt_conv(net.features[0][0], len(self.windows))
         self.net = net

@@ -33,12 +33,12 @@ def heatmap_image(array: np.ndarray, volume: CTVolume) -> "Any":
 def write_heatmaps(heatmaps: Mapping[str, np.ndarray], volume: CTVolume, out_dir: str | Path,
                    nifti: bool = False) -> list[Path]:
     """heatmap_<branch>.nrrd (or .nii.gz) per branch, gzip-compressed."""
-    import SimpleITK as sitk
-
     paths = []
     for branch, array in heatmaps.items():
         path = Path(out_dir) / f"heatmap_{safe_name(branch)}{'.nii.gz' if nifti else '.nrrd'}"
         if nifti:
+            import SimpleITK as sitk  # only here: importing it costs about 100 MB of memory
+
             sitk.WriteImage(heatmap_image(array, volume), str(path), useCompression=True)
         else:  # streamed: no full-volume copies (see nrrd_writer)
             _check_shape(array, volume)

@@ -16,6 +16,7 @@ from PETriageLib.progress import Progress
 from PETriageLib.reporting.report import ReportFiles, write_report
 from PETriageLib.triage.cascade import Cascade
 from PETriageLib.triage.result import TriageResult
+from PETriageLib.heap import release_freed_memory
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,7 @@ def screen_volume(cascade: Cascade, volume: CTVolume, options: ScreenOptions = S
     """Triage ``volume``, Grad-CAM on the chosen slices of an analysable series, and write its
     report into ``out_dir`` when given. ``reading_s``: the seconds reading took, for the timings."""
     result = cascade.run(volume, progress=progress, cancel=cancel)
+    release_freed_memory()  # the batch loop's freed memory, before Grad-CAM and the report add theirs
     if reading_s is not None:
         result = replace(result, timings={"reading": reading_s, **result.timings})
     heatmaps = None
