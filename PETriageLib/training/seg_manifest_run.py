@@ -95,6 +95,9 @@ def run_manifest_segmentation(plan: ManifestSegPlan, configs: Sequence[SegTrainC
         if path.is_file():
             note(f"{label}: loading {path} (already trained)")
             model, meta = load_seg_checkpoint(path)
+            if model.classes != tuple(config.classes):
+                raise ManifestError(f"{path} segments {', '.join(model.classes)}, but this run asks for "
+                                    f"{', '.join(config.classes)}: use another --out, or remove the file to train anew")
         else:
             note(f"{label}: training {config.steps} steps")
             train = training_patches(config.classes)

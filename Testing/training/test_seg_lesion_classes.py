@@ -18,7 +18,8 @@ from PETriageLib.models.registry import build_model
 from PETriageLib.models.seg_checkpoint import class_point, load_seg_checkpoint, save_seg_checkpoint
 from PETriageLib.models.seg_predict import predict_embolus_probability, predict_lesion_probabilities
 from PETriageLib.phantom import generate_study, write_study
-from PETriageLib.training.manifest import load_manifest
+from PETriageLib.training.manifest import ManifestError, load_manifest
+from PETriageLib.training.seg_manifest_run import ManifestSegPlan, run_manifest_segmentation
 from PETriageLib.training.seg_manifest_data import OTHER_LEVEL, MaskedSeries, manifest_patches, masked_series
 from PETriageLib.training.seg_volume_eval import evaluate_volumes
 from PETriageLib.training.segmentation import SegTrainConfig, train_segmentation
@@ -127,6 +128,10 @@ def test_train_seg_scores_each_lesion_class_and_evaluate_gives_the_same(lesions,
     assert report["scores"] == run["test"]["manifest"] == report["class_scores"]["pe"]
     assert report["class_scores"]["other"] == other
     assert "| " + str(out / "fusa_resunet.pt") + " on test, other disease |" in (tmp_path / "eval" / "seg_report.md").read_text()
+    # resuming the folder with other classes than its checkpoint's is refused, not silently the file's
+    with pytest.raises(ManifestError, match="segments pe, other, but this run asks for pe: use another --out"):
+        run_manifest_segmentation(ManifestSegPlan(manifest, splits_file, pixel_mm=3.0, patch=32),
+                                  [SegTrainConfig(model="fusa_resunet", width=0.125, steps=1)], out)
 
 
 def _consolidation_series(seed: int, other: bool = True) -> MaskedSeries:
