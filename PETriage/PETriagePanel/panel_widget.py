@@ -306,9 +306,7 @@ class PETriagePanel(AnnotationSection, VTKObservationMixin):
         self.ui.verdictLabel.text = f"<b>{verdict}</b>: {reason} (PE score {score})" + "".join(
             f"<br>Warning: {w}" for w in warnings)
         if nodes.embolus is not None:  # an embolus segmentation ran: its clot line, as in summary.md
-            self.ui.verdictLabel.text += f"<br>{nodes.embolus.summary}" + "".join(
-                f"<br>{lesion.capitalize()} lung disease (segmented): {ml:.1f} mL"
-                for lesion, ml in nodes.embolus.other_ml.items())
+            self.ui.verdictLabel.text += "".join(f"<br>{line}" for line in nodes.embolus.lines)
         self.ui.resultsTableView.setMRMLTableNode(nodes.table)
         self.ui.labelToSpinBox.maximum = self.ui.labelFromSpinBox.maximum = nodes.table.GetNumberOfRows() - 1
         self.fillBranches(list(nodes.heatmaps))

@@ -47,6 +47,11 @@ class EmbolusNodes:
     summary: str = NO_CLOT
     other_ml: dict[str, float] = field(default_factory=dict)  # other lesion classes the model segmented, mL
 
+    @property
+    def lines(self) -> list[str]:
+        """What the panel shows under the verdict: the clot line, then one per other lesion class."""
+        return [self.summary] + [f"{LESION_SEGMENTS[c][0]} (segmented): {ml:.1f} mL" for c, ml in self.other_ml.items()]
+
 
 class EmbolusRefused(ValueError):
     """The report folder's mask cannot be shown on this CT (the reason says why); nothing was added."""

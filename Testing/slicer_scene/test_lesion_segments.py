@@ -93,6 +93,7 @@ def test_the_scene_gets_one_segment_per_finding_class(scene, triaged_folder, tin
     assert found.other_ml["other"] == pytest.approx(other["volume_ml"], rel=1e-6)
     assert float(found.segmentation.GetAttribute("PETriage.otherDiseaseMl")) == pytest.approx(other["volume_ml"])
     assert found.volume_ml == 0.0
+    assert found.lines == ["No clot segmented", f"Other disease (segmented): {other['volume_ml']:.1f} mL"]
 
 
 def test_an_other_disease_mask_that_disagrees_with_the_report_is_refused(scene, triaged_folder, tiny_models,
