@@ -29,14 +29,15 @@ real_gen() {  # OUT SEED PATIENTS CASE...
 # 1. Real-anatomy phantoms (both phases per patient, PE / other disease / normal as the generator
 #    mixes them), one per training case; the test set one per held-back case with another seed.
 #    Formula phantoms: 24 of the seed used for the shipped pair's 512 training (so the synthetic
-#    test set is still seen in kind) and the synthetic test set (seed 5000, 12 of its 40 patients).
+#    test set is still seen in kind) and the synthetic test set (seed 5000, its 40 patients; formula
+#    anatomy must be asked for: real anatomy is the generator's default).
 real_gen "$W/real-train-2100" 2100 30 "${TR[@]:0:30}" &
 real_gen "$W/real-train-2101" 2101 29 "${TR[@]:30}" &
 wait
 real_gen "$W/real-test-2200" 2200 12 "${TE[@]}" &
-[ -f "$W/formula-1200/manifest.csv" ] || $PETRIAGE phantom --out "$W/formula-1200" --patients 24 --seed 1200 \
+[ -f "$W/formula-1200/manifest.csv" ] || $PETRIAGE phantom --anatomy formula --out "$W/formula-1200" --patients 24 --seed 1200 \
     --matrix 512 --slices 40-60 > "$W/gen-formula.log" 2>&1 &
-[ -f "$W/test-data/manifest.csv" ] || $PETRIAGE phantom --out "$W/test-data" --patients "${TEST_PATIENTS:-12}" \
+[ -f "$W/test-data/manifest.csv" ] || $PETRIAGE phantom --anatomy formula --out "$W/test-data" --patients "${TEST_PATIENTS:-40}" \
     --seed 5000 --matrix 512 --slices 50-70 --pe-fraction 0.5 > "$W/gen-test.log" 2>&1 &
 wait
 
