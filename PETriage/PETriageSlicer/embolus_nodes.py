@@ -120,6 +120,10 @@ def add_embolus_nodes(ct: Any, report_dir: "str | Path", table: Any = None,
         probability, matrix = read_volume(block.probability_path)
         check_same_grid(ct, probability, matrix, str(block.probability_path))
     others = other_lesion_blocks(report_dir, block)
+    unknown = sorted(set(others) - set(LESION_SEGMENTS))
+    if unknown:
+        raise EmbolusRefused(f"{report_dir}: report.json has lesion class(es) {unknown} that this module does not "
+                             f"show (it knows {sorted(LESION_SEGMENTS)})")
     other_masks = {lesion: read_mask(other, ct) for lesion, other in others.items()}
     seg = add_segmentation(ct, mask)
     other_ml = {}

@@ -32,6 +32,7 @@ def run(args: argparse.Namespace) -> int:
     from PETriageLib.ingest.load import load_series
     from PETriageLib.models.seg_checkpoint import load_seg_checkpoint
     from PETriageLib.models.seg_predict import predict_embolus_probability
+    from PETriageLib.models.seg_checkpoint import class_point
     from PETriageLib.models.zoo import resolve_segmentation_model
     from PETriageLib.reporting.heatmap_files import heatmap_image
     from PETriageLib.reporting.json_text import to_json
@@ -40,12 +41,13 @@ def run(args: argparse.Namespace) -> int:
 
     model, meta = load_seg_checkpoint(*resolve_segmentation_model(args.model))
     volume = load_series(args.series)
-    threshold = float(meta["threshold"] if args.threshold is None else args.threshold)
+    point_threshold, point_min_ml = class_point(meta, "pe")
+    threshold = float(point_threshold if args.threshold is None else args.threshold)
     prob = predict_embolus_probability(model, volume, args.input_size, meta["windows"],
                                        pixel_mm=None if args.input_size else meta.get("pixel_mm"))
     # the checkpoint's operating point: components under its min_component_ml are dropped, as in triage
     embolus = embolus_result(str(args.model), "nct" if meta["task"] == "cross_phase" else "ctpa", threshold, prob,
-                             volume, float(meta.get("min_component_ml", 0.0)))
+                             volume, point_min_ml)
     mask = embolus.mask.astype(np.float32)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -60,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
             path = write_nrrd_streamed(out / f"{name}.nrrd", array, volume.spacing, volume.origin, volume.direction)
         files[name] = str(path)
     summary = {"series_uid": volume.metadata.get("series_uid"), "model": meta["architecture"],
-               "task": meta["task"], "threshold": threshold, "min_component_ml": float(meta.get("min_component_ml", 0.0)),
+               "task": meta["task"], "threshold": threshold, "min_component_ml": point_min_ml,
                "clot_volume_ml": round(embolus.volume_ml, 3), "components": embolus.n_components,
                "slices": embolus.slices, "max_probability": embolus.max_probability, "files": files}
     (out / "segment.json").write_text(to_json(summary, indent=1))

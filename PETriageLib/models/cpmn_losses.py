@@ -14,10 +14,12 @@ import torch.nn.functional as F
 
 
 def dice_loss(logits: torch.Tensor, mask: torch.Tensor, eps: float = 1.0) -> torch.Tensor:
-    """1 - soft Dice over the batch (one pooled score: slices without emboli do not divide by zero)."""
+    """1 - soft Dice over the batch, pooled per channel (slices without lesions do not divide by
+    zero) and averaged over the channels, so that a large lesion class does not drown a small one."""
     prob = torch.sigmoid(logits)
-    inter = (prob * mask).sum()
-    return 1.0 - (2.0 * inter + eps) / (prob.sum() + mask.sum() + eps)
+    dims = [d for d in range(prob.ndim) if d != 1]
+    inter = (prob * mask).sum(dim=dims)
+    return (1.0 - (2.0 * inter + eps) / (prob.sum(dim=dims) + mask.sum(dim=dims) + eps)).mean()
 
 
 def dice_bce_loss(logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -3,8 +3,8 @@
 A ``SegmentationNet`` is a ``SliceClassifier`` as far as the registry and checkpoints go (name,
 windows, rebuildable config, input checks), so ``save_checkpoint`` / ``load_checkpoint`` keep their
 digest and strict-load checks; only its output differs: (N, K, H, W) logits at the input size, one
-channel per lesion class of ``classes`` (default: the embolus alone, K = 1). Each channel is its own
-sigmoid: a pixel can be both (a clot inside consolidated lung).
+channel per lesion class of ``classes`` (default: the embolus alone, K = 1), the embolus first.
+Each channel is its own sigmoid, not a softmax over the classes.
 """
 from __future__ import annotations
 
@@ -24,12 +24,14 @@ DEFAULT_CLASSES = ("pe",)
 
 
 def lesion_classes(classes: "Sequence[str] | str") -> tuple[str, ...]:
-    """``classes`` checked: a non-empty ordered subset of LESION_CLASSES without repeats."""
+    """``classes`` checked (a non-empty subset of LESION_CLASSES without repeats) and put in
+    LESION_CLASSES order, so that the embolus, where a model has it, is always channel 0 and its
+    operating point the checkpoint's ``threshold``."""
     names = (classes,) if isinstance(classes, str) else tuple(str(c) for c in classes)
     unknown = [c for c in names if c not in LESION_CLASSES]
     if not names or unknown or len(set(names)) != len(names):
         raise ValueError(f"lesion classes {list(names)}: give one or more of {', '.join(LESION_CLASSES)}, each once")
-    return names
+    return tuple(c for c in LESION_CLASSES if c in names)
 
 
 class SegmentationNet(SliceClassifier):

@@ -32,8 +32,9 @@ log = logging.getLogger(__name__)
 ALIASES = {"normal": "wnl", "negative": "wnl", "healthy": "wnl", "disease": "other", "pneumonia": "other",
            "covid": "other", "covid-19": "other", "cap": "other", "embolism": "pe"}
 KINDS = ("dicom", "volume", "image")
-CONTRAST_WORDS = {"ctpa": "ctpa", "contrast": "ctpa", "arterial": "ctpa", "none": "none", "nct": "none",
-                  "non-contrast": "none", "noncontrast": "none", "native": "none"}
+CONTRAST_WORDS = {"ctpa": "ctpa", "contrast": "ctpa", "arterial": "ctpa", "yes": "ctpa", "true": "ctpa", "1": "ctpa",
+                  "none": "none", "nct": "none", "non-contrast": "none", "noncontrast": "none", "native": "none",
+                  "no": "none", "false": "none", "0": "none"}
 
 
 class ManifestError(PETriageError, ValueError):

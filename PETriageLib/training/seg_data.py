@@ -35,7 +35,7 @@ class SegSlices:
     """Axial slices with their embolus masks; ``nct`` only for cross-phase pairs."""
 
     x: np.ndarray  # float32 (N, C, H, W) window channels (CTPA, or the only phase)
-    mask: np.ndarray  # uint8 (N, 1, H, W), 1 = embolus
+    mask: np.ndarray  # uint8 (N, K, H, W): one 0/1 channel per lesion class (K = 1: the embolus)
     patient: np.ndarray  # int (N,) index into ``seeds``
     seeds: list[int]
     windows: tuple[str, ...]

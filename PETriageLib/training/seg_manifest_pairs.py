@@ -3,7 +3,7 @@
 A pair is one patient with exactly one series of each phase (the manifest's ``contrast`` column:
 ``ctpa`` / ``none``; ``petriage phantom --anatomy real`` writes it). CPMN learns from the same voxels
 in both phases, so the two series must lie on the same grid (slices, rows, columns, spacing, origin,
-slice positions: register them first where they do not), and the clots come from the CTPA series'
+direction, slice positions: register them first where they do not), and the clots come from the CTPA series'
 mask (on an NCT scan the clot is what the CTPA shows). Where the NCT row has a mask too, it must
 agree with the CTPA one. A patient with one phase only is left out of cross-phase runs, with a warning.
 """
@@ -82,13 +82,15 @@ def check_same_grid(ctpa: CTVolume, nct: CTVolume, where: str) -> None:
     spacing = np.asarray(ctpa.spacing, float)
     checks = (("spacing", spacing, np.asarray(nct.spacing, float), 1e-3 * spacing.max()),
               ("origin", np.asarray(ctpa.origin, float), np.asarray(nct.origin, float), 0.5 * spacing.min()),
+              ("direction", np.asarray(ctpa.direction, float), np.asarray(nct.direction, float), 1e-3),
               ("slice positions", np.asarray(ctpa.z_positions, float), np.asarray(nct.z_positions, float),
                0.25 * spacing[2]))
     for name, a, b, tolerance in checks:
         off = float(np.abs(a - b).max())
         if off > tolerance:
-            raise ManifestError(f"{where}: the two phases differ in {name} by {off:.3g} mm (more than "
-                                f"{tolerance:.3g}): a cross-phase pair must share its grid (register the NCT "
+            unit = "" if name == "direction" else " mm"
+            raise ManifestError(f"{where}: the two phases differ in {name} by {off:.3g}{unit} (more than "
+                                f"{tolerance:.3g}{unit}): a cross-phase pair must share its grid (register the NCT "
                                 "onto the CTPA first)")
 
 

@@ -61,6 +61,11 @@ def run_manifest_segmentation(plan: ManifestSegPlan, configs: Sequence[SegTrainC
     pairs = {p.ctpa.key: p for p in phase_pairs(sources)} if paired else {}
     if paired:
         sources = [p.ctpa for p in pairs.values()]
+    else:  # segmentation models are CTPA models: series marked non-contrast are left out, as evaluate does
+        kept = [s for s in sources if s.contrast != "none"]
+        if len(kept) < len(sources):
+            log.info("left out %d non-contrast series (contrast=none) of %d", len(sources) - len(kept), len(sources))
+        sources = kept
     pe = {s.key: source_has_pe(s) for s in sources}
     parts = split_sources(sources, pe, plan.splits_file or out / "splits.json")
 
@@ -77,7 +82,7 @@ def run_manifest_segmentation(plan: ManifestSegPlan, configs: Sequence[SegTrainC
                                                 classes=classes)
         return patches[classes]
 
-    train = training_patches(configs[0].classes)
+    train = training_patches(tuple(configs[0].classes))
     val = list(series("val"))
     note(f"{len(train)} training patches from {len(parts['train'])} {'patients (CTPA / NCT pairs)' if paired else 'series'}; "
          f"{len(val)} validation and {len(parts['test'])} test {'patients' if paired else 'series'}")
@@ -100,7 +105,7 @@ def run_manifest_segmentation(plan: ManifestSegPlan, configs: Sequence[SegTrainC
                                     f"{', '.join(config.classes)}: use another --out, or remove the file to train anew")
         else:
             note(f"{label}: training {config.steps} steps")
-            train = training_patches(config.classes)
+            train = training_patches(tuple(config.classes))
             model, meta = (train_cross_phase if cross else train_segmentation)(train, config).model, None
         pixel_mm = meta["pixel_mm"] if meta else plan.pixel_mm  # a loaded model runs at its own pixel size
 
@@ -162,16 +167,6 @@ def score_classes(probabilities: Callable[[CTVolume], "dict[str, np.ndarray]"], 
     return scores
 
 
-def score_masked(probability: Callable[[CTVolume], np.ndarray], series: Iterable[MaskedSeries], threshold: float,
-                 min_component_ml: float) -> VolumeEvaluation:
-    """Volume scores of a model's ``probability`` map on each series and its clots, one series in
-    memory at a time."""
-    ev = VolumeEvaluation(threshold, min_component_ml)
-    for one in series:
-        add_study(ev, probability(one.volume), one)
-    return ev
-
-
 def evaluate_segmentation_model(spec: str, manifest: "str | Path | Sequence", splits: "dict[str, list[str]] | None",
                                 split: str) -> tuple[dict[str, VolumeEvaluation], dict]:
     """``petriage evaluate --seg-model``: a registered or file segmentation model on one split of a
@@ -179,7 +174,8 @@ def evaluate_segmentation_model(spec: str, manifest: "str | Path | Sequence", sp
     windows and pixel size), each of its lesion classes at the checkpoint's own operating point.
     Each model is scored on the phase it triages: a cross-phase model on the non-contrast series
     (of the CTPA / NCT pairs where the manifest has them, with the CTPA masks, as train-seg scores
-    it), a segmentation model on the series not marked ``contrast=none``. Returns the scores per
+    it, or else the series not marked ``contrast=ctpa``), a segmentation model on the series not
+    marked ``contrast=none`` (as train-seg trains and scores it). Returns the scores per
     lesion class (in the model's order) and the checkpoint's metadata."""
     from PETriageLib.models.seg_checkpoint import class_point, load_seg_checkpoint
     from PETriageLib.models.zoo import resolve_segmentation_model
@@ -198,7 +194,7 @@ def evaluate_segmentation_model(spec: str, manifest: "str | Path | Sequence", sp
     if cross and has_pairs(sources):
         series = nct_series(paired_series(phase_pairs(sources)))
     else:
-        kept = [s for s in sources if (s.contrast == "none") == cross]
+        kept = [s for s in sources if s.contrast != ("ctpa" if cross else "none")]
         if not kept:
             raise ManifestError(f"the {split} split has no {'non-contrast' if cross else 'CTPA'} series for "
                                 f"{spec} (a {meta.get('task')} model; the manifest's contrast column)")

@@ -118,6 +118,9 @@ def ship_segmentation(run_dir: "str | Path", label: str, name: str,
     run_dir = Path(run_dir)
     data, run = _run(run_dir, label)
     checkpoint = run_dir / run["checkpoint"]
-    _, meta = load_seg_checkpoint(checkpoint)
+    model, meta = load_seg_checkpoint(checkpoint)
+    if "pe" not in model.classes:  # registered models are what triage's --seg-model runs: it finds clots
+        raise CheckpointError(f"{checkpoint} segments {', '.join(model.classes)} only, not emboli: triage could not "
+                              "use it, so it is not registered")
     _check_operating_point(run, meta, checkpoint, label)
     return register_segmentation_model(name, checkpoint, segmentation_card(data, run, meta), resources)

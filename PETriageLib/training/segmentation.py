@@ -66,7 +66,7 @@ def _setup(data: SegSlices, config: SegTrainConfig, task: str) -> tuple[Segmenta
     if model_task(config.model) != task:
         raise ValueError(f"model {config.model!r} does {model_task(config.model)}, not {task}")
     if len(data) == 0 or not data.mask.any():
-        raise ValueError("no training slice has an embolus: nothing to learn")
+        raise ValueError("no training slice has a lesion of the model's classes: nothing to learn")
     classes = lesion_classes(config.classes)
     if data.mask.shape[1] != len(classes):
         raise ValueError(f"the training masks have {data.mask.shape[1]} channel(s), the model {len(classes)} "

@@ -130,7 +130,7 @@ def embolus_result(model: str, pathway: str, threshold: float, probability: np.n
     ``lesion``: the class the map is of (another class than "pe" for a lesion model's other channels)."""
     from PETriageLib.models.seg_predict import check_on_grid, clot_volume_ml
 
-    check_on_grid(probability, volume, "embolus probability")
+    check_on_grid(probability, volume, f"{FILE_PREFIX[lesion].replace('_', ' ')} probability")
     prob = np.asarray(probability, np.float32)
     mask = (prob >= threshold).astype(np.uint8)
     voxel_ml = float(np.prod([float(s) for s in volume.spacing])) / 1000.0

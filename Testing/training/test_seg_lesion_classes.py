@@ -62,6 +62,9 @@ def test_a_two_class_resunet_has_a_channel_per_class_and_keeps_them_in_its_check
     model = build_model("fusa_resunet", windows=("vascular", "lung"), width=0.125, classes=["pe", "other"]).eval()
     assert model.classes == ("pe", "other") and model.config["classes"] == ["pe", "other"]
     assert model(torch.zeros(2, 2, 32, 48)).shape == (2, 2, 32, 48)
+    # given in any order, the classes take LESION_CLASSES' order: the embolus is channel 0
+    reordered = build_model("resunet", windows=("vascular", "lung"), width=0.125, classes=["other", "pe"])
+    assert reordered.classes == ("pe", "other") and reordered.channel("pe") == 0
     one = build_model("resunet", windows=("vascular", "lung"), width=0.125)
     assert one.classes == ("pe",) and "classes" not in one.config  # a one-class model's config is unchanged
     path = save_seg_checkpoint(tmp_path / "two.pt", model, input_size=32, threshold=0.4, min_component_ml=0.1,
@@ -96,7 +99,8 @@ def test_patches_carry_one_mask_channel_per_class(lesions):
     both = series[0]
     other = both.for_class("other")
     assert set(other.clot_levels) == {OTHER_LEVEL} and int(other.clot_ids.max()) == len(other.clot_levels) >= 1
-    assert not (other.masks.astype(bool) & both.masks.astype(bool)).any()  # the codes do not overlap
+    # the PE class is code 1 only, the other class every other non-zero code
+    assert np.array_equal(other.masks.astype(bool) | both.masks.astype(bool), both.labels > 0)
     data = manifest_patches(series, patch=32, pixel_mm=3.0, classes=("pe", "other"))
     assert data.mask.shape[1:] == (2, 32, 32) and data.mask[:, 0].any() and data.mask[:, 1].any()
     pe_only = manifest_patches(series, patch=32, pixel_mm=3.0)

@@ -181,3 +181,14 @@ def test_bad_pairs_are_refused_with_the_reason(paired, tmp_path):
     bad_word = _write_manifest(root, [{**by_pid["P0"]["ctpa"], "contrast": "venous"}], "bad_word.csv")
     with pytest.raises(ManifestError, match="contrast must be ctpa or none .* got 'venous'"):
         load_manifest(bad_word)
+
+
+def test_a_pair_with_another_direction_is_refused():
+    from PETriageLib.ingest.volume import CTVolume
+    from PETriageLib.training.seg_manifest_pairs import check_same_grid
+
+    ctpa = CTVolume(np.zeros((3, 8, 8), np.int16), (1.0, 1.0, 2.0), (0.0, 0.0, 0.0), np.eye(3), np.arange(3) * 2.0,
+                    ["a", "b", "c"])
+    check_same_grid(ctpa, replace(ctpa, hu=np.ones((3, 8, 8), np.int16)), "patient X")  # same grid: accepted
+    with pytest.raises(ManifestError, match=r"patient X: the two phases differ in direction by 2 \(more than 0.001\)"):
+        check_same_grid(ctpa, replace(ctpa, direction=np.diag([-1.0, 1.0, 1.0])), "patient X")
