@@ -4,6 +4,7 @@
 # The split is fixed in scripts/real_anatomy_split.json: 59 CAD-PE cases for training phantoms, 12 held
 # back for the real-anatomy test set; cap002 and Lung-PET-CT-Dx A0001 train, A0002 is the held-back
 # real patient. Each step is skipped or resumed when its output exists. CPU, one thread per process.
+# A smoke run of the whole file: W=/tmp/r21smoke FORMULA_PATIENTS=2 TEST_PATIENTS=2 STEPS=2 EPOCHS=1.
 # Trained on phantoms and 2 real non-PE patients: NOT for clinical use.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -35,7 +36,7 @@ real_gen "$W/real-train-2100" 2100 30 "${TR[@]:0:30}" &
 real_gen "$W/real-train-2101" 2101 29 "${TR[@]:30}" &
 wait
 real_gen "$W/real-test-2200" 2200 12 "${TE[@]}" &
-[ -f "$W/formula-1200/manifest.csv" ] || $PETRIAGE phantom --anatomy formula --out "$W/formula-1200" --patients 24 --seed 1200 \
+[ -f "$W/formula-1200/manifest.csv" ] || $PETRIAGE phantom --anatomy formula --out "$W/formula-1200" --patients "${FORMULA_PATIENTS:-24}" --seed 1200 \
     --matrix 512 --slices 40-60 > "$W/gen-formula.log" 2>&1 &
 [ -f "$W/test-data/manifest.csv" ] || $PETRIAGE phantom --anatomy formula --out "$W/test-data" --patients "${TEST_PATIENTS:-40}" \
     --seed 5000 --matrix 512 --slices 50-70 --pe-fraction 0.5 > "$W/gen-test.log" 2>&1 &
