@@ -46,11 +46,12 @@ def choose_engine(requested: str, device: "torch.device") -> tuple[str, str]:
         return "torch", f"{device.type} device" + (" (ONNX Runtime runs on the CPU only)" if requested == "onnx" else "")
     if requested == "torch":
         return "torch", "requested"
-    problem = engine_problem()
     if requested == "onnx":
+        problem = engine_problem()
         return ("torch", f"ONNX Runtime unavailable: {problem}") if problem else ("onnx", "requested")
-    if bf16_supported(device):
+    if bf16_supported(device):  # asked first: importing ONNX Runtime only to not use it costs memory
         return "torch", "auto: the CPU has bf16, torch's bf16 path is the faster"
+    problem = engine_problem()
     if problem:
         return "torch", f"auto: ONNX Runtime unavailable ({problem})"
     return "onnx", "auto: the CPU has no bf16, ONNX Runtime fp32 is the faster"

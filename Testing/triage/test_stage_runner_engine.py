@@ -79,3 +79,20 @@ def test_cli_engine_reaches_the_report(tmp_path, monkeypatch, tiny_checkpoints):
     assert labels["onnx"] == labels["torch"]
     p = {e: np.array([r["p_disease"] for r in reports[e]["slices"] if r["p_disease"] is not None]) for e in reports}
     assert len(p["onnx"]) == len(p["torch"]) > 0 and np.abs(p["onnx"] - p["torch"]).max() < 0.02
+
+
+def test_the_default_cascade_loads_no_library_it_does_not_run():
+    """Loading the shipped pair for triage imports neither ONNX Runtime (on a bf16 CPU, where the
+    engine choice keeps torch) nor torchvision or SimpleITK: together about 300 MB of the peak."""
+    import subprocess
+    import sys
+
+    from PETriageLib.models.fast import bf16_supported
+
+    code = ("import sys\nfrom PETriageLib import build_cascade\n"
+            "build_cascade('cbamdrn_d22_demo_stage1', 'cbamdrn_d22_demo_stage2', device='cpu')\n"
+            "print(sorted(m for m in ('onnxruntime', 'onnx', 'torchvision', 'SimpleITK') if m in sys.modules))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=True)
+    loaded = out.stdout.strip().splitlines()[-1]
+    expected = "[]" if bf16_supported(torch.device("cpu")) else "['onnx', 'onnxruntime']"
+    assert loaded == expected, out.stderr[-2000:]
