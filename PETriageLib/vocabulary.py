@@ -8,6 +8,11 @@ PHASE_CHOICES = ("auto", "ctpa", "nct")  # petriage triage --phase: measured, or
 # How triage turns slices into a patient flag: the pair's registered patient rule (chosen for patient
 # sensitivity, models.patient_rules) where it has one, or each checkpoint's slice operating point.
 OPERATING_POINTS = ("patient", "slice")
+# the lesion classes a segmentation channel can hold, as a lesion mask codes them
+# (training/lesion_masks.py: 1 = PE, any other non-zero code = other lung disease), and their names;
+# file names, DICOM SEG and Slicer segment labels and table rows are spelt from the names
+LESION_CLASSES = ("pe", "other")
+LESION_TITLES = {"pe": "embolus", "other": "other disease"}
 VERDICTS = ("pe_suspected", "other_disease", "no_finding", "not_analysable")
 CAM_MODES = ("top-k", "pe", "none")  # which slices get Grad-CAM
 DOMAIN_CHECK_MODES = ("refuse", "warn", "off")  # a series unlike the training data: refused, warned, not checked

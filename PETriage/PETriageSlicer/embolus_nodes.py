@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from PETriageLib.ingest.volume import LPS_TO_RAS
+from PETriageLib.vocabulary import LESION_TITLES
 from PETriageSlicer.annotation import segment_array, set_segment_from_array
 from PETriageSlicer.embolus_report import EmbolusBlock, other_lesion_blocks, read_embolus_block
 from PETriageSlicer.geometry import ijk_to_ras
@@ -31,8 +32,9 @@ CLOT_COLUMN = "clot_ml"  # per-slice clot volume in the results table
 VOLUME_TOLERANCE = 1e-6  # relative, scene volume vs report.json
 GEOMETRY_TOLERANCE_MM = 1e-3
 NO_CLOT = "No clot segmented"
-# a lesion model's other classes: segment name and colour (yellow, apart from the clot's red)
-LESION_SEGMENTS = {"other": ("Other disease", (0.95, 0.8, 0.2))}
+# a lesion model's other classes: segment name (the class's title) and colour (yellow, apart from
+# the clot's red), and the node attribute that holds its volume
+LESION_SEGMENTS = {"other": (LESION_TITLES["other"].capitalize(), (0.95, 0.8, 0.2))}
 LESION_ATTRIBUTES = {"other": "PETriage.otherDiseaseMl"}
 
 

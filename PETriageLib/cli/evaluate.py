@@ -70,7 +70,7 @@ def _run_segmentation(args: argparse.Namespace, splits_file) -> int:
     from pathlib import Path
 
     from PETriageLib.atomic import atomic_write
-    from PETriageLib.models.seg_base import LESION_TITLES
+    from PETriageLib.vocabulary import LESION_TITLES
     from PETriageLib.reporting.json_text import to_json
     from PETriageLib.training.seg_manifest_run import evaluate_segmentation_model
     from PETriageLib.training.seg_volume_eval import evaluation_dict, results_text

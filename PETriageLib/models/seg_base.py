@@ -14,12 +14,9 @@ import torch
 import torch.nn.functional as F
 
 from PETriageLib.models.base import SliceClassifier
+from PETriageLib.vocabulary import LESION_CLASSES, LESION_TITLES
 
 SEG_CLASS_NAMES = ["background", "embolus"]
-# the lesion classes a channel can segment, as a lesion mask codes them (training/lesion_masks.py):
-# "pe" = code 1, "other" = any other non-zero code (other lung disease)
-LESION_CLASSES = ("pe", "other")
-LESION_TITLES = {"pe": "embolus", "other": "other disease"}
 DEFAULT_CLASSES = ("pe",)
 
 

@@ -11,13 +11,14 @@ from pydicom.sr.codedict import codes
 from PETriageLib.reporting.dicom_source import (DEVICE_SERIAL, MANUFACTURER, MODEL_NAME, SERIES_NUMBERS,
                                                 SOFTWARE_VERSION, SourceSeries)
 from PETriageLib.triage.result import TriageResult
+from PETriageLib.vocabulary import LESION_TITLES
 
 SEG_SERIES_NUMBER = SERIES_NUMBERS["heatmaps"] + 1  # after the SR, key images and heatmap maps
 # SNOMED CT: the segment is a morphologically abnormal structure, an embolus
 ABNORMAL_STRUCTURE = CodedConcept("49755003", "SCT", "Morphologically Abnormal Structure")
 EMBOLUS = CodedConcept("55584005", "SCT", "Embolus")
 LESION = CodedConcept("52988006", "SCT", "Lesion")
-SEGMENTS = {"pe": ("Embolus", EMBOLUS), "other": ("Other disease", LESION)}  # label and property type
+PROPERTY_TYPES = {"pe": EMBOLUS, "other": LESION}  # each lesion class's segmented property type
 
 
 def build_embolus_seg(result: TriageResult, source: SourceSeries) -> hd.seg.Segmentation:
@@ -34,10 +35,11 @@ def build_embolus_seg(result: TriageResult, source: SourceSeries) -> hd.seg.Segm
                                                    family=codes.cid7162.ArtificialIntelligence)
     results = [embolus, *embolus.others.values()]
     for other in results[1:]:
-        check_on_grid(other.mask, result.volume, f"{SEGMENTS[other.lesion][0].lower()} mask")
+        check_on_grid(other.mask, result.volume, f"{LESION_TITLES[other.lesion]} mask")
     segments = [hd.seg.SegmentDescription(
-        segment_number=n, segment_label=SEGMENTS[r.lesion][0], segmented_property_category=ABNORMAL_STRUCTURE,
-        segmented_property_type=SEGMENTS[r.lesion][1], algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
+        segment_number=n, segment_label=LESION_TITLES[r.lesion].capitalize(),
+        segmented_property_category=ABNORMAL_STRUCTURE, segmented_property_type=PROPERTY_TYPES[r.lesion],
+        algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
         algorithm_identification=algorithm) for n, r in enumerate(results, start=1)]
     masks = [(np.asarray(r.mask) > 0).astype(np.uint8) for r in results]
     # one segment: (frames, rows, columns); several: a last axis of one channel per segment

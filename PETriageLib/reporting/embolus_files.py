@@ -10,7 +10,8 @@ import numpy as np
 from PETriageLib.ingest.volume import CTVolume
 from PETriageLib.reporting.heatmap_files import heatmap_image
 from PETriageLib.reporting.nrrd_writer import write_nrrd_streamed
-from PETriageLib.triage.embolus import FILE_PREFIX, EmbolusResult
+from PETriageLib.triage.embolus import EmbolusResult
+from PETriageLib.vocabulary import LESION_TITLES
 
 
 def write_embolus_files(embolus: EmbolusResult, volume: CTVolume, out_dir: "str | Path",
@@ -22,7 +23,7 @@ def write_embolus_files(embolus: EmbolusResult, volume: CTVolume, out_dir: "str 
     results = [embolus, *embolus.others.values()]
     for result in results:
         for what, array in (("probability", result.probability), ("mask", result.mask)):
-            check_on_grid(np.asarray(array), volume, f"{FILE_PREFIX[result.lesion].replace('_', ' ')} {what}")
+            check_on_grid(np.asarray(array), volume, f"{LESION_TITLES[result.lesion]} {what}")
     paths = []
     for result in results:
         paths += _write_maps(result, volume, Path(out_dir), nifti)

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from scipy import ndimage
 
 from PETriageLib.ingest.volume import CTVolume
-from PETriageLib.models.seg_base import LESION_TITLES
+from PETriageLib.vocabulary import LESION_TITLES
 from PETriageLib.models.seg_predict import model_grid
 from PETriageLib.preprocess.windows import stack_windows
 from PETriageLib.training.lesion_masks import PE_CODE, read_lesion_mask
@@ -54,7 +54,7 @@ class MaskedSeries:
         return bool(self.clot_levels)
 
     def class_mask(self, lesion: str) -> np.ndarray:
-        """uint8 (k, j, i) 0/1 mask of one lesion class (models/seg_base.LESION_CLASSES)."""
+        """uint8 (k, j, i) 0/1 mask of one lesion class (vocabulary.LESION_CLASSES)."""
         if lesion == "pe":
             return self.masks
         if lesion != "other":

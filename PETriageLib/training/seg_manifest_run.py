@@ -17,7 +17,7 @@ import numpy as np
 from PETriageLib.ingest.volume import CTVolume
 from PETriageLib.models.registry import model_task
 from PETriageLib.models.seg_checkpoint import load_seg_checkpoint
-from PETriageLib.models.seg_base import LESION_TITLES
+from PETriageLib.vocabulary import LESION_TITLES
 from PETriageLib.models.seg_predict import predict_lesion_probabilities
 from PETriageLib.training.data import make_splits
 from PETriageLib.training.manifest import ManifestError, Source, load_manifest

@@ -20,7 +20,8 @@ from typing import Callable, Sequence
 import numpy as np
 
 from PETriageLib.models.registry import model_task
-from PETriageLib.models.seg_base import LESION_TITLES, SegmentationNet
+from PETriageLib.models.seg_base import SegmentationNet
+from PETriageLib.vocabulary import LESION_TITLES
 from PETriageLib.models.seg_checkpoint import class_point, load_seg_checkpoint, save_seg_checkpoint
 from PETriageLib.models.seg_predict import predict_embolus_probability
 from PETriageLib.training.seg_real_data import RealSegSpec, RealSegStudy, patch_slices, real_seg_studies

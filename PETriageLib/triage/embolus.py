@@ -11,6 +11,7 @@ from scipy import ndimage
 
 from PETriageLib.ingest.volume import CTVolume
 from PETriageLib.triage.verdict import PatientVerdict, runs
+from PETriageLib.vocabulary import LESION_TITLES
 
 if TYPE_CHECKING:  # torch is loaded only where a model runs (reports and results import this module)
     from PETriageLib.models.seg_base import SegmentationNet
@@ -24,7 +25,6 @@ PATHWAY_TASKS = {"ctpa": ("segmentation", "cross_phase"), "nct": ("cross_phase",
 # report.json's "embolus" block (EmbolusResult.to_dict), which the Slicer module reads back; a model
 # that segments other lesion classes too adds "other_lesions": {class: the same keys + "lesion"}
 REPORT_KEYS = ("model", "pathway", "threshold", "volume_ml", "max_probability", "slices", "n_components", "files")
-FILE_PREFIX = {"pe": "embolus", "other": "other_disease"}  # file names per lesion class
 
 
 @dataclass
@@ -40,7 +40,7 @@ class EmbolusResult:
     n_components: int
     probability: np.ndarray = field(repr=False)
     mask: np.ndarray = field(repr=False)
-    lesion: str = "pe"  # the lesion class (models/seg_base.LESION_CLASSES); "pe" for the embolus
+    lesion: str = "pe"  # the lesion class (vocabulary.LESION_CLASSES); "pe" for the embolus
     # the same model's other lesion classes (e.g. "other": other lung disease), each its own result
     others: dict[str, "EmbolusResult"] = field(default_factory=dict, repr=False)
 
@@ -50,7 +50,7 @@ class EmbolusResult:
 
     def file_names(self, nifti: bool = False) -> dict[str, str]:
         ext = ".nii.gz" if nifti else ".nrrd"
-        prefix = FILE_PREFIX[self.lesion]
+        prefix = LESION_TITLES[self.lesion].replace(" ", "_")  # embolus_..., other_disease_...
         return {"probability": f"{prefix}_probability{ext}", "mask": f"{prefix}_mask{ext}"}
 
     def slices_text(self) -> str:
@@ -130,7 +130,7 @@ def embolus_result(model: str, pathway: str, threshold: float, probability: np.n
     ``lesion``: the class the map is of (another class than "pe" for a lesion model's other channels)."""
     from PETriageLib.models.seg_predict import check_on_grid, clot_volume_ml
 
-    check_on_grid(probability, volume, f"{FILE_PREFIX[lesion].replace('_', ' ')} probability")
+    check_on_grid(probability, volume, f"{LESION_TITLES[lesion]} probability")
     prob = np.asarray(probability, np.float32)
     mask = (prob >= threshold).astype(np.uint8)
     voxel_ml = float(np.prod([float(s) for s in volume.spacing])) / 1000.0
