@@ -9,10 +9,8 @@ happens.
 from __future__ import annotations
 
 import ctypes
-import logging
 import sys
 
-log = logging.getLogger(__name__)
 _TRIM = None
 
 

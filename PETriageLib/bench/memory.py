@@ -30,12 +30,9 @@ def peak_rss_mb() -> float:
     Linux: VmHWM of /proc/self/status, because ru_maxrss survives exec and so reports the
     parent's peak in a child started by a large process. Elsewhere: ru_maxrss (bytes on macOS).
     """
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
+    hwm = status_mb("VmHWM")
+    if hwm is not None:
+        return hwm
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
 

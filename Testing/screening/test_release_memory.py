@@ -8,14 +8,8 @@ import sys
 import numpy as np
 import pytest
 
+from PETriageLib.bench.memory import status_mb
 from PETriageLib.heap import release_freed_memory
-
-
-def _rss_mb() -> float:
-    for line in open("/proc/self/status"):
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise AssertionError("no VmRSS")
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc",
@@ -26,8 +20,8 @@ def test_freed_heap_memory_goes_back_to_the_system():
     blocks = [np.ones(8192) for _ in range(3000)]
     last = blocks[-1]
     del blocks
-    before = _rss_mb()
+    before = status_mb("VmRSS")
     assert release_freed_memory() is True
-    after = _rss_mb()
+    after = status_mb("VmRSS")
     assert before - after > 100, (before, after)
     assert last.sum() == 8192  # the block still in use is untouched
