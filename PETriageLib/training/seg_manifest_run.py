@@ -129,10 +129,8 @@ def run_manifest_segmentation(plan: ManifestSegPlan, configs: Sequence[SegTrainC
                               lambda text: note(f"{label}: {text}"),
                               {c: (ev.threshold, ev.min_component_ml) for c, ev in points.items()})
         run = RealSegRun(label, config, path, point)
-        for phase in (("nct",) if cross else ("ctpa", "nct")) if paired else ("manifest",):
-            tested = series("test")
-            scores = score_classes(probabilities, nct_series(tested) if phase == "nct" else tested, points)
-            run.test.update({test_key(phase, c): ev for c, ev in scores.items()})
+        phases = (("nct",) if cross else ("ctpa", "nct")) if paired else ("manifest",)
+        run.test.update(score_classes(probabilities, series("test"), points, phases))
         note(f"{label}: test " + ", ".join(f"{k} Dice {v.dice:.3f}" for k, v in run.test.items()))
         runs.append(run)
         write_results(runs, spec, split, out)
@@ -156,14 +154,22 @@ def split_sources(sources: Sequence[Source], pe: "dict[str, bool]", splits_file:
 
 
 def score_classes(probabilities: Callable[[CTVolume], "dict[str, np.ndarray]"], series: Iterable[MaskedSeries],
-                  points: "dict[str, VolumeEvaluation]") -> dict[str, VolumeEvaluation]:
+                  points: "dict[str, VolumeEvaluation]", phases: Sequence[str] = ("manifest",)
+                  ) -> dict[str, VolumeEvaluation]:
     """Volume scores of every lesion class of ``points`` (each at its own threshold and minimum
-    component), the model run once per series, one series in memory at a time."""
-    scores = {c: VolumeEvaluation(ev.threshold, ev.min_component_ml) for c, ev in points.items()}
+    component) in every phase of ``phases``, keyed by ``test_key(phase, class)``: phase "nct" scores
+    each series' non-contrast scan (``MaskedSeries.nct``, the same clots), any other the series'
+    own. Each series is loaded once for all phases, the model run once per series and phase."""
+    scores = {test_key(ph, c): VolumeEvaluation(ev.threshold, ev.min_component_ml)
+              for ph in phases for c, ev in points.items()}
     for one in series:
-        probs = probabilities(one.volume)
-        for c, ev in scores.items():
-            add_study(ev, probs[c], one.for_class(c))
+        truth = {c: one.for_class(c) for c in points}
+        for ph in phases:
+            if ph == "nct" and one.nct is None:
+                raise ValueError(f"patient {one.patient_id}: no non-contrast series")
+            probs = probabilities(one.nct if ph == "nct" else one.volume)
+            for c in points:
+                add_study(scores[test_key(ph, c)], probs[c], truth[c])
     return scores
 
 
@@ -191,8 +197,9 @@ def evaluate_segmentation_model(spec: str, manifest: "str | Path | Sequence", sp
         sources = [s for s in sources if s.patient_id in ids]
     if not sources:
         raise ManifestError(f"the {split} split has no series of {manifest}")
+    phase = "manifest"
     if cross and has_pairs(sources):
-        series = nct_series(paired_series(phase_pairs(sources)))
+        series, phase = paired_series(phase_pairs(sources)), "nct"
     else:
         kept = [s for s in sources if s.contrast != ("ctpa" if cross else "none")]
         if not kept:
@@ -208,4 +215,5 @@ def evaluate_segmentation_model(spec: str, manifest: "str | Path | Sequence", sp
         return predict_lesion_probabilities(model, volume, meta.get("input_size"), meta.get("windows"),
                                             pixel_mm=meta.get("pixel_mm"))
 
-    return score_classes(probabilities, series, points), meta
+    scores = score_classes(probabilities, series, points, (phase,))
+    return {c: scores[test_key(phase, c)] for c in model.classes}, meta
