@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
 from PETriageLib.preprocess.slices import PreprocessConfig
 from PETriageLib.training.cache import CachedSource, build_missing, cache_sources
@@ -24,8 +24,10 @@ def _patient_labels(sources: Sequence[Source]) -> dict[str, str]:
 
 
 def make_splits(sources: Sequence[Source], splits_file: "str | Path | None" = None,
-                ratios: Sequence[float] = (5, 3, 2), seed: int = 0, extend: bool = False) -> dict[str, list[str]]:
-    """Splits from a file if it exists, else from the manifest's split column, else seeded 5:3:2.
+                ratios: Sequence[float] = (5, 3, 2), seed: int = 0, extend: bool = False,
+                strata: "Mapping[str, str] | None" = None) -> dict[str, list[str]]:
+    """Splits from a file if it exists, else from the manifest's split column, else seeded 5:3:2,
+    stratified by each patient's ``strata`` entry (default: its patient label).
 
     A splits file that lacks some of the manifest's patients leaves them out, with a warning; with
     ``extend`` (training on added data) they are split by ``ratios`` and added to the file instead,
@@ -34,7 +36,7 @@ def make_splits(sources: Sequence[Source], splits_file: "str | Path | None" = No
     if splits_file and Path(splits_file).is_file():
         splits = load_splits(splits_file)
         known = {p for ids in splits.values() for p in ids}
-        new = {p: lab for p, lab in _patient_labels(sources).items() if p not in known}
+        new = {p: lab for p, lab in (strata or _patient_labels(sources)).items() if p not in known}
         if new and extend:
             added = split_patients(new, ratios, seed)
             for name, ids in added.items():
@@ -53,7 +55,7 @@ def make_splits(sources: Sequence[Source], splits_file: "str | Path | None" = No
                 splits.setdefault(s.split, []).append(s.patient_id)
         check_disjoint(splits)
     else:
-        splits = split_patients(_patient_labels(sources), ratios, seed)
+        splits = split_patients(strata or _patient_labels(sources), ratios, seed)
     if splits_file:
         save_splits(splits, splits_file)
     return splits

@@ -80,12 +80,19 @@ def _mask_of(source: Source) -> Path:
     return source.mask
 
 
-def source_has_pe(source: Source) -> bool:
-    """Whether the source's mask holds a PE voxel (code 1, as its clots are counted): the patient's
-    PE status for the split and evaluation.json, which a manifest's patient_label may lack or contradict."""
+def mask_classes(source: Source) -> frozenset[str]:
+    """The lesion classes the source's mask holds a voxel of ("pe" for code 1, "other" for any
+    other code): the patient's status for the split and evaluation.json, which a manifest's
+    patient_label may lack or contradict."""
     import SimpleITK as sitk
 
-    return bool((sitk.GetArrayFromImage(sitk.ReadImage(str(_mask_of(source)))) == PE_CODE).any())
+    codes = set(np.unique(sitk.GetArrayFromImage(sitk.ReadImage(str(_mask_of(source)))))) - {0}
+    return frozenset(({"pe"} if PE_CODE in codes else set()) | ({"other"} if codes - {PE_CODE} else set()))
+
+
+def source_has_pe(source: Source) -> bool:
+    """Whether the source's mask holds a PE voxel (code 1, as its clots are counted)."""
+    return "pe" in mask_classes(source)
 
 
 def masked_series(sources: Iterable[Source]) -> Iterator[MaskedSeries]:

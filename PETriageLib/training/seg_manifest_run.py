@@ -8,7 +8,7 @@ chosen again on validation."""
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
@@ -17,11 +17,12 @@ import numpy as np
 from PETriageLib.ingest.volume import CTVolume
 from PETriageLib.models.registry import model_task
 from PETriageLib.models.seg_checkpoint import load_seg_checkpoint
-from PETriageLib.vocabulary import LESION_TITLES
+from PETriageLib.vocabulary import LESION_CLASSES, LESION_TITLES
 from PETriageLib.models.seg_predict import predict_lesion_probabilities
 from PETriageLib.training.data import make_splits
+from PETriageLib.training.splits import save_splits
 from PETriageLib.training.manifest import ManifestError, Source, load_manifest
-from PETriageLib.training.seg_manifest_data import MaskedSeries, manifest_patches, masked_series, source_has_pe
+from PETriageLib.training.seg_manifest_data import MaskedSeries, manifest_patches, mask_classes, masked_series
 from PETriageLib.training.seg_manifest_pairs import has_pairs, nct_series, paired_series, phase_pairs
 from PETriageLib.training.seg_data import SegSlices
 from PETriageLib.training.seg_real_run import (RealSegRun, run_file_name, run_label, store_operating_point, test_key,
@@ -66,8 +67,12 @@ def run_manifest_segmentation(plan: ManifestSegPlan, configs: Sequence[SegTrainC
         if len(kept) < len(sources):
             log.info("left out %d non-contrast series (contrast=none) of %d", len(sources) - len(kept), len(sources))
         sources = kept
-    pe = {s.key: source_has_pe(s) for s in sources}
-    parts = split_sources(sources, pe, plan.splits_file or out / "splits.json")
+    present = {s.key: mask_classes(s) for s in sources}
+    pe = {key: "pe" in classes for key, classes in present.items()}
+    trained = sorted({c for config in configs for c in config.classes}, key=LESION_CLASSES.index)
+    parts = split_sources(sources, present, plan.splits_file or out / "splits.json", trained)
+    for c in trained:
+        check_validation_has(c, parts["val"], present)
 
     def series(part: str):
         return paired_series(pairs[s.key] for s in parts[part]) if paired else masked_series(parts[part])
@@ -137,13 +142,33 @@ def run_manifest_segmentation(plan: ManifestSegPlan, configs: Sequence[SegTrainC
     return runs
 
 
-def split_sources(sources: Sequence[Source], pe: "dict[str, bool]", splits_file: Path) -> dict[str, list[Source]]:
-    """The train / val / test sources (training/data.make_splits). A new split is stratified by
-    patient_label or, for a source without one, by its mask's PE (``pe``, by Source.key), so that
-    validation and test get patients with and without PE."""
-    # "wnl" only stands for "no PE voxel" here: make_splits reads the label as the stratum
-    labelled = [s if s.patient_label else replace(s, patient_label="pe" if pe[s.key] else "wnl") for s in sources]
-    splits = make_splits(labelled, splits_file)
+def split_sources(sources: Sequence[Source], present: "dict[str, frozenset[str]]", splits_file: Path,
+                  classes: "Iterable[str]" = ("pe",)) -> dict[str, list[Source]]:
+    """The train / val / test sources (training/data.make_splits). A new split is stratified so that
+    validation and test get patients with and without each trained lesion class (``present``: the
+    classes in each source's mask, by Source.key): by the combination of ``classes`` in a patient's
+    masks when they go beyond PE and that leaves every split patients and validation both kinds of
+    every class (small sets may not), else by patient_label or, without one, by its masks' PE."""
+    classes = set(classes)
+    if Path(splits_file).is_file() or all(s.split for s in sources):
+        splits = make_splits(sources, splits_file)
+    else:
+        found: dict[str, set[str]] = {}
+        for s in sources:
+            found.setdefault(s.patient_id, set()).update(present[s.key])
+        by_pe = {p: "wnl" for p in found}  # "wnl" only stands for "no PE voxel" here
+        for s in sources:
+            label = s.patient_label or ("pe" if "pe" in present[s.key] else "wnl")
+            by_pe[s.patient_id] = max(by_pe[s.patient_id], label, key=("wnl", "other", "pe").index)
+        candidates = [by_pe]
+        if classes - {"pe"}:
+            candidates.insert(0, {p: "+".join(sorted(c & classes)) or "none" for p, c in found.items()})
+        for strata in candidates:
+            splits = make_splits(sources, strata=strata)
+            if all(splits[n] for n in ("train", "val", "test")) and all(
+                    0 < sum(c in found[p] for p in splits["val"]) < len(splits["val"]) for c in classes):
+                break
+        save_splits(splits, splits_file)
     parts = {}
     for name in ("train", "val", "test"):
         ids = set(splits.get(name, []))
@@ -151,6 +176,16 @@ def split_sources(sources: Sequence[Source], pe: "dict[str, bool]", splits_file:
         if not parts[name]:
             raise ManifestError(f"the {name} split of the manifest's series is empty (splits {sorted(splits)})")
     return parts
+
+
+def check_validation_has(lesion: str, val: Sequence[Source], present: "dict[str, frozenset[str]]") -> None:
+    """Refuse, before any training, a validation split on which ``lesion``'s operating point cannot
+    be chosen: it needs series with and without that class."""
+    with_it = sum(lesion in present[s.key] for s in val)
+    if with_it == 0 or with_it == len(val):
+        raise ManifestError(f"the validation split ({len(val)} series) has {'no' if with_it == 0 else 'only'} series "
+                            f"with {LESION_TITLES[lesion]} in its mask: the operating point of that class needs "
+                            "both; give the splits file more validation patients, with and without it")
 
 
 def score_classes(probabilities: Callable[[CTVolume], "dict[str, np.ndarray]"], series: Iterable[MaskedSeries],

@@ -18,9 +18,10 @@ from PETriageLib.models.registry import build_model
 from PETriageLib.models.seg_checkpoint import class_point, load_seg_checkpoint, save_seg_checkpoint
 from PETriageLib.models.seg_predict import predict_embolus_probability, predict_lesion_probabilities
 from PETriageLib.phantom import generate_study, write_study
-from PETriageLib.training.manifest import ManifestError, load_manifest
-from PETriageLib.training.seg_manifest_run import ManifestSegPlan, run_manifest_segmentation
-from PETriageLib.training.seg_manifest_data import OTHER_LEVEL, MaskedSeries, manifest_patches, masked_series
+from PETriageLib.training.manifest import ManifestError, Source, load_manifest
+from PETriageLib.training.seg_manifest_run import (ManifestSegPlan, check_validation_has, run_manifest_segmentation,
+                                                   split_sources)
+from PETriageLib.training.seg_manifest_data import OTHER_LEVEL, MaskedSeries, manifest_patches, mask_classes, masked_series
 from PETriageLib.training.seg_volume_eval import evaluate_volumes
 from PETriageLib.training.segmentation import SegTrainConfig, train_segmentation
 from PETriageLib.triage.embolus import load_embolus_model
@@ -167,3 +168,36 @@ def test_cli_refuses_lesion_classes_where_they_cannot_apply(lesions, tmp_path):
         main(base + ["--lesion-classes", "pe,other"])
     with pytest.raises(SystemExit, match="only resunet and fusa_resunet segment more than the embolus, not cpmn"):
         main(base + ["--manifest", str(manifest), "--model", "cpmn", "--lesion-classes", "other"])
+
+
+KINDS = {"pe+other": {"pe", "other"}, "pe": {"pe"}, "other": {"other"}, "none": set()}
+
+
+def test_a_new_split_for_other_disease_gives_validation_and_test_both_kinds_of_every_class(tmp_path):
+    sources = [Source(f"{kind}-{i}", "dicom", [tmp_path / kind / str(i)]) for kind in KINDS for i in range(3)]
+    present = {s.key: frozenset(KINDS[s.patient_id.rsplit("-", 1)[0]]) for s in sources}
+    parts = split_sources(sources, present, tmp_path / "splits.json", ["pe", "other"])
+    for name in ("val", "test"):  # three of each kind at 5:3:2: one of each in every split
+        assert sorted(s.patient_id.rsplit("-", 1)[0] for s in parts[name]) == sorted(KINDS), name
+    assert json.loads((tmp_path / "splits.json").read_text())["val"] == sorted(s.patient_id for s in parts["val"])
+    # stratified by PE alone (the split a PE model gets), seed 0 leaves the test split without a
+    # patient free of other disease: its specificity for that class would be undefined
+    by_pe = split_sources(sources, present, tmp_path / "pe-splits.json", ["pe"])
+    assert len(by_pe["test"]) == 2 and all("other" in present[s.key] for s in by_pe["test"])
+    with pytest.raises(ManifestError, match=r"validation split \(2 series\) has only series with other disease"):
+        check_validation_has("other", by_pe["test"], present)
+
+
+def test_a_validation_split_without_other_disease_is_refused_before_training(lesions, tmp_path):
+    manifest, _, splits = lesions
+    sources = {s.patient_id: s for s in load_manifest(manifest)}
+    val = splits["test"][:1] + splits["val"][1:]  # PE without other disease, and a normal patient
+    moved = {"train": splits["train"] + splits["val"][:1], "val": val, "test": splits["test"][1:] + splits["test"][:1]}
+    moved["test"] = [p for p in moved["test"] if p not in val]
+    (tmp_path / "splits.json").write_text(json.dumps(moved))
+    assert not any("other" in mask_classes(sources[p]) for p in val)
+    out = tmp_path / "run"
+    with pytest.raises(ManifestError, match=r"has no series with other disease in its mask"):
+        run_manifest_segmentation(ManifestSegPlan(manifest, tmp_path / "splits.json", pixel_mm=3.0, patch=32),
+                                  [SegTrainConfig(model="resunet", width=0.125, steps=1, classes=("pe", "other"))], out)
+    assert not list(out.glob("*.pt"))  # refused before any training
