@@ -2,8 +2,8 @@
 machine's limit in the path's precision, and each path's max |p - p_fp32| and label agreement
 on the same fixed slices.
 
-Paths: naive eager fp32; torch's fast path (models.fast) with sequential and with fused
-(grouped) window branches; ONNX Runtime fp32, sequential and fused; ONNX Runtime int8,
+Paths: naive eager fp32; torch's fast path (models.fast) with the batch in parts, one core each
+(its default), with the whole batch on all threads, and with fused (grouped) window branches; ONNX Runtime fp32, sequential and fused; ONNX Runtime int8,
 calibrated on slices of other phantom patients than the checked one (the training generator's seeds).
 """
 from __future__ import annotations
@@ -30,7 +30,8 @@ def _predictors(model: Any, sha256: str, input_size: int, calibration: np.ndarra
     from PETriageLib.models.fast import FastOptions, FastPredictor, naive_predictor
     from PETriageLib.models.fused_branches import CannotFuse, fuse_branches
 
-    paths: dict[str, Any] = {"naive": naive_predictor(model, "cpu", batch), "torch": FastPredictor(model, "cpu", batch_size=batch)}
+    paths: dict[str, Any] = {"naive": naive_predictor(model, "cpu", batch), "torch": FastPredictor(model, "cpu", batch_size=batch),
+                             "torch whole batch": FastPredictor(model, "cpu", FastOptions(split_batch=False), batch_size=batch)}
     try:
         fused = fuse_branches(model)
     except CannotFuse as exc:
@@ -80,7 +81,8 @@ def engine_paths(model: Any, sha256: str, images: np.ndarray, calibration: np.nd
         ceiling = limit.for_precision(precision)
         gflops = r["slices_per_s"] * flops / 1e9
         dp = np.abs(probs[name] - reference)
-        rows.append({"path": name, "mode": p.mode, "precision": precision, "batch": batch,
+        mode = p.mode + (f", {p.parts} parts" if getattr(p, "parts", 1) > 1 else "")
+        rows.append({"path": name, "mode": mode, "precision": precision, "batch": batch,
                      "slices_per_s": r["slices_per_s"], "slices_per_cpu_s": r["slices_per_cpu_s"],
                      "gflops": gflops, "fraction_of_limit": gflops / ceiling if ceiling else None,
                      "max_abs_dp": float(dp.max()), "label_agreement": float(np.mean((probs[name] >= 0.5) == (reference >= 0.5))),

@@ -14,6 +14,7 @@ from __future__ import annotations
 import copy
 import logging
 import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, replace
 from typing import Any, Callable
 
@@ -40,12 +41,16 @@ class FastOptions:
     pad_batches: bool | None = None  # None: pad when compiled
     threads: int | None = None  # None: leave torch's setting (one per physical core)
     fuse_branches: bool = False  # window branches as one grouped network (models.fused_branches)
+    # Each CPU thread runs its own part of every batch with one intra-op thread (a core per part)
+    # instead of all threads sharing each layer: at width 0.25 a layer is too small to split well.
+    # None: on a CPU with two or more threads, unless compiled (the graph is traced for whole batches).
+    split_batch: bool | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
-NAIVE = FastOptions(fold_bn=False, channels_last=False, bf16=False, fp32_gates=False, compile=False)
+NAIVE = FastOptions(fold_bn=False, channels_last=False, bf16=False, fp32_gates=False, compile=False, split_batch=False)
 
 
 @dataclass
@@ -220,6 +225,38 @@ def usable_cpus() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+_PART_POOLS: dict[tuple[int, int], ThreadPoolExecutor] = {}
+
+
+def _one_thread() -> None:
+    torch.set_num_threads(1)
+
+
+def part_pool(parts: int) -> ThreadPoolExecutor:
+    """Threads with one intra-op thread each, shared by every predictor of this process (keyed by
+    the pid too: a forked child does not inherit its parent's threads)."""
+    key = (os.getpid(), parts)
+    if key not in _PART_POOLS:
+        _PART_POOLS[key] = ThreadPoolExecutor(parts, thread_name_prefix="petriage-part", initializer=_one_thread)
+    return _PART_POOLS[key]
+
+
+def run_in_parts(module: Any, x: Any, parts: int, threads: int) -> Any:
+    """``module(x)`` with the batch cut into ``parts`` pieces run side by side, one core each."""
+    chunks = x.chunk(min(parts, x.shape[0]))
+
+    def run(chunk: Any) -> Any:
+        with torch.inference_mode():  # grad mode is per thread
+            return module(chunk)
+
+    try:
+        return torch.cat(list(part_pool(parts).map(run, chunks)))
+    finally:
+        # a worker's set_num_threads(1) also set torch's process-wide default, which threads
+        # started later inherit; the calling thread keeps its own
+        torch.set_num_threads(threads)
+
+
 def compare(fast: Callable[[Any], Any], reference: Callable[[Any], Any], images: np.ndarray,
             tolerance: float = DEFAULT_TOLERANCE, batch_size: int = 16, mode: str = "fast") -> Validation:
     """Run both logit functions on ``images`` (N, C, H, W) and compare sigmoid probabilities."""
@@ -280,6 +317,9 @@ class FastPredictor:
         self.model, self.mode = optimize_model(model, self.device, self.options)
         pad = self.options.pad_batches
         self.pad_batches = self.options.compile if pad is None else bool(pad)
+        split = self.options.split_batch
+        split = (self.device.type == "cpu" and not self.options.compile) if split is None else bool(split)
+        self.parts = self.threads if split and self.device.type == "cpu" and (self.threads or 1) > 1 else 1
         self.validation: Validation | None = None
         self.fallback = False
 
@@ -287,6 +327,12 @@ class FastPredictor:
         def run(x: Any) -> Any:
             return module(x.to(self.device))
         return run
+
+    def _fast_fn(self) -> Callable[[Any], Any]:
+        """The chosen path as it predicts: in parts side by side where ``parts`` > 1."""
+        if self.parts > 1:
+            return lambda x: run_in_parts(self.model, x, self.parts, self.threads)
+        return self._device_fn(self.model)
 
     def candidates(self) -> list[FastOptions]:
         """Paths to try, fastest first: bf16 everywhere, then bf16 with fp32 gates (when not fixed)."""
@@ -302,7 +348,7 @@ class FastPredictor:
         for i, options in enumerate(self.candidates()):
             if i > 0:
                 self.model, self.mode = optimize_model(self.reference, self.device, options)
-            v = compare_probabilities(_probabilities(self._device_fn(self.model), images, self.batch_size),
+            v = compare_probabilities(_probabilities(self._fast_fn(), images, self.batch_size),
                                       reference, self.tolerance, self.mode)
             self.validation = v
             if v.passed:
@@ -317,7 +363,7 @@ class FastPredictor:
 
     def _top_up(self, images: np.ndarray) -> Validation:
         """Check more slices on the path already chosen; fp32 from here on if they differ too much."""
-        v = compare(self._device_fn(self.model), self._device_fn(self.reference), images, self.tolerance,
+        v = compare(self._fast_fn(), self._device_fn(self.reference), images, self.tolerance,
                     self.batch_size, self.mode)
         self.validation = _merge(self.validation, v) if self.validation else v
         if not v.passed:
@@ -339,7 +385,7 @@ class FastPredictor:
             if self.pad_batches and n < self.batch_size:
                 pad = x.new_zeros((self.batch_size - n,) + tuple(x.shape[1:]))
                 return self.model(torch.cat([x, pad]).to(self.device))[:n]
-            return self.model(x.to(self.device))
+            return self._fast_fn()(x)
 
     def __call__(self, images: Any) -> np.ndarray:
         # The first calls may bring few slices (stage 2 sees only the diseased ones): keep
@@ -358,7 +404,7 @@ class FastPredictor:
 
     def describe(self) -> dict[str, Any]:
         return {"mode": self.mode, "fallback": self.fallback, "tolerance": self.tolerance,
-                "device": str(self.device), "threads": self.threads, "batch_size": self.batch_size,
+                "device": str(self.device), "threads": self.threads, "parts": self.parts, "batch_size": self.batch_size,
                 "validation": self.validation.to_dict() if self.validation else None}
 
 

@@ -89,6 +89,10 @@ class StageRunner:
         if self.requested_engine == "onnx" and self.engine != "onnx":
             log.warning("engine onnx requested, using torch: %s", self.engine_reason)
 
+    def fast_predictors(self) -> dict[int, Any]:
+        """The fast predictor of each stage that has run (stage number -> predictor)."""
+        return dict(self._fast)
+
     def fast_paths(self) -> dict[str, Any]:
         """What each stage's fast path turned out to be (after its first batch)."""
         paths = {f"stage{n}": p.describe() for n, p in self._fast.items()}

@@ -53,7 +53,11 @@ def test_engine_paths_fractions_and_agreement(tmp_path):
     result = engine_paths(model, "cd" * 32, images, calibration, limit, tmp_path, batch=4, repeats=1,
                           min_time_s=0.0)
     rows = {r["path"]: r for r in result["rows"]}
-    assert set(rows) == {"naive", "torch", "torch fused", "onnxruntime", "onnxruntime fused", "onnxruntime int8"}
+    assert set(rows) == {"naive", "torch", "torch whole batch", "torch fused", "onnxruntime", "onnxruntime fused",
+                         "onnxruntime int8"}
+    parts = torch.get_num_threads()  # the default torch path cuts each batch into one part per thread
+    assert rows["torch"]["mode"].endswith(f", {parts} parts") == (parts > 1)
+    assert "parts" not in rows["torch whole batch"]["mode"] and "parts" not in rows["naive"]["mode"]
     assert rows["naive"]["max_abs_dp"] == 0.0 and rows["naive"]["label_agreement"] == 1.0
     for r in rows.values():
         assert _rate(r["slices_per_s"]) and _rate(r["gflops"])

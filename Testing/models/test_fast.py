@@ -1,6 +1,8 @@
 """The fast inference path stays within its tolerance of eager fp32 and falls back when it does not."""
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import pytest
 import torch
@@ -144,3 +146,30 @@ def test_a_failing_top_up_switches_to_fp32(tiny, images):
     predictor(images[1:])
     assert predictor.fallback and predictor.mode == "fold_bn" and not predictor.validation.passed
     np.testing.assert_allclose(predictor(images), _fp32_probs(tiny, images), atol=1e-5)
+
+
+def test_two_threads_each_run_part_of_the_batch_with_the_same_probabilities(tiny, images):
+    before = torch.get_num_threads()
+    try:
+        whole = FastPredictor(tiny, "cpu", FastOptions(bf16=False, threads=2, split_batch=False))
+        parts = FastPredictor(tiny, "cpu", FastOptions(bf16=False, threads=2))
+        assert (whole.parts, parts.parts) == (1, 2) and parts.describe()["parts"] == 2
+        p_whole, p_parts = whole(images), parts(images)
+        np.testing.assert_allclose(p_parts, p_whole, atol=1e-5)
+        assert parts.validation.passed and parts.validation.n == len(images)
+        # the workers run one intra-op thread each; the caller, and threads started after, keep two
+        assert torch.get_num_threads() == 2
+        seen = []
+        later = threading.Thread(target=lambda: seen.append(torch.get_num_threads()))
+        later.start()
+        later.join()
+        assert seen == [2]
+        from PETriageLib.models.fast import part_pool
+        assert part_pool(2).submit(torch.get_num_threads).result() == 1
+        # a batch of one is not cut; compiled or one-thread predictors never split
+        assert parts(images[:1]).shape == (1,)
+        assert FastPredictor(tiny, "cpu", FastOptions(bf16=False, threads=1)).parts == 1
+        assert FastPredictor(tiny, "cpu", FastOptions(bf16=False, threads=2, compile=True)).parts == 1
+        assert naive_predictor(tiny).parts == 1
+    finally:
+        torch.set_num_threads(before)

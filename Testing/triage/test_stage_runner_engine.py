@@ -30,6 +30,24 @@ def test_onnxruntime_engine_gives_the_eager_probabilities(stages, tmp_path, monk
     assert described["engine_file"].startswith(str(tmp_path)) and s1.sha256[:32] in described["engine_file"]
 
 
+def test_the_torch_engine_cuts_batches_into_one_part_per_thread(stages):
+    s1, s2 = stages
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        runner = StageRunner(s1, s2, device="cpu", engine="torch", batch_size=4)
+        assert runner.fast_predictors() == {}  # built on first use
+        size = int(s1.meta["input_size"])
+        images = np.random.default_rng(1).uniform(-1, 1, (5, s1.model.in_channels, size, size)).astype(np.float32)
+        p = runner.probabilities(s1, images)
+        (predictor,) = runner.fast_predictors().values()
+        assert predictor.parts == 2 and runner.fast_paths()["stage1"]["parts"] == 2
+        predictor.parts = 1
+        np.testing.assert_allclose(runner.probabilities(s1, images), p, atol=1e-6)
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_unknown_engine_is_refused(stages):
     with pytest.raises(ValueError, match="unknown engine"):
         StageRunner(*stages, device="cpu", engine="tensorrt")
