@@ -24,7 +24,11 @@ def main(series: str, rounds: int = 4) -> None:
     out = tempfile.mkdtemp(prefix="petriage-parts-")
     triage_once(cascade, series, f"{out}/warmup")  # builds and checks both stages' predictors
     predictors = cascade.runner.fast_predictors().values()
+    if not all(hasattr(p, "parts") for p in predictors):
+        sys.exit("the cascade runs on ONNX Runtime here (--engine auto on a CPU without bf16): no parts to compare")
     threads = max(p.parts for p in predictors)
+    if threads < 2:
+        sys.exit("torch runs one thread here: the batch is never cut into parts")
     runs: dict[int, list[dict[str, float]]] = {threads: [], 1: []}
     for i in range(rounds):
         for parts in runs:

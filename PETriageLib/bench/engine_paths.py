@@ -81,7 +81,8 @@ def engine_paths(model: Any, sha256: str, images: np.ndarray, calibration: np.nd
         ceiling = limit.for_precision(precision)
         gflops = r["slices_per_s"] * flops / 1e9
         dp = np.abs(probs[name] - reference)
-        mode = p.mode + (f", {p.parts} parts" if getattr(p, "parts", 1) > 1 else "")
+        parts = getattr(p, "parts", None) or getattr(getattr(p, "torch", None), "parts", 1)  # an engine's torch fall-back
+        mode = p.mode + (f", {parts} parts" if parts > 1 else "")
         rows.append({"path": name, "mode": mode, "precision": precision, "batch": batch,
                      "slices_per_s": r["slices_per_s"], "slices_per_cpu_s": r["slices_per_cpu_s"],
                      "gflops": gflops, "fraction_of_limit": gflops / ceiling if ceiling else None,

@@ -14,6 +14,7 @@ from __future__ import annotations
 import copy
 import logging
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, replace
 from typing import Any, Callable
@@ -43,7 +44,7 @@ class FastOptions:
     fuse_branches: bool = False  # window branches as one grouped network (models.fused_branches)
     # Each CPU thread runs its own part of every batch with one intra-op thread (a core per part)
     # instead of all threads sharing each layer: at width 0.25 a layer is too small to split well.
-    # None: on a CPU with two or more threads, unless compiled (the graph is traced for whole batches).
+    # None or True: on a CPU with two or more threads, never when compiled or padding batches.
     split_batch: bool | None = None
 
     def to_dict(self) -> dict[str, Any]:
@@ -226,35 +227,51 @@ def usable_cpus() -> int:
 
 
 _PART_POOLS: dict[tuple[int, int], ThreadPoolExecutor] = {}
-
-
-def _one_thread() -> None:
-    torch.set_num_threads(1)
+_PART_POOLS_LOCK = threading.Lock()
 
 
 def part_pool(parts: int) -> ThreadPoolExecutor:
-    """Threads with one intra-op thread each, shared by every predictor of this process (keyed by
-    the pid too: a forked child does not inherit its parent's threads)."""
+    """``parts`` threads with one intra-op thread each, shared by every predictor of this process
+    (keyed by the pid too: a forked child does not inherit its parent's threads)."""
     key = (os.getpid(), parts)
-    if key not in _PART_POOLS:
-        _PART_POOLS[key] = ThreadPoolExecutor(parts, thread_name_prefix="petriage-part", initializer=_one_thread)
-    return _PART_POOLS[key]
+    with _PART_POOLS_LOCK:
+        if key not in _PART_POOLS:
+            _PART_POOLS[key] = _started_pool(parts)
+        return _PART_POOLS[key]
 
 
-def run_in_parts(module: Any, x: Any, parts: int, threads: int) -> Any:
+def _started_pool(parts: int) -> ThreadPoolExecutor:
+    """A pool whose every thread has set its own intra-op threads to one. A thread takes torch's
+    process-wide default on its first parallel call, and set_num_threads sets that default too:
+    so each thread first makes that call, then sets one, and all wait for each other (every
+    thread is started now, none later at the default); then the caller's default comes back."""
+    threads = torch.get_num_threads()
+    pool = ThreadPoolExecutor(parts, thread_name_prefix="petriage-part")
+    ready = threading.Barrier(parts)
+
+    def settle() -> None:
+        torch.get_num_threads()  # the thread's first parallel call: it takes the default now
+        torch.set_num_threads(1)
+        ready.wait()
+
+    try:
+        for done in [pool.submit(settle) for _ in range(parts)]:
+            done.result()
+    finally:
+        torch.set_num_threads(threads)
+    return pool
+
+
+def run_in_parts(module: Any, x: Any, parts: int) -> Any:
     """``module(x)`` with the batch cut into ``parts`` pieces run side by side, one core each."""
-    chunks = x.chunk(min(parts, x.shape[0]))
+    if threading.current_thread().name.startswith("petriage-part"):
+        return module(x)  # already in a part: waiting on the pool from inside it could deadlock
 
     def run(chunk: Any) -> Any:
         with torch.inference_mode():  # grad mode is per thread
             return module(chunk)
 
-    try:
-        return torch.cat(list(part_pool(parts).map(run, chunks)))
-    finally:
-        # a worker's set_num_threads(1) also set torch's process-wide default, which threads
-        # started later inherit; the calling thread keeps its own
-        torch.set_num_threads(threads)
+    return torch.cat(list(part_pool(parts).map(run, x.chunk(min(parts, x.shape[0])))))
 
 
 def compare(fast: Callable[[Any], Any], reference: Callable[[Any], Any], images: np.ndarray,
@@ -317,8 +334,8 @@ class FastPredictor:
         self.model, self.mode = optimize_model(model, self.device, self.options)
         pad = self.options.pad_batches
         self.pad_batches = self.options.compile if pad is None else bool(pad)
-        split = self.options.split_batch
-        split = (self.device.type == "cpu" and not self.options.compile) if split is None else bool(split)
+        # compiled graphs are traced for whole (padded) batches: parts would recompile for each shape
+        split = self.options.split_batch is not False and not self.options.compile and not self.pad_batches
         self.parts = self.threads if split and self.device.type == "cpu" and (self.threads or 1) > 1 else 1
         self.validation: Validation | None = None
         self.fallback = False
@@ -331,7 +348,7 @@ class FastPredictor:
     def _fast_fn(self) -> Callable[[Any], Any]:
         """The chosen path as it predicts: in parts side by side where ``parts`` > 1."""
         if self.parts > 1:
-            return lambda x: run_in_parts(self.model, x, self.parts, self.threads)
+            return lambda x: run_in_parts(self.model, x, self.parts)
         return self._device_fn(self.model)
 
     def candidates(self) -> list[FastOptions]:

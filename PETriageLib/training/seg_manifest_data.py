@@ -86,8 +86,9 @@ def mask_classes(source: Source) -> frozenset[str]:
     patient_label may lack or contradict."""
     import SimpleITK as sitk
 
-    codes = set(np.unique(sitk.GetArrayFromImage(sitk.ReadImage(str(_mask_of(source)))))) - {0}
-    return frozenset(({"pe"} if PE_CODE in codes else set()) | ({"other"} if codes - {PE_CODE} else set()))
+    codes = sitk.GetArrayFromImage(sitk.ReadImage(str(_mask_of(source))))
+    pe = codes == PE_CODE
+    return frozenset(({"pe"} if pe.any() else set()) | ({"other"} if ((codes != 0) & ~pe).any() else set()))
 
 
 def source_has_pe(source: Source) -> bool:

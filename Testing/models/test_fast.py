@@ -148,13 +148,21 @@ def test_a_failing_top_up_switches_to_fp32(tiny, images):
     np.testing.assert_allclose(predictor(images), _fp32_probs(tiny, images), atol=1e-5)
 
 
-def test_two_threads_each_run_part_of_the_batch_with_the_same_probabilities(tiny, images):
+def test_two_threads_each_run_part_of_the_batch_with_the_same_probabilities(tiny, images, monkeypatch):
+    from PETriageLib.models import fast
+
+    calls = []
+    real = fast.run_in_parts
+    monkeypatch.setattr(fast, "run_in_parts", lambda module, x, parts: calls.append(len(x)) or real(module, x, parts))
     before = torch.get_num_threads()
     try:
         whole = FastPredictor(tiny, "cpu", FastOptions(bf16=False, threads=2, split_batch=False))
         parts = FastPredictor(tiny, "cpu", FastOptions(bf16=False, threads=2))
         assert (whole.parts, parts.parts) == (1, 2) and parts.describe()["parts"] == 2
-        p_whole, p_parts = whole(images), parts(images)
+        p_whole = whole(images)
+        assert calls == []
+        p_parts = parts(images)
+        assert calls and len(images) in calls  # the check against fp32 and the prediction both ran in parts
         np.testing.assert_allclose(p_parts, p_whole, atol=1e-5)
         assert parts.validation.passed and parts.validation.n == len(images)
         # the workers run one intra-op thread each; the caller, and threads started after, keep two
@@ -164,12 +172,12 @@ def test_two_threads_each_run_part_of_the_batch_with_the_same_probabilities(tiny
         later.start()
         later.join()
         assert seen == [2]
-        from PETriageLib.models.fast import part_pool
-        assert part_pool(2).submit(torch.get_num_threads).result() == 1
-        # a batch of one is not cut; compiled or one-thread predictors never split
+        assert {fast.part_pool(2).submit(torch.get_num_threads).result() for _ in range(4)} == {1}
+        # a batch of one is not cut; compiled, padding or one-thread predictors never split
         assert parts(images[:1]).shape == (1,)
         assert FastPredictor(tiny, "cpu", FastOptions(bf16=False, threads=1)).parts == 1
-        assert FastPredictor(tiny, "cpu", FastOptions(bf16=False, threads=2, compile=True)).parts == 1
+        for options in (FastOptions(threads=2, compile=True, split_batch=True), FastOptions(threads=2, pad_batches=True)):
+            assert FastPredictor(tiny, "cpu", options).parts == 1
         assert naive_predictor(tiny).parts == 1
     finally:
         torch.set_num_threads(before)
