@@ -3,8 +3,9 @@ machine's limit in the path's precision, and each path's max |p - p_fp32| and la
 on the same fixed slices.
 
 Paths: naive eager fp32; torch's fast path (models.fast) with the batch in parts, one core each
-(its default), with the whole batch on all threads, and with fused (grouped) window branches; ONNX Runtime fp32, sequential and fused; ONNX Runtime int8,
-calibrated on slices of other phantom patients than the checked one (the training generator's seeds).
+(its default), with the whole batch on all threads, and with fused (grouped) window branches;
+ONNX Runtime fp32, sequential and fused; ONNX Runtime int8, calibrated on slices of other
+phantom patients than the checked one (the training generator's seeds).
 """
 from __future__ import annotations
 

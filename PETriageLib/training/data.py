@@ -14,7 +14,7 @@ log = logging.getLogger(__name__)
 _RANK = {None: -1, "wnl": 0, "other": 1, "pe": 2}
 
 
-def _patient_labels(sources: Sequence[Source]) -> dict[str, str]:
+def patient_labels(sources: Sequence[Source]) -> dict[str, str]:
     """Each patient's label: its worst source (pe > other > wnl), "unknown" when none is given."""
     labels: dict[str, "str | None"] = {}
     for s in sources:
@@ -36,7 +36,7 @@ def make_splits(sources: Sequence[Source], splits_file: "str | Path | None" = No
     if splits_file and Path(splits_file).is_file():
         splits = load_splits(splits_file)
         known = {p for ids in splits.values() for p in ids}
-        new = {p: lab for p, lab in (strata or _patient_labels(sources)).items() if p not in known}
+        new = {p: lab for p, lab in (strata or patient_labels(sources)).items() if p not in known}
         if new and extend:
             added = split_patients(new, ratios, seed)
             for name, ids in added.items():
@@ -55,7 +55,7 @@ def make_splits(sources: Sequence[Source], splits_file: "str | Path | None" = No
                 splits.setdefault(s.split, []).append(s.patient_id)
         check_disjoint(splits)
     else:
-        splits = split_patients(strata or _patient_labels(sources), ratios, seed)
+        splits = split_patients(strata or patient_labels(sources), ratios, seed)
     if splits_file:
         save_splits(splits, splits_file)
     return splits

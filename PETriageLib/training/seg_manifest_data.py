@@ -91,11 +91,6 @@ def mask_classes(source: Source) -> frozenset[str]:
     return frozenset(({"pe"} if pe.any() else set()) | ({"other"} if ((codes != 0) & ~pe).any() else set()))
 
 
-def source_has_pe(source: Source) -> bool:
-    """Whether the source's mask holds a PE voxel (code 1, as its clots are counted)."""
-    return "pe" in mask_classes(source)
-
-
 def masked_series(sources: Iterable[Source]) -> Iterator[MaskedSeries]:
     """Each source loaded with its PE mask, one at a time (a list of whole series would not fit in
     memory for an archive); a source without a mask, or with one on another grid, is refused with

@@ -8,7 +8,7 @@ chosen again on validation."""
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
@@ -19,7 +19,7 @@ from PETriageLib.models.registry import model_task
 from PETriageLib.models.seg_checkpoint import load_seg_checkpoint
 from PETriageLib.vocabulary import LESION_CLASSES, LESION_TITLES
 from PETriageLib.models.seg_predict import predict_lesion_probabilities
-from PETriageLib.training.data import make_splits
+from PETriageLib.training.data import make_splits, patient_labels
 from PETriageLib.training.splits import save_splits
 from PETriageLib.training.manifest import ManifestError, Source, load_manifest
 from PETriageLib.training.seg_manifest_data import MaskedSeries, manifest_patches, mask_classes, masked_series
@@ -153,20 +153,19 @@ def split_sources(sources: Sequence[Source], present: "dict[str, frozenset[str]]
     if Path(splits_file).is_file() or all(s.split for s in sources):
         splits = make_splits(sources, splits_file)
     else:
-        found: dict[str, set[str]] = {}
-        for s in sources:
-            found.setdefault(s.patient_id, set()).update(present[s.key])
-        by_pe = {p: "wnl" for p in found}  # "wnl" only stands for "no PE voxel" here
-        for s in sources:
-            label = s.patient_label or ("pe" if "pe" in present[s.key] else "wnl")
-            by_pe[s.patient_id] = max(by_pe[s.patient_id], label, key=("wnl", "other", "pe").index)
-        candidates = [by_pe]
+        # "wnl" only stands for "no PE voxel" here: the label is read as the stratum
+        labelled = [s if s.patient_label else replace(s, patient_label="pe" if "pe" in present[s.key] else "wnl")
+                    for s in sources]
+        candidates = [patient_labels(labelled)]
         if classes - {"pe"}:
-            candidates.insert(0, {p: "+".join(sorted(c & classes)) or "none" for p, c in found.items()})
+            found: dict[str, set[str]] = {}
+            for s in sources:
+                found.setdefault(s.patient_id, set()).update(present[s.key] & classes)
+            candidates.insert(0, {p: "+".join(sorted(c)) or "none" for p, c in found.items()})
         for strata in candidates:
             splits = make_splits(sources, strata=strata)
-            if all(splits[n] for n in ("train", "val", "test")) and all(
-                    0 < sum(c in found[p] for p in splits["val"]) < len(splits["val"]) for c in classes):
+            val = [s for s in sources if s.patient_id in set(splits["val"])]
+            if all(splits[n] for n in ("train", "val", "test")) and all(_has_both(c, val, present) for c in classes):
                 break
         save_splits(splits, splits_file)
     parts = {}
@@ -178,11 +177,16 @@ def split_sources(sources: Sequence[Source], present: "dict[str, frozenset[str]]
     return parts
 
 
+def _has_both(lesion: str, sources: Sequence[Source], present: "dict[str, frozenset[str]]") -> bool:
+    """Whether ``sources`` hold series with and series without ``lesion`` in their masks."""
+    return 0 < sum(lesion in present[s.key] for s in sources) < len(sources)
+
+
 def check_validation_has(lesion: str, val: Sequence[Source], present: "dict[str, frozenset[str]]") -> None:
     """Refuse, before any training, a validation split on which ``lesion``'s operating point cannot
     be chosen: it needs series with and without that class."""
-    with_it = sum(lesion in present[s.key] for s in val)
-    if with_it == 0 or with_it == len(val):
+    if not _has_both(lesion, val, present):
+        with_it = sum(lesion in present[s.key] for s in val)
         raise ManifestError(f"the validation split ({len(val)} series) has {'no' if with_it == 0 else 'only'} series "
                             f"with {LESION_TITLES[lesion]} in its mask: the operating point of that class needs "
                             "both; give the splits file more validation patients, with and without it")

@@ -18,7 +18,7 @@ from PETriageLib.models.seg_checkpoint import load_seg_checkpoint
 from PETriageLib.phantom.dataset import generate_dataset
 from PETriageLib.training.lesion_masks import MaskError
 from PETriageLib.training.manifest import ManifestError, load_manifest
-from PETriageLib.training.seg_manifest_data import UNLABELLED, manifest_patches, mask_classes, masked_series, source_has_pe
+from PETriageLib.training.seg_manifest_data import UNLABELLED, manifest_patches, mask_classes, masked_series
 from PETriageLib.training.seg_manifest_run import split_sources
 from PETriageLib.training.seg_volume_eval import choose_operating_point
 
@@ -124,7 +124,7 @@ def test_without_patient_label_the_split_is_stratified_and_has_pe_recorded_from_
     unlabelled, truth = _manifest_without_patient_label(manifest)
     sources = load_manifest(unlabelled)
     assert all(s.patient_label is None for s in sources)
-    pe = {s.key: source_has_pe(s) for s in sources}
+    pe = {s.key: "pe" in mask_classes(s) for s in sources}
     assert {s.patient_id: pe[s.key] for s in sources} == truth  # the masks hold the PE patients' clots
     parts = split_sources(sources, {s.key: mask_classes(s) for s in sources}, tmp_path / "splits.json")
     # 3 PE and 3 PE-free patients at 5:3:2: one of each in every split (unstratified, seed 0 gives
